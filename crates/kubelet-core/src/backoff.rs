@@ -1,0 +1,118 @@
+//! Per-key exponential back-off, with upstream's `flowcontrol.Backoff` semantics: the delay
+//! doubles from `initial` to `max`, and an entry is forgotten once `2 * max` has passed
+//! since it was last bumped (so a container that ran for 10 minutes starts again at 10 s).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    backoff: Duration,
+    last_update: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backoff<K> {
+    initial: Duration,
+    max: Duration,
+    entries: HashMap<K, Entry>,
+}
+
+/// CrashLoopBackOff: 10 s doubling to 5 min.
+pub const CRASH_LOOP_INITIAL: Duration = Duration::from_secs(10);
+pub const CRASH_LOOP_MAX: Duration = Duration::from_secs(300);
+
+impl<K: Eq + Hash + Clone> Backoff<K> {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff { initial, max, entries: HashMap::new() }
+    }
+
+    pub fn crash_loop() -> Self {
+        Self::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX)
+    }
+
+    fn expired(&self, e: &Entry, event_time: Instant) -> bool {
+        event_time.saturating_duration_since(e.last_update) > self.max * 2
+    }
+
+    /// Records one more failure observed at `event_time`, at `now`.
+    pub fn next(&mut self, key: &K, event_time: Instant, now: Instant) {
+        let expired = self.entries.get(key).is_none_or(|e| self.expired(e, event_time));
+        let max = self.max;
+        let initial = self.initial;
+        let e = self
+            .entries
+            .entry(key.clone())
+            .or_insert(Entry { backoff: initial, last_update: now });
+        e.backoff = if expired { initial } else { (e.backoff * 2).min(max) };
+        e.last_update = now;
+    }
+
+    /// Whether a retry after a failure at `event_time` must still wait; returns the
+    /// current back-off delay and how long is left.
+    pub fn in_backoff_since(&self, key: &K, event_time: Instant, now: Instant) -> Option<(Duration, Duration)> {
+        let e = self.entries.get(key)?;
+        if self.expired(e, event_time) {
+            return None;
+        }
+        let since = now.saturating_duration_since(event_time);
+        (since < e.backoff).then(|| (e.backoff, e.backoff - since))
+    }
+
+    pub fn current(&self, key: &K) -> Option<Duration> {
+        self.entries.get(key).map(|e| e.backoff)
+    }
+
+    /// Forgets entries not bumped for `2 * max`, to bound memory.
+    pub fn gc(&mut self, now: Instant) {
+        let max = self.max;
+        self.entries.retain(|_, e| now.saturating_duration_since(e.last_update) <= max * 2);
+    }
+
+    pub fn remove_matching(&mut self, f: impl Fn(&K) -> bool) {
+        self.entries.retain(|k, _| !f(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn doubles_and_caps_then_resets() {
+        let mut b = Backoff::crash_loop();
+        let k = "c";
+        let mut seen = vec![];
+        for _ in 0..8 {
+            let t = Instant::now();
+            b.next(&k, t, t);
+            seen.push(b.current(&k).unwrap().as_secs());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(seen, vec![10, 20, 40, 80, 160, 300, 300, 300]);
+        let t = Instant::now();
+        assert!(b.in_backoff_since(&k, t, t).is_some());
+        tokio::time::advance(Duration::from_secs(301)).await;
+        assert!(b.in_backoff_since(&k, t, Instant::now()).is_none());
+        // ran for more than 10 minutes: the next failure starts over at 10 s
+        tokio::time::advance(Duration::from_secs(601)).await;
+        let t = Instant::now();
+        b.next(&k, t, t);
+        assert_eq!(b.current(&k), Some(Duration::from_secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_time() {
+        let mut b = Backoff::crash_loop();
+        let t0 = Instant::now();
+        b.next(&"x", t0, t0);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let (d, left) = b.in_backoff_since(&"x", t0, Instant::now()).unwrap();
+        assert_eq!(d, Duration::from_secs(10));
+        assert_eq!(left, Duration::from_secs(6));
+        b.gc(Instant::now() + Duration::from_secs(601));
+        assert!(b.current(&"x").is_none());
+    }
+}

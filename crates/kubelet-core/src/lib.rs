@@ -1,0 +1,15 @@
+//! The kubelet's decisions as pure functions over API objects and a runtime snapshot.
+//!
+//! Nothing in this crate performs IO or reads a clock: callers pass `now`. That keeps the
+//! reconciliation rules (upstream `kuberuntime.computePodActions`, `kubelet.getPhase`,
+//! `status.Generate*Condition`, `qos.GetPodQOS`, `flowcontrol.Backoff`) unit-testable.
+
+pub mod actions;
+pub mod backoff;
+pub mod dns;
+pub mod hash;
+pub mod labels;
+pub mod quantity;
+pub mod qos;
+pub mod runtime;
+pub mod status;

@@ -1,0 +1,122 @@
+//! Kubernetes resource quantities (`resource.Quantity`), enough to compare and format them.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid quantity {0:?}")]
+pub struct QuantityError(pub String);
+
+/// Parses a quantity into thousandths of its unit ("100m" -> 100, "1Ki" -> 1_024_000).
+/// Values are exact for everything a pod spec can sensibly carry.
+pub fn parse_milli(s: &str) -> Result<i128, QuantityError> {
+    let err = || QuantityError(s.to_string());
+    let s = s.trim();
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(num_end);
+    if num.is_empty() {
+        return Err(err());
+    }
+    // (multiplier numerator, denominator), applied to the milli value.
+    let (mul, div): (i128, i128) = match suffix {
+        "" => (1000, 1),
+        "m" => (1, 1),
+        "n" => (1, 1_000_000),
+        "u" => (1, 1000),
+        "k" => (1000 * 1000, 1),
+        "M" => (1000 * 1000i128.pow(2), 1),
+        "G" => (1000 * 1000i128.pow(3), 1),
+        "T" => (1000 * 1000i128.pow(4), 1),
+        "P" => (1000 * 1000i128.pow(5), 1),
+        "E" => (1000 * 1000i128.pow(6), 1),
+        "Ki" => (1000 * 1024, 1),
+        "Mi" => (1000 * 1024i128.pow(2), 1),
+        "Gi" => (1000 * 1024i128.pow(3), 1),
+        "Ti" => (1000 * 1024i128.pow(4), 1),
+        "Pi" => (1000 * 1024i128.pow(5), 1),
+        "Ei" => (1000 * 1024i128.pow(6), 1),
+        e if e.starts_with(['e', 'E']) => {
+            let exp: i32 = e[1..].parse().map_err(|_| err())?;
+            if !(0..=18).contains(&exp) {
+                return Err(err());
+            }
+            (1000 * 10i128.pow(exp as u32), 1)
+        }
+        _ => return Err(err()),
+    };
+    let (neg, digits) = match num.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, num.strip_prefix('+').unwrap_or(num)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(err());
+    }
+    if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+        return Err(err());
+    }
+    let int: i128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err())? };
+    let frac_digits = frac_part.len().min(18) as u32;
+    let frac: i128 = if frac_digits == 0 { 0 } else { frac_part[..frac_digits as usize].parse().map_err(|_| err())? };
+    let scale = 10i128.pow(frac_digits);
+    let total = int
+        .checked_mul(scale)
+        .and_then(|v| v.checked_add(frac))
+        .and_then(|v| v.checked_mul(mul))
+        .ok_or_else(err)?;
+    // Round up, as Quantity.MilliValue does for sub-milli precision.
+    let denom = scale * div;
+    let v = (total + denom - 1) / denom;
+    Ok(if neg { -v } else { v })
+}
+
+/// Formats a byte count the way `resource.Quantity` prints a BinarySI value: the largest
+/// binary suffix that divides it exactly ("1024" -> "1Ki", "1536" -> "1536").
+pub fn format_binary_si(bytes: u64) -> String {
+    if bytes == 0 {
+        return "0".into();
+    }
+    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v % 1024 == 0 && i + 1 < units.len() {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", units[i])
+}
+
+/// Formats a plain decimal count ("2", "110").
+pub fn format_decimal(v: u64) -> String {
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_suffixes() {
+        assert_eq!(parse_milli("100m"), Ok(100));
+        assert_eq!(parse_milli("1"), Ok(1000));
+        assert_eq!(parse_milli("0.5"), Ok(500));
+        assert_eq!(parse_milli("1Ki"), Ok(1_024_000));
+        assert_eq!(parse_milli("64Mi"), Ok(64 * 1024 * 1024 * 1000));
+        assert_eq!(parse_milli("1G"), Ok(1_000_000_000_000));
+        assert_eq!(parse_milli("1e3"), Ok(1_000_000));
+        assert_eq!(parse_milli("-2"), Ok(-2000));
+        assert!(parse_milli("abc").is_err());
+        assert!(parse_milli("1Xi").is_err());
+        assert!(parse_milli("").is_err());
+        assert!(parse_milli(".").is_err());
+    }
+
+    #[test]
+    fn formats_binary() {
+        assert_eq!(format_binary_si(1024), "1Ki");
+        assert_eq!(format_binary_si(100 * 1024 * 1024), "100Mi");
+        assert_eq!(format_binary_si(1536), "1536");
+        assert_eq!(format_binary_si(24_634_484 * 1024), "24634484Ki");
+    }
+}

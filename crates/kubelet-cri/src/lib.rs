@@ -1,0 +1,66 @@
+//! The kubelet's view of the container runtime.
+//!
+//! [`RuntimeService`] is the seam: [`remote::RemoteRuntime`] speaks CRI `runtime.v1` (plus
+//! containerd's event stream) over a unix socket with a deadline on every call, and
+//! [`fake::FakeRuntime`] keeps state in memory and records calls for unit tests.
+
+pub mod error;
+pub mod fake;
+pub mod remote;
+
+pub use cri_api::runtime::v1 as api;
+pub use error::CriError;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use std::time::Duration;
+
+pub type Result<T, E = CriError> = std::result::Result<T, E>;
+
+/// A container lifecycle event pushed by the runtime, used to wake the PLEG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    Started { container_id: String },
+    Exited { container_id: String, exit_status: u32 },
+    Oom { container_id: String },
+}
+
+#[async_trait]
+pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
+    async fn version(&self) -> Result<api::VersionResponse>;
+    async fn status(&self) -> Result<api::StatusResponse>;
+
+    async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: String) -> Result<String>;
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
+    async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus>;
+    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>>;
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stops with SIGTERM, then SIGKILL after `timeout`.
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>>;
+    async fn container_status(&self, id: &str) -> Result<api::ContainerStatus>;
+    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<api::ExecSyncResponse>;
+
+    async fn list_images(&self) -> Result<Vec<api::Image>>;
+    /// `None` when the image is not present.
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>>;
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String>;
+
+    /// Pushes container start/exit events, where the runtime offers them. The stream ends
+    /// when the connection drops; callers resubscribe and relist.
+    async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>>;
+}

@@ -1,0 +1,24 @@
+# Shared settings for the project's scripts. Sourced, not run.
+# Everything heavy is cached under /var/cache/kubelet-rs so repeat runs are fast.
+KRS_CACHE=${KRS_CACHE:-/var/cache/kubelet-rs}
+K8S_VERSION=1.20.2
+K8S_BIN=${K8S_BIN:-$KRS_CACHE/k8s-$K8S_VERSION/bin}
+# A private containerd, so the project never fights a system-wide one.
+KRS_RUN=${KRS_RUN:-/run/kubelet-rs}
+KRS_STATE=${KRS_STATE:-/var/lib/kubelet-rs}
+CONTAINERD_SOCK=${CONTAINERD_SOCK:-$KRS_RUN/containerd/containerd.sock}
+CLUSTER_DIR=${CLUSTER_DIR:-$KRS_STATE/cluster}
+NODE_NAME=${NODE_NAME:-krs-node}
+export DEBIAN_FRONTEND=noninteractive
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+wait_for() { # $1 seconds, then a command; polls with a deadline
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+containerd_up() { # does our containerd answer? (ctr retries a missing socket for 10s, so look first)
+  [ -S "$CONTAINERD_SOCK" ] && ctr --connect-timeout 2s --address "$CONTAINERD_SOCK" version >/dev/null 2>&1
+}
