@@ -13,16 +13,23 @@ for a in "$@"; do
   esac
 done
 DIR=$(realpath -m "${DIR:-$CLUSTER_DIR}")
-stop() { # $1 name: TERM the recorded pid if it still runs that program, wait, then KILL
-  local f="$DIR/$1.pid" p; p=$(cat "$f" 2>/dev/null) || return 0
-  if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$1"; then
-    kill "$p" 2>/dev/null || true
-    for _ in $(seq 100); do [ -e "/proc/$p" ] || break; sleep 0.1; done
-    [ ! -e "/proc/$p" ] || { log "$1 (pid $p) ignored SIGTERM; killing"; kill -KILL "$p" 2>/dev/null || true; }
-  fi
-  rm -f "$f"
+stop() { # names: TERM each recorded pid that still runs that program, wait for all, then KILL
+  local n p pids=()
+  for n in "$@"; do
+    p=$(cat "$DIR/$n.pid" 2>/dev/null) || continue
+    if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$n"; then
+      kill "$p" 2>/dev/null && pids+=("$p")
+    fi
+  done
+  for p in ${pids[@]+"${pids[@]}"}; do
+    for _ in $(seq 150); do pid_gone "$p" && break; sleep 0.1; done
+    pid_gone "$p" || { log "pid $p ignored SIGTERM for 15s; killing"; kill -KILL "$p" 2>/dev/null || true; }
+  done
+  for n in "$@"; do rm -f "$DIR/$n.pid"; done
 }
-for n in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop $n; done
+stop kube-scheduler kube-controller-manager
+stop kube-apiserver
+stop etcd
 if [ $wipe = 1 ] && [ -d "$DIR" ]; then
   case "$DIR" in /|/var|/var/lib|/etc|/root|/home) echo "cluster-down: refusing to wipe $DIR" >&2; exit 1 ;; esac
   rm -rf "$DIR"

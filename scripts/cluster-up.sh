@@ -56,6 +56,21 @@ cert scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
 cert "node-$N" "/O=system:nodes/CN=system:node:$N" "extendedKeyUsage=clientAuth"
 cert "node-$N-serving" "/O=system:nodes/CN=$N" "extendedKeyUsage=serverAuth
 subjectAltName=DNS:$N,DNS:localhost,IP:127.0.0.1"
+# front proxy (aggregation layer): its own CA; controller-manager and scheduler read it to
+# authenticate requests, and log errors every 10s while the apiserver has none
+if [ ! -s front-proxy-ca.crt ] || [ ! -s front-proxy-ca.key ]; then
+  rm -f front-proxy-client.crt front-proxy-client.key
+  (umask 077; ssl req -x509 -new -newkey rsa:2048 -nodes -keyout front-proxy-ca.key \
+    -subj "/CN=kubelet-rs-front-proxy-ca" -days 3650 -out front-proxy-ca.crt)
+fi
+if [ ! -s front-proxy-client.crt ] || [ ! -s front-proxy-client.key ]; then
+  (umask 077; ssl req -new -newkey rsa:2048 -nodes -keyout front-proxy-client.key -subj "/CN=front-proxy-client" \
+    -out "$W/fp.csr")
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=clientAuth" > "$W/fp.ext"
+  ssl x509 -req -in "$W/fp.csr" -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
+    -set_serial "0x$(openssl rand -hex 16)" -days 3650 -extfile "$W/fp.ext" -out front-proxy-client.crt
+fi
 if [ ! -s sa.key ] || [ ! -s sa.pub ]; then
   (umask 077; ssl genrsa -out sa.key 2048); ssl rsa -in sa.key -pubout -out sa.pub
 fi
@@ -114,8 +129,9 @@ EOF
 
 # --- processes ---------------------------------------------------------------------------------
 KC="kubectl --kubeconfig $DIR/admin.kubeconfig --request-timeout=5s"
-etcd_ok() { ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=2s endpoint health; }
-api_ok() { $KC get --raw /readyz; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; } # fast; etcdctl waits 2s on a closed port
+etcd_ok() { port_open 2379 && ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=2s endpoint health; }
+api_ok() { port_open 6443 && $KC get --raw /readyz; }
 cs_ok() { $KC get --raw "/api/v1/componentstatuses/$1" | grep -q '"type":"Healthy","status":"True"'; }
 cm_ok() { cs_ok controller-manager; }
 sched_ok() { cs_ok scheduler; }
@@ -152,6 +168,8 @@ ensure etcd etcd_ok 30 etcd --name krs --data-dir "$DIR/etcd" \
 audit=()
 [ "$KRS_AUDIT" = 0 ] || audit=(--audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/logs/audit.log"
                               --audit-log-maxsize=200 --audit-log-maxbackup=2)
+# --endpoint-reconciler-type=none: the advertised 127.0.0.1 may not be stored in an Endpoints object,
+# so the default reconciler fails (and logs it) every 10s; the kubernetes Service is still made.
 ensure kube-apiserver api_ok 120 "$K8S_BIN/kube-apiserver" \
   --etcd-servers=http://127.0.0.1:2379 \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=6443 \
@@ -165,6 +183,11 @@ ensure kube-apiserver api_ok 120 "$K8S_BIN/kube-apiserver" \
   --kubelet-preferred-address-types=Hostname,InternalIP \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-signing-key-file="$DIR/pki/sa.key" --service-account-key-file="$DIR/pki/sa.pub" \
+  --requestheader-client-ca-file="$DIR/pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$DIR/pki/front-proxy-client.crt" --proxy-client-key-file="$DIR/pki/front-proxy-client.key" \
+  --endpoint-reconciler-type=none \
   --enable-bootstrap-token-auth=true --allow-privileged=true "${audit[@]}"
 ensure kube-controller-manager cm_ok 60 "$K8S_BIN/kube-controller-manager" \
   --kubeconfig="$DIR/controller-manager.kubeconfig" \

@@ -22,3 +22,6 @@ ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 containerd_up() { # does our containerd answer? (ctr retries a missing socket for 10s, so look first)
   [ -S "$CONTAINERD_SOCK" ] && ctr --connect-timeout 2s --address "$CONTAINERD_SOCK" version >/dev/null 2>&1
 }
+pid_gone() { # the process has exited (a zombie counts as exited)
+  [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}

@@ -2,6 +2,8 @@
 # A private CRI runtime for the project: containerd + runc + a CNI bridge (Debian packages),
 # with its own socket, root, state, runc root and CNI config, so it never touches a system-wide
 # containerd (/run/containerd). Images are built locally (there is no registry): pause, busybox.
+# (Only its shims' sockets go to /run/containerd/s/, a path containerd 1.6 hard-codes; they are
+# named by a hash of our socket address, so they never clash with a system instance's.)
 # Usage: runtime-up.sh        (idempotent; needs install-deps.sh first)
 #   socket  $CONTAINERD_SOCK   config $KRS_STATE/containerd/config.toml
 #   pid     $KRS_RUN/containerd.pid   log /var/log/kubelet-rs/containerd.log
@@ -68,12 +70,16 @@ cat > "$CNI_CONF/10-krs-bridge.conflist.tmp" <<EOF
   ]
 }
 EOF
-mv "$CNI_CONF/10-krs-bridge.conflist.tmp" "$CNI_CONF/10-krs-bridge.conflist"
+if cmp -s "$CNI_CONF/10-krs-bridge.conflist.tmp" "$CNI_CONF/10-krs-bridge.conflist"; then
+  rm "$CNI_CONF/10-krs-bridge.conflist.tmp"
+else # containerd watches this directory and reloads on change
+  mv "$CNI_CONF/10-krs-bridge.conflist.tmp" "$CNI_CONF/10-krs-bridge.conflist"
+fi
 
 # --- containerd -------------------------------------------------------------------------------
 running_pid() { # the recorded pid, if it is still our containerd
   local p; p=$(cat "$PIDFILE" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ "$(cat /proc/"$p"/comm 2>/dev/null)" = containerd ] && echo "$p"
+  [ -n "$p" ] && ! pid_gone "$p" && [ "$(cat /proc/"$p"/comm 2>/dev/null)" = containerd ] && echo "$p"
 }
 if containerd_up; then
   [ $cfg_changed = 0 ] || log "containerd config changed; restart it to apply (runtime-down.sh && runtime-up.sh)"

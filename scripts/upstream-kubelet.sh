@@ -8,6 +8,7 @@
 # Extra kubelet flags may be passed in KUBELET_ARGS (e.g. "--kube-api-qps=50 --v=2").
 # No --node-ip: the kubelet refuses a loopback one. It reports eth0's address as InternalIP and
 # $NODE_NAME (127.0.0.1 in /etc/hosts) as Hostname, which the apiserver prefers for logs/exec.
+# --containerd points cadvisor (built into the kubelet) at our socket instead of /run/containerd.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 DIR=$CLUSTER_DIR action=start
@@ -18,14 +19,14 @@ ROOT=$KRS_STATE/upstream-kubelet
 fail() { echo "upstream-kubelet: $*" >&2; exit 1; }
 running() { # prints the pid if the recorded one is still a kubelet
   local p; p=$(cat "$PIDFILE" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kubelet ] && echo "$p"
+  [ -n "$p" ] && ! pid_gone "$p" && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kubelet ] && echo "$p"
 }
 
 if [ $action = stop ]; then
   if p=$(running); then
     kill "$p"
-    for _ in $(seq 100); do [ -e "/proc/$p" ] || break; sleep 0.1; done
-    [ ! -e "/proc/$p" ] || kill -KILL "$p" 2>/dev/null || true
+    for _ in $(seq 100); do pid_gone "$p" && break; sleep 0.1; done
+    pid_gone "$p" || kill -KILL "$p" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"; exit 0
 fi
@@ -49,6 +50,7 @@ setsid "$K8S_BIN/kubelet" \
   --kubeconfig="$DIR/node-$NODE_NAME.kubeconfig" --config="$DIR/kubelet-config.yaml" \
   --hostname-override="$NODE_NAME" --root-dir="$ROOT" \
   --container-runtime=remote --container-runtime-endpoint="unix://$CONTAINERD_SOCK" \
+  --containerd="$CONTAINERD_SOCK" \
   ${KUBELET_ARGS:-} >>"$LOG" 2>&1 </dev/null &
 echo $! > "$PIDFILE"
 sleep 1

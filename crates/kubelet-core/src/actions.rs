@@ -134,6 +134,10 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
             }
             a.containers_to_start.push(i);
         }
+        // Everything already succeeded: no new sandbox for nothing to run.
+        if a.containers_to_start.is_empty() {
+            a.create_sandbox = false;
+        }
         return a;
     }
 
@@ -262,6 +266,8 @@ mod tests {
             image: "busybox".into(),
             image_ref: "sha256:x".into(),
             runtime: "containerd".into(),
+            grace_period: None,
+            log_path: String::new(),
         }
     }
 
@@ -413,7 +419,7 @@ mod tests {
                 prop_assert!(st.containers.iter().any(|c| &c.id == id));
             }
             // Without a sandbox, nothing runs in the old one.
-            if st.sandboxes.is_empty() { prop_assert!(a.create_sandbox); }
+            if st.sandboxes.is_empty() { prop_assert!(a.kill_pod); }
             // A kept sandbox means it is ready and the plan reuses it.
             if !a.kill_pod { prop_assert!(a.sandbox_id.is_some()); }
             // Under Never, an exited container is not started again in its sandbox.

@@ -61,6 +61,13 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         (since < e.backoff).then(|| (e.backoff, e.backoff - since))
     }
 
+    /// Whether `now` is still within the delay since the entry was last bumped (image pulls).
+    pub fn in_backoff_since_update(&self, key: &K, now: Instant) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| now.saturating_duration_since(e.last_update) < e.backoff)
+    }
+
     pub fn current(&self, key: &K) -> Option<Duration> {
         self.entries.get(key).map(|e| e.backoff)
     }
@@ -112,7 +119,32 @@ mod tests {
         let (d, left) = b.in_backoff_since(&"x", t0, Instant::now()).unwrap();
         assert_eq!(d, Duration::from_secs(10));
         assert_eq!(left, Duration::from_secs(6));
+        assert!(b.in_backoff_since_update(&"x", Instant::now()));
+        assert!(!b.in_backoff_since_update(&"x", Instant::now() + Duration::from_secs(7)));
         b.gc(Instant::now() + Duration::from_secs(601));
         assert!(b.current(&"x").is_none());
+    }
+}
+
+/// Formats like Go's `time.Duration.String` for whole seconds: "10s", "1m20s", "5m0s", "1h0m0s".
+pub fn go_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+#[cfg(test)]
+mod fmt_tests {
+    use super::*;
+
+    #[test]
+    fn go_style() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
     }
 }

@@ -30,6 +30,11 @@ pub struct ContainerStatus {
     pub image_ref: String,
     /// The runtime's own name ("containerd"), for `containerID: containerd://<id>`.
     pub runtime: String,
+    /// The grace period recorded on the container (deletion, else termination grace), used
+    /// to stop it when the API object is gone.
+    pub grace_period: Option<i64>,
+    /// Where the container's log file is on the host.
+    pub log_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

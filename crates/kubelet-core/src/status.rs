@@ -406,6 +406,8 @@ mod tests {
             image: "docker.io/library/busybox:latest".into(),
             image_ref: "sha256:abc".into(),
             runtime: "containerd".into(),
+            grace_period: None,
+            log_path: String::new(),
         }
     }
 

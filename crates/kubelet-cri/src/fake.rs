@@ -243,7 +243,8 @@ impl RuntimeService for FakeRuntime {
         self.record("CreateContainer", &name)?;
         let mut s = self.lock();
         let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        if !s.images.contains(&image) {
+        let known = s.images.contains(&image) || image.strip_prefix("sha256:").is_some_and(|i| s.images.contains(i));
+        if !known {
             return Err(CriError::Rpc { op: "CreateContainer", code: tonic::Code::NotFound, message: format!("image {image} not found") });
         }
         if !s.sandboxes.contains_key(sandbox_id) {

@@ -1,0 +1,112 @@
+//! The API client: kube's client plus client-side rate limiting with upstream's semantics
+//! (`kubeAPIQPS` tokens per second, bursts of `kubeAPIBurst`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// A token bucket; `acquire` reserves a token and sleeps until it is due, so callers are
+/// served in order without polling.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    qps: f64,
+    burst: f64,
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+impl RateLimiter {
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        RateLimiter { qps, burst, bucket: Arc::new(Mutex::new(Bucket { tokens: burst, last: Instant::now() })) }
+    }
+
+    /// How long the caller must wait for its token (zero when one is at hand).
+    fn reserve(&self) -> Duration {
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.qps).min(self.burst);
+        b.last = now;
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / self.qps) }
+    }
+
+    pub async fn acquire(&self) {
+        let wait = self.reserve();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The kube client and its limiter, shared by every component that talks to the API server.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub client: kube::Client,
+    pub limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("limiter", &self.limiter).finish()
+    }
+}
+
+impl ApiClient {
+    pub fn new(client: kube::Client, qps: f64, burst: u32) -> Self {
+        ApiClient { client, limiter: RateLimiter::new(qps, burst) }
+    }
+
+    pub fn api<K>(&self, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::default_namespaced(self.client.clone()),
+        }
+    }
+
+    pub fn cluster_api<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        kube::Api::all(self.client.clone())
+    }
+}
+
+/// Whether an API error is the given HTTP status.
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_then_paces() {
+        let l = RateLimiter::new(5.0, 10);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            l.acquire().await;
+        }
+        assert_eq!(Instant::now(), t0, "a full burst is free");
+        l.acquire().await;
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(199) && waited <= Duration::from_millis(201), "{waited:?}");
+        for _ in 0..5 {
+            l.acquire().await;
+        }
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(1199), "{waited:?}");
+    }
+}

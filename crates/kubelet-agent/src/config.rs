@@ -1,0 +1,490 @@
+//! `kubelet.config.k8s.io/v1beta1` KubeletConfiguration: the fields we honour, with
+//! upstream's defaults; every other v1beta1 field is accepted and reported as not yet supported.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config file {path}: field {field}: {message}")]
+    Field { path: String, field: String, message: String },
+    #[error("config file {path}: {message}")]
+    Kind { path: String, message: String },
+    #[error("invalid value for {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+/// Parses Go's `time.Duration` text form ("10s", "1m0s", "1h30m", "250ms").
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(format!("missing unit in duration {s:?}"))?;
+        let num: f64 = rest[..n].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            unit => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += num * mult;
+        rest = &rest[u..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_go_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X509Authentication {
+    #[serde(default, rename = "clientCAFile")]
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAuthentication {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "two_minutes", deserialize_with = "de_duration")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for WebhookAuthentication {
+    fn default() -> Self {
+        WebhookAuthentication { enabled: true, cache_ttl: two_minutes() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousAuthentication {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authentication {
+    #[serde(default)]
+    pub x509: X509Authentication,
+    #[serde(default)]
+    pub webhook: WebhookAuthentication,
+    #[serde(default)]
+    pub anonymous: AnonymousAuthentication,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAuthorization {
+    #[serde(default = "five_minutes", deserialize_with = "de_duration")]
+    pub cache_authorized_ttl: Duration,
+    #[serde(default = "thirty_seconds", deserialize_with = "de_duration")]
+    pub cache_unauthorized_ttl: Duration,
+}
+
+impl Default for WebhookAuthorization {
+    fn default() -> Self {
+        WebhookAuthorization { cache_authorized_ttl: five_minutes(), cache_unauthorized_ttl: thirty_seconds() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum AuthorizationMode {
+    AlwaysAllow,
+    #[default]
+    Webhook,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default)]
+    pub mode: AuthorizationMode,
+    #[serde(default)]
+    pub webhook: WebhookAuthorization,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+fn yes() -> bool {
+    true
+}
+fn two_minutes() -> Duration {
+    Duration::from_secs(120)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The fields kubelet-rs honours. Names, types and defaults are upstream's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeletConfiguration {
+    #[serde(default)]
+    pub authentication: Authentication,
+    #[serde(default)]
+    pub authorization: Authorization,
+    #[serde(default)]
+    pub cgroup_driver: CgroupDriver,
+    #[serde(default, rename = "clusterDNS")]
+    pub cluster_dns: Vec<String>,
+    #[serde(default)]
+    pub cluster_domain: String,
+    #[serde(default)]
+    pub tls_cert_file: Option<String>,
+    #[serde(default)]
+    pub tls_private_key_file: Option<String>,
+    #[serde(default)]
+    pub read_only_port: u16,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_address")]
+    pub address: String,
+    #[serde(default = "yes")]
+    pub fail_swap_on: bool,
+    #[serde(default = "default_max_pods")]
+    pub max_pods: u32,
+    #[serde(default = "default_pids_limit")]
+    pub pod_pids_limit: i64,
+    #[serde(default = "ten_seconds", deserialize_with = "de_duration")]
+    pub node_status_update_frequency: Duration,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub node_status_report_frequency: Option<Duration>,
+    #[serde(default = "default_lease_seconds")]
+    pub node_lease_duration_seconds: u32,
+    #[serde(default = "default_qps", rename = "kubeAPIQPS")]
+    pub kube_api_qps: f64,
+    #[serde(default = "default_burst", rename = "kubeAPIBurst")]
+    pub kube_api_burst: u32,
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: String,
+    #[serde(default = "two_minutes", deserialize_with = "de_duration")]
+    pub runtime_request_timeout: Duration,
+    #[serde(default = "one_minute", deserialize_with = "de_duration")]
+    pub sync_frequency: Duration,
+    #[serde(default)]
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    #[serde(default = "default_healthz_port")]
+    pub healthz_port: u16,
+    #[serde(default = "default_healthz_address")]
+    pub healthz_bind_address: String,
+    #[serde(default = "default_max_images")]
+    pub node_status_max_images: i32,
+}
+
+fn default_port() -> u16 {
+    10250
+}
+fn default_address() -> String {
+    "0.0.0.0".into()
+}
+fn default_max_pods() -> u32 {
+    110
+}
+fn default_pids_limit() -> i64 {
+    -1
+}
+fn default_lease_seconds() -> u32 {
+    40
+}
+fn default_qps() -> f64 {
+    5.0
+}
+fn default_burst() -> u32 {
+    10
+}
+fn default_resolv_conf() -> String {
+    "/etc/resolv.conf".into()
+}
+fn default_healthz_port() -> u16 {
+    10248
+}
+fn default_healthz_address() -> String {
+    "127.0.0.1".into()
+}
+fn default_max_images() -> i32 {
+    50
+}
+
+impl Default for KubeletConfiguration {
+    fn default() -> Self {
+        KubeletConfiguration {
+            authentication: Authentication::default(),
+            authorization: Authorization::default(),
+            cgroup_driver: CgroupDriver::default(),
+            cluster_dns: vec![],
+            cluster_domain: String::new(),
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            read_only_port: 0,
+            port: default_port(),
+            address: default_address(),
+            fail_swap_on: true,
+            max_pods: default_max_pods(),
+            pod_pids_limit: default_pids_limit(),
+            node_status_update_frequency: ten_seconds(),
+            node_status_report_frequency: None,
+            node_lease_duration_seconds: default_lease_seconds(),
+            kube_api_qps: default_qps(),
+            kube_api_burst: default_burst(),
+            resolv_conf: default_resolv_conf(),
+            runtime_request_timeout: two_minutes(),
+            sync_frequency: one_minute(),
+            eviction_hard: None,
+            healthz_port: default_healthz_port(),
+            healthz_bind_address: default_healthz_address(),
+            node_status_max_images: default_max_images(),
+        }
+    }
+}
+
+/// Fields of v1beta1 we accept but do not act on yet.
+const V1BETA1_FIELDS: &[&str] = &[
+    "enableServer", "staticPodPath", "syncFrequency", "fileCheckFrequency", "httpCheckFrequency",
+    "staticPodURL", "staticPodURLHeader", "address", "port", "readOnlyPort", "tlsCertFile",
+    "tlsPrivateKeyFile", "tlsCipherSuites", "tlsMinVersion", "rotateCertificates", "serverTLSBootstrap",
+    "authentication", "authorization", "registryPullQPS", "registryBurst", "eventRecordQPS", "eventBurst",
+    "enableDebuggingHandlers", "enableContentionProfiling", "healthzPort", "healthzBindAddress",
+    "oomScoreAdj", "clusterDomain", "clusterDNS", "streamingConnectionIdleTimeout",
+    "nodeStatusUpdateFrequency", "nodeStatusReportFrequency", "nodeLeaseDurationSeconds",
+    "imageMinimumGCAge", "imageGCHighThresholdPercent", "imageGCLowThresholdPercent",
+    "volumeStatsAggPeriod", "kubeletCgroups", "systemCgroups", "cgroupRoot", "cgroupsPerQOS",
+    "cgroupDriver", "cpuManagerPolicy", "cpuManagerReconcilePeriod", "topologyManagerPolicy",
+    "topologyManagerScope", "qosReserved", "runtimeRequestTimeout", "hairpinMode", "maxPods", "podCIDR",
+    "podPidsLimit", "resolvConf", "runOnce", "cpuCFSQuota", "cpuCFSQuotaPeriod", "nodeStatusMaxImages",
+    "maxOpenFiles", "contentType", "kubeAPIQPS", "kubeAPIBurst", "serializeImagePulls", "evictionHard",
+    "evictionSoft", "evictionSoftGracePeriod", "evictionPressureTransitionPeriod",
+    "evictionMaxPodGracePeriod", "evictionMinimumReclaim", "podsPerCore", "enableControllerAttachDetach",
+    "protectKernelDefaults", "makeIPTablesUtilChains", "iptablesMasqueradeBit", "iptablesDropBit",
+    "featureGates", "failSwapOn", "containerLogMaxSize", "containerLogMaxFiles",
+    "configMapAndSecretChangeDetectionStrategy", "systemReserved", "kubeReserved", "reservedSystemCPUs",
+    "showHiddenMetricsForVersion", "systemReservedCgroup", "kubeReservedCgroup", "enforceNodeAllocatable",
+    "allowedUnsafeSysctls", "volumePluginDir", "providerID", "kernelMemcgNotification", "logging",
+    "enableSystemLogHandler", "shutdownGracePeriod", "shutdownGracePeriodCriticalPods",
+];
+
+const SUPPORTED: &[&str] = &[
+    "authentication", "authorization", "cgroupDriver", "clusterDNS", "clusterDomain", "tlsCertFile",
+    "tlsPrivateKeyFile", "readOnlyPort", "port", "address", "failSwapOn", "maxPods", "podPidsLimit",
+    "nodeStatusUpdateFrequency", "nodeStatusReportFrequency", "nodeLeaseDurationSeconds", "kubeAPIQPS",
+    "kubeAPIBurst", "resolvConf", "runtimeRequestTimeout", "syncFrequency", "evictionHard", "healthzPort",
+    "healthzBindAddress", "nodeStatusMaxImages",
+];
+
+/// The parsed file plus what the operator should be told about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: KubeletConfiguration,
+    pub unsupported: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(ConfigError::Syntax { path: path.into(), message: "expected a YAML mapping".into() });
+    };
+    let mut kept = serde_yaml::Mapping::new();
+    let (mut unsupported, mut unknown) = (vec![], vec![]);
+    let mut api_version = None;
+    let mut kind = None;
+    for (k, v) in map {
+        let Some(key) = k.as_str() else {
+            return Err(ConfigError::Syntax { path: path.into(), message: format!("non-string key {k:?}") });
+        };
+        match key {
+            "apiVersion" => api_version = v.as_str().map(str::to_string),
+            "kind" => kind = v.as_str().map(str::to_string),
+            k if SUPPORTED.contains(&k) => {
+                kept.insert(serde_yaml::Value::String(k.into()), v);
+            }
+            k if V1BETA1_FIELDS.contains(&k) => unsupported.push(k.to_string()),
+            k => unknown.push(k.to_string()),
+        }
+    }
+    if api_version.as_deref() != Some("kubelet.config.k8s.io/v1beta1") {
+        return Err(ConfigError::Kind {
+            path: path.into(),
+            message: format!("apiVersion must be kubelet.config.k8s.io/v1beta1, got {api_version:?}"),
+        });
+    }
+    if kind.as_deref() != Some("KubeletConfiguration") {
+        return Err(ConfigError::Kind {
+            path: path.into(),
+            message: format!("kind must be KubeletConfiguration, got {kind:?}"),
+        });
+    }
+    let de = serde_yaml::Value::Mapping(kept);
+    let config: KubeletConfiguration = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+        path: path.into(),
+        field: e.path().to_string(),
+        message: e.inner().to_string(),
+    })?;
+    validate(&config)?;
+    Ok(Loaded { config, unsupported, unknown })
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+    parse(&p, &text)
+}
+
+pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: &str| Err(ConfigError::Invalid { field: field.into(), message: message.into() });
+    if c.kube_api_qps <= 0.0 || !c.kube_api_qps.is_finite() {
+        return bad("kubeAPIQPS", "must be a positive number");
+    }
+    if c.kube_api_burst == 0 {
+        return bad("kubeAPIBurst", "must be at least 1");
+    }
+    if c.node_lease_duration_seconds == 0 {
+        return bad("nodeLeaseDurationSeconds", "must be positive");
+    }
+    if c.node_status_update_frequency.is_zero() {
+        return bad("nodeStatusUpdateFrequency", "must be positive");
+    }
+    if c.max_pods == 0 {
+        return bad("maxPods", "must be positive");
+    }
+    if c.address.parse::<std::net::IpAddr>().is_err() {
+        return bad("address", "must be an IP address");
+    }
+    for ip in &c.cluster_dns {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
+        }
+    }
+    Ok(())
+}
+
+impl KubeletConfiguration {
+    /// Upstream: the report frequency defaults to 5m only when neither is set; with just
+    /// the update frequency set, reports follow it.
+    pub fn report_frequency(&self) -> Duration {
+        self.node_status_report_frequency.unwrap_or(self.node_status_update_frequency)
+    }
+
+    /// Hard eviction thresholds, with upstream's Linux defaults when the map is absent.
+    pub fn eviction_hard(&self) -> BTreeMap<String, String> {
+        self.eviction_hard.clone().unwrap_or_else(|| {
+            [("memory.available", "100Mi"), ("nodefs.available", "10%"), ("nodefs.inodesFree", "5%"), ("imagefs.available", "15%")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+    #[test]
+    fn defaults_match_an_empty_file() {
+        let empty = parse("k.yaml", HEAD).unwrap().config;
+        assert_eq!(empty, KubeletConfiguration::default());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = KubeletConfiguration::default();
+        assert_eq!(c.max_pods, 110);
+        assert_eq!(c.port, 10250);
+        assert_eq!(c.read_only_port, 0);
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.node_lease_duration_seconds, 40);
+        assert_eq!((c.kube_api_qps, c.kube_api_burst), (5.0, 10));
+        assert!(c.authentication.webhook.enabled && !c.authentication.anonymous.enabled);
+        assert_eq!(c.authorization.mode, AuthorizationMode::Webhook);
+        assert_eq!(c.eviction_hard()["memory.available"], "100Mi");
+    }
+
+    #[test]
+    fn reference_file() {
+        let text = format!(
+            "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nimageGCHighThresholdPercent: 90\nbogusField: 1\n"
+        );
+        let l = parse("k.yaml", &text).unwrap();
+        assert_eq!(l.config.authentication.x509.client_ca_file.as_deref(), Some("/pki/ca.crt"));
+        assert_eq!(l.config.cluster_dns, vec!["10.0.0.10"]);
+        assert_eq!(l.config.node_status_update_frequency, Duration::from_secs(60));
+        assert_eq!(l.config.kube_api_qps, 50.0);
+        assert!(!l.config.fail_swap_on);
+        assert_eq!(l.unsupported, vec!["imageGCHighThresholdPercent"]);
+        assert_eq!(l.unknown, vec!["bogusField"]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("k.yaml", &format!("{HEAD}maxPods: lots\n")).unwrap_err().to_string();
+        assert!(e.contains("maxPods"), "{e}");
+        let e = parse("k.yaml", &format!("{HEAD}authentication:\n  webhook:\n    cacheTTL: soon\n")).unwrap_err().to_string();
+        assert!(e.contains("authentication.webhook.cacheTTL"), "{e}");
+        let e = parse("k.yaml", &format!("{HEAD}authorization: {{mode: Maybe}}\n")).unwrap_err().to_string();
+        assert!(e.contains("authorization.mode"), "{e}");
+        let e = parse("k.yaml", "kind: KubeletConfiguration\n").unwrap_err().to_string();
+        assert!(e.contains("apiVersion"), "{e}");
+        assert!(parse("k.yaml", "{{{").is_err());
+        let e = parse("k.yaml", &format!("{HEAD}kubeAPIQPS: 0\n")).unwrap_err().to_string();
+        assert!(e.contains("kubeAPIQPS"), "{e}");
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("-1s").is_err());
+    }
+}

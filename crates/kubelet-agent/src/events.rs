@@ -1,0 +1,123 @@
+//! core/v1 Events, as upstream's recorder writes them: sent from a background task through a
+//! bounded queue (a flood is dropped, never blocks a pod worker), and repeats of the same
+//! event within 10 minutes are folded into one object whose `count` grows.
+
+use crate::client::ApiClient;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+pub const NORMAL: &str = "Normal";
+pub const WARNING: &str = "Warning";
+
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub object: ObjectReference,
+    pub type_: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: Option<mpsc::Sender<PendingEvent>>,
+}
+
+pub fn pod_ref(pod: &Pod, container: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+    }
+}
+
+impl Recorder {
+    /// A recorder that drops everything (standalone mode, unit tests).
+    pub fn disabled() -> Self {
+        Recorder { tx: None }
+    }
+
+    pub fn emit(&self, object: ObjectReference, type_: &'static str, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        debug!(reason, %message, "event");
+        if let Some(tx) = &self.tx {
+            // Full queue: drop, as upstream's broadcaster does under pressure.
+            let _ = tx.try_send(PendingEvent { object, type_, reason: reason.into(), message });
+        }
+    }
+
+    /// Starts the sender task; it ends when every recorder is dropped.
+    pub fn start(api: ApiClient, node: String) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1000);
+        let handle = tokio::spawn(run(api, node, rx));
+        (Recorder { tx: Some(tx) }, handle)
+    }
+}
+
+struct Seen {
+    name: String,
+    count: i32,
+    at: Instant,
+}
+
+const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
+
+async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>) {
+    let mut seen: HashMap<(String, String, String, String), Seen> = HashMap::new();
+    while let Some(e) = rx.recv().await {
+        let ns = e.object.namespace.clone().unwrap_or_else(|| "default".into());
+        let key = (
+            e.object.uid.clone().unwrap_or_default(),
+            e.object.field_path.clone().unwrap_or_default(),
+            e.reason.clone(),
+            e.message.clone(),
+        );
+        let now = Timestamp::now();
+        let events: kube::Api<Event> = kube::Api::namespaced(api.client.clone(), &ns);
+        seen.retain(|_, s| s.at.elapsed() < AGGREGATE_WINDOW);
+        api.limiter.acquire().await;
+        if let Some(s) = seen.get_mut(&key) {
+            s.count += 1;
+            s.at = Instant::now();
+            let patch = serde_json::json!({
+                "count": s.count,
+                "lastTimestamp": kubelet_core::status::time_of(now),
+            });
+            if let Err(err) = events.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                debug!(%err, "event patch failed");
+            }
+            continue;
+        }
+        let obj_name = e.object.name.clone().unwrap_or_else(|| "object".into());
+        let name = format!("{obj_name}.{:x}", now.as_nanosecond());
+        let t = kubelet_core::status::time_of(now);
+        let ev = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(ns.clone()), ..Default::default() },
+            involved_object: e.object,
+            reason: Some(e.reason),
+            message: Some(e.message),
+            type_: Some(e.type_.into()),
+            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
+            first_timestamp: Some(t.clone()),
+            last_timestamp: Some(t),
+            count: Some(1),
+            ..Default::default()
+        };
+        match events.create(&PostParams::default(), &ev).await {
+            Ok(_) => {
+                seen.insert(key, Seen { name, count: 1, at: Instant::now() });
+            }
+            Err(err) => debug!(%err, "event create failed"),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Wires the parts together and runs them until cancelled (upstream `kubelet.go` + `server.go`).
+
+use crate::client::ApiClient;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{self, ConfigError, KubeletConfiguration};
+use crate::events::Recorder;
+use crate::kubelet_node_status::{NodeStatusManager, watch_runtime};
+use crate::kuberuntime::{RuntimeConfig, RuntimeManager};
+use crate::nodelease::LeaseController;
+use crate::nodestatus::RuntimeState;
+use crate::options::{self, Flags};
+use crate::pleg::{Pleg, PlegHealth};
+use crate::pod_workers::{PodWorkers, WorkerDeps};
+use crate::status_manager::StatusManager;
+use crate::{config_source, healthz};
+use k8s_openapi::api::core::v1::NodeAddress;
+use kubelet_cri::remote::RemoteRuntime;
+use kubelet_cri::{CriError, RuntimeService};
+use kubelet_host::{Host, HostError, RealHost};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Debug, Error)]
+pub enum KubeletError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid flag --{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("container runtime: {0}")]
+    Runtime(#[from] CriError),
+    #[error("host: {0}")]
+    Host(#[from] HostError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: String, source: std::io::Error },
+}
+
+/// Everything resolved from flags and the config file before anything starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub flags: Flags,
+    pub config: KubeletConfiguration,
+    pub node_name: String,
+    pub node_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads and validates flags and the config file; every error names what is wrong.
+pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
+    let mut cfg = match &flags.config {
+        Some(p) => {
+            let loaded = config::load(std::path::Path::new(p))?;
+            for f in &loaded.unsupported {
+                warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
+            }
+            for f in &loaded.unknown {
+                warn!(field = %f, "unknown KubeletConfiguration field; ignored");
+            }
+            loaded.config
+        }
+        None => KubeletConfiguration::default(),
+    };
+    if let Some(d) = &flags.cgroup_driver {
+        cfg.cgroup_driver = serde_json::from_value(serde_json::Value::String(d.clone()))
+            .map_err(|_| KubeletError::Flag { flag: "cgroup-driver", message: format!("{d:?} is not cgroupfs or systemd") })?;
+    }
+    if let Some(m) = flags.max_pods {
+        cfg.max_pods = m;
+    }
+    if let Some(f) = flags.fail_swap_on {
+        cfg.fail_swap_on = f;
+    }
+    config::validate(&cfg)?;
+    if flags.container_runtime != "remote" {
+        return Err(KubeletError::Flag {
+            flag: "container-runtime",
+            message: format!("{:?} is not supported; use remote (CRI)", flags.container_runtime),
+        });
+    }
+    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint)
+        .map_err(|e| KubeletError::Flag { flag: "container-runtime-endpoint", message: e.to_string() })?;
+    if let Some(ip) = &flags.node_ip {
+        for part in ip.split(',') {
+            part.trim().parse::<IpAddr>().map_err(|_| KubeletError::Flag { flag: "node-ip", message: format!("{part:?} is not an IP address") })?;
+        }
+    }
+    let node_labels = options::node_labels(&flags.node_labels).map_err(|message| KubeletError::Flag { flag: "node-labels", message })?;
+    let node_name = match &flags.hostname_override {
+        Some(h) if !h.trim().is_empty() => h.trim().to_lowercase(),
+        Some(_) => return Err(KubeletError::Flag { flag: "hostname-override", message: "must not be empty".into() }),
+        None => RealHost.machine_info()?.hostname,
+    };
+    Ok(Settings { flags, config: cfg, node_name, node_labels })
+}
+
+async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClient, KubeletError> {
+    let err = |message: String| KubeletError::Kubeconfig { path: path.into(), message };
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(|e| err(e.to_string()))?;
+    let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
+    Ok(ApiClient::new(client, cfg.kube_api_qps, cfg.kube_api_burst))
+}
+
+fn swap_in_use(host: &dyn Host) -> bool {
+    host.read_to_string(std::path::Path::new("/proc/swaps")).is_ok_and(|s| s.lines().count() > 1)
+}
+
+pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
+    let cfg = s.config.clone();
+    let host: Arc<dyn Host> = Arc::new(RealHost);
+    if cfg.fail_swap_on && swap_in_use(host.as_ref()) {
+        return Err(KubeletError::Flag {
+            flag: "fail-swap-on",
+            message: "running with swap on is not supported, please disable swap or set failSwapOn to false".into(),
+        });
+    }
+    let root_dir = PathBuf::from(&s.flags.root_dir);
+    for dir in [root_dir.join("pods"), PathBuf::from("/var/log/pods"), PathBuf::from("/var/log/containers")] {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|source| KubeletError::Io { what: "creating", path: dir.display().to_string(), source })?;
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    let rt: Arc<dyn RuntimeService> = Arc::new(RemoteRuntime::connect(&s.flags.container_runtime_endpoint, cfg.runtime_request_timeout)?);
+    let runtime_name = match tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rt.version().await {
+                Ok(v) => return v,
+                Err(e) => {
+                    warn!(error = %e, "container runtime not answering yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+    .await
+    {
+        Ok(v) => {
+            info!(runtime = %v.runtime_name, version = %v.runtime_version, api = %v.runtime_api_version, "container runtime connected");
+            v.runtime_name
+        }
+        Err(_) => rt.version().await?.runtime_name,
+    };
+
+    let machine = host.machine_info()?;
+    let node_ip: Option<IpAddr> = match &s.flags.node_ip {
+        Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
+        None => host.default_route_ip(),
+    };
+    let mut addresses = vec![];
+    if let Some(ip) = node_ip {
+        addresses.push(NodeAddress { type_: "InternalIP".into(), address: ip.to_string() });
+    }
+    addresses.push(NodeAddress { type_: "Hostname".into(), address: s.node_name.clone() });
+    let host_dns = tokio::fs::read_to_string(&cfg.resolv_conf)
+        .await
+        .map(|t| kubelet_core::dns::parse_resolv_conf(&t))
+        .unwrap_or_default();
+
+    let api = match &s.flags.kubeconfig {
+        Some(p) => Some(connect_api(p, &cfg).await?),
+        None => {
+            info!("no --kubeconfig: running standalone");
+            None
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let recorder = match &api {
+        Some(api) => {
+            let (r, handle) = Recorder::start(api.clone(), s.node_name.clone());
+            tasks.spawn(async move {
+                let _ = handle.await;
+            });
+            r
+        }
+        None => Recorder::disabled(),
+    };
+    let status = StatusManager::new(api.clone());
+    tasks.spawn(status.clone().run(cancel.child_token()));
+
+    let runtime = Arc::new(RuntimeManager {
+        rt: rt.clone(),
+        runtime_name,
+        cfg: RuntimeConfig {
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            host_dns,
+            pod_logs_root: PathBuf::from("/var/log/pods"),
+            container_logs_root: PathBuf::from("/var/log/containers"),
+            pod_pids_limit: cfg.pod_pids_limit,
+        },
+        recorder,
+        clock: clock.clone(),
+    });
+    let workers_cancel = cancel.child_token();
+    let workers = PodWorkers::new(
+        Arc::new(WorkerDeps {
+            runtime: runtime.clone(),
+            status: status.clone(),
+            host_ip: node_ip.map(|i| i.to_string()),
+            clock: clock.clone(),
+            resync: cfg.sync_frequency,
+        }),
+        workers_cancel.clone(),
+    );
+    let pods_synced = Arc::new(AtomicBool::new(api.is_none()));
+    let pleg_health = PlegHealth::new();
+    tasks.spawn(
+        Pleg {
+            runtime: runtime.clone(),
+            workers: workers.clone(),
+            health: pleg_health.clone(),
+            period: Duration::from_secs(5),
+            pods_synced: pods_synced.clone(),
+        }
+        .run(cancel.child_token()),
+    );
+
+    let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
+    tasks.spawn(watch_runtime(rt.clone(), rt_tx, Duration::from_secs(5), cancel.child_token()));
+
+    let health_errors = {
+        let h = pleg_health.clone();
+        Arc::new(move || h.check().err().into_iter().collect::<Vec<_>>())
+    };
+    if let Some(api) = &api {
+        tasks.spawn(
+            NodeStatusManager {
+                api: api.clone(),
+                node_name: s.node_name.clone(),
+                host: host.clone(),
+                rt: rt.clone(),
+                runtime_state: rt_rx,
+                clock: clock.clone(),
+                root_dir: root_dir.clone(),
+                labels: crate::nodestatus::node_labels(&s.node_name, &s.node_name, &machine.architecture, &s.node_labels),
+                addresses,
+                port: cfg.port,
+                max_pods: cfg.max_pods,
+                eviction_hard: cfg.eviction_hard(),
+                max_images: cfg.node_status_max_images,
+                update_frequency: cfg.node_status_update_frequency,
+                register: s.flags.register_node,
+                health: health_errors,
+            }
+            .run(cancel.child_token()),
+        );
+        tasks.spawn(
+            LeaseController {
+                api: api.clone(),
+                node_name: s.node_name.clone(),
+                duration_seconds: cfg.node_lease_duration_seconds,
+                clock: clock.clone(),
+            }
+            .run(cancel.child_token()),
+        );
+        tasks.spawn(config_source::run(api.clone(), s.node_name.clone(), workers.clone(), pods_synced.clone(), cancel.child_token()));
+    }
+
+    if cfg.healthz_port != 0 {
+        let addr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| KubeletError::Io { what: "listening on", path: addr.clone(), source })?;
+        let h = pleg_health.clone();
+        let check: healthz::Check = Arc::new(move || h.check().map_err(|e| format!("pleg failed: {e}")));
+        tasks.spawn(healthz::serve(listener, check, cancel.child_token()));
+    }
+    info!(node = %s.node_name, "kubelet started");
+
+    cancel.cancelled().await;
+    info!("shutting down; pods keep running");
+    workers_cancel.cancel();
+    workers.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    Ok(())
+}

@@ -1,0 +1,816 @@
+//! Turns pod specs into CRI calls and CRI state back into a runtime snapshot
+//! (upstream `pkg/kubelet/kuberuntime`).
+
+use crate::clock::SharedClock;
+use crate::events::{NORMAL, Recorder, WARNING, pod_ref};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kubelet_core::actions::{PodActions, compute_pod_actions, init_containers};
+use kubelet_core::backoff::{Backoff, go_duration};
+use kubelet_core::dns::{DnsConfig, pod_dns_config};
+use kubelet_core::hash::container_hash;
+use kubelet_core::labels::{self, PodRef};
+use kubelet_core::quantity::parse_milli;
+use kubelet_core::runtime::{ContainerState, ContainerStatus, PodStatus, SandboxStatus, instant_of};
+use kubelet_core::status::StartFailure;
+use kubelet_cri::{CriError, RuntimeService, api};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Upstream's floor for a container's stop timeout.
+const MIN_GRACE_SECONDS: i64 = 2;
+/// Default when neither the pod nor its containers say.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub host_dns: DnsConfig,
+    /// /var/log/pods
+    pub pod_logs_root: PathBuf,
+    /// /var/log/containers
+    pub container_logs_root: PathBuf,
+    pub pod_pids_limit: i64,
+}
+
+#[derive(Debug)]
+pub struct RuntimeManager {
+    pub rt: Arc<dyn RuntimeService>,
+    /// "containerd", for container IDs.
+    pub runtime_name: String,
+    pub cfg: RuntimeConfig,
+    pub recorder: Recorder,
+    pub clock: SharedClock,
+}
+
+/// Per-pod state a worker keeps between syncs.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub crash_backoff: Backoff<String>,
+    pub image_backoff: Backoff<String>,
+}
+
+impl Default for WorkerState {
+    fn default() -> Self {
+        WorkerState { crash_backoff: Backoff::crash_loop(), image_backoff: Backoff::crash_loop() }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    /// Containers that could not be started, with upstream's waiting reason.
+    pub failures: HashMap<String, StartFailure>,
+    /// When to try again (a back-off expiring), if sooner than the resync.
+    pub retry_after: Option<Duration>,
+    /// Whether anything was changed in the runtime.
+    pub changed: bool,
+    /// A failure of the sync as a whole (e.g. the sandbox could not be created).
+    pub error: Option<String>,
+}
+
+impl SyncResult {
+    fn retry(&mut self, d: Duration) {
+        self.retry_after = Some(self.retry_after.map_or(d, |r| r.min(d)));
+    }
+}
+
+fn pod_log_dir(root: &std::path::Path, p: &PodRef) -> PathBuf {
+    root.join(format!("{}_{}_{}", p.namespace, p.name, p.uid))
+}
+
+/// Upstream's sandbox hostname: spec.hostname or the pod name, at most 63 characters.
+pub fn pod_hostname(pod: &Pod) -> String {
+    let h = pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let mut h: String = h.chars().take(63).collect();
+    while h.ends_with(['-', '.']) {
+        h.pop();
+    }
+    h
+}
+
+fn ns_options(pod: &Pod) -> api::NamespaceOption {
+    let spec = pod.spec.as_ref();
+    let flag = |f: Option<bool>| f.unwrap_or(false);
+    api::NamespaceOption {
+        network: if flag(spec.and_then(|s| s.host_network)) { api::NamespaceMode::Node } else { api::NamespaceMode::Pod } as i32,
+        pid: if flag(spec.and_then(|s| s.host_pid)) {
+            api::NamespaceMode::Node
+        } else if flag(spec.and_then(|s| s.share_process_namespace)) {
+            api::NamespaceMode::Pod
+        } else {
+            api::NamespaceMode::Container
+        } as i32,
+        ipc: if flag(spec.and_then(|s| s.host_ipc)) { api::NamespaceMode::Node } else { api::NamespaceMode::Pod } as i32,
+        target_id: String::new(),
+    }
+}
+
+fn grace_seconds(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+}
+
+/// A reference is valid if it parses as a docker reference: lowercase repository path, an
+/// optional tag and digest.
+pub fn validate_image(image: &str) -> Result<(), String> {
+    let err = |why: &str| Err(format!("couldn't parse image reference {image:?}: {why}"));
+    if image.is_empty() {
+        return err("invalid reference format");
+    }
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        let Some((alg, hex)) = d.split_once(':') else { return err("invalid reference format") };
+        if alg.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return err("invalid reference format");
+        }
+    }
+    // A tag follows the last ':' after the last '/'.
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    if let Some(t) = tag
+        && (t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || t.starts_with(['.', '-']))
+    {
+        return err("invalid reference format");
+    }
+    let mut parts = repo.split('/');
+    let first = parts.next().unwrap_or("");
+    let domain_like = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if !domain_like && first.chars().any(|c| c.is_ascii_uppercase()) {
+        return err("repository name must be lowercase");
+    }
+    for (i, comp) in repo.split('/').enumerate() {
+        if i == 0 && domain_like {
+            if comp.is_empty() || !comp.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+                return err("invalid reference format");
+            }
+            continue;
+        }
+        if comp.is_empty() || !comp.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
+            return err(if comp.chars().any(|c| c.is_ascii_uppercase()) {
+                "repository name must be lowercase"
+            } else {
+                "invalid reference format"
+            });
+        }
+        if comp.starts_with(['.', '_', '-']) || comp.ends_with(['.', '_', '-']) {
+            return err("invalid reference format");
+        }
+    }
+    Ok(())
+}
+
+/// CPU shares and quota as upstream computes them from requests and limits.
+fn linux_resources(c: &Container, pids_limit: i64) -> api::LinuxContainerResources {
+    let res = c.resources.as_ref();
+    let get = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
+        m.and_then(|m| m.get(k)).and_then(|q| parse_milli(&q.0).ok())
+    };
+    let req_cpu = get(res.and_then(|r| r.requests.as_ref()), "cpu");
+    let lim_cpu = get(res.and_then(|r| r.limits.as_ref()), "cpu");
+    let lim_mem = get(res.and_then(|r| r.limits.as_ref()), "memory");
+    let cpu_for_shares = req_cpu.or(lim_cpu).unwrap_or(0);
+    let shares = ((cpu_for_shares * 1024) / 1000).max(2) as i64;
+    const PERIOD: i64 = 100_000;
+    let quota = lim_cpu.map(|m| ((m as i64 * PERIOD) / 1000).max(1000)).unwrap_or(0);
+    let _ = pids_limit;
+    api::LinuxContainerResources {
+        cpu_shares: shares,
+        cpu_period: if quota > 0 { PERIOD } else { 0 },
+        cpu_quota: quota,
+        memory_limit_in_bytes: lim_mem.map(|m| (m / 1000) as i64).unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+impl RuntimeManager {
+    pub fn sandbox_config(&self, pod: &Pod, attempt: u32) -> api::PodSandboxConfig {
+        let r = PodRef::of(pod);
+        let spec = pod.spec.as_ref();
+        let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+        let dns = pod_dns_config(pod, &self.cfg.cluster_dns, &self.cfg.cluster_domain, &self.cfg.host_dns);
+        let port_mappings = spec
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter(|p| p.host_port.unwrap_or(0) != 0)
+            .map(|p| api::PortMapping {
+                protocol: match p.protocol.as_deref() {
+                    Some("UDP") => api::Protocol::Udp,
+                    Some("SCTP") => api::Protocol::Sctp,
+                    _ => api::Protocol::Tcp,
+                } as i32,
+                container_port: p.container_port,
+                host_port: p.host_port.unwrap_or(0),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+            .collect();
+        let privileged = spec
+            .map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| {
+                c.security_context.as_ref().and_then(|sc| sc.privileged).unwrap_or(false)
+            }))
+            .unwrap_or(false);
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: r.name.clone(),
+                uid: r.uid.clone(),
+                namespace: r.namespace.clone(),
+                attempt,
+            }),
+            hostname: if host_network { String::new() } else { pod_hostname(pod) },
+            log_directory: pod_log_dir(&self.cfg.pod_logs_root, &r).to_string_lossy().into_owned(),
+            dns_config: Some(api::DnsConfig { servers: dns.servers, searches: dns.searches, options: dns.options }),
+            port_mappings,
+            labels: labels::sandbox_labels(pod),
+            annotations: labels::sandbox_annotations(pod),
+            linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: String::new(),
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns_options(pod)),
+                    privileged,
+                    ..Default::default()
+                }),
+                sysctls: spec
+                    .and_then(|s| s.security_context.as_ref())
+                    .and_then(|sc| sc.sysctls.as_ref())
+                    .map(|v| v.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn container_config(&self, pod: &Pod, c: &Container, image_ref: &str, restart_count: u32) -> api::ContainerConfig {
+        let envs = c
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| e.value_from.is_none())
+            .map(|e| api::KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() })
+            .collect();
+        api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata { name: c.name.clone(), attempt: restart_count }),
+            image: Some(api::ImageSpec { image: image_ref.into(), annotations: Default::default() }),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            working_dir: c.working_dir.clone().unwrap_or_default(),
+            envs,
+            labels: labels::container_labels(pod, c),
+            annotations: labels::container_annotations(pod, c, container_hash(c), restart_count),
+            log_path: format!("{}/{}.log", c.name, restart_count),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+            linux: Some(api::LinuxContainerConfig {
+                resources: Some(linux_resources(c, self.cfg.pod_pids_limit)),
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    namespace_options: Some(ns_options(pod)),
+                    privileged: c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The runtime's view of one pod: every sandbox and container carrying its UID.
+    pub async fn pod_status(&self, uid: &str) -> Result<PodStatus, CriError> {
+        let sel = HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]);
+        let (sandboxes, containers) = tokio::try_join!(
+            self.rt.list_pod_sandbox(Some(api::PodSandboxFilter { label_selector: sel.clone(), ..Default::default() })),
+            self.rt.list_containers(Some(api::ContainerFilter { label_selector: sel, ..Default::default() })),
+        )?;
+        let mut out = PodStatus::default();
+        for sb in &sandboxes {
+            out.sandboxes.push(SandboxStatus {
+                id: sb.id.clone(),
+                attempt: sb.metadata.as_ref().map_or(0, |m| m.attempt),
+                ready: sb.state == api::PodSandboxState::SandboxReady as i32,
+                created_at: sb.created_at,
+                ip: String::new(),
+                additional_ips: vec![],
+                host_network: false,
+            });
+        }
+        out.sort();
+        if let Some(newest) = out.sandboxes.first_mut() {
+            match self.rt.pod_sandbox_status(&newest.id).await {
+                Ok(s) => {
+                    if let Some(n) = s.network {
+                        newest.ip = n.ip;
+                        newest.additional_ips = n.additional_ips.into_iter().map(|i| i.ip).collect();
+                    }
+                    newest.host_network = s
+                        .linux
+                        .and_then(|l| l.namespaces)
+                        .and_then(|n| n.options)
+                        .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
+                }
+                Err(e) if e.is_not_found() => newest.ready = false,
+                Err(e) => return Err(e),
+            }
+        }
+        let statuses = futures::future::join_all(containers.iter().map(|c| self.rt.container_status(&c.id))).await;
+        for (c, st) in containers.iter().zip(statuses) {
+            let st = match st {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            out.containers.push(self.convert_container(c, st));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn convert_container(&self, c: &api::Container, st: api::ContainerStatus) -> ContainerStatus {
+        let state = match api::ContainerState::try_from(st.state) {
+            Ok(api::ContainerState::ContainerCreated) => ContainerState::Created,
+            Ok(api::ContainerState::ContainerRunning) => ContainerState::Running,
+            Ok(api::ContainerState::ContainerExited) => ContainerState::Exited,
+            _ => ContainerState::Unknown,
+        };
+        let ann = if st.annotations.is_empty() { &c.annotations } else { &st.annotations };
+        let grace = ann
+            .get(labels::POD_DELETION_GRACE_PERIOD)
+            .or_else(|| ann.get(labels::POD_TERMINATION_GRACE_PERIOD))
+            .and_then(|v| v.parse().ok());
+        ContainerStatus {
+            id: c.id.clone(),
+            name: c
+                .labels
+                .get(labels::CONTAINER_NAME)
+                .cloned()
+                .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
+                .unwrap_or_default(),
+            restart_count: labels::parse_restart_count(ann),
+            hash: labels::parse_hash(ann),
+            state,
+            created_at: st.created_at,
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+            exit_code: st.exit_code,
+            reason: st.reason,
+            message: st.message,
+            image: st.image.map(|i| i.image).unwrap_or_default(),
+            image_ref: st.image_ref,
+            runtime: self.runtime_name.clone(),
+            grace_period: grace,
+            log_path: st.log_path,
+        }
+    }
+
+    fn emit(&self, pod: &Pod, container: Option<&str>, type_: &'static str, reason: &str, message: String) {
+        self.recorder.emit(pod_ref(pod, container), type_, reason, message);
+    }
+
+    /// Stops one container: SIGTERM, then SIGKILL after the grace period (at least 2 s).
+    pub async fn kill_container(&self, pod: Option<&Pod>, c: &ContainerStatus, message: Option<&str>) {
+        let grace = pod.map(grace_seconds).or(c.grace_period).unwrap_or(MIN_GRACE_SECONDS).max(MIN_GRACE_SECONDS);
+        if let Some(p) = pod {
+            let msg = message.map(str::to_string).unwrap_or_else(|| format!("Stopping container {}", c.name));
+            self.emit(p, Some(&c.name), NORMAL, "Killing", msg);
+        }
+        if let Err(e) = self.rt.stop_container(&c.id, Duration::from_secs(grace as u64)).await
+            && !e.is_not_found()
+        {
+            warn!(container = %c.name, id = %c.id, error = %e, "stopping container failed");
+        }
+    }
+
+    /// Stops every running container (in parallel), then every ready sandbox.
+    pub async fn kill_pod(&self, pod: Option<&Pod>, status: &PodStatus) -> Result<(), CriError> {
+        let running: Vec<&ContainerStatus> = kubelet_core::actions::running_container_ids(status);
+        futures::future::join_all(running.iter().map(|c| self.kill_container(pod, c, None))).await;
+        for sb in status.sandboxes.iter().filter(|s| s.ready) {
+            match self.rt.stop_pod_sandbox(&sb.id).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every container and sandbox of a pod, and its logs: the pod is gone for good.
+    pub async fn remove_pod(&self, r: &PodRef, status: &PodStatus) -> Result<(), CriError> {
+        for c in &status.containers {
+            match self.rt.remove_container(&c.id).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+            let link = self.cfg.container_logs_root.join(legacy_log_name(r, &c.name, &c.id));
+            let _ = tokio::fs::remove_file(link).await;
+        }
+        for sb in &status.sandboxes {
+            for res in [self.rt.stop_pod_sandbox(&sb.id).await, self.rt.remove_pod_sandbox(&sb.id).await] {
+                match res {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        let dir = pod_log_dir(&self.cfg.pod_logs_root, r);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(dir = %dir.display(), error = %e, "removing pod log directory failed");
+        }
+        Ok(())
+    }
+
+    /// One pass of upstream's `SyncPod`: compute the actions and carry them out.
+    pub async fn sync_pod(&self, pod: &Pod, status: &PodStatus, ws: &mut WorkerState) -> SyncResult {
+        let actions = compute_pod_actions(pod, status);
+        let mut res = SyncResult::default();
+        if actions != (PodActions { sandbox_id: actions.sandbox_id.clone(), attempt: actions.attempt, ..Default::default() }) {
+            debug!(?actions, "pod actions");
+        }
+        if actions.kill_pod {
+            let running = !kubelet_core::actions::running_container_ids(status).is_empty()
+                || status.sandboxes.iter().any(|s| s.ready);
+            if running {
+                if actions.create_sandbox && !status.sandboxes.is_empty() {
+                    info!("pod sandbox changed, it will be killed and re-created");
+                    self.emit(pod, None, NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.".into());
+                }
+                res.changed = true;
+                if let Err(e) = self.kill_pod(Some(pod), status).await {
+                    res.error = Some(format!("killing pod: {e}"));
+                    return res;
+                }
+            }
+            if !actions.create_sandbox {
+                return res;
+            }
+        } else {
+            for (id, info) in &actions.containers_to_kill {
+                if let Some(c) = status.containers.iter().find(|c| &c.id == id) {
+                    res.changed = true;
+                    self.kill_container(Some(pod), c, Some(&info.message)).await;
+                }
+            }
+        }
+
+        let r = PodRef::of(pod);
+        let sandbox_config = self.sandbox_config(pod, actions.attempt);
+        let sandbox_id = if actions.create_sandbox {
+            res.changed = true;
+            let dir = pod_log_dir(&self.cfg.pod_logs_root, &r);
+            if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+                res.error = Some(format!("creating pod log directory {}: {e}", dir.display()));
+                return res;
+            }
+            match self.rt.run_pod_sandbox(sandbox_config.clone(), String::new()).await {
+                Ok(id) => id,
+                Err(e) => {
+                    let msg = format!("Failed to create pod sandbox: {}", e.message());
+                    self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
+                    res.error = Some(msg);
+                    return res;
+                }
+            }
+        } else {
+            match actions.sandbox_id.clone() {
+                Some(id) => id,
+                None => return res,
+            }
+        };
+
+        let to_start: Vec<&Container> = match actions.next_init_container {
+            Some(i) => init_containers(pod).get(i).into_iter().collect(),
+            None => {
+                let cs = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+                actions.containers_to_start.iter().filter_map(|i| cs.get(*i)).collect()
+            }
+        };
+        for c in to_start {
+            let started = self.start_container(pod, c, status, &sandbox_id, &sandbox_config, ws, &mut res).await;
+            res.changed |= started;
+            // Init containers run one at a time; a failure stops the sequence.
+            if actions.next_init_container.is_some() {
+                break;
+            }
+        }
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        status: &PodStatus,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        ws: &mut WorkerState,
+        res: &mut SyncResult,
+    ) -> bool {
+        let r = PodRef::of(pod);
+        let fail = |res: &mut SyncResult, reason: &str, message: String| {
+            res.failures.insert(c.name.clone(), StartFailure { reason: reason.into(), message });
+        };
+        let prev = status.find(&c.name);
+        // CrashLoopBackOff: the last run of this container ended too recently.
+        if let Some(prev) = prev.filter(|p| p.state == ContainerState::Exited) {
+            let key = format!("{}_{}_{}_{}_{:x}", r.name, r.namespace, r.uid, c.name, container_hash(c));
+            let now = Instant::now();
+            let finished = instant_of(prev.finished_at, now, self.clock.now_unix_ns());
+            if let Some((delay, left)) = ws.crash_backoff.in_backoff_since(&key, finished, now) {
+                self.emit(pod, Some(&c.name), WARNING, "BackOff", "Back-off restarting failed container".into());
+                fail(
+                    res,
+                    "CrashLoopBackOff",
+                    format!("back-off {} restarting failed container={} pod={}_{}({})", go_duration(delay), c.name, r.name, r.namespace, r.uid),
+                );
+                res.retry(left);
+                return false;
+            }
+            ws.crash_backoff.next(&key, finished, now);
+        }
+
+        let image = c.image.clone().unwrap_or_default();
+        let image_ref = match self.ensure_image(pod, c, &image, sandbox_config, ws, res).await {
+            Some(i) => i,
+            None => return false,
+        };
+        let restart_count = prev.map_or(0, |p| p.restart_count + 1);
+        let config = self.container_config(pod, c, &image_ref, restart_count);
+        let log_dir = pod_log_dir(&self.cfg.pod_logs_root, &r).join(&c.name);
+        if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
+            warn!(dir = %log_dir.display(), error = %e, "creating container log directory failed");
+        }
+        let id = match self.rt.create_container(sandbox_id, config, sandbox_config.clone()).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.emit(pod, Some(&c.name), WARNING, "Failed", format!("Error: {}", e.message()));
+                fail(res, "CreateContainerError", e.message());
+                res.retry(Duration::from_secs(1));
+                return false;
+            }
+        };
+        self.emit(pod, Some(&c.name), NORMAL, "Created", format!("Created container {}", c.name));
+        if let Err(e) = self.rt.start_container(&id).await {
+            self.emit(pod, Some(&c.name), WARNING, "Failed", format!("Error: {}", e.message()));
+            fail(res, "RunContainerError", e.message());
+            res.retry(Duration::from_secs(1));
+            return true;
+        }
+        self.emit(pod, Some(&c.name), NORMAL, "Started", format!("Started container {}", c.name));
+        let target = log_dir.join(format!("{restart_count}.log"));
+        let link = self.cfg.container_logs_root.join(legacy_log_name(&r, &c.name, &id));
+        if tokio::fs::create_dir_all(&self.cfg.container_logs_root).await.is_ok() {
+            let _ = tokio::fs::remove_file(&link).await;
+            let _ = tokio::fs::symlink(&target, &link).await;
+        }
+        true
+    }
+
+    /// Makes sure the image is present per the pull policy; returns the image ref to run.
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        ws: &mut WorkerState,
+        res: &mut SyncResult,
+    ) -> Option<String> {
+        let name = c.name.as_str();
+        let mut fail = |reason: &str, message: String| {
+            res.failures.insert(name.to_string(), StartFailure { reason: reason.into(), message });
+        };
+        if let Err(why) = validate_image(image) {
+            let msg = format!("Failed to apply default image tag {image:?}: {why}");
+            self.emit(pod, Some(name), WARNING, "InspectFailed", msg.clone());
+            fail("InvalidImageName", msg);
+            return None;
+        }
+        let policy = c.image_pull_policy.as_deref().unwrap_or_else(|| {
+            let tagged = image.rsplit('/').next().is_some_and(|l| l.contains(':') && !l.ends_with(":latest")) || image.contains('@');
+            if tagged { "IfNotPresent" } else { "Always" }
+        });
+        let present = match self.rt.image_status(image).await {
+            Ok(i) => i.map(|i| i.id),
+            Err(e) => {
+                let msg = format!("Failed to inspect image {image:?}: {}", e.message());
+                self.emit(pod, Some(name), WARNING, "InspectFailed", msg.clone());
+                fail("ImageInspectError", msg);
+                res.retry(Duration::from_secs(1));
+                return None;
+            }
+        };
+        match (policy, present) {
+            ("Never", None) => {
+                let msg = format!("Container image {image:?} is not present with pull policy of Never");
+                self.emit(pod, Some(name), WARNING, "ErrImageNeverPull", msg.clone());
+                fail("ErrImageNeverPull", msg);
+                None
+            }
+            ("Never" | "IfNotPresent", Some(id)) => {
+                self.emit(pod, Some(name), NORMAL, "Pulled", format!("Container image {image:?} already present on machine"));
+                Some(id)
+            }
+            _ => {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                let key = format!("{uid}_{image}");
+                let now = Instant::now();
+                if ws.image_backoff.in_backoff_since_update(&key, now) {
+                    let msg = format!("Back-off pulling image {image:?}");
+                    self.emit(pod, Some(name), NORMAL, "BackOff", msg.clone());
+                    fail("ImagePullBackOff", msg);
+                    res.retry(ws.image_backoff.current(&key).unwrap_or(Duration::from_secs(10)));
+                    return None;
+                }
+                self.emit(pod, Some(name), NORMAL, "Pulling", format!("Pulling image {image:?}"));
+                let t0 = Instant::now();
+                match self.rt.pull_image(image, None, Some(sandbox_config.clone())).await {
+                    Ok(r) => {
+                        self.emit(pod, Some(name), NORMAL, "Pulled", format!("Successfully pulled image {image:?} in {:?}", t0.elapsed()));
+                        Some(r)
+                    }
+                    Err(e) => {
+                        ws.image_backoff.next(&key, now, now);
+                        let msg = e.message();
+                        self.emit(pod, Some(name), WARNING, "Failed", format!("Failed to pull image {image:?}: {msg}"));
+                        self.emit(pod, Some(name), WARNING, "Failed", "Error: ErrImagePull".into());
+                        fail("ErrImagePull", msg);
+                        res.retry(ws.image_backoff.current(&key).unwrap_or(Duration::from_secs(10)));
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `/var/log/containers/<pod>_<ns>_<container>-<id>.log`, at most 255 characters.
+pub fn legacy_log_name(r: &PodRef, container: &str, id: &str) -> String {
+    let base = format!("{}_{}_{}-{}", r.name, r.namespace, container, id);
+    let mut base: String = base.chars().take(255 - 4).collect();
+    base.push_str(".log");
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kubelet_cri::fake::FakeRuntime;
+
+    fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeManager {
+        RuntimeManager {
+            rt,
+            runtime_name: "fake".into(),
+            cfg: RuntimeConfig {
+                cluster_dns: vec!["10.0.0.10".into()],
+                cluster_domain: "cluster.local".into(),
+                host_dns: DnsConfig::default(),
+                pod_logs_root: logs.join("pods"),
+                container_logs_root: logs.join("containers"),
+                pod_pids_limit: -1,
+            },
+            recorder: Recorder::disabled(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn pod(image: &str, policy: &str, restart: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta { name: Some("p".into()), namespace: Some("ns".into()), uid: Some("u1".into()), ..Default::default() },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    image_pull_policy: Some(policy.into()),
+                    ..Default::default()
+                }],
+                restart_policy: Some(restart.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("krs-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test]
+    async fn starts_then_keeps_a_pod() {
+        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
+        let dir = tmp();
+        let m = manager(rt.clone(), &dir);
+        let p = pod("busybox", "Never", "Always");
+        let mut ws = WorkerState::default();
+        let st = m.pod_status("u1").await.unwrap();
+        let res = m.sync_pod(&p, &st, &mut ws).await;
+        assert!(res.changed && res.failures.is_empty() && res.error.is_none(), "{res:?}");
+        assert_eq!(rt.running_containers(), vec!["c"]);
+        let st = m.pod_status("u1").await.unwrap();
+        assert_eq!(st.containers[0].state, ContainerState::Running);
+        assert_eq!(st.sandboxes[0].ip, "10.88.0.3");
+        rt.clear_calls();
+        let res = m.sync_pod(&p, &st, &mut ws).await;
+        assert!(!res.changed);
+        assert!(rt.calls().is_empty(), "a synced pod costs no runtime calls: {:?}", rt.calls());
+        assert!(dir.join("pods/ns_p_u1/c").is_dir());
+        m.remove_pod(&PodRef::of(&p), &st).await.unwrap();
+        assert_eq!(rt.sandbox_count(), 0);
+        assert!(!dir.join("pods/ns_p_u1").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn never_pull_missing_image_is_reported() {
+        let rt = Arc::new(FakeRuntime::with_images(&[]));
+        let dir = tmp();
+        let m = manager(rt.clone(), &dir);
+        let p = pod("nothere:1", "Never", "Always");
+        let res = m.sync_pod(&p, &PodStatus::default(), &mut WorkerState::default()).await;
+        let f = &res.failures["c"];
+        assert_eq!(f.reason, "ErrImageNeverPull");
+        assert_eq!(f.message, "Container image \"nothere:1\" is not present with pull policy of Never");
+        let p = pod("Bad Image", "IfNotPresent", "Always");
+        let res = m.sync_pod(&p, &PodStatus::default(), &mut WorkerState::default()).await;
+        assert_eq!(res.failures["c"].reason, "InvalidImageName");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pull_failure_backs_off() {
+        let rt = Arc::new(FakeRuntime::with_images(&[]));
+        let dir = tmp();
+        let m = manager(rt.clone(), &dir);
+        let p = pod("example.invalid/x:1", "IfNotPresent", "Always");
+        let mut ws = WorkerState::default();
+        let res = m.sync_pod(&p, &PodStatus::default(), &mut ws).await;
+        assert_eq!(res.failures["c"].reason, "ErrImagePull");
+        assert_eq!(res.retry_after, Some(Duration::from_secs(10)));
+        let st = m.pod_status("u1").await.unwrap();
+        let res = m.sync_pod(&p, &st, &mut ws).await;
+        assert_eq!(res.failures["c"].reason, "ImagePullBackOff");
+        assert_eq!(res.failures["c"].message, "Back-off pulling image \"example.invalid/x:1\"");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn runtime_failure_is_an_error_not_a_panic() {
+        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
+        let dir = tmp();
+        let m = manager(rt.clone(), &dir);
+        rt.fail("RunPodSandbox", "network plugin exploded");
+        let res = m.sync_pod(&pod("busybox", "Never", "Always"), &PodStatus::default(), &mut WorkerState::default()).await;
+        assert_eq!(res.error.as_deref(), Some("Failed to create pod sandbox: network plugin exploded"));
+        rt.heal("RunPodSandbox");
+        rt.fail("StartContainer", "exec: \"nope\": executable file not found in $PATH");
+        let res = m.sync_pod(&pod("busybox", "Never", "Always"), &PodStatus::default(), &mut WorkerState::default()).await;
+        assert_eq!(res.failures["c"].reason, "RunContainerError");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn image_references() {
+        for ok in ["busybox", "busybox:1.36", "docker.io/library/busybox:latest", "localhost:5000/a/b:c", "registry.k8s.io/pause:3.6", "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"] {
+            assert!(validate_image(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Busybox", "a b", "busybox:", "busybox:-x", "a//b", "a@sha256:xyz", "UPPER/x"] {
+            assert!(validate_image(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostnames_and_resources() {
+        let mut p = pod("busybox", "Never", "Always");
+        p.metadata.name = Some(format!("{}-.x", "a".repeat(61)));
+        assert_eq!(pod_hostname(&p), "a".repeat(61));
+        let c = Container {
+            resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: Some([("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("250m".into()))].into()),
+                limits: Some([
+                    ("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("500m".into())),
+                    ("memory".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("64Mi".into())),
+                ].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let r = linux_resources(&c, -1);
+        assert_eq!((r.cpu_shares, r.cpu_quota, r.cpu_period, r.memory_limit_in_bytes), (256, 50_000, 100_000, 64 << 20));
+        assert_eq!(linux_resources(&Container::default(), -1).cpu_shares, 2);
+    }
+}

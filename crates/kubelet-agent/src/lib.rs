@@ -1,0 +1,18 @@
+//! kubelet-rs: the Kubernetes node agent. Module names follow upstream's `pkg/kubelet`
+//! packages; see docs/architecture.md for the data flow.
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod config_source;
+pub mod events;
+pub mod healthz;
+pub mod kubelet;
+pub mod kubelet_node_status;
+pub mod kuberuntime;
+pub mod nodelease;
+pub mod nodestatus;
+pub mod options;
+pub mod pleg;
+pub mod pod_workers;
+pub mod status_manager;

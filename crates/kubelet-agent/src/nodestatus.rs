@@ -1,0 +1,396 @@
+//! The Node object and its status as pure functions of what the host and runtime report
+//! (upstream `pkg/kubelet/nodestatus/setters.go`).
+
+use k8s_openapi::api::core::v1::{
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
+    NodeStatus, NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kubelet_core::quantity::{format_binary_si, format_decimal, parse_milli};
+use kubelet_core::status::time_of;
+use kubelet_host::{FsStats, MachineInfo};
+use std::collections::BTreeMap;
+
+/// The version we report as kubeletVersion: the API level we implement, marked as ours.
+pub const KUBELET_VERSION: &str = concat!("v1.20.2-kubelet-rs.", env!("CARGO_PKG_VERSION"));
+
+/// A CRI runtime condition as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeCondition {
+    pub kind: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuntimeCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={} reason:{} message:{}", self.kind, self.status, self.reason, self.message)
+    }
+}
+
+/// What the runtime told us at the last status check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// `None` until the first successful check.
+    pub synced: Option<bool>,
+    /// "containerd://1.6.20"
+    pub version: String,
+    pub conditions: Vec<RuntimeCondition>,
+    /// Set when the last check failed (the runtime is unreachable).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeInputs {
+    pub machine: MachineInfo,
+    pub root_fs: FsStats,
+    pub memory_available: Option<u64>,
+    pub runtime: RuntimeState,
+    pub images: Vec<ContainerImage>,
+    pub addresses: Vec<NodeAddress>,
+    pub port: u16,
+    pub max_pods: u32,
+    pub eviction_hard: BTreeMap<String, String>,
+    /// Extra conditions reported by the kubelet's own health (e.g. a stuck PLEG).
+    pub health_errors: Vec<String>,
+}
+
+fn q(s: String) -> Quantity {
+    Quantity(s)
+}
+
+/// The threshold in bytes for a `LessThan` eviction signal given as "100Mi" or "10%".
+fn threshold_bytes(value: &str, capacity: u64) -> u64 {
+    if let Some(p) = value.strip_suffix('%') {
+        let pct: f64 = p.trim().parse().unwrap_or(0.0);
+        (capacity as f64 * pct / 100.0) as u64
+    } else {
+        parse_milli(value).map(|m| (m / 1000).max(0) as u64).unwrap_or(0)
+    }
+}
+
+pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".into(), q(format_decimal(i.machine.num_cpus))),
+        ("memory".into(), q(format_binary_si(i.machine.memory_bytes))),
+        ("pods".into(), q(format_decimal(u64::from(i.max_pods)))),
+        ("ephemeral-storage".into(), q(format_binary_si(i.root_fs.capacity_bytes))),
+        ("hugepages-1Gi".into(), q("0".into())),
+        ("hugepages-2Mi".into(), q("0".into())),
+    ])
+}
+
+pub fn allocatable(i: &NodeInputs) -> BTreeMap<String, Quantity> {
+    let mut a = capacity(i);
+    let mem_res = i.eviction_hard.get("memory.available").map(|v| threshold_bytes(v, i.machine.memory_bytes)).unwrap_or(0);
+    let fs_res = i.eviction_hard.get("nodefs.available").map(|v| threshold_bytes(v, i.root_fs.capacity_bytes)).unwrap_or(0);
+    a.insert("memory".into(), q(format_binary_si(i.machine.memory_bytes.saturating_sub(mem_res))));
+    a.insert("ephemeral-storage".into(), q(format_binary_si(i.root_fs.capacity_bytes.saturating_sub(fs_res))));
+    a
+}
+
+fn aggregate(errors: &[String]) -> String {
+    let mut uniq: Vec<&String> = vec![];
+    for e in errors {
+        if !uniq.contains(&e) {
+            uniq.push(e);
+        }
+    }
+    match uniq.as_slice() {
+        [one] => (*one).clone(),
+        many => format!("[{}]", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Why the node is not ready, empty when it is.
+pub fn not_ready_errors(i: &NodeInputs) -> Vec<String> {
+    let mut errs = vec![];
+    match (&i.runtime.synced, &i.runtime.error) {
+        (None, _) => errs.push("container runtime status check may not have completed yet".to_string()),
+        (Some(_), Some(_)) => errs.push("container runtime is down".to_string()),
+        _ => {}
+    }
+    errs.extend(i.health_errors.iter().cloned());
+    let cond = |k: &str| i.runtime.conditions.iter().find(|c| c.kind == k);
+    if i.runtime.synced.is_some() && i.runtime.error.is_none() {
+        match cond("RuntimeReady") {
+            Some(c) if c.status => {}
+            Some(c) => errs.push(format!("Container runtime not ready: {c}")),
+            None => errs.push("Container runtime not ready: <nil>".into()),
+        }
+        match cond("NetworkReady") {
+            Some(c) if c.status => {}
+            Some(c) => errs.push(format!("runtime network not ready: {c}")),
+            None => errs.push("runtime network not ready: <nil>".into()),
+        }
+    } else if i.runtime.synced.is_none() {
+        errs.push("network state unknown".into());
+    }
+    errs
+}
+
+fn set_condition(
+    old: &[NodeCondition],
+    kind: &str,
+    status: bool,
+    reasons: (&str, &str),
+    now: &Time,
+) -> NodeCondition {
+    let s = if status { "True" } else { "False" };
+    let prev = old.iter().find(|c| c.type_ == kind);
+    let transition = match prev {
+        Some(p) if p.status == s => p.last_transition_time.clone(),
+        _ => Some(now.clone()),
+    };
+    NodeCondition {
+        type_: kind.into(),
+        status: s.into(),
+        reason: Some(reasons.0.into()),
+        message: Some(reasons.1.into()),
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: transition,
+    }
+}
+
+pub fn conditions(i: &NodeInputs, old: &[NodeCondition], now: &Time) -> Vec<NodeCondition> {
+    let mem_pressure = match (i.memory_available, i.eviction_hard.get("memory.available")) {
+        (Some(avail), Some(t)) => avail < threshold_bytes(t, i.machine.memory_bytes),
+        _ => false,
+    };
+    let disk_pressure = match i.eviction_hard.get("nodefs.available") {
+        Some(t) if i.root_fs.capacity_bytes > 0 => i.root_fs.available_bytes < threshold_bytes(t, i.root_fs.capacity_bytes),
+        _ => false,
+    };
+    let errs = not_ready_errors(i);
+    let ready = errs.is_empty();
+    let ready_msg = if ready { "kubelet is posting ready status".to_string() } else { aggregate(&errs) };
+    vec![
+        set_condition(
+            old,
+            "MemoryPressure",
+            mem_pressure,
+            if mem_pressure {
+                ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+            } else {
+                ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+            },
+            now,
+        ),
+        set_condition(
+            old,
+            "DiskPressure",
+            disk_pressure,
+            if disk_pressure {
+                ("KubeletHasDiskPressure", "kubelet has disk pressure")
+            } else {
+                ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+            },
+            now,
+        ),
+        set_condition(old, "PIDPressure", false, ("KubeletHasSufficientPID", "kubelet has sufficient PID available"), now),
+        set_condition(
+            old,
+            "Ready",
+            ready,
+            (if ready { "KubeletReady" } else { "KubeletNotReady" }, ready_msg.as_str()),
+            now,
+        ),
+    ]
+}
+
+pub fn node_status(i: &NodeInputs, old: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
+    let now = time_of(now);
+    let old_conditions = old.and_then(|o| o.conditions.clone()).unwrap_or_default();
+    let m = &i.machine;
+    NodeStatus {
+        capacity: Some(capacity(i)),
+        allocatable: Some(allocatable(i)),
+        conditions: Some(conditions(i, &old_conditions, &now)),
+        addresses: Some(i.addresses.clone()),
+        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(i.port) }) }),
+        node_info: Some(NodeSystemInfo {
+            machine_id: m.machine_id.clone(),
+            system_uuid: m.system_uuid.clone(),
+            boot_id: m.boot_id.clone(),
+            kernel_version: m.kernel_version.clone(),
+            os_image: m.os_image.clone(),
+            container_runtime_version: if i.runtime.version.is_empty() { "Unknown".into() } else { i.runtime.version.clone() },
+            kubelet_version: KUBELET_VERSION.into(),
+            kube_proxy_version: KUBELET_VERSION.into(),
+            operating_system: "linux".into(),
+            architecture: m.architecture.clone(),
+            ..Default::default()
+        }),
+        images: Some(i.images.clone()),
+        // Fields the kubelet does not own are left to whoever owns them.
+        ..Default::default()
+    }
+}
+
+/// Default labels, then `--node-labels` (which win).
+pub fn node_labels(name: &str, hostname: &str, arch: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let _ = name;
+    let mut l = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), hostname.to_string()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ("kubernetes.io/arch".to_string(), arch.to_string()),
+        ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
+        ("beta.kubernetes.io/arch".to_string(), arch.to_string()),
+    ]);
+    l.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    l
+}
+
+pub const ATTACH_DETACH_ANNOTATION: &str = "volumes.kubernetes.io/controller-managed-attach-detach";
+
+pub fn initial_node(name: &str, labels: BTreeMap<String, String>, status: NodeStatus) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(ATTACH_DETACH_ANNOTATION.into(), "true".into())])),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec::default()),
+        status: Some(status),
+    }
+}
+
+/// Up to `max` images, largest first, each with at most 5 names (digests, then tags).
+pub fn node_images(images: &[kubelet_cri::api::Image], max: i32) -> Vec<ContainerImage> {
+    let mut imgs: Vec<&kubelet_cri::api::Image> = images.iter().collect();
+    imgs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| b.id.cmp(&a.id)));
+    if max >= 0 {
+        imgs.truncate(max as usize);
+    }
+    imgs.into_iter()
+        .map(|i| {
+            let mut names: Vec<String> = i.repo_digests.iter().chain(i.repo_tags.iter()).cloned().collect();
+            names.truncate(5);
+            ContainerImage { names: Some(names), size_bytes: Some(i.size as i64) }
+        })
+        .collect()
+}
+
+/// Whether two statuses differ in anything but heartbeat times.
+pub fn status_changed(a: &NodeStatus, b: &NodeStatus) -> bool {
+    let strip = |s: &NodeStatus| {
+        let mut s = s.clone();
+        if let Some(cs) = s.conditions.as_mut() {
+            for c in cs.iter_mut() {
+                c.last_heartbeat_time = None;
+            }
+            cs.sort_by(|x, y| x.type_.cmp(&y.type_));
+        }
+        s
+    };
+    strip(a) != strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> NodeInputs {
+        NodeInputs {
+            machine: MachineInfo { num_cpus: 2, memory_bytes: 4 * 1024 * 1024 * 1024, architecture: "amd64".into(), ..Default::default() },
+            root_fs: FsStats { capacity_bytes: 100 * 1024 * 1024 * 1024, available_bytes: 50 * 1024 * 1024 * 1024, ..Default::default() },
+            memory_available: Some(2 * 1024 * 1024 * 1024),
+            runtime: RuntimeState {
+                synced: Some(true),
+                version: "containerd://1.6.20".into(),
+                conditions: vec![
+                    RuntimeCondition { kind: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() },
+                    RuntimeCondition { kind: "NetworkReady".into(), status: true, reason: String::new(), message: String::new() },
+                ],
+                error: None,
+            },
+            images: vec![],
+            addresses: vec![],
+            port: 10250,
+            max_pods: 110,
+            eviction_hard: crate::config::KubeletConfiguration::default().eviction_hard(),
+            health_errors: vec![],
+        }
+    }
+
+    fn ready(s: &NodeStatus) -> NodeCondition {
+        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().clone()
+    }
+
+    #[test]
+    fn capacity_and_allocatable() {
+        let s = node_status(&inputs(), None, Timestamp::UNIX_EPOCH);
+        let cap = s.capacity.clone().unwrap();
+        assert_eq!(cap["cpu"].0, "2");
+        assert_eq!(cap["memory"].0, "4Gi");
+        assert_eq!(cap["pods"].0, "110");
+        let alloc = s.allocatable.clone().unwrap();
+        assert_eq!(alloc["memory"].0, "3996Mi");
+        assert_eq!(alloc["ephemeral-storage"].0, "90Gi");
+        let r = ready(&s);
+        assert_eq!((r.status.as_str(), r.reason.as_deref()), ("True", Some("KubeletReady")));
+        let types: Vec<_> = s.conditions.unwrap().iter().map(|c| c.type_.clone()).collect();
+        assert_eq!(types, ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]);
+    }
+
+    #[test]
+    fn not_ready_messages() {
+        let mut i = inputs();
+        i.runtime = RuntimeState::default();
+        let r = ready(&node_status(&i, None, Timestamp::UNIX_EPOCH));
+        assert_eq!(r.reason.as_deref(), Some("KubeletNotReady"));
+        assert_eq!(
+            r.message.as_deref(),
+            Some("[container runtime status check may not have completed yet, network state unknown]")
+        );
+        let mut i = inputs();
+        i.runtime.conditions[1] = RuntimeCondition {
+            kind: "NetworkReady".into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "cni plugin not initialized".into(),
+        };
+        let r = ready(&node_status(&i, None, Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            r.message.as_deref(),
+            Some("runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni plugin not initialized")
+        );
+    }
+
+    #[test]
+    fn transition_time_kept_while_unchanged() {
+        let t0 = Timestamp::from_second(1000).unwrap();
+        let t1 = Timestamp::from_second(2000).unwrap();
+        let s0 = node_status(&inputs(), None, t0);
+        let s1 = node_status(&inputs(), Some(&s0), t1);
+        let r = ready(&s1);
+        assert_eq!(r.last_transition_time, Some(time_of(t0)));
+        assert_eq!(r.last_heartbeat_time, Some(time_of(t1)));
+        assert!(!status_changed(&s0, &s1));
+        let mut i = inputs();
+        i.memory_available = Some(1);
+        let s2 = node_status(&i, Some(&s1), t1);
+        assert!(status_changed(&s1, &s2));
+        let mp = s2.conditions.unwrap().into_iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!(mp.reason.as_deref(), Some("KubeletHasInsufficientMemory"));
+    }
+
+    #[test]
+    fn labels_and_images() {
+        let extra = BTreeMap::from([("kubernetes.io/hostname".to_string(), "override".to_string())]);
+        let l = node_labels("n", "h", "amd64", &extra);
+        assert_eq!(l["kubernetes.io/hostname"], "override");
+        assert_eq!(l["beta.kubernetes.io/arch"], "amd64");
+        let imgs = vec![
+            kubelet_cri::api::Image { id: "a".into(), repo_tags: vec!["small".into()], size: 1, ..Default::default() },
+            kubelet_cri::api::Image { id: "b".into(), repo_tags: vec!["big".into()], repo_digests: vec!["big@sha256:1".into()], size: 9, ..Default::default() },
+        ];
+        let n = node_images(&imgs, 50);
+        assert_eq!(n[0].names.as_ref().unwrap(), &vec!["big@sha256:1".to_string(), "big".to_string()]);
+        assert_eq!(node_images(&imgs, 1).len(), 1);
+    }
+}

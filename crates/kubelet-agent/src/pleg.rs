@@ -1,0 +1,192 @@
+//! Pod lifecycle event generator (upstream `pkg/kubelet/pleg`). containerd pushes task
+//! start/exit events, which wake the affected pod's worker at once; a periodic relist is the
+//! safety net and also finds containers and sandboxes that belong to no known pod.
+
+use crate::kuberuntime::RuntimeManager;
+use crate::pod_workers::PodWorkers;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubelet_core::labels::PodRef;
+use kubelet_cri::RuntimeEvent;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Upstream declares the PLEG unhealthy when a relist has not finished for this long.
+pub const RELIST_THRESHOLD: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone)]
+pub struct PlegHealth {
+    last_relist: Arc<Mutex<Instant>>,
+}
+
+impl PlegHealth {
+    pub fn new() -> Self {
+        PlegHealth { last_relist: Arc::new(Mutex::new(Instant::now())) }
+    }
+
+    fn mark(&self) {
+        *self.last_relist.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// `Err` with upstream's message when relisting is stuck.
+    pub fn check(&self) -> Result<(), String> {
+        let last = *self.last_relist.lock().unwrap_or_else(|e| e.into_inner());
+        let since = last.elapsed();
+        if since > RELIST_THRESHOLD {
+            return Err(format!("PLEG is not healthy: pleg was last seen active {since:?} ago; threshold is {RELIST_THRESHOLD:?}"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PlegHealth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+pub struct Pleg {
+    pub runtime: Arc<RuntimeManager>,
+    pub workers: PodWorkers,
+    pub health: PlegHealth,
+    /// Relist period while the event stream is up; while it is down, relist every second.
+    pub period: Duration,
+    /// Set once the API's initial pod list has been dispatched: only then can a runtime pod
+    /// be judged an orphan.
+    pub pods_synced: Arc<AtomicBool>,
+}
+
+type Fingerprint = Vec<(String, i32)>;
+
+impl Pleg {
+    pub async fn run(self, cancel: CancellationToken) {
+        let (tx, mut rx) = mpsc::channel::<RuntimeEvent>(1024);
+        let streaming = Arc::new(AtomicBool::new(false));
+        tokio::spawn(subscribe(self.runtime.clone(), tx, streaming.clone(), cancel.clone()));
+        let mut seen: HashMap<String, Fingerprint> = HashMap::new();
+        let mut owner: HashMap<String, String> = HashMap::new();
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { return };
+                    let id = match &ev {
+                        RuntimeEvent::Started { container_id } | RuntimeEvent::Exited { container_id, .. } | RuntimeEvent::Oom { container_id } => container_id.clone(),
+                    };
+                    match owner.get(&id) {
+                        Some(uid) => {
+                            debug!(?ev, %uid, "runtime event");
+                            self.workers.kick(uid);
+                        }
+                        // Not seen yet (e.g. a container we just created): relist now.
+                        None => next = Instant::now(),
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    match self.relist(&mut seen, &mut owner).await {
+                        Ok(()) => self.health.mark(),
+                        Err(e) => warn!(error = %e, "relist failed"),
+                    }
+                    let period = if streaming.load(Ordering::Relaxed) { self.period } else { Duration::from_secs(1) };
+                    next = Instant::now() + period;
+                }
+            }
+        }
+    }
+
+    async fn relist(&self, seen: &mut HashMap<String, Fingerprint>, owner: &mut HashMap<String, String>) -> Result<(), kubelet_cri::CriError> {
+        let rt = &self.runtime.rt;
+        let (sandboxes, containers) = tokio::try_join!(rt.list_pod_sandbox(None), rt.list_containers(None))?;
+        let mut now: HashMap<String, Fingerprint> = HashMap::new();
+        let mut refs: BTreeMap<String, PodRef> = BTreeMap::new();
+        owner.clear();
+        for sb in &sandboxes {
+            let Some(r) = PodRef::from_labels(&sb.labels) else { continue };
+            owner.insert(sb.id.clone(), r.uid.clone());
+            now.entry(r.uid.clone()).or_default().push((sb.id.clone(), sb.state));
+            refs.insert(r.uid.clone(), r);
+        }
+        for c in &containers {
+            let Some(r) = PodRef::from_labels(&c.labels) else { continue };
+            owner.insert(c.id.clone(), r.uid.clone());
+            now.entry(r.uid.clone()).or_default().push((c.id.clone(), c.state));
+            refs.insert(r.uid.clone(), r);
+        }
+        for fp in now.values_mut() {
+            fp.sort();
+        }
+        for (uid, fp) in &now {
+            if seen.get(uid) != Some(fp) {
+                self.workers.kick(uid);
+            }
+        }
+        for uid in seen.keys().filter(|u| !now.contains_key(*u)) {
+            self.workers.kick(uid);
+        }
+        if self.pods_synced.load(Ordering::Acquire) {
+            let known = self.workers.known();
+            for (uid, r) in &refs {
+                if !known.contains(uid) {
+                    info!(pod = %r.key(), %uid, "cleaning up pod that is not in the API server");
+                    self.workers.remove(Arc::new(orphan(r)));
+                }
+            }
+        }
+        *seen = now;
+        Ok(())
+    }
+}
+
+fn orphan(r: &PodRef) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(r.name.clone()),
+            namespace: Some(r.namespace.clone()),
+            uid: Some(r.uid.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn subscribe(runtime: Arc<RuntimeManager>, tx: mpsc::Sender<RuntimeEvent>, streaming: Arc<AtomicBool>, cancel: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match runtime.rt.events().await {
+            Ok(mut stream) => {
+                streaming.store(true, Ordering::Relaxed);
+                delay = Duration::from_millis(200);
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        item = stream.next() => match item {
+                            Some(Ok(ev)) => {
+                                if tx.try_send(ev).is_err() {
+                                    debug!("runtime event dropped; relist will catch up");
+                                }
+                            }
+                            Some(Err(e)) => { warn!(error = %e, "runtime event stream failed"); break }
+                            None => break,
+                        }
+                    }
+                }
+                streaming.store(false, Ordering::Relaxed);
+            }
+            Err(e) => debug!(error = %e, "runtime events unavailable"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,241 @@
+//! One task per pod (upstream `pkg/kubelet/pod_workers.go`). Each worker's mailbox is a
+//! `watch` channel: bounded to one slot, and a newer update replaces an unread older one,
+//! so a busy pod never queues stale work. Workers are owned by a `TaskTracker` and cancelled
+//! with the kubelet.
+
+use crate::clock::SharedClock;
+use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
+use crate::status_manager::StatusManager;
+use k8s_openapi::api::core::v1::Pod;
+use kubelet_core::labels::PodRef;
+use kubelet_core::status::{StatusInput, generate};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+#[derive(Debug)]
+pub struct WorkerDeps {
+    pub runtime: Arc<RuntimeManager>,
+    pub status: StatusManager,
+    pub host_ip: Option<String>,
+    pub clock: SharedClock,
+    /// Upstream's syncFrequency: every pod is re-checked at least this often.
+    pub resync: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Desired {
+    pod: Arc<Pod>,
+    /// The object is gone from the API server (or never was: an orphan in the runtime).
+    removed: bool,
+    /// Bumped to wake the worker without a spec change (runtime events).
+    kick: u64,
+}
+
+#[derive(Debug)]
+struct Handle {
+    tx: watch::Sender<Desired>,
+    generation: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PodWorkers {
+    deps: Arc<WorkerDeps>,
+    workers: Arc<Mutex<HashMap<String, Handle>>>,
+    next_generation: Arc<std::sync::atomic::AtomicU64>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+enum Step {
+    Wait(Duration),
+    Done,
+}
+
+impl PodWorkers {
+    pub fn new(deps: Arc<WorkerDeps>, cancel: CancellationToken) -> Self {
+        PodWorkers {
+            deps,
+            workers: Arc::default(),
+            next_generation: Arc::default(),
+            tracker: TaskTracker::new(),
+            cancel,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Handle>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A pod was added or changed in the API server.
+    pub fn update(&self, pod: Arc<Pod>) {
+        self.dispatch(pod, false);
+    }
+
+    /// A pod left the API server (or is an orphan found in the runtime).
+    pub fn remove(&self, pod: Arc<Pod>) {
+        self.dispatch(pod, true);
+    }
+
+    /// Wakes the pod's worker: something changed in the runtime.
+    pub fn kick(&self, uid: &str) {
+        if let Some(h) = self.lock().get(uid) {
+            h.tx.send_modify(|d| d.kick = d.kick.wrapping_add(1));
+        }
+    }
+
+    pub fn known(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn dispatch(&self, pod: Arc<Pod>, removed: bool) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if uid.is_empty() {
+            warn!(pod = ?pod.metadata.name, "pod without a UID ignored");
+            return;
+        }
+        let mut g = self.lock();
+        if let Some(h) = g.get(&uid) {
+            h.tx.send_modify(|d| {
+                d.pod = pod;
+                // Once removed, always removed.
+                d.removed |= removed;
+            });
+            return;
+        }
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Desired { pod: pod.clone(), removed, kick: 0 });
+        g.insert(uid.clone(), Handle { tx, generation });
+        drop(g);
+        let r = PodRef::of(&pod);
+        let span = info_span!("pod_worker", pod = %r.key(), uid = %r.uid);
+        let me = self.clone();
+        self.tracker.spawn(async move { me.work(uid, generation, rx).await }.instrument(span));
+    }
+
+    async fn work(self, uid: String, generation: u64, mut rx: watch::Receiver<Desired>) {
+        let mut ws = WorkerState::default();
+        let mut error_delay = Duration::from_millis(200);
+        loop {
+            let desired = rx.borrow_and_update().clone();
+            let step = match self.sync(&desired, &mut ws).await {
+                Ok(step) => {
+                    error_delay = Duration::from_millis(200);
+                    step
+                }
+                Err(e) => {
+                    warn!(error = %e, "pod sync failed; retrying");
+                    error_delay = (error_delay * 2).min(Duration::from_secs(10));
+                    Step::Wait(error_delay / 2)
+                }
+            };
+            let wait = match step {
+                Step::Done => break,
+                Step::Wait(d) => d,
+            };
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
+        let mut g = self.lock();
+        if g.get(&uid).is_some_and(|h| h.generation == generation) {
+            g.remove(&uid);
+        }
+    }
+
+    async fn sync(&self, d: &Desired, ws: &mut WorkerState) -> Result<Step, String> {
+        let deps = &self.deps;
+        let pod = d.pod.as_ref();
+        let r = PodRef::of(pod);
+        let rt = deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())?;
+        let terminating = d.removed || pod.metadata.deletion_timestamp.is_some();
+        if terminating {
+            let active = !kubelet_core::actions::running_container_ids(&rt).is_empty() || rt.sandboxes.iter().any(|s| s.ready);
+            let after = if active {
+                // An orphan has no spec: its containers' own annotations give the grace period.
+                let with_spec = pod.spec.is_some().then_some(pod);
+                deps.runtime.kill_pod(with_spec, &rt).await.map_err(|e| e.to_string())?;
+                deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())?
+            } else {
+                rt
+            };
+            if !d.removed {
+                self.report(pod, &after, &SyncResult::default());
+            }
+            deps.runtime.remove_pod(&r, &after).await.map_err(|e| e.to_string())?;
+            if d.removed {
+                deps.status.forget(&r.uid);
+                return Ok(Step::Done);
+            }
+            deps.status.terminate_and_delete(pod);
+            return Ok(Step::Wait(deps.resync));
+        }
+
+        let terminal = self.phase(pod).is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let res = if terminal {
+            if !kubelet_core::actions::running_container_ids(&rt).is_empty() || rt.sandboxes.iter().any(|s| s.ready) {
+                deps.runtime.kill_pod(Some(pod), &rt).await.map_err(|e| e.to_string())?;
+            }
+            SyncResult { changed: true, ..Default::default() }
+        } else {
+            deps.runtime.sync_pod(pod, &rt, ws).await
+        };
+        let rt = if res.changed { deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())? } else { rt };
+        self.report(pod, &rt, &res);
+        if let Some(e) = &res.error {
+            return Err(e.clone());
+        }
+        debug!(retry = ?res.retry_after, "pod synced");
+        Ok(Step::Wait(res.retry_after.map_or(deps.resync, |d| d.min(deps.resync))))
+    }
+
+    fn phase(&self, pod: &Pod) -> Option<String> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        self.deps
+            .status
+            .cached(uid)
+            .or_else(|| pod.status.clone())
+            .and_then(|s| s.phase)
+    }
+
+    fn report(&self, pod: &Pod, rt: &kubelet_core::runtime::PodStatus, res: &SyncResult) {
+        let deps = &self.deps;
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let mut with_old = pod.clone();
+        if let Some(s) = deps.status.cached(uid) {
+            with_old.status = Some(s);
+        }
+        let status = generate(&StatusInput {
+            pod: &with_old,
+            runtime: rt,
+            failures: &res.failures,
+            host_ip: deps.host_ip.as_deref(),
+            readiness: &HashMap::new(),
+            now: deps.clock.now(),
+        });
+        deps.status.set_pod_status(pod, status);
+    }
+
+    /// Waits for every worker to stop (after cancellation).
+    pub async fn shutdown(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}

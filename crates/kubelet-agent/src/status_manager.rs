@@ -1,0 +1,225 @@
+//! Keeps the API server's pod statuses in line with what the kubelet computed
+//! (upstream `pkg/kubelet/status`): only changed statuses are sent, a newer status always
+//! replaces an older one that was not yet sent, and each pod has at most one request in
+//! flight, so an old status can never overwrite a newer one. Once a deleted pod's resources
+//! are reclaimed, its final status is written and the object is deleted with a UID precondition.
+
+use crate::client::{ApiClient, is_status};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kubelet_core::labels::PodRef;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// How many pods' updates may be in flight at once.
+const CONCURRENCY: usize = 16;
+
+#[derive(Debug, Default)]
+struct Entry {
+    pod: Option<PodRef>,
+    status: Option<PodStatus>,
+    version: u64,
+    sent_version: u64,
+    /// The last status the API server accepted.
+    sent: Option<PodStatus>,
+    delete: bool,
+    deleted: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    dirty: HashSet<String>,
+    in_flight: HashSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusManager {
+    inner: Arc<Mutex<Inner>>,
+    notify: Arc<Notify>,
+    api: Option<ApiClient>,
+}
+
+impl StatusManager {
+    /// `api` is `None` in standalone mode: statuses are kept, never sent.
+    pub fn new(api: Option<ApiClient>) -> Self {
+        StatusManager { inner: Arc::default(), notify: Arc::new(Notify::new()), api }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The latest status computed for the pod, newer than what the watch may show.
+    pub fn cached(&self, uid: &str) -> Option<PodStatus> {
+        self.lock().entries.get(uid).and_then(|e| e.status.clone())
+    }
+
+    /// Records a status; it is sent if it differs from the last one sent.
+    pub fn set_pod_status(&self, pod: &Pod, status: PodStatus) {
+        let r = PodRef::of(pod);
+        let mut g = self.lock();
+        let e = g.entries.entry(r.uid.clone()).or_default();
+        if e.status.as_ref() == Some(&status) && e.pod.is_some() {
+            return;
+        }
+        e.pod = Some(r.clone());
+        e.status = Some(status);
+        e.version += 1;
+        g.dirty.insert(r.uid);
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    /// The pod's containers and sandboxes are gone: write the last status, then delete it.
+    pub fn terminate_and_delete(&self, pod: &Pod) {
+        let r = PodRef::of(pod);
+        let mut g = self.lock();
+        let e = g.entries.entry(r.uid.clone()).or_default();
+        if e.deleted || e.delete {
+            return;
+        }
+        e.pod = Some(r.clone());
+        e.delete = true;
+        g.dirty.insert(r.uid);
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    /// The pod object is gone from the API: forget it.
+    pub fn forget(&self, uid: &str) {
+        let mut g = self.lock();
+        g.entries.remove(uid);
+        g.dirty.remove(uid);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.lock().dirty.len()
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let Some(api) = self.api.clone() else {
+            cancel.cancelled().await;
+            return;
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            // Take what is dirty and not already in flight, up to the concurrency limit.
+            let batch: Vec<(String, PodRef, Option<PodStatus>, u64, bool, Option<PodStatus>)> = {
+                let mut g = self.lock();
+                let room = CONCURRENCY.saturating_sub(g.in_flight.len());
+                let ready: Vec<String> =
+                    g.dirty.iter().filter(|u| !g.in_flight.contains(*u)).take(room).cloned().collect();
+                let mut out = vec![];
+                for uid in ready {
+                    g.dirty.remove(&uid);
+                    let Some(e) = g.entries.get(&uid) else { continue };
+                    let Some(pod) = e.pod.clone() else { continue };
+                    let status = (e.version != e.sent_version).then(|| e.status.clone()).flatten();
+                    out.push((uid.clone(), pod, status, e.version, e.delete && !e.deleted, e.sent.clone()));
+                    g.in_flight.insert(uid);
+                }
+                out
+            };
+            for (uid, pod, status, version, delete, sent) in batch {
+                let api = api.clone();
+                let me = self.clone();
+                tasks.spawn(async move {
+                    let outcome = sync_one(&api, &pod, status.as_ref(), sent.as_ref(), delete).await;
+                    me.finish(&uid, version, status, outcome);
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.notify.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    fn finish(&self, uid: &str, version: u64, status: Option<PodStatus>, outcome: Outcome) {
+        let mut g = self.lock();
+        g.in_flight.remove(uid);
+        match outcome {
+            Outcome::Gone => {
+                g.entries.remove(uid);
+                g.dirty.remove(uid);
+            }
+            Outcome::Done { deleted } => {
+                if let Some(e) = g.entries.get_mut(uid) {
+                    if status.is_some() {
+                        e.sent_version = e.sent_version.max(version);
+                        e.sent = status;
+                    }
+                    e.deleted |= deleted;
+                    if e.version != e.sent_version || (e.delete && !e.deleted) {
+                        g.dirty.insert(uid.to_string());
+                    }
+                }
+            }
+            Outcome::Retry => {
+                g.dirty.insert(uid.to_string());
+            }
+        }
+        drop(g);
+        self.notify.notify_one();
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Done { deleted: bool },
+    Gone,
+    Retry,
+}
+
+/// The strategic-merge patch: conditions merge by type (keeping other writers' conditions),
+/// and `metadata.uid` makes it apply only to this incarnation of the pod.
+pub fn status_patch(uid: &str, status: &PodStatus) -> serde_json::Value {
+    serde_json::json!({ "metadata": { "uid": uid }, "status": status })
+}
+
+async fn sync_one(api: &ApiClient, pod: &PodRef, status: Option<&PodStatus>, sent: Option<&PodStatus>, delete: bool) -> Outcome {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(api.client.clone(), &pod.namespace);
+    if let Some(status) = status.filter(|s| Some(*s) != sent) {
+        api.limiter.acquire().await;
+        let patch = status_patch(&pod.uid, status);
+        match pods.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => debug!(pod = %pod.key(), "status patched"),
+            Err(e) if is_status(&e, 404) => return Outcome::Gone,
+            // A UID mismatch (409/422): the pod was recreated under the same name.
+            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
+                warn!(pod = %pod.key(), error = %e, "status patch refused; dropping status of an old pod");
+                return Outcome::Gone;
+            }
+            Err(e) => {
+                warn!(pod = %pod.key(), error = %e, "status patch failed; will retry");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                return Outcome::Retry;
+            }
+        }
+    }
+    if delete {
+        api.limiter.acquire().await;
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(pod.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        match pods.delete(&pod.name, &dp).await {
+            Ok(_) => debug!(pod = %pod.key(), "pod deleted"),
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => return Outcome::Gone,
+            Err(e) => {
+                warn!(pod = %pod.key(), error = %e, "final delete failed; will retry");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                return Outcome::Retry;
+            }
+        }
+        return Outcome::Done { deleted: true };
+    }
+    Outcome::Done { deleted: false }
+}
