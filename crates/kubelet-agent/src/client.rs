@@ -23,7 +23,14 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(qps: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        RateLimiter { qps, burst, bucket: Arc::new(Mutex::new(Bucket { tokens: burst, last: Instant::now() })) }
+        RateLimiter {
+            qps,
+            burst,
+            bucket: Arc::new(Mutex::new(Bucket {
+                tokens: burst,
+                last: Instant::now(),
+            })),
+        }
     }
 
     /// How long the caller must wait for its token (zero when one is at hand).
@@ -34,7 +41,11 @@ impl RateLimiter {
         b.tokens = (b.tokens + elapsed * self.qps).min(self.burst);
         b.last = now;
         b.tokens -= 1.0;
-        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / self.qps) }
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / self.qps)
+        }
     }
 
     pub async fn acquire(&self) {
@@ -54,13 +65,18 @@ pub struct ApiClient {
 
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiClient").field("limiter", &self.limiter).finish()
+        f.debug_struct("ApiClient")
+            .field("limiter", &self.limiter)
+            .finish()
     }
 }
 
 impl ApiClient {
     pub fn new(client: kube::Client, qps: f64, burst: u32) -> Self {
-        ApiClient { client, limiter: RateLimiter::new(qps, burst) }
+        ApiClient {
+            client,
+            limiter: RateLimiter::new(qps, burst),
+        }
     }
 
     pub fn api<K>(&self, namespace: Option<&str>) -> kube::Api<K>
@@ -102,7 +118,10 @@ mod tests {
         assert_eq!(Instant::now(), t0, "a full burst is free");
         l.acquire().await;
         let waited = Instant::now() - t0;
-        assert!(waited >= Duration::from_millis(199) && waited <= Duration::from_millis(201), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(199) && waited <= Duration::from_millis(201),
+            "{waited:?}"
+        );
         for _ in 0..5 {
             l.acquire().await;
         }

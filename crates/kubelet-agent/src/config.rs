@@ -10,11 +10,18 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Syntax { path: String, message: String },
     #[error("config file {path}: field {field}: {message}")]
-    Field { path: String, field: String, message: String },
+    Field {
+        path: String,
+        field: String,
+        message: String,
+    },
     #[error("config file {path}: {message}")]
     Kind { path: String, message: String },
     #[error("invalid value for {field}: {message}")]
@@ -33,10 +40,16 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(format!("missing unit in duration {s:?}"))?;
-        let num: f64 = rest[..n].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(format!("missing unit in duration {s:?}"))?;
+        let num: f64 = rest[..n]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -79,7 +92,10 @@ pub struct WebhookAuthentication {
 
 impl Default for WebhookAuthentication {
     fn default() -> Self {
-        WebhookAuthentication { enabled: true, cache_ttl: two_minutes() }
+        WebhookAuthentication {
+            enabled: true,
+            cache_ttl: two_minutes(),
+        }
     }
 }
 
@@ -112,7 +128,10 @@ pub struct WebhookAuthorization {
 
 impl Default for WebhookAuthorization {
     fn default() -> Self {
-        WebhookAuthorization { cache_authorized_ttl: five_minutes(), cache_unauthorized_ttl: thirty_seconds() }
+        WebhookAuthorization {
+            cache_authorized_ttl: five_minutes(),
+            cache_unauthorized_ttl: thirty_seconds(),
+        }
     }
 }
 
@@ -283,35 +302,128 @@ impl Default for KubeletConfiguration {
 
 /// Fields of v1beta1 we accept but do not act on yet.
 const V1BETA1_FIELDS: &[&str] = &[
-    "enableServer", "staticPodPath", "syncFrequency", "fileCheckFrequency", "httpCheckFrequency",
-    "staticPodURL", "staticPodURLHeader", "address", "port", "readOnlyPort", "tlsCertFile",
-    "tlsPrivateKeyFile", "tlsCipherSuites", "tlsMinVersion", "rotateCertificates", "serverTLSBootstrap",
-    "authentication", "authorization", "registryPullQPS", "registryBurst", "eventRecordQPS", "eventBurst",
-    "enableDebuggingHandlers", "enableContentionProfiling", "healthzPort", "healthzBindAddress",
-    "oomScoreAdj", "clusterDomain", "clusterDNS", "streamingConnectionIdleTimeout",
-    "nodeStatusUpdateFrequency", "nodeStatusReportFrequency", "nodeLeaseDurationSeconds",
-    "imageMinimumGCAge", "imageGCHighThresholdPercent", "imageGCLowThresholdPercent",
-    "volumeStatsAggPeriod", "kubeletCgroups", "systemCgroups", "cgroupRoot", "cgroupsPerQOS",
-    "cgroupDriver", "cpuManagerPolicy", "cpuManagerReconcilePeriod", "topologyManagerPolicy",
-    "topologyManagerScope", "qosReserved", "runtimeRequestTimeout", "hairpinMode", "maxPods", "podCIDR",
-    "podPidsLimit", "resolvConf", "runOnce", "cpuCFSQuota", "cpuCFSQuotaPeriod", "nodeStatusMaxImages",
-    "maxOpenFiles", "contentType", "kubeAPIQPS", "kubeAPIBurst", "serializeImagePulls", "evictionHard",
-    "evictionSoft", "evictionSoftGracePeriod", "evictionPressureTransitionPeriod",
-    "evictionMaxPodGracePeriod", "evictionMinimumReclaim", "podsPerCore", "enableControllerAttachDetach",
-    "protectKernelDefaults", "makeIPTablesUtilChains", "iptablesMasqueradeBit", "iptablesDropBit",
-    "featureGates", "failSwapOn", "containerLogMaxSize", "containerLogMaxFiles",
-    "configMapAndSecretChangeDetectionStrategy", "systemReserved", "kubeReserved", "reservedSystemCPUs",
-    "showHiddenMetricsForVersion", "systemReservedCgroup", "kubeReservedCgroup", "enforceNodeAllocatable",
-    "allowedUnsafeSysctls", "volumePluginDir", "providerID", "kernelMemcgNotification", "logging",
-    "enableSystemLogHandler", "shutdownGracePeriod", "shutdownGracePeriodCriticalPods",
+    "enableServer",
+    "staticPodPath",
+    "syncFrequency",
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "staticPodURL",
+    "staticPodURLHeader",
+    "address",
+    "port",
+    "readOnlyPort",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "authentication",
+    "authorization",
+    "registryPullQPS",
+    "registryBurst",
+    "eventRecordQPS",
+    "eventBurst",
+    "enableDebuggingHandlers",
+    "enableContentionProfiling",
+    "healthzPort",
+    "healthzBindAddress",
+    "oomScoreAdj",
+    "clusterDomain",
+    "clusterDNS",
+    "streamingConnectionIdleTimeout",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "imageMinimumGCAge",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "volumeStatsAggPeriod",
+    "kubeletCgroups",
+    "systemCgroups",
+    "cgroupRoot",
+    "cgroupsPerQOS",
+    "cgroupDriver",
+    "cpuManagerPolicy",
+    "cpuManagerReconcilePeriod",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "qosReserved",
+    "runtimeRequestTimeout",
+    "hairpinMode",
+    "maxPods",
+    "podCIDR",
+    "podPidsLimit",
+    "resolvConf",
+    "runOnce",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "nodeStatusMaxImages",
+    "maxOpenFiles",
+    "contentType",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "serializeImagePulls",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionPressureTransitionPeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "podsPerCore",
+    "enableControllerAttachDetach",
+    "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "featureGates",
+    "failSwapOn",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "configMapAndSecretChangeDetectionStrategy",
+    "systemReserved",
+    "kubeReserved",
+    "reservedSystemCPUs",
+    "showHiddenMetricsForVersion",
+    "systemReservedCgroup",
+    "kubeReservedCgroup",
+    "enforceNodeAllocatable",
+    "allowedUnsafeSysctls",
+    "volumePluginDir",
+    "providerID",
+    "kernelMemcgNotification",
+    "logging",
+    "enableSystemLogHandler",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
 ];
 
 const SUPPORTED: &[&str] = &[
-    "authentication", "authorization", "cgroupDriver", "clusterDNS", "clusterDomain", "tlsCertFile",
-    "tlsPrivateKeyFile", "readOnlyPort", "port", "address", "failSwapOn", "maxPods", "podPidsLimit",
-    "nodeStatusUpdateFrequency", "nodeStatusReportFrequency", "nodeLeaseDurationSeconds", "kubeAPIQPS",
-    "kubeAPIBurst", "resolvConf", "runtimeRequestTimeout", "syncFrequency", "evictionHard", "healthzPort",
-    "healthzBindAddress", "nodeStatusMaxImages",
+    "authentication",
+    "authorization",
+    "cgroupDriver",
+    "clusterDNS",
+    "clusterDomain",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "readOnlyPort",
+    "port",
+    "address",
+    "failSwapOn",
+    "maxPods",
+    "podPidsLimit",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "resolvConf",
+    "runtimeRequestTimeout",
+    "syncFrequency",
+    "evictionHard",
+    "healthzPort",
+    "healthzBindAddress",
+    "nodeStatusMaxImages",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -323,10 +435,15 @@ pub struct Loaded {
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
     let serde_yaml::Value::Mapping(map) = value else {
-        return Err(ConfigError::Syntax { path: path.into(), message: "expected a YAML mapping".into() });
+        return Err(ConfigError::Syntax {
+            path: path.into(),
+            message: "expected a YAML mapping".into(),
+        });
     };
     let mut kept = serde_yaml::Mapping::new();
     let (mut unsupported, mut unknown) = (vec![], vec![]);
@@ -334,7 +451,10 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
     let mut kind = None;
     for (k, v) in map {
         let Some(key) = k.as_str() else {
-            return Err(ConfigError::Syntax { path: path.into(), message: format!("non-string key {k:?}") });
+            return Err(ConfigError::Syntax {
+                path: path.into(),
+                message: format!("non-string key {k:?}"),
+            });
         };
         match key {
             "apiVersion" => api_version = v.as_str().map(str::to_string),
@@ -349,7 +469,9 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
     if api_version.as_deref() != Some("kubelet.config.k8s.io/v1beta1") {
         return Err(ConfigError::Kind {
             path: path.into(),
-            message: format!("apiVersion must be kubelet.config.k8s.io/v1beta1, got {api_version:?}"),
+            message: format!(
+                "apiVersion must be kubelet.config.k8s.io/v1beta1, got {api_version:?}"
+            ),
         });
     }
     if kind.as_deref() != Some("KubeletConfiguration") {
@@ -359,23 +481,36 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
         });
     }
     let de = serde_yaml::Value::Mapping(kept);
-    let config: KubeletConfiguration = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
-        path: path.into(),
-        field: e.path().to_string(),
-        message: e.inner().to_string(),
-    })?;
+    let config: KubeletConfiguration =
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+            path: path.into(),
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
     validate(&config)?;
-    Ok(Loaded { config, unsupported, unknown })
+    Ok(Loaded {
+        config,
+        unsupported,
+        unknown,
+    })
 }
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: p.clone(),
+        source,
+    })?;
     parse(&p, &text)
 }
 
 pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
-    let bad = |field: &str, message: &str| Err(ConfigError::Invalid { field: field.into(), message: message.into() });
+    let bad = |field: &str, message: &str| {
+        Err(ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        })
+    };
     if c.kube_api_qps <= 0.0 || !c.kube_api_qps.is_finite() {
         return bad("kubeAPIQPS", "must be a positive number");
     }
@@ -406,16 +541,22 @@ impl KubeletConfiguration {
     /// Upstream: the report frequency defaults to 5m only when neither is set; with just
     /// the update frequency set, reports follow it.
     pub fn report_frequency(&self) -> Duration {
-        self.node_status_report_frequency.unwrap_or(self.node_status_update_frequency)
+        self.node_status_report_frequency
+            .unwrap_or(self.node_status_update_frequency)
     }
 
     /// Hard eviction thresholds, with upstream's Linux defaults when the map is absent.
     pub fn eviction_hard(&self) -> BTreeMap<String, String> {
         self.eviction_hard.clone().unwrap_or_else(|| {
-            [("memory.available", "100Mi"), ("nodefs.available", "10%"), ("nodefs.inodesFree", "5%"), ("imagefs.available", "15%")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            [
+                ("memory.available", "100Mi"),
+                ("nodefs.available", "10%"),
+                ("nodefs.inodesFree", "5%"),
+                ("imagefs.available", "15%"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
         })
     }
 }
@@ -452,9 +593,15 @@ mod tests {
             "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nimageGCHighThresholdPercent: 90\nbogusField: 1\n"
         );
         let l = parse("k.yaml", &text).unwrap();
-        assert_eq!(l.config.authentication.x509.client_ca_file.as_deref(), Some("/pki/ca.crt"));
+        assert_eq!(
+            l.config.authentication.x509.client_ca_file.as_deref(),
+            Some("/pki/ca.crt")
+        );
         assert_eq!(l.config.cluster_dns, vec!["10.0.0.10"]);
-        assert_eq!(l.config.node_status_update_frequency, Duration::from_secs(60));
+        assert_eq!(
+            l.config.node_status_update_frequency,
+            Duration::from_secs(60)
+        );
         assert_eq!(l.config.kube_api_qps, 50.0);
         assert!(!l.config.fail_swap_on);
         assert_eq!(l.unsupported, vec!["imageGCHighThresholdPercent"]);
@@ -463,16 +610,29 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse("k.yaml", &format!("{HEAD}maxPods: lots\n")).unwrap_err().to_string();
+        let e = parse("k.yaml", &format!("{HEAD}maxPods: lots\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("maxPods"), "{e}");
-        let e = parse("k.yaml", &format!("{HEAD}authentication:\n  webhook:\n    cacheTTL: soon\n")).unwrap_err().to_string();
+        let e = parse(
+            "k.yaml",
+            &format!("{HEAD}authentication:\n  webhook:\n    cacheTTL: soon\n"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("authentication.webhook.cacheTTL"), "{e}");
-        let e = parse("k.yaml", &format!("{HEAD}authorization: {{mode: Maybe}}\n")).unwrap_err().to_string();
+        let e = parse("k.yaml", &format!("{HEAD}authorization: {{mode: Maybe}}\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("authorization.mode"), "{e}");
-        let e = parse("k.yaml", "kind: KubeletConfiguration\n").unwrap_err().to_string();
+        let e = parse("k.yaml", "kind: KubeletConfiguration\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("apiVersion"), "{e}");
         assert!(parse("k.yaml", "{{{").is_err());
-        let e = parse("k.yaml", &format!("{HEAD}kubeAPIQPS: 0\n")).unwrap_err().to_string();
+        let e = parse("k.yaml", &format!("{HEAD}kubeAPIQPS: 0\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kubeAPIQPS"), "{e}");
     }
 

@@ -13,7 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub async fn run(api: ApiClient, node: String, workers: PodWorkers, synced: Arc<AtomicBool>, cancel: CancellationToken) {
+pub async fn run(
+    api: ApiClient,
+    node: String,
+    workers: PodWorkers,
+    synced: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
     let pods: kube::Api<Pod> = kube::Api::all(api.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher::watcher(pods, cfg).boxed();

@@ -47,12 +47,23 @@ impl Recorder {
         Recorder { tx: None }
     }
 
-    pub fn emit(&self, object: ObjectReference, type_: &'static str, reason: &str, message: impl Into<String>) {
+    pub fn emit(
+        &self,
+        object: ObjectReference,
+        type_: &'static str,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         let message = message.into();
         debug!(reason, %message, "event");
         if let Some(tx) = &self.tx {
             // Full queue: drop, as upstream's broadcaster does under pressure.
-            let _ = tx.try_send(PendingEvent { object, type_, reason: reason.into(), message });
+            let _ = tx.try_send(PendingEvent {
+                object,
+                type_,
+                reason: reason.into(),
+                message,
+            });
         }
     }
 
@@ -75,7 +86,11 @@ const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>) {
     let mut seen: HashMap<(String, String, String, String), Seen> = HashMap::new();
     while let Some(e) = rx.recv().await {
-        let ns = e.object.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = e
+            .object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let key = (
             e.object.uid.clone().unwrap_or_default(),
             e.object.field_path.clone().unwrap_or_default(),
@@ -93,7 +108,10 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
                 "count": s.count,
                 "lastTimestamp": kubelet_core::status::time_of(now),
             });
-            if let Err(err) = events.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if let Err(err) = events
+                .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 debug!(%err, "event patch failed");
             }
             continue;
@@ -102,12 +120,19 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
         let name = format!("{obj_name}.{:x}", now.as_nanosecond());
         let t = kubelet_core::status::time_of(now);
         let ev = Event {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(ns.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
             involved_object: e.object,
             reason: Some(e.reason),
             message: Some(e.message),
             type_: Some(e.type_.into()),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: Some(node.clone()),
+            }),
             first_timestamp: Some(t.clone()),
             last_timestamp: Some(t),
             count: Some(1),
@@ -115,7 +140,14 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
         };
         match events.create(&PostParams::default(), &ev).await {
             Ok(_) => {
-                seen.insert(key, Seen { name, count: 1, at: Instant::now() });
+                seen.insert(
+                    key,
+                    Seen {
+                        name,
+                        count: 1,
+                        at: Instant::now(),
+                    },
+                );
             }
             Err(err) => debug!(%err, "event create failed"),
         }

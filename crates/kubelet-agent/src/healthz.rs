@@ -18,7 +18,10 @@ pub fn respond(request: &[u8], check: &Check) -> String {
     let (code, body) = match (method, path.split('?').next().unwrap_or("")) {
         ("GET" | "HEAD", "/healthz") => match check() {
             Ok(()) => ("200 OK", "ok".to_string()),
-            Err(e) => ("500 Internal Server Error", format!("[-]{e}\nhealthz check failed")),
+            Err(e) => (
+                "500 Internal Server Error",
+                format!("[-]{e}\nhealthz check failed"),
+            ),
         },
         ("GET" | "HEAD", _) => ("404 Not Found", "404 page not found".to_string()),
         _ => ("405 Method Not Allowed", "method not allowed".to_string()),

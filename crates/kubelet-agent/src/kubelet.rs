@@ -40,7 +40,11 @@ pub enum KubeletError {
     #[error("host: {0}")]
     Host(#[from] HostError),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: String, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Everything resolved from flags and the config file before anything starts.
@@ -68,8 +72,13 @@ pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
         None => KubeletConfiguration::default(),
     };
     if let Some(d) = &flags.cgroup_driver {
-        cfg.cgroup_driver = serde_json::from_value(serde_json::Value::String(d.clone()))
-            .map_err(|_| KubeletError::Flag { flag: "cgroup-driver", message: format!("{d:?} is not cgroupfs or systemd") })?;
+        cfg.cgroup_driver =
+            serde_json::from_value(serde_json::Value::String(d.clone())).map_err(|_| {
+                KubeletError::Flag {
+                    flag: "cgroup-driver",
+                    message: format!("{d:?} is not cgroupfs or systemd"),
+                }
+            })?;
     }
     if let Some(m) = flags.max_pods {
         cfg.max_pods = m;
@@ -81,35 +90,67 @@ pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
     if flags.container_runtime != "remote" {
         return Err(KubeletError::Flag {
             flag: "container-runtime",
-            message: format!("{:?} is not supported; use remote (CRI)", flags.container_runtime),
+            message: format!(
+                "{:?} is not supported; use remote (CRI)",
+                flags.container_runtime
+            ),
         });
     }
-    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint)
-        .map_err(|e| KubeletError::Flag { flag: "container-runtime-endpoint", message: e.to_string() })?;
+    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint).map_err(|e| {
+        KubeletError::Flag {
+            flag: "container-runtime-endpoint",
+            message: e.to_string(),
+        }
+    })?;
     if let Some(ip) = &flags.node_ip {
         for part in ip.split(',') {
-            part.trim().parse::<IpAddr>().map_err(|_| KubeletError::Flag { flag: "node-ip", message: format!("{part:?} is not an IP address") })?;
+            part.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| KubeletError::Flag {
+                    flag: "node-ip",
+                    message: format!("{part:?} is not an IP address"),
+                })?;
         }
     }
-    let node_labels = options::node_labels(&flags.node_labels).map_err(|message| KubeletError::Flag { flag: "node-labels", message })?;
+    let node_labels =
+        options::node_labels(&flags.node_labels).map_err(|message| KubeletError::Flag {
+            flag: "node-labels",
+            message,
+        })?;
     let node_name = match &flags.hostname_override {
         Some(h) if !h.trim().is_empty() => h.trim().to_lowercase(),
-        Some(_) => return Err(KubeletError::Flag { flag: "hostname-override", message: "must not be empty".into() }),
+        Some(_) => {
+            return Err(KubeletError::Flag {
+                flag: "hostname-override",
+                message: "must not be empty".into(),
+            });
+        }
         None => RealHost.machine_info()?.hostname,
     };
-    Ok(Settings { flags, config: cfg, node_name, node_labels })
+    Ok(Settings {
+        flags,
+        config: cfg,
+        node_name,
+        node_labels,
+    })
 }
 
 async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClient, KubeletError> {
-    let err = |message: String| KubeletError::Kubeconfig { path: path.into(), message };
+    let err = |message: String| KubeletError::Kubeconfig {
+        path: path.into(),
+        message,
+    };
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(|e| err(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
     let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
     Ok(ApiClient::new(client, cfg.kube_api_qps, cfg.kube_api_burst))
 }
 
 fn swap_in_use(host: &dyn Host) -> bool {
-    host.read_to_string(std::path::Path::new("/proc/swaps")).is_ok_and(|s| s.lines().count() > 1)
+    host.read_to_string(std::path::Path::new("/proc/swaps"))
+        .is_ok_and(|s| s.lines().count() > 1)
 }
 
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
@@ -122,13 +163,24 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         });
     }
     let root_dir = PathBuf::from(&s.flags.root_dir);
-    for dir in [root_dir.join("pods"), PathBuf::from("/var/log/pods"), PathBuf::from("/var/log/containers")] {
+    for dir in [
+        root_dir.join("pods"),
+        PathBuf::from("/var/log/pods"),
+        PathBuf::from("/var/log/containers"),
+    ] {
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|source| KubeletError::Io { what: "creating", path: dir.display().to_string(), source })?;
+            .map_err(|source| KubeletError::Io {
+                what: "creating",
+                path: dir.display().to_string(),
+                source,
+            })?;
     }
     let clock: SharedClock = Arc::new(SystemClock);
-    let rt: Arc<dyn RuntimeService> = Arc::new(RemoteRuntime::connect(&s.flags.container_runtime_endpoint, cfg.runtime_request_timeout)?);
+    let rt: Arc<dyn RuntimeService> = Arc::new(RemoteRuntime::connect(
+        &s.flags.container_runtime_endpoint,
+        cfg.runtime_request_timeout,
+    )?);
     let runtime_name = match tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match rt.version().await {
@@ -156,9 +208,15 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     };
     let mut addresses = vec![];
     if let Some(ip) = node_ip {
-        addresses.push(NodeAddress { type_: "InternalIP".into(), address: ip.to_string() });
+        addresses.push(NodeAddress {
+            type_: "InternalIP".into(),
+            address: ip.to_string(),
+        });
     }
-    addresses.push(NodeAddress { type_: "Hostname".into(), address: s.node_name.clone() });
+    addresses.push(NodeAddress {
+        type_: "Hostname".into(),
+        address: s.node_name.clone(),
+    });
     let host_dns = tokio::fs::read_to_string(&cfg.resolv_conf)
         .await
         .map(|t| kubelet_core::dns::parse_resolv_conf(&t))
@@ -224,7 +282,12 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     );
 
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
-    tasks.spawn(watch_runtime(rt.clone(), rt_tx, Duration::from_secs(5), cancel.child_token()));
+    tasks.spawn(watch_runtime(
+        rt.clone(),
+        rt_tx,
+        Duration::from_secs(5),
+        cancel.child_token(),
+    ));
 
     let health_errors = {
         let h = pleg_health.clone();
@@ -240,7 +303,12 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 runtime_state: rt_rx,
                 clock: clock.clone(),
                 root_dir: root_dir.clone(),
-                labels: crate::nodestatus::node_labels(&s.node_name, &s.node_name, &machine.architecture, &s.node_labels),
+                labels: crate::nodestatus::node_labels(
+                    &s.node_name,
+                    &s.node_name,
+                    &machine.architecture,
+                    &s.node_labels,
+                ),
                 addresses,
                 port: cfg.port,
                 max_pods: cfg.max_pods,
@@ -261,16 +329,27 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             }
             .run(cancel.child_token()),
         );
-        tasks.spawn(config_source::run(api.clone(), s.node_name.clone(), workers.clone(), pods_synced.clone(), cancel.child_token()));
+        tasks.spawn(config_source::run(
+            api.clone(),
+            s.node_name.clone(),
+            workers.clone(),
+            pods_synced.clone(),
+            cancel.child_token(),
+        ));
     }
 
     if cfg.healthz_port != 0 {
         let addr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|source| KubeletError::Io { what: "listening on", path: addr.clone(), source })?;
+            .map_err(|source| KubeletError::Io {
+                what: "listening on",
+                path: addr.clone(),
+                source,
+            })?;
         let h = pleg_health.clone();
-        let check: healthz::Check = Arc::new(move || h.check().map_err(|e| format!("pleg failed: {e}")));
+        let check: healthz::Check =
+            Arc::new(move || h.check().map_err(|e| format!("pleg failed: {e}")));
         tasks.spawn(healthz::serve(listener, check, cancel.child_token()));
     }
     info!(node = %s.node_name, "kubelet started");
@@ -279,6 +358,9 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     info!("shutting down; pods keep running");
     workers_cancel.cancel();
     workers.shutdown().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }

@@ -18,7 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Polls CRI `Status` (and `Version` once) and publishes changes.
-pub async fn watch_runtime(rt: Arc<dyn RuntimeService>, tx: watch::Sender<RuntimeState>, period: Duration, cancel: CancellationToken) {
+pub async fn watch_runtime(
+    rt: Arc<dyn RuntimeService>,
+    tx: watch::Sender<RuntimeState>,
+    period: Duration,
+    cancel: CancellationToken,
+) {
     let mut version = String::new();
     loop {
         if version.is_empty()
@@ -35,7 +40,12 @@ pub async fn watch_runtime(rt: Arc<dyn RuntimeService>, tx: watch::Sender<Runtim
                     .map(|st| {
                         st.conditions
                             .into_iter()
-                            .map(|c| RuntimeCondition { kind: c.r#type, status: c.status, reason: c.reason, message: c.message })
+                            .map(|c| RuntimeCondition {
+                                kind: c.r#type,
+                                status: c.status,
+                                reason: c.reason,
+                                message: c.message,
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -43,7 +53,11 @@ pub async fn watch_runtime(rt: Arc<dyn RuntimeService>, tx: watch::Sender<Runtim
             },
             Err(e) => {
                 let prev = tx.borrow().clone();
-                RuntimeState { synced: prev.synced.map(|_| false), error: Some(e.to_string()), ..prev }
+                RuntimeState {
+                    synced: prev.synced.map(|_| false),
+                    error: Some(e.to_string()),
+                    ..prev
+                }
             }
         };
         tx.send_if_modified(|cur| {
@@ -84,7 +98,9 @@ pub struct NodeStatusManager {
 
 impl std::fmt::Debug for NodeStatusManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeStatusManager").field("node_name", &self.node_name).finish()
+        f.debug_struct("NodeStatusManager")
+            .field("node_name", &self.node_name)
+            .finish()
     }
 }
 
@@ -121,11 +137,16 @@ impl NodeStatusManager {
     }
 
     /// Creates the Node, or reconciles the labels and annotation of an existing one.
-    async fn register(&self, images: &[ContainerImage], cancel: &CancellationToken) -> Option<Node> {
+    async fn register(
+        &self,
+        images: &[ContainerImage],
+        cancel: &CancellationToken,
+    ) -> Option<Node> {
         let nodes: kube::Api<Node> = self.api.cluster_api();
         let mut delay = Duration::from_millis(100);
         loop {
-            let status = nodestatus::node_status(&self.inputs(images).await, None, self.clock.now());
+            let status =
+                nodestatus::node_status(&self.inputs(images).await, None, self.clock.now());
             let node = nodestatus::initial_node(&self.node_name, self.labels.clone(), status);
             self.api.limiter.acquire().await;
             match nodes.create(&PostParams::default(), &node).await {
@@ -141,7 +162,14 @@ impl NodeStatusManager {
                             "annotations": { nodestatus::ATTACH_DETACH_ANNOTATION: "true" },
                         }
                     });
-                    match nodes.patch(&self.node_name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                    match nodes
+                        .patch(
+                            &self.node_name,
+                            &PatchParams::default(),
+                            &Patch::Strategic(&patch),
+                        )
+                        .await
+                    {
                         Ok(n) => {
                             info!(node = %self.node_name, "node already registered; reconciled");
                             return Some(n);
@@ -177,12 +205,25 @@ impl NodeStatusManager {
                 images = self.images().await;
                 images_at = Instant::now();
             }
-            let status = nodestatus::node_status(&self.inputs(&images).await, last.as_ref(), self.clock.now());
-            let changed = last.as_ref().is_none_or(|l| nodestatus::status_changed(l, &status));
+            let status = nodestatus::node_status(
+                &self.inputs(&images).await,
+                last.as_ref(),
+                self.clock.now(),
+            );
+            let changed = last
+                .as_ref()
+                .is_none_or(|l| nodestatus::status_changed(l, &status));
             if changed || last_patch.elapsed() >= self.update_frequency || failures > 0 {
                 self.api.limiter.acquire().await;
                 let patch = serde_json::json!({ "status": status });
-                match nodes.patch_status(&self.node_name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                match nodes
+                    .patch_status(
+                        &self.node_name,
+                        &PatchParams::default(),
+                        &Patch::Strategic(&patch),
+                    )
+                    .await
+                {
                     Ok(n) => {
                         last = n.status.or(Some(status));
                         last_patch = Instant::now();
@@ -194,7 +235,11 @@ impl NodeStatusManager {
                     }
                 }
             }
-            let retry = if failures > 0 { Duration::from_secs(1) } else { self.update_frequency };
+            let retry = if failures > 0 {
+                Duration::from_secs(1)
+            } else {
+                self.update_frequency
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(retry) => {}

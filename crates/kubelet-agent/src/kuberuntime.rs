@@ -10,7 +10,9 @@ use kubelet_core::dns::{DnsConfig, pod_dns_config};
 use kubelet_core::hash::container_hash;
 use kubelet_core::labels::{self, PodRef};
 use kubelet_core::quantity::parse_milli;
-use kubelet_core::runtime::{ContainerState, ContainerStatus, PodStatus, SandboxStatus, instant_of};
+use kubelet_core::runtime::{
+    ContainerState, ContainerStatus, PodStatus, SandboxStatus, instant_of,
+};
 use kubelet_core::status::StartFailure;
 use kubelet_cri::{CriError, RuntimeService, api};
 use std::collections::HashMap;
@@ -56,7 +58,10 @@ pub struct WorkerState {
 
 impl Default for WorkerState {
     fn default() -> Self {
-        WorkerState { crash_backoff: Backoff::crash_loop(), image_backoff: Backoff::crash_loop() }
+        WorkerState {
+            crash_backoff: Backoff::crash_loop(),
+            image_backoff: Backoff::crash_loop(),
+        }
     }
 }
 
@@ -84,7 +89,11 @@ fn pod_log_dir(root: &std::path::Path, p: &PodRef) -> PathBuf {
 
 /// Upstream's sandbox hostname: spec.hostname or the pod name, at most 63 characters.
 pub fn pod_hostname(pod: &Pod) -> String {
-    let h = pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let h = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
     let mut h: String = h.chars().take(63).collect();
     while h.ends_with(['-', '.']) {
         h.pop();
@@ -96,7 +105,11 @@ fn ns_options(pod: &Pod) -> api::NamespaceOption {
     let spec = pod.spec.as_ref();
     let flag = |f: Option<bool>| f.unwrap_or(false);
     api::NamespaceOption {
-        network: if flag(spec.and_then(|s| s.host_network)) { api::NamespaceMode::Node } else { api::NamespaceMode::Pod } as i32,
+        network: if flag(spec.and_then(|s| s.host_network)) {
+            api::NamespaceMode::Node
+        } else {
+            api::NamespaceMode::Pod
+        } as i32,
         pid: if flag(spec.and_then(|s| s.host_pid)) {
             api::NamespaceMode::Node
         } else if flag(spec.and_then(|s| s.share_process_namespace)) {
@@ -104,7 +117,11 @@ fn ns_options(pod: &Pod) -> api::NamespaceOption {
         } else {
             api::NamespaceMode::Container
         } as i32,
-        ipc: if flag(spec.and_then(|s| s.host_ipc)) { api::NamespaceMode::Node } else { api::NamespaceMode::Pod } as i32,
+        ipc: if flag(spec.and_then(|s| s.host_ipc)) {
+            api::NamespaceMode::Node
+        } else {
+            api::NamespaceMode::Pod
+        } as i32,
         target_id: String::new(),
     }
 }
@@ -112,7 +129,11 @@ fn ns_options(pod: &Pod) -> api::NamespaceOption {
 fn grace_seconds(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(DEFAULT_GRACE_SECONDS)
 }
 
@@ -128,7 +149,9 @@ pub fn validate_image(image: &str) -> Result<(), String> {
         None => (image, None),
     };
     if let Some(d) = digest {
-        let Some((alg, hex)) = d.split_once(':') else { return err("invalid reference format") };
+        let Some((alg, hex)) = d.split_once(':') else {
+            return err("invalid reference format");
+        };
         if alg.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return err("invalid reference format");
         }
@@ -140,24 +163,38 @@ pub fn validate_image(image: &str) -> Result<(), String> {
         None => (name, None),
     };
     if let Some(t) = tag
-        && (t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || t.starts_with(['.', '-']))
+        && (t.is_empty()
+            || t.len() > 128
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || t.starts_with(['.', '-']))
     {
         return err("invalid reference format");
     }
     let mut parts = repo.split('/');
     let first = parts.next().unwrap_or("");
-    let domain_like = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let domain_like =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if !domain_like && first.chars().any(|c| c.is_ascii_uppercase()) {
         return err("repository name must be lowercase");
     }
     for (i, comp) in repo.split('/').enumerate() {
         if i == 0 && domain_like {
-            if comp.is_empty() || !comp.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+            if comp.is_empty()
+                || !comp
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
                 return err("invalid reference format");
             }
             continue;
         }
-        if comp.is_empty() || !comp.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
+        if comp.is_empty()
+            || !comp
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        {
             return err(if comp.chars().any(|c| c.is_ascii_uppercase()) {
                 "repository name must be lowercase"
             } else {
@@ -174,8 +211,15 @@ pub fn validate_image(image: &str) -> Result<(), String> {
 /// CPU shares and quota as upstream computes them from requests and limits.
 fn linux_resources(c: &Container, pids_limit: i64) -> api::LinuxContainerResources {
     let res = c.resources.as_ref();
-    let get = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
-        m.and_then(|m| m.get(k)).and_then(|q| parse_milli(&q.0).ok())
+    let get = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+               k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(|q| parse_milli(&q.0).ok())
     };
     let req_cpu = get(res.and_then(|r| r.requests.as_ref()), "cpu");
     let lim_cpu = get(res.and_then(|r| r.limits.as_ref()), "cpu");
@@ -183,7 +227,9 @@ fn linux_resources(c: &Container, pids_limit: i64) -> api::LinuxContainerResourc
     let cpu_for_shares = req_cpu.or(lim_cpu).unwrap_or(0);
     let shares = ((cpu_for_shares * 1024) / 1000).max(2) as i64;
     const PERIOD: i64 = 100_000;
-    let quota = lim_cpu.map(|m| ((m as i64 * PERIOD) / 1000).max(1000)).unwrap_or(0);
+    let quota = lim_cpu
+        .map(|m| ((m as i64 * PERIOD) / 1000).max(1000))
+        .unwrap_or(0);
     let _ = pids_limit;
     api::LinuxContainerResources {
         cpu_shares: shares,
@@ -199,7 +245,12 @@ impl RuntimeManager {
         let r = PodRef::of(pod);
         let spec = pod.spec.as_ref();
         let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-        let dns = pod_dns_config(pod, &self.cfg.cluster_dns, &self.cfg.cluster_domain, &self.cfg.host_dns);
+        let dns = pod_dns_config(
+            pod,
+            &self.cfg.cluster_dns,
+            &self.cfg.cluster_domain,
+            &self.cfg.host_dns,
+        );
         let port_mappings = spec
             .map(|s| s.containers.as_slice())
             .unwrap_or_default()
@@ -218,9 +269,17 @@ impl RuntimeManager {
             })
             .collect();
         let privileged = spec
-            .map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| {
-                c.security_context.as_ref().and_then(|sc| sc.privileged).unwrap_or(false)
-            }))
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .any(|c| {
+                        c.security_context
+                            .as_ref()
+                            .and_then(|sc| sc.privileged)
+                            .unwrap_or(false)
+                    })
+            })
             .unwrap_or(false);
         api::PodSandboxConfig {
             metadata: Some(api::PodSandboxMetadata {
@@ -229,9 +288,19 @@ impl RuntimeManager {
                 namespace: r.namespace.clone(),
                 attempt,
             }),
-            hostname: if host_network { String::new() } else { pod_hostname(pod) },
-            log_directory: pod_log_dir(&self.cfg.pod_logs_root, &r).to_string_lossy().into_owned(),
-            dns_config: Some(api::DnsConfig { servers: dns.servers, searches: dns.searches, options: dns.options }),
+            hostname: if host_network {
+                String::new()
+            } else {
+                pod_hostname(pod)
+            },
+            log_directory: pod_log_dir(&self.cfg.pod_logs_root, &r)
+                .to_string_lossy()
+                .into_owned(),
+            dns_config: Some(api::DnsConfig {
+                servers: dns.servers,
+                searches: dns.searches,
+                options: dns.options,
+            }),
             port_mappings,
             labels: labels::sandbox_labels(pod),
             annotations: labels::sandbox_annotations(pod),
@@ -245,23 +314,42 @@ impl RuntimeManager {
                 sysctls: spec
                     .and_then(|s| s.security_context.as_ref())
                     .and_then(|sc| sc.sysctls.as_ref())
-                    .map(|v| v.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
+                    .map(|v| {
+                        v.iter()
+                            .map(|s| (s.name.clone(), s.value.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             }),
         }
     }
 
-    fn container_config(&self, pod: &Pod, c: &Container, image_ref: &str, restart_count: u32) -> api::ContainerConfig {
+    fn container_config(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image_ref: &str,
+        restart_count: u32,
+    ) -> api::ContainerConfig {
         let envs = c
             .env
             .iter()
             .flatten()
             .filter(|e| e.value_from.is_none())
-            .map(|e| api::KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() })
+            .map(|e| api::KeyValue {
+                key: e.name.clone(),
+                value: e.value.clone().unwrap_or_default(),
+            })
             .collect();
         api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata { name: c.name.clone(), attempt: restart_count }),
-            image: Some(api::ImageSpec { image: image_ref.into(), annotations: Default::default() }),
+            metadata: Some(api::ContainerMetadata {
+                name: c.name.clone(),
+                attempt: restart_count,
+            }),
+            image: Some(api::ImageSpec {
+                image: image_ref.into(),
+                annotations: Default::default(),
+            }),
             command: c.command.clone().unwrap_or_default(),
             args: c.args.clone().unwrap_or_default(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
@@ -276,7 +364,11 @@ impl RuntimeManager {
                 resources: Some(linux_resources(c, self.cfg.pod_pids_limit)),
                 security_context: Some(api::LinuxContainerSecurityContext {
                     namespace_options: Some(ns_options(pod)),
-                    privileged: c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false),
+                    privileged: c
+                        .security_context
+                        .as_ref()
+                        .and_then(|s| s.privileged)
+                        .unwrap_or(false),
                     ..Default::default()
                 }),
             }),
@@ -288,8 +380,14 @@ impl RuntimeManager {
     pub async fn pod_status(&self, uid: &str) -> Result<PodStatus, CriError> {
         let sel = HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]);
         let (sandboxes, containers) = tokio::try_join!(
-            self.rt.list_pod_sandbox(Some(api::PodSandboxFilter { label_selector: sel.clone(), ..Default::default() })),
-            self.rt.list_containers(Some(api::ContainerFilter { label_selector: sel, ..Default::default() })),
+            self.rt.list_pod_sandbox(Some(api::PodSandboxFilter {
+                label_selector: sel.clone(),
+                ..Default::default()
+            })),
+            self.rt.list_containers(Some(api::ContainerFilter {
+                label_selector: sel,
+                ..Default::default()
+            })),
         )?;
         let mut out = PodStatus::default();
         for sb in &sandboxes {
@@ -309,7 +407,8 @@ impl RuntimeManager {
                 Ok(s) => {
                     if let Some(n) = s.network {
                         newest.ip = n.ip;
-                        newest.additional_ips = n.additional_ips.into_iter().map(|i| i.ip).collect();
+                        newest.additional_ips =
+                            n.additional_ips.into_iter().map(|i| i.ip).collect();
                     }
                     newest.host_network = s
                         .linux
@@ -321,7 +420,9 @@ impl RuntimeManager {
                 Err(e) => return Err(e),
             }
         }
-        let statuses = futures::future::join_all(containers.iter().map(|c| self.rt.container_status(&c.id))).await;
+        let statuses =
+            futures::future::join_all(containers.iter().map(|c| self.rt.container_status(&c.id)))
+                .await;
         for (c, st) in containers.iter().zip(statuses) {
             let st = match st {
                 Ok(s) => s,
@@ -341,7 +442,11 @@ impl RuntimeManager {
             Ok(api::ContainerState::ContainerExited) => ContainerState::Exited,
             _ => ContainerState::Unknown,
         };
-        let ann = if st.annotations.is_empty() { &c.annotations } else { &st.annotations };
+        let ann = if st.annotations.is_empty() {
+            &c.annotations
+        } else {
+            &st.annotations
+        };
         let grace = ann
             .get(labels::POD_DELETION_GRACE_PERIOD)
             .or_else(|| ann.get(labels::POD_TERMINATION_GRACE_PERIOD))
@@ -371,18 +476,40 @@ impl RuntimeManager {
         }
     }
 
-    fn emit(&self, pod: &Pod, container: Option<&str>, type_: &'static str, reason: &str, message: String) {
-        self.recorder.emit(pod_ref(pod, container), type_, reason, message);
+    fn emit(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        type_: &'static str,
+        reason: &str,
+        message: String,
+    ) {
+        self.recorder
+            .emit(pod_ref(pod, container), type_, reason, message);
     }
 
     /// Stops one container: SIGTERM, then SIGKILL after the grace period (at least 2 s).
-    pub async fn kill_container(&self, pod: Option<&Pod>, c: &ContainerStatus, message: Option<&str>) {
-        let grace = pod.map(grace_seconds).or(c.grace_period).unwrap_or(MIN_GRACE_SECONDS).max(MIN_GRACE_SECONDS);
+    pub async fn kill_container(
+        &self,
+        pod: Option<&Pod>,
+        c: &ContainerStatus,
+        message: Option<&str>,
+    ) {
+        let grace = pod
+            .map(grace_seconds)
+            .or(c.grace_period)
+            .unwrap_or(MIN_GRACE_SECONDS)
+            .max(MIN_GRACE_SECONDS);
         if let Some(p) = pod {
-            let msg = message.map(str::to_string).unwrap_or_else(|| format!("Stopping container {}", c.name));
+            let msg = message
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Stopping container {}", c.name));
             self.emit(p, Some(&c.name), NORMAL, "Killing", msg);
         }
-        if let Err(e) = self.rt.stop_container(&c.id, Duration::from_secs(grace as u64)).await
+        if let Err(e) = self
+            .rt
+            .stop_container(&c.id, Duration::from_secs(grace as u64))
+            .await
             && !e.is_not_found()
         {
             warn!(container = %c.name, id = %c.id, error = %e, "stopping container failed");
@@ -409,11 +536,17 @@ impl RuntimeManager {
                 Err(e) if !e.is_not_found() => return Err(e),
                 _ => {}
             }
-            let link = self.cfg.container_logs_root.join(legacy_log_name(r, &c.name, &c.id));
+            let link = self
+                .cfg
+                .container_logs_root
+                .join(legacy_log_name(r, &c.name, &c.id));
             let _ = tokio::fs::remove_file(link).await;
         }
         for sb in &status.sandboxes {
-            for res in [self.rt.stop_pod_sandbox(&sb.id).await, self.rt.remove_pod_sandbox(&sb.id).await] {
+            for res in [
+                self.rt.stop_pod_sandbox(&sb.id).await,
+                self.rt.remove_pod_sandbox(&sb.id).await,
+            ] {
                 match res {
                     Err(e) if !e.is_not_found() => return Err(e),
                     _ => {}
@@ -430,10 +563,21 @@ impl RuntimeManager {
     }
 
     /// One pass of upstream's `SyncPod`: compute the actions and carry them out.
-    pub async fn sync_pod(&self, pod: &Pod, status: &PodStatus, ws: &mut WorkerState) -> SyncResult {
+    pub async fn sync_pod(
+        &self,
+        pod: &Pod,
+        status: &PodStatus,
+        ws: &mut WorkerState,
+    ) -> SyncResult {
         let actions = compute_pod_actions(pod, status);
         let mut res = SyncResult::default();
-        if actions != (PodActions { sandbox_id: actions.sandbox_id.clone(), attempt: actions.attempt, ..Default::default() }) {
+        if actions
+            != (PodActions {
+                sandbox_id: actions.sandbox_id.clone(),
+                attempt: actions.attempt,
+                ..Default::default()
+            })
+        {
             debug!(?actions, "pod actions");
         }
         if actions.kill_pod {
@@ -442,7 +586,13 @@ impl RuntimeManager {
             if running {
                 if actions.create_sandbox && !status.sandboxes.is_empty() {
                     info!("pod sandbox changed, it will be killed and re-created");
-                    self.emit(pod, None, NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.".into());
+                    self.emit(
+                        pod,
+                        None,
+                        NORMAL,
+                        "SandboxChanged",
+                        "Pod sandbox changed, it will be killed and re-created.".into(),
+                    );
                 }
                 res.changed = true;
                 if let Err(e) = self.kill_pod(Some(pod), status).await {
@@ -471,7 +621,11 @@ impl RuntimeManager {
                 res.error = Some(format!("creating pod log directory {}: {e}", dir.display()));
                 return res;
             }
-            match self.rt.run_pod_sandbox(sandbox_config.clone(), String::new()).await {
+            match self
+                .rt
+                .run_pod_sandbox(sandbox_config.clone(), String::new())
+                .await
+            {
                 Ok(id) => id,
                 Err(e) => {
                     let msg = format!("Failed to create pod sandbox: {}", e.message());
@@ -490,12 +644,22 @@ impl RuntimeManager {
         let to_start: Vec<&Container> = match actions.next_init_container {
             Some(i) => init_containers(pod).get(i).into_iter().collect(),
             None => {
-                let cs = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-                actions.containers_to_start.iter().filter_map(|i| cs.get(*i)).collect()
+                let cs = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| s.containers.as_slice())
+                    .unwrap_or_default();
+                actions
+                    .containers_to_start
+                    .iter()
+                    .filter_map(|i| cs.get(*i))
+                    .collect()
             }
         };
         for c in to_start {
-            let started = self.start_container(pod, c, status, &sandbox_id, &sandbox_config, ws, &mut res).await;
+            let started = self
+                .start_container(pod, c, status, &sandbox_id, &sandbox_config, ws, &mut res)
+                .await;
             res.changed |= started;
             // Init containers run one at a time; a failure stops the sequence.
             if actions.next_init_container.is_some() {
@@ -518,20 +682,46 @@ impl RuntimeManager {
     ) -> bool {
         let r = PodRef::of(pod);
         let fail = |res: &mut SyncResult, reason: &str, message: String| {
-            res.failures.insert(c.name.clone(), StartFailure { reason: reason.into(), message });
+            res.failures.insert(
+                c.name.clone(),
+                StartFailure {
+                    reason: reason.into(),
+                    message,
+                },
+            );
         };
         let prev = status.find(&c.name);
         // CrashLoopBackOff: the last run of this container ended too recently.
         if let Some(prev) = prev.filter(|p| p.state == ContainerState::Exited) {
-            let key = format!("{}_{}_{}_{}_{:x}", r.name, r.namespace, r.uid, c.name, container_hash(c));
+            let key = format!(
+                "{}_{}_{}_{}_{:x}",
+                r.name,
+                r.namespace,
+                r.uid,
+                c.name,
+                container_hash(c)
+            );
             let now = Instant::now();
             let finished = instant_of(prev.finished_at, now, self.clock.now_unix_ns());
             if let Some((delay, left)) = ws.crash_backoff.in_backoff_since(&key, finished, now) {
-                self.emit(pod, Some(&c.name), WARNING, "BackOff", "Back-off restarting failed container".into());
+                self.emit(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "BackOff",
+                    "Back-off restarting failed container".into(),
+                );
                 fail(
                     res,
                     "CrashLoopBackOff",
-                    format!("back-off {} restarting failed container={} pod={}_{}({})", go_duration(delay), c.name, r.name, r.namespace, r.uid),
+                    format!(
+                        "back-off {} restarting failed container={} pod={}_{}({})",
+                        go_duration(delay),
+                        c.name,
+                        r.name,
+                        r.namespace,
+                        r.uid
+                    ),
                 );
                 res.retry(left);
                 return false;
@@ -540,7 +730,10 @@ impl RuntimeManager {
         }
 
         let image = c.image.clone().unwrap_or_default();
-        let image_ref = match self.ensure_image(pod, c, &image, sandbox_config, ws, res).await {
+        let image_ref = match self
+            .ensure_image(pod, c, &image, sandbox_config, ws, res)
+            .await
+        {
             Some(i) => i,
             None => return false,
         };
@@ -550,26 +743,60 @@ impl RuntimeManager {
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             warn!(dir = %log_dir.display(), error = %e, "creating container log directory failed");
         }
-        let id = match self.rt.create_container(sandbox_id, config, sandbox_config.clone()).await {
+        let id = match self
+            .rt
+            .create_container(sandbox_id, config, sandbox_config.clone())
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
-                self.emit(pod, Some(&c.name), WARNING, "Failed", format!("Error: {}", e.message()));
+                self.emit(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                );
                 fail(res, "CreateContainerError", e.message());
                 res.retry(Duration::from_secs(1));
                 return false;
             }
         };
-        self.emit(pod, Some(&c.name), NORMAL, "Created", format!("Created container {}", c.name));
+        self.emit(
+            pod,
+            Some(&c.name),
+            NORMAL,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         if let Err(e) = self.rt.start_container(&id).await {
-            self.emit(pod, Some(&c.name), WARNING, "Failed", format!("Error: {}", e.message()));
+            self.emit(
+                pod,
+                Some(&c.name),
+                WARNING,
+                "Failed",
+                format!("Error: {}", e.message()),
+            );
             fail(res, "RunContainerError", e.message());
             res.retry(Duration::from_secs(1));
             return true;
         }
-        self.emit(pod, Some(&c.name), NORMAL, "Started", format!("Started container {}", c.name));
+        self.emit(
+            pod,
+            Some(&c.name),
+            NORMAL,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         let target = log_dir.join(format!("{restart_count}.log"));
-        let link = self.cfg.container_logs_root.join(legacy_log_name(&r, &c.name, &id));
-        if tokio::fs::create_dir_all(&self.cfg.container_logs_root).await.is_ok() {
+        let link = self
+            .cfg
+            .container_logs_root
+            .join(legacy_log_name(&r, &c.name, &id));
+        if tokio::fs::create_dir_all(&self.cfg.container_logs_root)
+            .await
+            .is_ok()
+        {
             let _ = tokio::fs::remove_file(&link).await;
             let _ = tokio::fs::symlink(&target, &link).await;
         }
@@ -588,7 +815,13 @@ impl RuntimeManager {
     ) -> Option<String> {
         let name = c.name.as_str();
         let mut fail = |reason: &str, message: String| {
-            res.failures.insert(name.to_string(), StartFailure { reason: reason.into(), message });
+            res.failures.insert(
+                name.to_string(),
+                StartFailure {
+                    reason: reason.into(),
+                    message,
+                },
+            );
         };
         if let Err(why) = validate_image(image) {
             let msg = format!("Failed to apply default image tag {image:?}: {why}");
@@ -597,7 +830,11 @@ impl RuntimeManager {
             return None;
         }
         let policy = c.image_pull_policy.as_deref().unwrap_or_else(|| {
-            let tagged = image.rsplit('/').next().is_some_and(|l| l.contains(':') && !l.ends_with(":latest")) || image.contains('@');
+            let tagged = image
+                .rsplit('/')
+                .next()
+                .is_some_and(|l| l.contains(':') && !l.ends_with(":latest"))
+                || image.contains('@');
             if tagged { "IfNotPresent" } else { "Always" }
         });
         let present = match self.rt.image_status(image).await {
@@ -612,13 +849,20 @@ impl RuntimeManager {
         };
         match (policy, present) {
             ("Never", None) => {
-                let msg = format!("Container image {image:?} is not present with pull policy of Never");
+                let msg =
+                    format!("Container image {image:?} is not present with pull policy of Never");
                 self.emit(pod, Some(name), WARNING, "ErrImageNeverPull", msg.clone());
                 fail("ErrImageNeverPull", msg);
                 None
             }
             ("Never" | "IfNotPresent", Some(id)) => {
-                self.emit(pod, Some(name), NORMAL, "Pulled", format!("Container image {image:?} already present on machine"));
+                self.emit(
+                    pod,
+                    Some(name),
+                    NORMAL,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                );
                 Some(id)
             }
             _ => {
@@ -629,23 +873,59 @@ impl RuntimeManager {
                     let msg = format!("Back-off pulling image {image:?}");
                     self.emit(pod, Some(name), NORMAL, "BackOff", msg.clone());
                     fail("ImagePullBackOff", msg);
-                    res.retry(ws.image_backoff.current(&key).unwrap_or(Duration::from_secs(10)));
+                    res.retry(
+                        ws.image_backoff
+                            .current(&key)
+                            .unwrap_or(Duration::from_secs(10)),
+                    );
                     return None;
                 }
-                self.emit(pod, Some(name), NORMAL, "Pulling", format!("Pulling image {image:?}"));
+                self.emit(
+                    pod,
+                    Some(name),
+                    NORMAL,
+                    "Pulling",
+                    format!("Pulling image {image:?}"),
+                );
                 let t0 = Instant::now();
-                match self.rt.pull_image(image, None, Some(sandbox_config.clone())).await {
+                match self
+                    .rt
+                    .pull_image(image, None, Some(sandbox_config.clone()))
+                    .await
+                {
                     Ok(r) => {
-                        self.emit(pod, Some(name), NORMAL, "Pulled", format!("Successfully pulled image {image:?} in {:?}", t0.elapsed()));
+                        self.emit(
+                            pod,
+                            Some(name),
+                            NORMAL,
+                            "Pulled",
+                            format!("Successfully pulled image {image:?} in {:?}", t0.elapsed()),
+                        );
                         Some(r)
                     }
                     Err(e) => {
                         ws.image_backoff.next(&key, now, now);
                         let msg = e.message();
-                        self.emit(pod, Some(name), WARNING, "Failed", format!("Failed to pull image {image:?}: {msg}"));
-                        self.emit(pod, Some(name), WARNING, "Failed", "Error: ErrImagePull".into());
+                        self.emit(
+                            pod,
+                            Some(name),
+                            WARNING,
+                            "Failed",
+                            format!("Failed to pull image {image:?}: {msg}"),
+                        );
+                        self.emit(
+                            pod,
+                            Some(name),
+                            WARNING,
+                            "Failed",
+                            "Error: ErrImagePull".into(),
+                        );
                         fail("ErrImagePull", msg);
-                        res.retry(ws.image_backoff.current(&key).unwrap_or(Duration::from_secs(10)));
+                        res.retry(
+                            ws.image_backoff
+                                .current(&key)
+                                .unwrap_or(Duration::from_secs(10)),
+                        );
                         None
                     }
                 }
@@ -689,7 +969,12 @@ mod tests {
 
     fn pod(image: &str, policy: &str, restart: &str) -> Pod {
         Pod {
-            metadata: ObjectMeta { name: Some("p".into()), namespace: Some("ns".into()), uid: Some("u1".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
             spec: Some(PodSpec {
                 containers: vec![Container {
                     name: "c".into(),
@@ -705,7 +990,11 @@ mod tests {
     }
 
     fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("krs-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "krs-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -719,7 +1008,10 @@ mod tests {
         let mut ws = WorkerState::default();
         let st = m.pod_status("u1").await.unwrap();
         let res = m.sync_pod(&p, &st, &mut ws).await;
-        assert!(res.changed && res.failures.is_empty() && res.error.is_none(), "{res:?}");
+        assert!(
+            res.changed && res.failures.is_empty() && res.error.is_none(),
+            "{res:?}"
+        );
         assert_eq!(rt.running_containers(), vec!["c"]);
         let st = m.pod_status("u1").await.unwrap();
         assert_eq!(st.containers[0].state, ContainerState::Running);
@@ -727,7 +1019,11 @@ mod tests {
         rt.clear_calls();
         let res = m.sync_pod(&p, &st, &mut ws).await;
         assert!(!res.changed);
-        assert!(rt.calls().is_empty(), "a synced pod costs no runtime calls: {:?}", rt.calls());
+        assert!(
+            rt.calls().is_empty(),
+            "a synced pod costs no runtime calls: {:?}",
+            rt.calls()
+        );
         assert!(dir.join("pods/ns_p_u1/c").is_dir());
         m.remove_pod(&PodRef::of(&p), &st).await.unwrap();
         assert_eq!(rt.sandbox_count(), 0);
@@ -741,12 +1037,19 @@ mod tests {
         let dir = tmp();
         let m = manager(rt.clone(), &dir);
         let p = pod("nothere:1", "Never", "Always");
-        let res = m.sync_pod(&p, &PodStatus::default(), &mut WorkerState::default()).await;
+        let res = m
+            .sync_pod(&p, &PodStatus::default(), &mut WorkerState::default())
+            .await;
         let f = &res.failures["c"];
         assert_eq!(f.reason, "ErrImageNeverPull");
-        assert_eq!(f.message, "Container image \"nothere:1\" is not present with pull policy of Never");
+        assert_eq!(
+            f.message,
+            "Container image \"nothere:1\" is not present with pull policy of Never"
+        );
         let p = pod("Bad Image", "IfNotPresent", "Always");
-        let res = m.sync_pod(&p, &PodStatus::default(), &mut WorkerState::default()).await;
+        let res = m
+            .sync_pod(&p, &PodStatus::default(), &mut WorkerState::default())
+            .await;
         assert_eq!(res.failures["c"].reason, "InvalidImageName");
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -764,7 +1067,10 @@ mod tests {
         let st = m.pod_status("u1").await.unwrap();
         let res = m.sync_pod(&p, &st, &mut ws).await;
         assert_eq!(res.failures["c"].reason, "ImagePullBackOff");
-        assert_eq!(res.failures["c"].message, "Back-off pulling image \"example.invalid/x:1\"");
+        assert_eq!(
+            res.failures["c"].message,
+            "Back-off pulling image \"example.invalid/x:1\""
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -774,21 +1080,55 @@ mod tests {
         let dir = tmp();
         let m = manager(rt.clone(), &dir);
         rt.fail("RunPodSandbox", "network plugin exploded");
-        let res = m.sync_pod(&pod("busybox", "Never", "Always"), &PodStatus::default(), &mut WorkerState::default()).await;
-        assert_eq!(res.error.as_deref(), Some("Failed to create pod sandbox: network plugin exploded"));
+        let res = m
+            .sync_pod(
+                &pod("busybox", "Never", "Always"),
+                &PodStatus::default(),
+                &mut WorkerState::default(),
+            )
+            .await;
+        assert_eq!(
+            res.error.as_deref(),
+            Some("Failed to create pod sandbox: network plugin exploded")
+        );
         rt.heal("RunPodSandbox");
-        rt.fail("StartContainer", "exec: \"nope\": executable file not found in $PATH");
-        let res = m.sync_pod(&pod("busybox", "Never", "Always"), &PodStatus::default(), &mut WorkerState::default()).await;
+        rt.fail(
+            "StartContainer",
+            "exec: \"nope\": executable file not found in $PATH",
+        );
+        let res = m
+            .sync_pod(
+                &pod("busybox", "Never", "Always"),
+                &PodStatus::default(),
+                &mut WorkerState::default(),
+            )
+            .await;
         assert_eq!(res.failures["c"].reason, "RunContainerError");
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn image_references() {
-        for ok in ["busybox", "busybox:1.36", "docker.io/library/busybox:latest", "localhost:5000/a/b:c", "registry.k8s.io/pause:3.6", "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"] {
+        for ok in [
+            "busybox",
+            "busybox:1.36",
+            "docker.io/library/busybox:latest",
+            "localhost:5000/a/b:c",
+            "registry.k8s.io/pause:3.6",
+            "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
             assert!(validate_image(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Busybox", "a b", "busybox:", "busybox:-x", "a//b", "a@sha256:xyz", "UPPER/x"] {
+        for bad in [
+            "",
+            "Busybox",
+            "a b",
+            "busybox:",
+            "busybox:-x",
+            "a//b",
+            "a@sha256:xyz",
+            "UPPER/x",
+        ] {
             assert!(validate_image(bad).is_err(), "{bad}");
         }
     }
@@ -800,17 +1140,40 @@ mod tests {
         assert_eq!(pod_hostname(&p), "a".repeat(61));
         let c = Container {
             resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
-                requests: Some([("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("250m".into()))].into()),
-                limits: Some([
-                    ("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("500m".into())),
-                    ("memory".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("64Mi".into())),
-                ].into()),
+                requests: Some(
+                    [(
+                        "cpu".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("250m".into()),
+                    )]
+                    .into(),
+                ),
+                limits: Some(
+                    [
+                        (
+                            "cpu".to_string(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity("500m".into()),
+                        ),
+                        (
+                            "memory".to_string(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity("64Mi".into()),
+                        ),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let r = linux_resources(&c, -1);
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.cpu_period, r.memory_limit_in_bytes), (256, 50_000, 100_000, 64 << 20));
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.cpu_period,
+                r.memory_limit_in_bytes
+            ),
+            (256, 50_000, 100_000, 64 << 20)
+        );
         assert_eq!(linux_resources(&Container::default(), -1).cpu_shares, 2);
     }
 }

@@ -39,7 +39,10 @@ impl LeaseController {
         spec.holder_identity = Some(self.node_name.clone());
         spec.lease_duration_seconds = Some(self.duration_seconds as i32);
         spec.renew_time = Some(MicroTime(self.clock.now()));
-        if l.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
+        if l.metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty())
             && let Some(uid) = owner_uid
         {
             l.metadata.owner_references = Some(vec![OwnerReference {
@@ -56,16 +59,36 @@ impl LeaseController {
     async fn node_uid(&self) -> Option<String> {
         let nodes: kube::Api<Node> = self.api.cluster_api();
         self.api.limiter.acquire().await;
-        nodes.get(&self.node_name).await.ok().and_then(|n| n.metadata.uid)
+        nodes
+            .get(&self.node_name)
+            .await
+            .ok()
+            .and_then(|n| n.metadata.uid)
     }
 
     /// One renewal; returns the lease as stored, for the next update.
     async fn sync(&self, cached: Option<Lease>) -> Result<Lease, kube::Error> {
         let leases: kube::Api<Lease> = kube::Api::namespaced(self.api.client.clone(), NAMESPACE);
         if let Some(l) = cached {
-            let owner = if l.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) { self.node_uid().await } else { None };
+            let owner = if l
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_none_or(|o| o.is_empty())
+            {
+                self.node_uid().await
+            } else {
+                None
+            };
             self.api.limiter.acquire().await;
-            match leases.replace(&self.node_name, &PostParams::default(), &self.desired(Some(l), owner)).await {
+            match leases
+                .replace(
+                    &self.node_name,
+                    &PostParams::default(),
+                    &self.desired(Some(l), owner),
+                )
+                .await
+            {
                 Ok(l) => return Ok(l),
                 Err(e) => debug!(error = %e, "lease update failed; re-reading"),
             }
@@ -73,15 +96,34 @@ impl LeaseController {
         self.api.limiter.acquire().await;
         match leases.get(&self.node_name).await {
             Ok(l) => {
-                let owner = if l.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) { self.node_uid().await } else { None };
+                let owner = if l
+                    .metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(|o| o.is_empty())
+                {
+                    self.node_uid().await
+                } else {
+                    None
+                };
                 self.api.limiter.acquire().await;
-                leases.replace(&self.node_name, &PostParams::default(), &self.desired(Some(l), owner)).await
+                leases
+                    .replace(
+                        &self.node_name,
+                        &PostParams::default(),
+                        &self.desired(Some(l), owner),
+                    )
+                    .await
             }
             Err(e) if is_status(&e, 404) => {
                 // Upstream creates the lease only once it can name the Node as its owner.
-                let Some(uid) = self.node_uid().await else { return Err(e) };
+                let Some(uid) = self.node_uid().await else {
+                    return Err(e);
+                };
                 self.api.limiter.acquire().await;
-                leases.create(&PostParams::default(), &self.desired(None, Some(uid))).await
+                leases
+                    .create(&PostParams::default(), &self.desired(None, Some(uid)))
+                    .await
             }
             Err(e) => Err(e),
         }

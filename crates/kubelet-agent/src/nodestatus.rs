@@ -2,8 +2,8 @@
 //! (upstream `pkg/kubelet/nodestatus/setters.go`).
 
 use k8s_openapi::api::core::v1::{
-    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
-    NodeStatus, NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -27,7 +27,11 @@ pub struct RuntimeCondition {
 
 impl std::fmt::Display for RuntimeCondition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={} reason:{} message:{}", self.kind, self.status, self.reason, self.message)
+        write!(
+            f,
+            "{}={} reason:{} message:{}",
+            self.kind, self.status, self.reason, self.message
+        )
     }
 }
 
@@ -68,7 +72,9 @@ fn threshold_bytes(value: &str, capacity: u64) -> u64 {
         let pct: f64 = p.trim().parse().unwrap_or(0.0);
         (capacity as f64 * pct / 100.0) as u64
     } else {
-        parse_milli(value).map(|m| (m / 1000).max(0) as u64).unwrap_or(0)
+        parse_milli(value)
+            .map(|m| (m / 1000).max(0) as u64)
+            .unwrap_or(0)
     }
 }
 
@@ -77,7 +83,10 @@ pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
         ("cpu".into(), q(format_decimal(i.machine.num_cpus))),
         ("memory".into(), q(format_binary_si(i.machine.memory_bytes))),
         ("pods".into(), q(format_decimal(u64::from(i.max_pods)))),
-        ("ephemeral-storage".into(), q(format_binary_si(i.root_fs.capacity_bytes))),
+        (
+            "ephemeral-storage".into(),
+            q(format_binary_si(i.root_fs.capacity_bytes)),
+        ),
         ("hugepages-1Gi".into(), q("0".into())),
         ("hugepages-2Mi".into(), q("0".into())),
     ])
@@ -85,10 +94,28 @@ pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
 
 pub fn allocatable(i: &NodeInputs) -> BTreeMap<String, Quantity> {
     let mut a = capacity(i);
-    let mem_res = i.eviction_hard.get("memory.available").map(|v| threshold_bytes(v, i.machine.memory_bytes)).unwrap_or(0);
-    let fs_res = i.eviction_hard.get("nodefs.available").map(|v| threshold_bytes(v, i.root_fs.capacity_bytes)).unwrap_or(0);
-    a.insert("memory".into(), q(format_binary_si(i.machine.memory_bytes.saturating_sub(mem_res))));
-    a.insert("ephemeral-storage".into(), q(format_binary_si(i.root_fs.capacity_bytes.saturating_sub(fs_res))));
+    let mem_res = i
+        .eviction_hard
+        .get("memory.available")
+        .map(|v| threshold_bytes(v, i.machine.memory_bytes))
+        .unwrap_or(0);
+    let fs_res = i
+        .eviction_hard
+        .get("nodefs.available")
+        .map(|v| threshold_bytes(v, i.root_fs.capacity_bytes))
+        .unwrap_or(0);
+    a.insert(
+        "memory".into(),
+        q(format_binary_si(
+            i.machine.memory_bytes.saturating_sub(mem_res),
+        )),
+    );
+    a.insert(
+        "ephemeral-storage".into(),
+        q(format_binary_si(
+            i.root_fs.capacity_bytes.saturating_sub(fs_res),
+        )),
+    );
     a
 }
 
@@ -101,7 +128,13 @@ fn aggregate(errors: &[String]) -> String {
     }
     match uniq.as_slice() {
         [one] => (*one).clone(),
-        many => format!("[{}]", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -109,7 +142,9 @@ fn aggregate(errors: &[String]) -> String {
 pub fn not_ready_errors(i: &NodeInputs) -> Vec<String> {
     let mut errs = vec![];
     match (&i.runtime.synced, &i.runtime.error) {
-        (None, _) => errs.push("container runtime status check may not have completed yet".to_string()),
+        (None, _) => {
+            errs.push("container runtime status check may not have completed yet".to_string())
+        }
         (Some(_), Some(_)) => errs.push("container runtime is down".to_string()),
         _ => {}
     }
@@ -161,21 +196,33 @@ pub fn conditions(i: &NodeInputs, old: &[NodeCondition], now: &Time) -> Vec<Node
         _ => false,
     };
     let disk_pressure = match i.eviction_hard.get("nodefs.available") {
-        Some(t) if i.root_fs.capacity_bytes > 0 => i.root_fs.available_bytes < threshold_bytes(t, i.root_fs.capacity_bytes),
+        Some(t) if i.root_fs.capacity_bytes > 0 => {
+            i.root_fs.available_bytes < threshold_bytes(t, i.root_fs.capacity_bytes)
+        }
         _ => false,
     };
     let errs = not_ready_errors(i);
     let ready = errs.is_empty();
-    let ready_msg = if ready { "kubelet is posting ready status".to_string() } else { aggregate(&errs) };
+    let ready_msg = if ready {
+        "kubelet is posting ready status".to_string()
+    } else {
+        aggregate(&errs)
+    };
     vec![
         set_condition(
             old,
             "MemoryPressure",
             mem_pressure,
             if mem_pressure {
-                ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+                (
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available",
+                )
             } else {
-                ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+                (
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                )
             },
             now,
         ),
@@ -190,12 +237,28 @@ pub fn conditions(i: &NodeInputs, old: &[NodeCondition], now: &Time) -> Vec<Node
             },
             now,
         ),
-        set_condition(old, "PIDPressure", false, ("KubeletHasSufficientPID", "kubelet has sufficient PID available"), now),
+        set_condition(
+            old,
+            "PIDPressure",
+            false,
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            now,
+        ),
         set_condition(
             old,
             "Ready",
             ready,
-            (if ready { "KubeletReady" } else { "KubeletNotReady" }, ready_msg.as_str()),
+            (
+                if ready {
+                    "KubeletReady"
+                } else {
+                    "KubeletNotReady"
+                },
+                ready_msg.as_str(),
+            ),
             now,
         ),
     ]
@@ -210,14 +273,22 @@ pub fn node_status(i: &NodeInputs, old: Option<&NodeStatus>, now: Timestamp) -> 
         allocatable: Some(allocatable(i)),
         conditions: Some(conditions(i, &old_conditions, &now)),
         addresses: Some(i.addresses.clone()),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(i.port) }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(i.port),
+            }),
+        }),
         node_info: Some(NodeSystemInfo {
             machine_id: m.machine_id.clone(),
             system_uuid: m.system_uuid.clone(),
             boot_id: m.boot_id.clone(),
             kernel_version: m.kernel_version.clone(),
             os_image: m.os_image.clone(),
-            container_runtime_version: if i.runtime.version.is_empty() { "Unknown".into() } else { i.runtime.version.clone() },
+            container_runtime_version: if i.runtime.version.is_empty() {
+                "Unknown".into()
+            } else {
+                i.runtime.version.clone()
+            },
             kubelet_version: KUBELET_VERSION.into(),
             kube_proxy_version: KUBELET_VERSION.into(),
             operating_system: "linux".into(),
@@ -231,7 +302,12 @@ pub fn node_status(i: &NodeInputs, old: Option<&NodeStatus>, now: Timestamp) -> 
 }
 
 /// Default labels, then `--node-labels` (which win).
-pub fn node_labels(name: &str, hostname: &str, arch: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn node_labels(
+    name: &str,
+    hostname: &str,
+    arch: &str,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let _ = name;
     let mut l = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), hostname.to_string()),
@@ -251,7 +327,10 @@ pub fn initial_node(name: &str, labels: BTreeMap<String, String>, status: NodeSt
         metadata: ObjectMeta {
             name: Some(name.into()),
             labels: Some(labels),
-            annotations: Some(BTreeMap::from([(ATTACH_DETACH_ANNOTATION.into(), "true".into())])),
+            annotations: Some(BTreeMap::from([(
+                ATTACH_DETACH_ANNOTATION.into(),
+                "true".into(),
+            )])),
             ..Default::default()
         },
         spec: Some(NodeSpec::default()),
@@ -268,9 +347,17 @@ pub fn node_images(images: &[kubelet_cri::api::Image], max: i32) -> Vec<Containe
     }
     imgs.into_iter()
         .map(|i| {
-            let mut names: Vec<String> = i.repo_digests.iter().chain(i.repo_tags.iter()).cloned().collect();
+            let mut names: Vec<String> = i
+                .repo_digests
+                .iter()
+                .chain(i.repo_tags.iter())
+                .cloned()
+                .collect();
             names.truncate(5);
-            ContainerImage { names: Some(names), size_bytes: Some(i.size as i64) }
+            ContainerImage {
+                names: Some(names),
+                size_bytes: Some(i.size as i64),
+            }
         })
         .collect()
 }
@@ -296,15 +383,34 @@ mod tests {
 
     fn inputs() -> NodeInputs {
         NodeInputs {
-            machine: MachineInfo { num_cpus: 2, memory_bytes: 4 * 1024 * 1024 * 1024, architecture: "amd64".into(), ..Default::default() },
-            root_fs: FsStats { capacity_bytes: 100 * 1024 * 1024 * 1024, available_bytes: 50 * 1024 * 1024 * 1024, ..Default::default() },
+            machine: MachineInfo {
+                num_cpus: 2,
+                memory_bytes: 4 * 1024 * 1024 * 1024,
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+            root_fs: FsStats {
+                capacity_bytes: 100 * 1024 * 1024 * 1024,
+                available_bytes: 50 * 1024 * 1024 * 1024,
+                ..Default::default()
+            },
             memory_available: Some(2 * 1024 * 1024 * 1024),
             runtime: RuntimeState {
                 synced: Some(true),
                 version: "containerd://1.6.20".into(),
                 conditions: vec![
-                    RuntimeCondition { kind: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() },
-                    RuntimeCondition { kind: "NetworkReady".into(), status: true, reason: String::new(), message: String::new() },
+                    RuntimeCondition {
+                        kind: "RuntimeReady".into(),
+                        status: true,
+                        reason: String::new(),
+                        message: String::new(),
+                    },
+                    RuntimeCondition {
+                        kind: "NetworkReady".into(),
+                        status: true,
+                        reason: String::new(),
+                        message: String::new(),
+                    },
                 ],
                 error: None,
             },
@@ -318,7 +424,13 @@ mod tests {
     }
 
     fn ready(s: &NodeStatus) -> NodeCondition {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().clone()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -332,9 +444,20 @@ mod tests {
         assert_eq!(alloc["memory"].0, "3996Mi");
         assert_eq!(alloc["ephemeral-storage"].0, "90Gi");
         let r = ready(&s);
-        assert_eq!((r.status.as_str(), r.reason.as_deref()), ("True", Some("KubeletReady")));
-        let types: Vec<_> = s.conditions.unwrap().iter().map(|c| c.type_.clone()).collect();
-        assert_eq!(types, ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_deref()),
+            ("True", Some("KubeletReady"))
+        );
+        let types: Vec<_> = s
+            .conditions
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.clone())
+            .collect();
+        assert_eq!(
+            types,
+            ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        );
     }
 
     #[test]
@@ -345,7 +468,9 @@ mod tests {
         assert_eq!(r.reason.as_deref(), Some("KubeletNotReady"));
         assert_eq!(
             r.message.as_deref(),
-            Some("[container runtime status check may not have completed yet, network state unknown]")
+            Some(
+                "[container runtime status check may not have completed yet, network state unknown]"
+            )
         );
         let mut i = inputs();
         i.runtime.conditions[1] = RuntimeCondition {
@@ -357,7 +482,9 @@ mod tests {
         let r = ready(&node_status(&i, None, Timestamp::UNIX_EPOCH));
         assert_eq!(
             r.message.as_deref(),
-            Some("runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni plugin not initialized")
+            Some(
+                "runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni plugin not initialized"
+            )
         );
     }
 
@@ -375,22 +502,42 @@ mod tests {
         i.memory_available = Some(1);
         let s2 = node_status(&i, Some(&s1), t1);
         assert!(status_changed(&s1, &s2));
-        let mp = s2.conditions.unwrap().into_iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        let mp = s2
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
         assert_eq!(mp.reason.as_deref(), Some("KubeletHasInsufficientMemory"));
     }
 
     #[test]
     fn labels_and_images() {
-        let extra = BTreeMap::from([("kubernetes.io/hostname".to_string(), "override".to_string())]);
+        let extra =
+            BTreeMap::from([("kubernetes.io/hostname".to_string(), "override".to_string())]);
         let l = node_labels("n", "h", "amd64", &extra);
         assert_eq!(l["kubernetes.io/hostname"], "override");
         assert_eq!(l["beta.kubernetes.io/arch"], "amd64");
         let imgs = vec![
-            kubelet_cri::api::Image { id: "a".into(), repo_tags: vec!["small".into()], size: 1, ..Default::default() },
-            kubelet_cri::api::Image { id: "b".into(), repo_tags: vec!["big".into()], repo_digests: vec!["big@sha256:1".into()], size: 9, ..Default::default() },
+            kubelet_cri::api::Image {
+                id: "a".into(),
+                repo_tags: vec!["small".into()],
+                size: 1,
+                ..Default::default()
+            },
+            kubelet_cri::api::Image {
+                id: "b".into(),
+                repo_tags: vec!["big".into()],
+                repo_digests: vec!["big@sha256:1".into()],
+                size: 9,
+                ..Default::default()
+            },
         ];
         let n = node_images(&imgs, 50);
-        assert_eq!(n[0].names.as_ref().unwrap(), &vec!["big@sha256:1".to_string(), "big".to_string()]);
+        assert_eq!(
+            n[0].names.as_ref().unwrap(),
+            &vec!["big@sha256:1".to_string(), "big".to_string()]
+        );
         assert_eq!(node_images(&imgs, 1).len(), 1);
     }
 }

@@ -13,7 +13,11 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kubelet", version, about = "kubelet-rs: the Kubernetes node agent, in Rust")]
+#[command(
+    name = "kubelet",
+    version,
+    about = "kubelet-rs: the Kubernetes node agent, in Rust"
+)]
 pub struct Flags {
     /// Path to a kubeconfig file for the API server. Without it, the kubelet runs standalone.
     #[arg(long)]
@@ -25,7 +29,10 @@ pub struct Flags {
     #[arg(long = "hostname-override")]
     pub hostname_override: Option<String>,
     /// The CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
-    #[arg(long = "container-runtime-endpoint", default_value = "unix:///run/containerd/containerd.sock")]
+    #[arg(
+        long = "container-runtime-endpoint",
+        default_value = "unix:///run/containerd/containerd.sock"
+    )]
     pub container_runtime_endpoint: String,
     /// Accepted for compatibility; only "remote" (CRI) is supported.
     #[arg(long = "container-runtime", default_value = "remote")]
@@ -75,8 +82,13 @@ const ALLOWED_LABELS: [&str; 11] = [
 ];
 
 fn is_kubernetes_label(key: &str) -> bool {
-    let Some((prefix, _)) = key.split_once('/') else { return false };
-    prefix == "kubernetes.io" || prefix == "k8s.io" || prefix.ends_with(".kubernetes.io") || prefix.ends_with(".k8s.io")
+    let Some((prefix, _)) = key.split_once('/') else {
+        return false;
+    };
+    prefix == "kubernetes.io"
+        || prefix == "k8s.io"
+        || prefix.ends_with(".kubernetes.io")
+        || prefix.ends_with(".k8s.io")
 }
 
 fn allowed_prefix(key: &str) -> bool {
@@ -139,7 +151,11 @@ mod tests {
         assert_eq!(l["a"], "b");
         assert_eq!(l["c"], "");
         assert_eq!(l["node.kubernetes.io/pool"], "x");
-        assert!(Flags::try_parse_from(["kubelet", "--register-node"]).unwrap().register_node);
+        assert!(
+            Flags::try_parse_from(["kubelet", "--register-node"])
+                .unwrap()
+                .register_node
+        );
         assert!(Flags::try_parse_from(["kubelet", "--register-node=maybe"]).is_err());
         assert!(Flags::try_parse_from(["kubelet", "--no-such-flag"]).is_err());
     }

@@ -28,7 +28,9 @@ pub struct PlegHealth {
 
 impl PlegHealth {
     pub fn new() -> Self {
-        PlegHealth { last_relist: Arc::new(Mutex::new(Instant::now())) }
+        PlegHealth {
+            last_relist: Arc::new(Mutex::new(Instant::now())),
+        }
     }
 
     fn mark(&self) {
@@ -40,7 +42,9 @@ impl PlegHealth {
         let last = *self.last_relist.lock().unwrap_or_else(|e| e.into_inner());
         let since = last.elapsed();
         if since > RELIST_THRESHOLD {
-            return Err(format!("PLEG is not healthy: pleg was last seen active {since:?} ago; threshold is {RELIST_THRESHOLD:?}"));
+            return Err(format!(
+                "PLEG is not healthy: pleg was last seen active {since:?} ago; threshold is {RELIST_THRESHOLD:?}"
+            ));
         }
         Ok(())
     }
@@ -70,7 +74,12 @@ impl Pleg {
     pub async fn run(self, cancel: CancellationToken) {
         let (tx, mut rx) = mpsc::channel::<RuntimeEvent>(1024);
         let streaming = Arc::new(AtomicBool::new(false));
-        tokio::spawn(subscribe(self.runtime.clone(), tx, streaming.clone(), cancel.clone()));
+        tokio::spawn(subscribe(
+            self.runtime.clone(),
+            tx,
+            streaming.clone(),
+            cancel.clone(),
+        ));
         let mut seen: HashMap<String, Fingerprint> = HashMap::new();
         let mut owner: HashMap<String, String> = HashMap::new();
         let mut next = Instant::now();
@@ -103,22 +112,35 @@ impl Pleg {
         }
     }
 
-    async fn relist(&self, seen: &mut HashMap<String, Fingerprint>, owner: &mut HashMap<String, String>) -> Result<(), kubelet_cri::CriError> {
+    async fn relist(
+        &self,
+        seen: &mut HashMap<String, Fingerprint>,
+        owner: &mut HashMap<String, String>,
+    ) -> Result<(), kubelet_cri::CriError> {
         let rt = &self.runtime.rt;
-        let (sandboxes, containers) = tokio::try_join!(rt.list_pod_sandbox(None), rt.list_containers(None))?;
+        let (sandboxes, containers) =
+            tokio::try_join!(rt.list_pod_sandbox(None), rt.list_containers(None))?;
         let mut now: HashMap<String, Fingerprint> = HashMap::new();
         let mut refs: BTreeMap<String, PodRef> = BTreeMap::new();
         owner.clear();
         for sb in &sandboxes {
-            let Some(r) = PodRef::from_labels(&sb.labels) else { continue };
+            let Some(r) = PodRef::from_labels(&sb.labels) else {
+                continue;
+            };
             owner.insert(sb.id.clone(), r.uid.clone());
-            now.entry(r.uid.clone()).or_default().push((sb.id.clone(), sb.state));
+            now.entry(r.uid.clone())
+                .or_default()
+                .push((sb.id.clone(), sb.state));
             refs.insert(r.uid.clone(), r);
         }
         for c in &containers {
-            let Some(r) = PodRef::from_labels(&c.labels) else { continue };
+            let Some(r) = PodRef::from_labels(&c.labels) else {
+                continue;
+            };
             owner.insert(c.id.clone(), r.uid.clone());
-            now.entry(r.uid.clone()).or_default().push((c.id.clone(), c.state));
+            now.entry(r.uid.clone())
+                .or_default()
+                .push((c.id.clone(), c.state));
             refs.insert(r.uid.clone(), r);
         }
         for fp in now.values_mut() {
@@ -158,7 +180,12 @@ fn orphan(r: &PodRef) -> Pod {
     }
 }
 
-async fn subscribe(runtime: Arc<RuntimeManager>, tx: mpsc::Sender<RuntimeEvent>, streaming: Arc<AtomicBool>, cancel: CancellationToken) {
+async fn subscribe(
+    runtime: Arc<RuntimeManager>,
+    tx: mpsc::Sender<RuntimeEvent>,
+    streaming: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
     let mut delay = Duration::from_millis(200);
     loop {
         match runtime.rt.events().await {

@@ -118,14 +118,21 @@ impl PodWorkers {
         if self.cancel.is_cancelled() {
             return;
         }
-        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = watch::channel(Desired { pod: pod.clone(), removed, kick: 0 });
+        let generation = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Desired {
+            pod: pod.clone(),
+            removed,
+            kick: 0,
+        });
         g.insert(uid.clone(), Handle { tx, generation });
         drop(g);
         let r = PodRef::of(&pod);
         let span = info_span!("pod_worker", pod = %r.key(), uid = %r.uid);
         let me = self.clone();
-        self.tracker.spawn(async move { me.work(uid, generation, rx).await }.instrument(span));
+        self.tracker
+            .spawn(async move { me.work(uid, generation, rx).await }.instrument(span));
     }
 
     async fn work(self, uid: String, generation: u64, mut rx: watch::Receiver<Desired>) {
@@ -164,22 +171,36 @@ impl PodWorkers {
         let deps = &self.deps;
         let pod = d.pod.as_ref();
         let r = PodRef::of(pod);
-        let rt = deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())?;
+        let rt = deps
+            .runtime
+            .pod_status(&r.uid)
+            .await
+            .map_err(|e| e.to_string())?;
         let terminating = d.removed || pod.metadata.deletion_timestamp.is_some();
         if terminating {
-            let active = !kubelet_core::actions::running_container_ids(&rt).is_empty() || rt.sandboxes.iter().any(|s| s.ready);
+            let active = !kubelet_core::actions::running_container_ids(&rt).is_empty()
+                || rt.sandboxes.iter().any(|s| s.ready);
             let after = if active {
                 // An orphan has no spec: its containers' own annotations give the grace period.
                 let with_spec = pod.spec.is_some().then_some(pod);
-                deps.runtime.kill_pod(with_spec, &rt).await.map_err(|e| e.to_string())?;
-                deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())?
+                deps.runtime
+                    .kill_pod(with_spec, &rt)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                deps.runtime
+                    .pod_status(&r.uid)
+                    .await
+                    .map_err(|e| e.to_string())?
             } else {
                 rt
             };
             if !d.removed {
                 self.report(pod, &after, &SyncResult::default());
             }
-            deps.runtime.remove_pod(&r, &after).await.map_err(|e| e.to_string())?;
+            deps.runtime
+                .remove_pod(&r, &after)
+                .await
+                .map_err(|e| e.to_string())?;
             if d.removed {
                 deps.status.forget(&r.uid);
                 return Ok(Step::Done);
@@ -188,22 +209,41 @@ impl PodWorkers {
             return Ok(Step::Wait(deps.resync));
         }
 
-        let terminal = self.phase(pod).is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let terminal = self
+            .phase(pod)
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
         let res = if terminal {
-            if !kubelet_core::actions::running_container_ids(&rt).is_empty() || rt.sandboxes.iter().any(|s| s.ready) {
-                deps.runtime.kill_pod(Some(pod), &rt).await.map_err(|e| e.to_string())?;
+            if !kubelet_core::actions::running_container_ids(&rt).is_empty()
+                || rt.sandboxes.iter().any(|s| s.ready)
+            {
+                deps.runtime
+                    .kill_pod(Some(pod), &rt)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
-            SyncResult { changed: true, ..Default::default() }
+            SyncResult {
+                changed: true,
+                ..Default::default()
+            }
         } else {
             deps.runtime.sync_pod(pod, &rt, ws).await
         };
-        let rt = if res.changed { deps.runtime.pod_status(&r.uid).await.map_err(|e| e.to_string())? } else { rt };
+        let rt = if res.changed {
+            deps.runtime
+                .pod_status(&r.uid)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            rt
+        };
         self.report(pod, &rt, &res);
         if let Some(e) = &res.error {
             return Err(e.clone());
         }
         debug!(retry = ?res.retry_after, "pod synced");
-        Ok(Step::Wait(res.retry_after.map_or(deps.resync, |d| d.min(deps.resync))))
+        Ok(Step::Wait(
+            res.retry_after.map_or(deps.resync, |d| d.min(deps.resync)),
+        ))
     }
 
     fn phase(&self, pod: &Pod) -> Option<String> {

@@ -46,7 +46,11 @@ pub struct StatusManager {
 impl StatusManager {
     /// `api` is `None` in standalone mode: statuses are kept, never sent.
     pub fn new(api: Option<ApiClient>) -> Self {
-        StatusManager { inner: Arc::default(), notify: Arc::new(Notify::new()), api }
+        StatusManager {
+            inner: Arc::default(),
+            notify: Arc::new(Notify::new()),
+            api,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -108,27 +112,52 @@ impl StatusManager {
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             // Take what is dirty and not already in flight, up to the concurrency limit.
-            let batch: Vec<(String, PodRef, Option<PodStatus>, u64, bool, Option<PodStatus>)> = {
+            let batch: Vec<Work> = {
                 let mut g = self.lock();
                 let room = CONCURRENCY.saturating_sub(g.in_flight.len());
-                let ready: Vec<String> =
-                    g.dirty.iter().filter(|u| !g.in_flight.contains(*u)).take(room).cloned().collect();
+                let ready: Vec<String> = g
+                    .dirty
+                    .iter()
+                    .filter(|u| !g.in_flight.contains(*u))
+                    .take(room)
+                    .cloned()
+                    .collect();
                 let mut out = vec![];
                 for uid in ready {
                     g.dirty.remove(&uid);
-                    let Some(e) = g.entries.get(&uid) else { continue };
+                    let Some(e) = g.entries.get(&uid) else {
+                        continue;
+                    };
                     let Some(pod) = e.pod.clone() else { continue };
-                    let status = (e.version != e.sent_version).then(|| e.status.clone()).flatten();
-                    out.push((uid.clone(), pod, status, e.version, e.delete && !e.deleted, e.sent.clone()));
+                    let status = (e.version != e.sent_version)
+                        .then(|| e.status.clone())
+                        .flatten();
+                    out.push(Work {
+                        uid: uid.clone(),
+                        pod,
+                        status,
+                        version: e.version,
+                        delete: e.delete && !e.deleted,
+                        sent: e.sent.clone(),
+                    });
                     g.in_flight.insert(uid);
                 }
                 out
             };
-            for (uid, pod, status, version, delete, sent) in batch {
+            for Work {
+                uid,
+                pod,
+                status,
+                version,
+                delete,
+                sent,
+            } in batch
+            {
                 let api = api.clone();
                 let me = self.clone();
                 tasks.spawn(async move {
-                    let outcome = sync_one(&api, &pod, status.as_ref(), sent.as_ref(), delete).await;
+                    let outcome =
+                        sync_one(&api, &pod, status.as_ref(), sent.as_ref(), delete).await;
                     me.finish(&uid, version, status, outcome);
                 });
             }
@@ -170,6 +199,17 @@ impl StatusManager {
     }
 }
 
+/// One pod's pending request, taken out of the shared state.
+#[derive(Debug)]
+struct Work {
+    uid: String,
+    pod: PodRef,
+    status: Option<PodStatus>,
+    version: u64,
+    delete: bool,
+    sent: Option<PodStatus>,
+}
+
 #[derive(Debug)]
 enum Outcome {
     Done { deleted: bool },
@@ -183,12 +223,25 @@ pub fn status_patch(uid: &str, status: &PodStatus) -> serde_json::Value {
     serde_json::json!({ "metadata": { "uid": uid }, "status": status })
 }
 
-async fn sync_one(api: &ApiClient, pod: &PodRef, status: Option<&PodStatus>, sent: Option<&PodStatus>, delete: bool) -> Outcome {
+async fn sync_one(
+    api: &ApiClient,
+    pod: &PodRef,
+    status: Option<&PodStatus>,
+    sent: Option<&PodStatus>,
+    delete: bool,
+) -> Outcome {
     let pods: kube::Api<Pod> = kube::Api::namespaced(api.client.clone(), &pod.namespace);
     if let Some(status) = status.filter(|s| Some(*s) != sent) {
         api.limiter.acquire().await;
         let patch = status_patch(&pod.uid, status);
-        match pods.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+        match pods
+            .patch_status(
+                &pod.name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
             Ok(_) => debug!(pod = %pod.key(), "status patched"),
             Err(e) if is_status(&e, 404) => return Outcome::Gone,
             // A UID mismatch (409/422): the pod was recreated under the same name.
@@ -207,7 +260,10 @@ async fn sync_one(api: &ApiClient, pod: &PodRef, status: Option<&PodStatus>, sen
         api.limiter.acquire().await;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(pod.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(pod.uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match pods.delete(&pod.name, &dp).await {

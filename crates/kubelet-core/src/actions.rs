@@ -29,7 +29,10 @@ pub struct PodActions {
 }
 
 pub fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 fn should_restart_on_failure(pod: &Pod) -> bool {
@@ -37,15 +40,24 @@ fn should_restart_on_failure(pod: &Pod) -> bool {
 }
 
 fn host_network(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 fn containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
 }
 
 pub fn init_containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
 }
 
 fn succeeded(status: Option<&ContainerStatus>) -> bool {
@@ -54,7 +66,12 @@ fn succeeded(status: Option<&ContainerStatus>) -> bool {
 
 /// Upstream `ShouldContainerBeRestarted`.
 pub fn should_container_be_restarted(pod: &Pod, c: &Container, status: &PodStatus) -> bool {
-    let Some(s) = status.find(&c.name) else { return true };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(s) = status.find(&c.name) else {
+        return true;
+    };
     match s.state {
         ContainerState::Running => false,
         ContainerState::Unknown | ContainerState::Created => true,
@@ -68,7 +85,9 @@ pub fn should_container_be_restarted(pod: &Pod, c: &Container, status: &PodStatu
 
 /// Whether the pod needs a new sandbox, the attempt number to use, and the current sandbox.
 fn sandbox_changed(pod: &Pod, status: &PodStatus) -> (bool, u32, Option<String>) {
-    let Some(newest) = status.sandboxes.first() else { return (true, 0, None) };
+    let Some(newest) = status.sandboxes.first() else {
+        return (true, 0, None);
+    };
     let ready = status.sandboxes.iter().filter(|s| s.ready).count();
     let next = newest.attempt + 1;
     let id = Some(newest.id.clone());
@@ -82,19 +101,29 @@ fn sandbox_changed(pod: &Pod, status: &PodStatus) -> (bool, u32, Option<String>)
 }
 
 /// The last init container that ran, the next one to run, and whether all are done.
-fn next_init_container(pod: &Pod, status: &PodStatus) -> (Option<ContainerStatus>, Option<usize>, bool) {
+fn next_init_container(
+    pod: &Pod,
+    status: &PodStatus,
+) -> (Option<ContainerStatus>, Option<usize>, bool) {
     let inits = init_containers(pod);
     if inits.is_empty() {
         return (None, None, true);
     }
     // Any regular container ever started means initialization is done.
-    if containers(pod).iter().any(|c| status.find(&c.name).is_some()) {
+    if containers(pod)
+        .iter()
+        .any(|c| status.find(&c.name).is_some())
+    {
         return (None, None, true);
     }
     for i in (0..inits.len()).rev() {
-        let Some(s) = status.find(&inits[i].name) else { continue };
+        let Some(s) = status.find(&inits[i].name) else {
+            continue;
+        };
         match s.state {
-            ContainerState::Running | ContainerState::Created => return (Some(s.clone()), None, false),
+            ContainerState::Running | ContainerState::Created => {
+                return (Some(s.clone()), None, false);
+            }
             ContainerState::Exited if s.exit_code != 0 => return (Some(s.clone()), Some(i), false),
             ContainerState::Exited => {
                 return if i + 1 == inits.len() {
@@ -144,7 +173,9 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
     let (last, next, done) = next_init_container(pod, status);
     if !done {
         if let Some(next) = next {
-            let failed = last.as_ref().is_some_and(|s| s.state == ContainerState::Exited && s.exit_code != 0);
+            let failed = last
+                .as_ref()
+                .is_some_and(|s| s.state == ContainerState::Exited && s.exit_code != 0);
             if failed && !should_restart_on_failure(pod) {
                 a.kill_pod = true;
             } else {
@@ -153,7 +184,9 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
                         s.id.clone(),
                         KillInfo {
                             name: s.name.clone(),
-                            message: "Init container is in unknown state, try killing it before restart".into(),
+                            message:
+                                "Init container is in unknown state, try killing it before restart"
+                                    .into(),
                         },
                     );
                 }
@@ -174,7 +207,8 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
                         s.id.clone(),
                         KillInfo {
                             name: c.name.clone(),
-                            message: "Container is in unknown state, try killing it before restart".into(),
+                            message: "Container is in unknown state, try killing it before restart"
+                                .into(),
                         },
                     );
                 }
@@ -205,7 +239,12 @@ pub fn running_container_ids(status: &PodStatus) -> Vec<&ContainerStatus> {
     status
         .containers
         .iter()
-        .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created | ContainerState::Unknown))
+        .filter(|c| {
+            matches!(
+                c.state,
+                ContainerState::Running | ContainerState::Created | ContainerState::Unknown
+            )
+        })
         .collect()
 }
 
@@ -217,7 +256,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn pod(names: &[&str], inits: &[&str], policy: &str) -> Pod {
-        let mk = |n: &&str| Container { name: n.to_string(), image: Some("busybox".into()), ..Default::default() };
+        let mk = |n: &&str| Container {
+            name: n.to_string(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
         Pod {
             spec: Some(PodSpec {
                 containers: names.iter().map(mk).collect(),
@@ -241,7 +284,13 @@ mod tests {
         }
     }
 
-    fn ctr(pod: &Pod, name: &str, state: ContainerState, exit: i32, created: i64) -> ContainerStatus {
+    fn ctr(
+        pod: &Pod,
+        name: &str,
+        state: ContainerState,
+        exit: i32,
+        created: i64,
+    ) -> ContainerStatus {
         let spec = pod
             .spec
             .as_ref()
@@ -291,10 +340,14 @@ mod tests {
     #[test]
     fn init_sequence_advances() {
         let p = pod(&["a"], &["i1", "i2"], "Always");
-        let mut st = PodStatus { sandboxes: vec![sandbox(true, 0)], ..Default::default() };
+        let mut st = PodStatus {
+            sandboxes: vec![sandbox(true, 0)],
+            ..Default::default()
+        };
         st.containers = vec![ctr(&p, "i1", ContainerState::Exited, 0, 1)];
         assert_eq!(compute_pod_actions(&p, &st).next_init_container, Some(1));
-        st.containers.insert(0, ctr(&p, "i2", ContainerState::Exited, 0, 2));
+        st.containers
+            .insert(0, ctr(&p, "i2", ContainerState::Exited, 0, 2));
         assert_eq!(compute_pod_actions(&p, &st).containers_to_start, vec![0]);
         // a failed init is retried under Always, fails the pod under Never
         st.containers[0].exit_code = 1;
@@ -311,7 +364,13 @@ mod tests {
             sandboxes: vec![sandbox(true, 0)],
             containers: vec![ctr(&p, "a", ContainerState::Running, 0, 1)],
         };
-        assert_eq!(compute_pod_actions(&p, &st), PodActions { sandbox_id: Some("sb0".into()), ..Default::default() });
+        assert_eq!(
+            compute_pod_actions(&p, &st),
+            PodActions {
+                sandbox_id: Some("sb0".into()),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -329,8 +388,15 @@ mod tests {
                 containers: vec![ctr(&p, "a", ContainerState::Exited, exit, 1)],
             };
             let a = compute_pod_actions(&p, &st);
-            assert_eq!(a.containers_to_start == vec![0], restart, "{policy} exit {exit}");
-            assert_eq!(a.kill_pod, !restart, "{policy} exit {exit}: a finished pod is killed");
+            assert_eq!(
+                a.containers_to_start == vec![0],
+                restart,
+                "{policy} exit {exit}"
+            );
+            assert_eq!(
+                a.kill_pod, !restart,
+                "{policy} exit {exit}: a finished pod is killed"
+            );
         }
     }
 
@@ -339,7 +405,10 @@ mod tests {
         let p = pod(&["a", "b"], &[], "Always");
         let mut st = PodStatus {
             sandboxes: vec![sandbox(true, 0)],
-            containers: vec![ctr(&p, "a", ContainerState::Running, 0, 1), ctr(&p, "b", ContainerState::Running, 0, 2)],
+            containers: vec![
+                ctr(&p, "a", ContainerState::Running, 0, 1),
+                ctr(&p, "b", ContainerState::Running, 0, 2),
+            ],
         };
         st.containers[1].hash = Some(1);
         let a = compute_pod_actions(&p, &st);
@@ -413,7 +482,7 @@ mod tests {
             if let Some(i) = a.next_init_container { prop_assert!(i < ninit); }
             // A new sandbox implies killing the old pod; never both an init and regular starts.
             if a.create_sandbox { prop_assert!(a.kill_pod); }
-            prop_assert!(!(a.next_init_container.is_some() && !a.containers_to_start.is_empty()));
+            prop_assert!(a.next_init_container.is_none() || a.containers_to_start.is_empty());
             // Only containers that exist are killed.
             for id in a.containers_to_kill.keys() {
                 prop_assert!(st.containers.iter().any(|c| &c.id == id));

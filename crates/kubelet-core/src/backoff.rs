@@ -26,7 +26,11 @@ pub const CRASH_LOOP_MAX: Duration = Duration::from_secs(300);
 
 impl<K: Eq + Hash + Clone> Backoff<K> {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max, entries: HashMap::new() }
+        Backoff {
+            initial,
+            max,
+            entries: HashMap::new(),
+        }
     }
 
     pub fn crash_loop() -> Self {
@@ -39,20 +43,32 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
 
     /// Records one more failure observed at `event_time`, at `now`.
     pub fn next(&mut self, key: &K, event_time: Instant, now: Instant) {
-        let expired = self.entries.get(key).is_none_or(|e| self.expired(e, event_time));
+        let expired = self
+            .entries
+            .get(key)
+            .is_none_or(|e| self.expired(e, event_time));
         let max = self.max;
         let initial = self.initial;
-        let e = self
-            .entries
-            .entry(key.clone())
-            .or_insert(Entry { backoff: initial, last_update: now });
-        e.backoff = if expired { initial } else { (e.backoff * 2).min(max) };
+        let e = self.entries.entry(key.clone()).or_insert(Entry {
+            backoff: initial,
+            last_update: now,
+        });
+        e.backoff = if expired {
+            initial
+        } else {
+            (e.backoff * 2).min(max)
+        };
         e.last_update = now;
     }
 
     /// Whether a retry after a failure at `event_time` must still wait; returns the
     /// current back-off delay and how long is left.
-    pub fn in_backoff_since(&self, key: &K, event_time: Instant, now: Instant) -> Option<(Duration, Duration)> {
+    pub fn in_backoff_since(
+        &self,
+        key: &K,
+        event_time: Instant,
+        now: Instant,
+    ) -> Option<(Duration, Duration)> {
         let e = self.entries.get(key)?;
         if self.expired(e, event_time) {
             return None;
@@ -75,7 +91,8 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     /// Forgets entries not bumped for `2 * max`, to bound memory.
     pub fn gc(&mut self, now: Instant) {
         let max = self.max;
-        self.entries.retain(|_, e| now.saturating_duration_since(e.last_update) <= max * 2);
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.last_update) <= max * 2);
     }
 
     pub fn remove_matching(&mut self, f: impl Fn(&K) -> bool) {

@@ -44,7 +44,10 @@ fn merge_options(base: Vec<String>, extra: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for o in base.into_iter().chain(extra) {
         let name = o.split(':').next().unwrap_or("").to_string();
-        if let Some(pos) = out.iter().position(|e| e.split(':').next() == Some(name.as_str())) {
+        if let Some(pos) = out
+            .iter()
+            .position(|e| e.split(':').next() == Some(name.as_str()))
+        {
             out[pos] = o;
         } else {
             out.push(o);
@@ -55,10 +58,17 @@ fn merge_options(base: Vec<String>, extra: Vec<String>) -> Vec<String> {
 
 /// Computes the sandbox DNS config for `pod`.
 /// `cluster_dns`/`cluster_domain` come from the KubeletConfiguration; `host` from resolv.conf.
-pub fn pod_dns_config(pod: &Pod, cluster_dns: &[String], cluster_domain: &str, host: &DnsConfig) -> DnsConfig {
+pub fn pod_dns_config(
+    pod: &Pod,
+    cluster_dns: &[String],
+    cluster_domain: &str,
+    host: &DnsConfig,
+) -> DnsConfig {
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let policy = spec.and_then(|s| s.dns_policy.as_deref()).unwrap_or("ClusterFirst");
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
     let cluster = match policy {
         "ClusterFirstWithHostNet" => true,
         "ClusterFirst" => !host_network,
@@ -78,7 +88,11 @@ pub fn pod_dns_config(pod: &Pod, cluster_dns: &[String], cluster_domain: &str, h
                 ]
             };
             searches.extend(host.searches.iter().cloned());
-            DnsConfig { servers: cluster_dns.to_vec(), searches, options: vec!["ndots:5".into()] }
+            DnsConfig {
+                servers: cluster_dns.to_vec(),
+                searches,
+                options: vec!["ndots:5".into()],
+            }
         }
         // Default, or ClusterFirst without a cluster DNS: the node's resolver.
         _ => host.clone(),
@@ -115,7 +129,10 @@ mod tests {
 
     fn pod(policy: &str, host_net: bool) -> Pod {
         Pod {
-            metadata: ObjectMeta { namespace: Some("team".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                namespace: Some("team".into()),
+                ..Default::default()
+            },
             spec: Some(PodSpec {
                 dns_policy: Some(policy.into()),
                 host_network: Some(host_net),
@@ -128,17 +145,37 @@ mod tests {
     #[test]
     fn cluster_first() {
         let host = parse_resolv_conf("nameserver 1.1.1.1\nsearch example.com\noptions edns0\n");
-        let c = pod_dns_config(&pod("ClusterFirst", false), &["10.0.0.10".into()], "cluster.local", &host);
+        let c = pod_dns_config(
+            &pod("ClusterFirst", false),
+            &["10.0.0.10".into()],
+            "cluster.local",
+            &host,
+        );
         assert_eq!(c.servers, vec!["10.0.0.10"]);
         assert_eq!(
             c.searches,
-            vec!["team.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.com"]
+            vec![
+                "team.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "example.com"
+            ]
         );
         assert_eq!(c.options, vec!["ndots:5"]);
         // host network falls back to the node's resolver, unless ClusterFirstWithHostNet
-        let d = pod_dns_config(&pod("ClusterFirst", true), &["10.0.0.10".into()], "cluster.local", &host);
+        let d = pod_dns_config(
+            &pod("ClusterFirst", true),
+            &["10.0.0.10".into()],
+            "cluster.local",
+            &host,
+        );
         assert_eq!(d, host);
-        let e = pod_dns_config(&pod("ClusterFirstWithHostNet", true), &["10.0.0.10".into()], "cluster.local", &host);
+        let e = pod_dns_config(
+            &pod("ClusterFirstWithHostNet", true),
+            &["10.0.0.10".into()],
+            "cluster.local",
+            &host,
+        );
         assert_eq!(e.servers, vec!["10.0.0.10"]);
     }
 
@@ -148,7 +185,10 @@ mod tests {
         p.spec.as_mut().unwrap().dns_config = Some(PodDNSConfig {
             nameservers: Some(vec!["8.8.8.8".into(), "8.8.8.8".into()]),
             searches: Some(vec!["a.b".into()]),
-            options: Some(vec![PodDNSConfigOption { name: Some("ndots".into()), value: Some("2".into()) }]),
+            options: Some(vec![PodDNSConfigOption {
+                name: Some("ndots".into()),
+                value: Some("2".into()),
+            }]),
         });
         let c = pod_dns_config(&p, &[], "cluster.local", &DnsConfig::default());
         assert_eq!(c.servers, vec!["8.8.8.8"]);
@@ -156,7 +196,12 @@ mod tests {
         assert_eq!(c.options, vec!["ndots:2"]);
         let mut q = pod("ClusterFirst", false);
         q.spec.as_mut().unwrap().dns_config = p.spec.unwrap().dns_config;
-        let c = pod_dns_config(&q, &["10.0.0.10".into()], "cluster.local", &DnsConfig::default());
+        let c = pod_dns_config(
+            &q,
+            &["10.0.0.10".into()],
+            "cluster.local",
+            &DnsConfig::default(),
+        );
         assert_eq!(c.options, vec!["ndots:2"]);
     }
 }

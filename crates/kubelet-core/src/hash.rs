@@ -31,7 +31,11 @@ mod tests {
 
     #[test]
     fn image_change_changes_hash_but_probe_does_not() {
-        let a = Container { name: "a".into(), image: Some("busybox".into()), ..Default::default() };
+        let a = Container {
+            name: "a".into(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
         let mut b = a.clone();
         b.image = Some("busybox:1.36".into());
         assert_ne!(container_hash(&a), container_hash(&b));

@@ -49,8 +49,13 @@ impl PodRef {
 }
 
 pub fn sandbox_labels(pod: &Pod) -> HashMap<String, String> {
-    let mut l: HashMap<String, String> =
-        pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut l: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let r = PodRef::of(pod);
     l.insert(POD_NAME.into(), r.name);
     l.insert(POD_NAMESPACE.into(), r.namespace);
@@ -59,7 +64,12 @@ pub fn sandbox_labels(pod: &Pod) -> HashMap<String, String> {
 }
 
 pub fn sandbox_annotations(pod: &Pod) -> HashMap<String, String> {
-    pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect()
+    pod.metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 pub fn container_labels(pod: &Pod, c: &Container) -> HashMap<String, String> {
@@ -83,17 +93,25 @@ pub fn container_annotations(
         (CONTAINER_RESTART_COUNT.into(), restart_count.to_string()),
         (
             TERMINATION_MESSAGE_PATH.into(),
-            c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+            c.termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
         ),
         (
             TERMINATION_MESSAGE_POLICY.into(),
-            c.termination_message_policy.clone().unwrap_or_else(|| "File".into()),
+            c.termination_message_policy
+                .clone()
+                .unwrap_or_else(|| "File".into()),
         ),
     ]);
     if let Some(g) = pod.metadata.deletion_grace_period_seconds {
         a.insert(POD_DELETION_GRACE_PERIOD.into(), g.to_string());
     }
-    let tg = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    let tg = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
     a.insert(POD_TERMINATION_GRACE_PERIOD.into(), tg.to_string());
     if let Some(pre_stop) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         && let Ok(j) = serde_json::to_string(pre_stop)
@@ -114,5 +132,8 @@ pub fn parse_hash(annotations: &HashMap<String, String>) -> Option<u64> {
 }
 
 pub fn parse_restart_count(annotations: &HashMap<String, String>) -> u32 {
-    annotations.get(CONTAINER_RESTART_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
+    annotations
+        .get(CONTAINER_RESTART_COUNT)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

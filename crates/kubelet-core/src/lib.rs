@@ -9,7 +9,7 @@ pub mod backoff;
 pub mod dns;
 pub mod hash;
 pub mod labels;
-pub mod quantity;
 pub mod qos;
+pub mod quantity;
 pub mod runtime;
 pub mod status;

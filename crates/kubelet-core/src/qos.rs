@@ -31,7 +31,10 @@ fn quantities(
             return None;
         }
         // An unparsable value was rejected by the API server's validation; treat it as absent.
-        parse_milli(&q.0).ok().filter(|v| *v > 0).map(|v| (k.as_str(), v))
+        parse_milli(&q.0)
+            .ok()
+            .filter(|v| *v > 0)
+            .map(|v| (k.as_str(), v))
     })
 }
 
@@ -39,8 +42,11 @@ pub fn pod_qos(spec: &PodSpec) -> QosClass {
     let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
     let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
     let mut guaranteed = true;
-    let all: Vec<&Container> =
-        spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let all: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
     for c in all {
         let res = c.resources.as_ref();
         for (k, v) in quantities(res.and_then(|r| r.requests.as_ref())) {
@@ -81,7 +87,9 @@ mod tests {
     fn c(req: &[(&str, &str)], lim: &[(&str, &str)]) -> Container {
         let m = |v: &[(&str, &str)]| {
             (!v.is_empty()).then(|| {
-                v.iter().map(|(k, q)| (k.to_string(), Quantity(q.to_string()))).collect()
+                v.iter()
+                    .map(|(k, q)| (k.to_string(), Quantity(q.to_string())))
+                    .collect()
             })
         };
         Container {
@@ -96,21 +104,36 @@ mod tests {
     }
 
     fn spec(cs: Vec<Container>) -> PodSpec {
-        PodSpec { containers: cs, ..Default::default() }
+        PodSpec {
+            containers: cs,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn classes() {
         assert_eq!(pod_qos(&spec(vec![c(&[], &[])])), QosClass::BestEffort);
-        assert_eq!(pod_qos(&spec(vec![c(&[("cpu", "100m")], &[])])), QosClass::Burstable);
-        let g = c(&[("cpu", "1"), ("memory", "1Gi")], &[("cpu", "1000m"), ("memory", "1Gi")]);
+        assert_eq!(
+            pod_qos(&spec(vec![c(&[("cpu", "100m")], &[])])),
+            QosClass::Burstable
+        );
+        let g = c(
+            &[("cpu", "1"), ("memory", "1Gi")],
+            &[("cpu", "1000m"), ("memory", "1Gi")],
+        );
         assert_eq!(pod_qos(&spec(vec![g.clone()])), QosClass::Guaranteed);
         // limits only imply equal requests (API defaulting), still guaranteed
         let l = c(&[], &[("cpu", "1"), ("memory", "1Gi")]);
         assert_eq!(pod_qos(&spec(vec![l])), QosClass::Guaranteed);
-        let b = c(&[("cpu", "500m"), ("memory", "1Gi")], &[("cpu", "1"), ("memory", "1Gi")]);
+        let b = c(
+            &[("cpu", "500m"), ("memory", "1Gi")],
+            &[("cpu", "1"), ("memory", "1Gi")],
+        );
         assert_eq!(pod_qos(&spec(vec![g, b])), QosClass::Burstable);
         // ephemeral-storage is not a compute resource for QoS
-        assert_eq!(pod_qos(&spec(vec![c(&[("ephemeral-storage", "1Gi")], &[])])), QosClass::BestEffort);
+        assert_eq!(
+            pod_qos(&spec(vec![c(&[("ephemeral-storage", "1Gi")], &[])])),
+            QosClass::BestEffort
+        );
     }
 }

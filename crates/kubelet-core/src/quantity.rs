@@ -53,12 +53,24 @@ pub fn parse_milli(s: &str) -> Result<i128, QuantityError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(err());
     }
-    if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+    if !int_part.chars().all(|c| c.is_ascii_digit())
+        || !frac_part.chars().all(|c| c.is_ascii_digit())
+    {
         return Err(err());
     }
-    let int: i128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err())? };
+    let int: i128 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().map_err(|_| err())?
+    };
     let frac_digits = frac_part.len().min(18) as u32;
-    let frac: i128 = if frac_digits == 0 { 0 } else { frac_part[..frac_digits as usize].parse().map_err(|_| err())? };
+    let frac: i128 = if frac_digits == 0 {
+        0
+    } else {
+        frac_part[..frac_digits as usize]
+            .parse()
+            .map_err(|_| err())?
+    };
     let scale = 10i128.pow(frac_digits);
     let total = int
         .checked_mul(scale)
@@ -80,7 +92,7 @@ pub fn format_binary_si(bytes: u64) -> String {
     let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     let mut v = bytes;
     let mut i = 0;
-    while v % 1024 == 0 && i + 1 < units.len() {
+    while v.is_multiple_of(1024) && i + 1 < units.len() {
         v /= 1024;
         i += 1;
     }

@@ -69,8 +69,10 @@ impl PodStatus {
     }
 
     pub fn sort(&mut self) {
-        self.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-        self.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        self.sandboxes
+            .sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        self.containers
+            .sort_by_key(|c| std::cmp::Reverse(c.created_at));
     }
 }
 
@@ -78,5 +80,6 @@ impl PodStatus {
 /// (`now`, `now_unix_ns`) read at the same moment. Lets back-off run on a pausable clock.
 pub fn instant_of(unix_ns: i64, now: Instant, now_unix_ns: i64) -> Instant {
     let ago = now_unix_ns.saturating_sub(unix_ns).max(0) as u64;
-    now.checked_sub(std::time::Duration::from_nanos(ago)).unwrap_or(now)
+    now.checked_sub(std::time::Duration::from_nanos(ago))
+        .unwrap_or(now)
 }

@@ -40,14 +40,18 @@ pub fn time_of(ts: Timestamp) -> Time {
 }
 
 fn time_ns(ns: i64) -> Option<Time> {
-    (ns > 0).then(|| Timestamp::from_nanosecond(i128::from(ns)).ok().map(time_of)).flatten()
+    (ns > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(ns)).ok().map(time_of))
+        .flatten()
 }
 
 fn runtime_state(c: &RtContainer) -> ApiState {
     let id = Some(format!("{}://{}", c.runtime, c.id));
     match c.state {
         ContainerState::Running => ApiState {
-            running: Some(ContainerStateRunning { started_at: time_ns(c.started_at) }),
+            running: Some(ContainerStateRunning {
+                started_at: time_ns(c.started_at),
+            }),
             ..Default::default()
         },
         // Upstream treats a created-but-never-started container like an exited one.
@@ -63,9 +67,10 @@ fn runtime_state(c: &RtContainer) -> ApiState {
             }),
             ..Default::default()
         },
-        ContainerState::Unknown => {
-            ApiState { waiting: Some(ContainerStateWaiting::default()), ..Default::default() }
-        }
+        ContainerState::Unknown => ApiState {
+            waiting: Some(ContainerStateWaiting::default()),
+            ..Default::default()
+        },
     }
 }
 
@@ -98,9 +103,8 @@ fn container_statuses(
             if let Some(rc) = latest {
                 s.state = Some(runtime_state(rc));
                 s.restart_count = rc.restart_count as i32;
-                if !rc.image.is_empty() {
-                    s.image = rc.image.clone();
-                }
+                // The spec's image, not the runtime's first tag for the image ID: what users
+                // wrote is what they expect to read back.
                 s.image_id = rc.image_ref.clone();
                 s.container_id = Some(format!("{}://{}", rc.runtime, rc.id));
                 let running = rc.state == ContainerState::Running;
@@ -114,12 +118,13 @@ fn container_statuses(
                     s.last_state = Some(runtime_state(prev));
                 }
             }
-            if let Some(f) = input.failures.get(&c.name) {
+            // As upstream: a start failure only shows for a container that is to be (re)started.
+            let restartable = is_init
+                || crate::actions::should_container_be_restarted(input.pod, c, input.runtime);
+            if let Some(f) = input.failures.get(&c.name).filter(|_| restartable) {
                 // The container could not be (re)started: show why, keeping its last run.
-                if let Some(st) = s.state.take() {
-                    if st.terminated.is_some() {
-                        s.last_state = Some(st);
-                    }
+                if let Some(st) = s.state.take().filter(|st| st.terminated.is_some()) {
+                    s.last_state = Some(st);
                 }
                 s.state = Some(waiting(&f.reason, &f.message));
                 s.ready = false;
@@ -136,7 +141,11 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus]) -
     let mut pending_init = 0;
     let mut failed_init = 0;
     for c in init_containers(pod) {
-        let Some(st) = init.iter().find(|s| s.name == c.name).and_then(|s| s.state.as_ref()) else {
+        let Some(st) = init
+            .iter()
+            .find(|s| s.name == c.name)
+            .and_then(|s| s.state.as_ref())
+        else {
             pending_init += 1;
             continue;
         };
@@ -175,7 +184,10 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus]) -
                 }
             }
             Some(st) if st.waiting.is_some() => {
-                if s.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+                if s.last_state
+                    .as_ref()
+                    .is_some_and(|l| l.terminated.is_some())
+                {
                     stopped += 1;
                 } else {
                     waiting_n += 1;
@@ -221,10 +233,16 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>
 fn readiness_messages(unknown: &[String], unready: &[String], unknown_word: &str) -> String {
     let mut parts = vec![];
     if !unknown.is_empty() {
-        parts.push(format!("containers with {unknown_word} status: [{}]", unknown.join(" ")));
+        parts.push(format!(
+            "containers with {unknown_word} status: [{}]",
+            unknown.join(" ")
+        ));
     }
     if !unready.is_empty() {
-        parts.push(format!("containers with unready status: [{}]", unready.join(" ")));
+        parts.push(format!(
+            "containers with unready status: [{}]",
+            unready.join(" ")
+        ));
     }
     parts.join(", ")
 }
@@ -241,8 +259,16 @@ fn split_ready(names: &[Container], statuses: &[ContainerStatus]) -> (Vec<String
     (unknown, unready)
 }
 
-pub fn containers_ready_condition(pod: &Pod, statuses: &[ContainerStatus], phase: &str) -> PodCondition {
-    let spec_containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+pub fn containers_ready_condition(
+    pod: &Pod,
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
+    let spec_containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     let (unknown, unready) = split_ready(spec_containers, statuses);
     if phase == "Succeeded" && unknown.is_empty() {
         return condition("ContainersReady", false, Some("PodCompleted"), None);
@@ -251,7 +277,12 @@ pub fn containers_ready_condition(pod: &Pod, statuses: &[ContainerStatus], phase
         return condition("ContainersReady", true, None, None);
     }
     let msg = readiness_messages(&unknown, &unready, "unknown");
-    condition("ContainersReady", false, Some("ContainersNotReady"), Some(msg))
+    condition(
+        "ContainersReady",
+        false,
+        Some("ContainersNotReady"),
+        Some(msg),
+    )
 }
 
 pub fn ready_condition(
@@ -262,9 +293,16 @@ pub fn ready_condition(
 ) -> PodCondition {
     let cr = containers_ready_condition(pod, statuses, phase);
     if cr.status != "True" {
-        return PodCondition { type_: "Ready".into(), ..cr };
+        return PodCondition {
+            type_: "Ready".into(),
+            ..cr
+        };
     }
-    let gates = pod.spec.as_ref().and_then(|s| s.readiness_gates.as_deref()).unwrap_or_default();
+    let gates = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default();
     let mut msgs = vec![];
     for g in gates {
         match conditions.iter().find(|c| c.type_ == g.condition_type) {
@@ -280,7 +318,12 @@ pub fn ready_condition(
         }
     }
     if !msgs.is_empty() {
-        return condition("Ready", false, Some("ReadinessGatesNotReady"), Some(msgs.join(", ")));
+        return condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(msgs.join(", ")),
+        );
     }
     condition("Ready", true, None, None)
 }
@@ -298,25 +341,43 @@ pub fn initialized_condition(pod: &Pod, statuses: &[ContainerStatus], phase: &st
         return condition("Initialized", true, None, None);
     }
     let msg = readiness_messages(&unknown, &unready, "incomplete");
-    condition("Initialized", false, Some("ContainersNotInitialized"), Some(msg))
+    condition(
+        "Initialized",
+        false,
+        Some("ContainersNotInitialized"),
+        Some(msg),
+    )
 }
 
 /// Conditions the kubelet owns; others (set by controllers) are carried over untouched.
-pub const KUBELET_CONDITIONS: [&str; 4] = ["Initialized", "Ready", "ContainersReady", "PodScheduled"];
+pub const KUBELET_CONDITIONS: [&str; 4] =
+    ["Initialized", "Ready", "ContainersReady", "PodScheduled"];
 
 pub fn generate(input: &StatusInput<'_>) -> PodStatus {
     let pod = input.pod;
     let old = pod.status.clone().unwrap_or_default();
-    let spec_containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let spec_containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     let inits = init_containers(pod);
-    let default_reason = if inits.is_empty() { CONTAINER_CREATING } else { POD_INITIALIZING };
+    let default_reason = if inits.is_empty() {
+        CONTAINER_CREATING
+    } else {
+        POD_INITIALIZING
+    };
     let init_statuses = container_statuses(inits, input, POD_INITIALIZING, true);
     let mut statuses = container_statuses(spec_containers, input, default_reason, false);
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut phase = phase(pod, &init_statuses, &statuses).to_string();
     // A terminal phase is final.
-    if let Some(p) = old.phase.as_deref().filter(|p| *p == "Succeeded" || *p == "Failed") {
+    if let Some(p) = old
+        .phase
+        .as_deref()
+        .filter(|p| *p == "Succeeded" || *p == "Failed")
+    {
         phase = p.to_string();
     }
     let old_conditions = old.conditions.clone().unwrap_or_default();
@@ -335,10 +396,19 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
         };
         c.last_probe_time = prev.and_then(|p| p.last_probe_time.clone());
     }
-    conditions.extend(old_conditions.iter().filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str())).cloned());
+    conditions.extend(
+        old_conditions
+            .iter()
+            .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned(),
+    );
 
     let sandbox = input.runtime.sandboxes.first();
-    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     let mut ips: Vec<String> = vec![];
     if host_network {
         ips.extend(input.host_ip.map(str::to_string));
@@ -350,7 +420,10 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
     let (pod_ip, pod_ips) = if ips.is_empty() {
         (old.pod_ip.clone(), old.pod_ips.clone())
     } else {
-        (Some(ips[0].clone()), Some(ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()))
+        (
+            Some(ips[0].clone()),
+            Some(ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        )
     };
 
     PodStatus {
@@ -360,7 +433,14 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
         pod_ip,
         pod_ips,
         start_time: old.start_time.clone().or(Some(now)),
-        qos_class: Some(pod.spec.as_ref().map(pod_qos).unwrap_or(crate::qos::QosClass::BestEffort).as_str().into()),
+        qos_class: Some(
+            pod.spec
+                .as_ref()
+                .map(pod_qos)
+                .unwrap_or(crate::qos::QosClass::BestEffort)
+                .as_str()
+                .into(),
+        ),
         container_statuses: Some(statuses),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
         reason: old.reason.clone(),
@@ -381,7 +461,11 @@ mod tests {
             spec: Some(PodSpec {
                 containers: names
                     .iter()
-                    .map(|n| Container { name: n.to_string(), image: Some("busybox".into()), ..Default::default() })
+                    .map(|n| Container {
+                        name: n.to_string(),
+                        image: Some("busybox".into()),
+                        ..Default::default()
+                    })
                     .collect(),
                 restart_policy: Some(policy.into()),
                 ..Default::default()
@@ -401,7 +485,12 @@ mod tests {
             started_at: created * 1_000_000_000,
             finished_at: (created + 1) * 1_000_000_000,
             exit_code: exit,
-            reason: if state == ContainerState::Exited { if exit == 0 { "Completed" } else { "Error" } } else { "" }.into(),
+            reason: if state == ContainerState::Exited {
+                if exit == 0 { "Completed" } else { "Error" }
+            } else {
+                ""
+            }
+            .into(),
             message: String::new(),
             image: "docker.io/library/busybox:latest".into(),
             image_ref: "sha256:abc".into(),
@@ -423,7 +512,15 @@ mod tests {
     }
 
     fn sb() -> SandboxStatus {
-        SandboxStatus { id: "s".into(), attempt: 0, ready: true, created_at: 0, ip: "10.88.0.5".into(), additional_ips: vec![], host_network: false }
+        SandboxStatus {
+            id: "s".into(),
+            attempt: 0,
+            ready: true,
+            created_at: 0,
+            ip: "10.88.0.5".into(),
+            additional_ips: vec![],
+            host_network: false,
+        }
     }
 
     #[test]
@@ -432,13 +529,38 @@ mod tests {
         let s = status_of(&p, &RtPod::default(), &HashMap::new());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let cs = s.container_statuses.unwrap();
-        assert_eq!(cs[0].state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
-        let ready = s.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            cs[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+        let ready = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [a b]"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [a b]")
+        );
 
-        let rt = RtPod { sandboxes: vec![sb()], containers: vec![rc("a", ContainerState::Running, 0, 1), rc("b", ContainerState::Running, 0, 2)] };
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![
+                rc("a", ContainerState::Running, 0, 1),
+                rc("b", ContainerState::Running, 0, 2),
+            ],
+        };
         let s = status_of(&p, &rt, &HashMap::new());
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.5"));
@@ -452,29 +574,76 @@ mod tests {
     #[test]
     fn terminal_phases_and_last_state() {
         let p = pod(&["a"], "Never");
-        let rt = RtPod { sandboxes: vec![sb()], containers: vec![rc("a", ContainerState::Exited, 3, 1)] };
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![rc("a", ContainerState::Exited, 3, 1)],
+        };
         let s = status_of(&p, &rt, &HashMap::new());
         assert_eq!(s.phase.as_deref(), Some("Failed"));
-        let t = s.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        let t = s.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
         assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
 
         let p = pod(&["a"], "OnFailure");
-        let rt = RtPod { sandboxes: vec![sb()], containers: vec![rc("a", ContainerState::Exited, 0, 1)] };
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![rc("a", ContainerState::Exited, 0, 1)],
+        };
         let s = status_of(&p, &rt, &HashMap::new());
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
-        let ready = s.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
 
         // crash loop: waiting with the last run as lastState, still Running
         let p = pod(&["a"], "Always");
-        let rt = RtPod { sandboxes: vec![sb()], containers: vec![rc("a", ContainerState::Exited, 1, 2), rc("a", ContainerState::Exited, 1, 1)] };
-        let f = HashMap::from([("a".to_string(), StartFailure { reason: "CrashLoopBackOff".into(), message: "back-off 10s".into() })]);
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![
+                rc("a", ContainerState::Exited, 1, 2),
+                rc("a", ContainerState::Exited, 1, 1),
+            ],
+        };
+        let f = HashMap::from([(
+            "a".to_string(),
+            StartFailure {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 10s".into(),
+            },
+        )]);
         let s = status_of(&p, &rt, &f);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         let c = &s.container_statuses.unwrap()[0];
         assert_eq!(c.restart_count, 2);
-        assert_eq!(c.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
-        assert_eq!(c.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+        assert_eq!(
+            c.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        assert_eq!(
+            c.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            1
+        );
     }
 
     #[test]
@@ -483,8 +652,17 @@ mod tests {
         let old_t = time_of(Timestamp::from_second(1_600_000_000).unwrap());
         p.status = Some(PodStatus {
             conditions: Some(vec![
-                PodCondition { type_: "PodScheduled".into(), status: "True".into(), last_transition_time: Some(old_t.clone()), ..Default::default() },
-                PodCondition { type_: "example.com/gate".into(), status: "False".into(), ..Default::default() },
+                PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "True".into(),
+                    last_transition_time: Some(old_t.clone()),
+                    ..Default::default()
+                },
+                PodCondition {
+                    type_: "example.com/gate".into(),
+                    status: "False".into(),
+                    ..Default::default()
+                },
             ]),
             ..Default::default()
         });
@@ -499,11 +677,24 @@ mod tests {
     fn readiness_gates() {
         let mut p = pod(&["a"], "Always");
         p.spec.as_mut().unwrap().readiness_gates =
-            Some(vec![k8s_openapi::api::core::v1::PodReadinessGate { condition_type: "g".into() }]);
-        let rt = RtPod { sandboxes: vec![sb()], containers: vec![rc("a", ContainerState::Running, 0, 1)] };
+            Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+                condition_type: "g".into(),
+            }]);
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![rc("a", ContainerState::Running, 0, 1)],
+        };
         let s = status_of(&p, &rt, &HashMap::new());
-        let ready = s.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
-        assert_eq!(ready.message.as_deref(), Some("corresponding condition of pod readiness gate \"g\" does not exist."));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("corresponding condition of pod readiness gate \"g\" does not exist.")
+        );
     }
 }

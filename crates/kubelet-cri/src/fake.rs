@@ -31,7 +31,10 @@ pub struct FakeRuntime {
 impl Default for FakeRuntime {
     fn default() -> Self {
         let (events, _) = broadcast::channel(64);
-        FakeRuntime { state: Mutex::new(State::default()), events }
+        FakeRuntime {
+            state: Mutex::new(State::default()),
+            events,
+        }
     }
 }
 
@@ -48,9 +51,17 @@ impl FakeRuntime {
 
     fn record(&self, op: &'static str, arg: &str) -> Result<()> {
         let mut s = self.lock();
-        s.calls.push(if arg.is_empty() { op.to_string() } else { format!("{op} {arg}") });
+        s.calls.push(if arg.is_empty() {
+            op.to_string()
+        } else {
+            format!("{op} {arg}")
+        });
         match s.fail.get(op) {
-            Some(msg) => Err(CriError::Rpc { op, code: tonic::Code::Unknown, message: msg.clone() }),
+            Some(msg) => Err(CriError::Rpc {
+                op,
+                code: tonic::Code::Unknown,
+                message: msg.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -84,7 +95,10 @@ impl FakeRuntime {
             c.reason = if code == 0 { "Completed" } else { "Error" }.into();
         }
         drop(s);
-        let _ = self.events.send(RuntimeEvent::Exited { container_id: id.into(), exit_status: code as u32 });
+        let _ = self.events.send(RuntimeEvent::Exited {
+            container_id: id.into(),
+            exit_status: code as u32,
+        });
     }
 
     /// Simulates a sandbox dying (e.g. its network namespace going away).
@@ -114,7 +128,10 @@ impl FakeRuntime {
     }
 }
 
-fn labels_match(have: &std::collections::HashMap<String, String>, want: &std::collections::HashMap<String, String>) -> bool {
+fn labels_match(
+    have: &std::collections::HashMap<String, String>,
+    want: &std::collections::HashMap<String, String>,
+) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
 }
 
@@ -132,15 +149,30 @@ impl RuntimeService for FakeRuntime {
 
     async fn status(&self) -> Result<api::StatusResponse> {
         self.record("Status", "")?;
-        let cond = |t: &str| api::RuntimeCondition { r#type: t.into(), status: true, reason: String::new(), message: String::new() };
+        let cond = |t: &str| api::RuntimeCondition {
+            r#type: t.into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        };
         Ok(api::StatusResponse {
-            status: Some(api::RuntimeStatus { conditions: vec![cond("RuntimeReady"), cond("NetworkReady")] }),
+            status: Some(api::RuntimeStatus {
+                conditions: vec![cond("RuntimeReady"), cond("NetworkReady")],
+            }),
             info: Default::default(),
         })
     }
 
-    async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, _handler: String) -> Result<String> {
-        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    async fn run_pod_sandbox(
+        &self,
+        config: api::PodSandboxConfig,
+        _handler: String,
+    ) -> Result<String> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         self.record("RunPodSandbox", &name)?;
         let mut s = self.lock();
         let (id, now) = Self::tick(&mut s);
@@ -150,7 +182,11 @@ impl RuntimeService for FakeRuntime {
             .and_then(|l| l.security_context.as_ref())
             .and_then(|c| c.namespace_options.as_ref())
             .is_some_and(|n| n.network == api::NamespaceMode::Node as i32);
-        let ip = if host { String::new() } else { format!("10.88.0.{}", s.next_id % 250 + 2) };
+        let ip = if host {
+            String::new()
+        } else {
+            format!("10.88.0.{}", s.next_id % 250 + 2)
+        };
         s.sandboxes.insert(
             id.clone(),
             api::PodSandboxStatus {
@@ -158,10 +194,16 @@ impl RuntimeService for FakeRuntime {
                 metadata: config.metadata.clone(),
                 state: api::PodSandboxState::SandboxReady as i32,
                 created_at: now,
-                network: Some(api::PodSandboxNetworkStatus { ip, additional_ips: vec![] }),
+                network: Some(api::PodSandboxNetworkStatus {
+                    ip,
+                    additional_ips: vec![],
+                }),
                 linux: config.linux.as_ref().map(|l| api::LinuxPodSandboxStatus {
                     namespaces: Some(api::Namespace {
-                        options: l.security_context.as_ref().and_then(|c| c.namespace_options.clone()),
+                        options: l
+                            .security_context
+                            .as_ref()
+                            .and_then(|c| c.namespace_options.clone()),
                     }),
                 }),
                 labels: config.labels.clone(),
@@ -176,10 +218,18 @@ impl RuntimeService for FakeRuntime {
         self.record("StopPodSandbox", id)?;
         let mut s = self.lock();
         let now = s.clock_ns;
-        let ids: Vec<String> =
-            s.container_sandbox.iter().filter(|(_, sb)| *sb == id).map(|(c, _)| c.clone()).collect();
+        let ids: Vec<String> = s
+            .container_sandbox
+            .iter()
+            .filter(|(_, sb)| *sb == id)
+            .map(|(c, _)| c.clone())
+            .collect();
         for c in ids {
-            if let Some(c) = s.containers.get_mut(&c).filter(|c| c.state == api::ContainerState::ContainerRunning as i32) {
+            if let Some(c) = s
+                .containers
+                .get_mut(&c)
+                .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            {
                 c.state = api::ContainerState::ContainerExited as i32;
                 c.exit_code = 137;
                 c.finished_at = now;
@@ -195,8 +245,12 @@ impl RuntimeService for FakeRuntime {
         self.record("RemovePodSandbox", id)?;
         let mut s = self.lock();
         s.sandboxes.remove(id);
-        let ids: Vec<String> =
-            s.container_sandbox.iter().filter(|(_, sb)| *sb == id).map(|(c, _)| c.clone()).collect();
+        let ids: Vec<String> = s
+            .container_sandbox
+            .iter()
+            .filter(|(_, sb)| *sb == id)
+            .map(|(c, _)| c.clone())
+            .collect();
         for c in ids {
             s.containers.remove(&c);
             s.container_sandbox.remove(&c);
@@ -206,10 +260,17 @@ impl RuntimeService for FakeRuntime {
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
         self.record("PodSandboxStatus", id)?;
-        self.lock().sandboxes.get(id).cloned().ok_or_else(|| CriError::NotFound(id.into()))
+        self.lock()
+            .sandboxes
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CriError::NotFound(id.into()))
     }
 
-    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandbox(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         self.record("ListPodSandbox", "")?;
         let s = self.lock();
         Ok(s.sandboxes
@@ -239,20 +300,36 @@ impl RuntimeService for FakeRuntime {
         config: api::ContainerConfig,
         _sandbox_config: api::PodSandboxConfig,
     ) -> Result<String> {
-        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         self.record("CreateContainer", &name)?;
         let mut s = self.lock();
-        let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        let known = s.images.contains(&image) || image.strip_prefix("sha256:").is_some_and(|i| s.images.contains(i));
+        let image = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let known = s.images.contains(&image)
+            || image
+                .strip_prefix("sha256:")
+                .is_some_and(|i| s.images.contains(i));
         if !known {
-            return Err(CriError::Rpc { op: "CreateContainer", code: tonic::Code::NotFound, message: format!("image {image} not found") });
+            return Err(CriError::Rpc {
+                op: "CreateContainer",
+                code: tonic::Code::NotFound,
+                message: format!("image {image} not found"),
+            });
         }
         if !s.sandboxes.contains_key(sandbox_id) {
             return Err(CriError::NotFound(sandbox_id.into()));
         }
         let (id, now) = Self::tick(&mut s);
         s.container_sandbox.insert(id.clone(), sandbox_id.into());
-        s.container_annotations.insert(id.clone(), config.annotations.clone());
+        s.container_annotations
+            .insert(id.clone(), config.annotations.clone());
         s.containers.insert(
             id.clone(),
             api::ContainerStatus {
@@ -276,11 +353,16 @@ impl RuntimeService for FakeRuntime {
         let mut s = self.lock();
         s.clock_ns += 1;
         let now = s.clock_ns;
-        let c = s.containers.get_mut(id).ok_or_else(|| CriError::NotFound(id.into()))?;
+        let c = s
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| CriError::NotFound(id.into()))?;
         c.state = api::ContainerState::ContainerRunning as i32;
         c.started_at = now;
         drop(s);
-        let _ = self.events.send(RuntimeEvent::Started { container_id: id.into() });
+        let _ = self.events.send(RuntimeEvent::Started {
+            container_id: id.into(),
+        });
         Ok(())
     }
 
@@ -289,7 +371,11 @@ impl RuntimeService for FakeRuntime {
         let mut s = self.lock();
         s.clock_ns += 1;
         let now = s.clock_ns;
-        if let Some(c) = s.containers.get_mut(id).filter(|c| c.state != api::ContainerState::ContainerExited as i32) {
+        if let Some(c) = s
+            .containers
+            .get_mut(id)
+            .filter(|c| c.state != api::ContainerState::ContainerExited as i32)
+        {
             c.state = api::ContainerState::ContainerExited as i32;
             c.exit_code = 137;
             c.reason = "Error".into();
@@ -306,7 +392,10 @@ impl RuntimeService for FakeRuntime {
         Ok(())
     }
 
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         self.record("ListContainers", "")?;
         let s = self.lock();
         Ok(s.containers
@@ -336,10 +425,19 @@ impl RuntimeService for FakeRuntime {
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
         self.record("ContainerStatus", id)?;
-        self.lock().containers.get(id).cloned().ok_or_else(|| CriError::NotFound(id.into()))
+        self.lock()
+            .containers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CriError::NotFound(id.into()))
     }
 
-    async fn exec_sync(&self, id: &str, _cmd: Vec<String>, _timeout: Duration) -> Result<api::ExecSyncResponse> {
+    async fn exec_sync(
+        &self,
+        id: &str,
+        _cmd: Vec<String>,
+        _timeout: Duration,
+    ) -> Result<api::ExecSyncResponse> {
         self.record("ExecSync", id)?;
         Ok(api::ExecSyncResponse::default())
     }
@@ -350,7 +448,12 @@ impl RuntimeService for FakeRuntime {
             .lock()
             .images
             .iter()
-            .map(|i| api::Image { id: format!("sha256:{i}"), repo_tags: vec![i.clone()], size: 1024, ..Default::default() })
+            .map(|i| api::Image {
+                id: format!("sha256:{i}"),
+                repo_tags: vec![i.clone()],
+                size: 1024,
+                ..Default::default()
+            })
             .collect())
     }
 
@@ -370,7 +473,11 @@ impl RuntimeService for FakeRuntime {
         _sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
         self.record("PullImage", image)?;
-        Err(CriError::Rpc { op: "PullImage", code: tonic::Code::Unknown, message: format!("failed to resolve reference {image:?}: no registry") })
+        Err(CriError::Rpc {
+            op: "PullImage",
+            code: tonic::Code::Unknown,
+            message: format!("failed to resolve reference {image:?}: no registry"),
+        })
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>> {

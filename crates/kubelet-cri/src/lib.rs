@@ -20,9 +20,16 @@ pub type Result<T, E = CriError> = std::result::Result<T, E>;
 /// A container lifecycle event pushed by the runtime, used to wake the PLEG.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeEvent {
-    Started { container_id: String },
-    Exited { container_id: String, exit_status: u32 },
-    Oom { container_id: String },
+    Started {
+        container_id: String,
+    },
+    Exited {
+        container_id: String,
+        exit_status: u32,
+    },
+    Oom {
+        container_id: String,
+    },
 }
 
 #[async_trait]
@@ -30,11 +37,18 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
     async fn version(&self) -> Result<api::VersionResponse>;
     async fn status(&self) -> Result<api::StatusResponse>;
 
-    async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: String) -> Result<String>;
+    async fn run_pod_sandbox(
+        &self,
+        config: api::PodSandboxConfig,
+        runtime_handler: String,
+    ) -> Result<String>;
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus>;
-    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>>;
+    async fn list_pod_sandbox(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>>;
 
     async fn create_container(
         &self,
@@ -46,9 +60,17 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
     /// Stops with SIGTERM, then SIGKILL after `timeout`.
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
     async fn remove_container(&self, id: &str) -> Result<()>;
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>>;
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>>;
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus>;
-    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<api::ExecSyncResponse>;
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse>;
 
     async fn list_images(&self) -> Result<Vec<api::Image>>;
     /// `None` when the image is not present.

@@ -1,6 +1,8 @@
 //! CRI over gRPC on a unix socket (containerd 1.6), with a deadline on every call.
 
-use crate::api::{self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient};
+use crate::api::{
+    self, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
+};
 use crate::{CriError, Result, RuntimeEvent, RuntimeService};
 use async_trait::async_trait;
 use cri_api::containerd::events as ev;
@@ -27,8 +29,14 @@ pub struct RemoteRuntime {
 
 /// Accepts `unix:///path`, `unix:/path` or a bare path, as upstream's flag does.
 pub fn socket_path(endpoint: &str) -> Result<String> {
-    let p = endpoint.strip_prefix("unix://").or_else(|| endpoint.strip_prefix("unix:")).unwrap_or(endpoint);
-    if p.is_empty() || !p.starts_with('/') || endpoint.contains("://") && !endpoint.starts_with("unix://") {
+    let p = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .unwrap_or(endpoint);
+    if p.is_empty()
+        || !p.starts_with('/')
+        || endpoint.contains("://") && !endpoint.starts_with("unix://")
+    {
         return Err(CriError::Endpoint {
             endpoint: endpoint.into(),
             reason: "only unix sockets with absolute paths are supported".into(),
@@ -86,16 +94,22 @@ fn decode_event(env: ev::Envelope) -> Option<RuntimeEvent> {
         "containerd.events.TaskExit" => {
             let e = ev::TaskExit::decode(any.value.as_slice()).ok()?;
             // Exits of exec'd processes carry their own id; only the init process matters.
-            (e.id.is_empty() || e.id == e.container_id)
-                .then_some(RuntimeEvent::Exited { container_id: e.container_id, exit_status: e.exit_status })
+            (e.id.is_empty() || e.id == e.container_id).then_some(RuntimeEvent::Exited {
+                container_id: e.container_id,
+                exit_status: e.exit_status,
+            })
         }
         "containerd.events.TaskStart" => {
             let e = ev::TaskStart::decode(any.value.as_slice()).ok()?;
-            Some(RuntimeEvent::Started { container_id: e.container_id })
+            Some(RuntimeEvent::Started {
+                container_id: e.container_id,
+            })
         }
         "containerd.events.TaskOOM" => {
             let e = ev::TaskOom::decode(any.value.as_slice()).ok()?;
-            Some(RuntimeEvent::Oom { container_id: e.container_id })
+            Some(RuntimeEvent::Oom {
+                container_id: e.container_id,
+            })
         }
         _ => None,
     }
@@ -105,45 +119,108 @@ fn decode_event(env: ev::Envelope) -> Option<RuntimeEvent> {
 impl RuntimeService for RemoteRuntime {
     async fn version(&self) -> Result<api::VersionResponse> {
         let mut c = self.rt.clone();
-        call("Version", self.timeout, c.version(self.req(api::VersionRequest { version: "v1".into() }, self.timeout))).await
+        call(
+            "Version",
+            self.timeout,
+            c.version(self.req(
+                api::VersionRequest {
+                    version: "v1".into(),
+                },
+                self.timeout,
+            )),
+        )
+        .await
     }
 
     async fn status(&self) -> Result<api::StatusResponse> {
         let mut c = self.rt.clone();
-        call("Status", self.timeout, c.status(self.req(api::StatusRequest { verbose: false }, self.timeout))).await
+        call(
+            "Status",
+            self.timeout,
+            c.status(self.req(api::StatusRequest { verbose: false }, self.timeout)),
+        )
+        .await
     }
 
-    async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: String) -> Result<String> {
+    async fn run_pod_sandbox(
+        &self,
+        config: api::PodSandboxConfig,
+        runtime_handler: String,
+    ) -> Result<String> {
         let mut c = self.rt.clone();
-        let r = api::RunPodSandboxRequest { config: Some(config), runtime_handler };
-        Ok(call("RunPodSandbox", self.timeout, c.run_pod_sandbox(self.req(r, self.timeout))).await?.pod_sandbox_id)
+        let r = api::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler,
+        };
+        Ok(call(
+            "RunPodSandbox",
+            self.timeout,
+            c.run_pod_sandbox(self.req(r, self.timeout)),
+        )
+        .await?
+        .pod_sandbox_id)
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let mut c = self.rt.clone();
-        let r = api::StopPodSandboxRequest { pod_sandbox_id: id.into() };
-        call("StopPodSandbox", self.timeout, c.stop_pod_sandbox(self.req(r, self.timeout))).await.map(|_| ())
+        let r = api::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        call(
+            "StopPodSandbox",
+            self.timeout,
+            c.stop_pod_sandbox(self.req(r, self.timeout)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
         let mut c = self.rt.clone();
-        let r = api::RemovePodSandboxRequest { pod_sandbox_id: id.into() };
-        call("RemovePodSandbox", self.timeout, c.remove_pod_sandbox(self.req(r, self.timeout))).await.map(|_| ())
+        let r = api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        call(
+            "RemovePodSandbox",
+            self.timeout,
+            c.remove_pod_sandbox(self.req(r, self.timeout)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
         let mut c = self.rt.clone();
-        let r = api::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
-        call("PodSandboxStatus", self.timeout, c.pod_sandbox_status(self.req(r, self.timeout)))
-            .await?
-            .status
-            .ok_or(CriError::Missing { op: "PodSandboxStatus", what: "status" })
+        let r = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        call(
+            "PodSandboxStatus",
+            self.timeout,
+            c.pod_sandbox_status(self.req(r, self.timeout)),
+        )
+        .await?
+        .status
+        .ok_or(CriError::Missing {
+            op: "PodSandboxStatus",
+            what: "status",
+        })
     }
 
-    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandbox(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         let mut c = self.rt.clone();
         let r = api::ListPodSandboxRequest { filter };
-        Ok(call("ListPodSandbox", self.timeout, c.list_pod_sandbox(self.req(r, self.timeout))).await?.items)
+        Ok(call(
+            "ListPodSandbox",
+            self.timeout,
+            c.list_pod_sandbox(self.req(r, self.timeout)),
+        )
+        .await?
+        .items)
     }
 
     async fn create_container(
@@ -158,47 +235,106 @@ impl RuntimeService for RemoteRuntime {
             config: Some(config),
             sandbox_config: Some(sandbox_config),
         };
-        Ok(call("CreateContainer", self.timeout, c.create_container(self.req(r, self.timeout))).await?.container_id)
+        Ok(call(
+            "CreateContainer",
+            self.timeout,
+            c.create_container(self.req(r, self.timeout)),
+        )
+        .await?
+        .container_id)
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
         let mut c = self.rt.clone();
-        let r = api::StartContainerRequest { container_id: id.into() };
-        call("StartContainer", self.timeout, c.start_container(self.req(r, self.timeout))).await.map(|_| ())
+        let r = api::StartContainerRequest {
+            container_id: id.into(),
+        };
+        call(
+            "StartContainer",
+            self.timeout,
+            c.start_container(self.req(r, self.timeout)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         let mut c = self.rt.clone();
-        let r = api::StopContainerRequest { container_id: id.into(), timeout: timeout.as_secs() as i64 };
+        let r = api::StopContainerRequest {
+            container_id: id.into(),
+            timeout: timeout.as_secs() as i64,
+        };
         // The runtime may take the whole grace period before it kills.
         let deadline = timeout + self.timeout;
-        call("StopContainer", deadline, c.stop_container(self.req(r, deadline))).await.map(|_| ())
+        call(
+            "StopContainer",
+            deadline,
+            c.stop_container(self.req(r, deadline)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let mut c = self.rt.clone();
-        let r = api::RemoveContainerRequest { container_id: id.into() };
-        call("RemoveContainer", self.timeout, c.remove_container(self.req(r, self.timeout))).await.map(|_| ())
+        let r = api::RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        call(
+            "RemoveContainer",
+            self.timeout,
+            c.remove_container(self.req(r, self.timeout)),
+        )
+        .await
+        .map(|_| ())
     }
 
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         let mut c = self.rt.clone();
         let r = api::ListContainersRequest { filter };
-        Ok(call("ListContainers", self.timeout, c.list_containers(self.req(r, self.timeout))).await?.containers)
+        Ok(call(
+            "ListContainers",
+            self.timeout,
+            c.list_containers(self.req(r, self.timeout)),
+        )
+        .await?
+        .containers)
     }
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
         let mut c = self.rt.clone();
-        let r = api::ContainerStatusRequest { container_id: id.into(), verbose: false };
-        call("ContainerStatus", self.timeout, c.container_status(self.req(r, self.timeout)))
-            .await?
-            .status
-            .ok_or(CriError::Missing { op: "ContainerStatus", what: "status" })
+        let r = api::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        call(
+            "ContainerStatus",
+            self.timeout,
+            c.container_status(self.req(r, self.timeout)),
+        )
+        .await?
+        .status
+        .ok_or(CriError::Missing {
+            op: "ContainerStatus",
+            what: "status",
+        })
     }
 
-    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<api::ExecSyncResponse> {
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse> {
         let mut c = self.rt.clone();
-        let r = api::ExecSyncRequest { container_id: id.into(), cmd, timeout: timeout.as_secs() as i64 };
+        let r = api::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: timeout.as_secs() as i64,
+        };
         let deadline = timeout + self.timeout;
         call("ExecSync", deadline, c.exec_sync(self.req(r, deadline))).await
     }
@@ -206,13 +342,31 @@ impl RuntimeService for RemoteRuntime {
     async fn list_images(&self) -> Result<Vec<api::Image>> {
         let mut c = self.img.clone();
         let r = api::ListImagesRequest { filter: None };
-        Ok(call("ListImages", self.timeout, c.list_images(self.req(r, self.timeout))).await?.images)
+        Ok(call(
+            "ListImages",
+            self.timeout,
+            c.list_images(self.req(r, self.timeout)),
+        )
+        .await?
+        .images)
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
         let mut c = self.img.clone();
-        let r = api::ImageStatusRequest { image: Some(api::ImageSpec { image: image.into(), annotations: Default::default() }), verbose: false };
-        Ok(call("ImageStatus", self.timeout, c.image_status(self.req(r, self.timeout))).await?.image)
+        let r = api::ImageStatusRequest {
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                annotations: Default::default(),
+            }),
+            verbose: false,
+        };
+        Ok(call(
+            "ImageStatus",
+            self.timeout,
+            c.image_status(self.req(r, self.timeout)),
+        )
+        .await?
+        .image)
     }
 
     async fn pull_image(
@@ -223,13 +377,20 @@ impl RuntimeService for RemoteRuntime {
     ) -> Result<String> {
         let mut c = self.img.clone();
         let r = api::PullImageRequest {
-            image: Some(api::ImageSpec { image: image.into(), annotations: Default::default() }),
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                annotations: Default::default(),
+            }),
             auth,
             sandbox_config,
         };
         // Pulls are long by nature; upstream gives them no deadline beyond the runtime's own.
         let deadline = self.timeout * 5;
-        Ok(call("PullImage", deadline, c.pull_image(self.req(r, deadline))).await?.image_ref)
+        Ok(
+            call("PullImage", deadline, c.pull_image(self.req(r, deadline)))
+                .await?
+                .image_ref,
+        )
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>> {
@@ -271,20 +432,44 @@ mod tests {
 
     #[test]
     fn decodes_task_exit() {
-        let e = ev::TaskExit { container_id: "c1".into(), id: "c1".into(), pid: 4, exit_status: 3, exited_at: None };
-        let env = ev::Envelope {
-            timestamp: None,
-            namespace: "k8s.io".into(),
-            topic: "/tasks/exit".into(),
-            event: Some(cri_api::prost_types::Any { type_url: "containerd.events.TaskExit".into(), value: e.encode_to_vec() }),
+        let e = ev::TaskExit {
+            container_id: "c1".into(),
+            id: "c1".into(),
+            pid: 4,
+            exit_status: 3,
+            exited_at: None,
         };
-        assert_eq!(decode_event(env), Some(RuntimeEvent::Exited { container_id: "c1".into(), exit_status: 3 }));
-        let exec = ev::TaskExit { container_id: "c1".into(), id: "exec-1".into(), pid: 5, exit_status: 0, exited_at: None };
         let env = ev::Envelope {
             timestamp: None,
             namespace: "k8s.io".into(),
             topic: "/tasks/exit".into(),
-            event: Some(cri_api::prost_types::Any { type_url: "containerd.events.TaskExit".into(), value: exec.encode_to_vec() }),
+            event: Some(cri_api::prost_types::Any {
+                type_url: "containerd.events.TaskExit".into(),
+                value: e.encode_to_vec(),
+            }),
+        };
+        assert_eq!(
+            decode_event(env),
+            Some(RuntimeEvent::Exited {
+                container_id: "c1".into(),
+                exit_status: 3
+            })
+        );
+        let exec = ev::TaskExit {
+            container_id: "c1".into(),
+            id: "exec-1".into(),
+            pid: 5,
+            exit_status: 0,
+            exited_at: None,
+        };
+        let env = ev::Envelope {
+            timestamp: None,
+            namespace: "k8s.io".into(),
+            topic: "/tasks/exit".into(),
+            event: Some(cri_api::prost_types::Any {
+                type_url: "containerd.events.TaskExit".into(),
+                value: exec.encode_to_vec(),
+            }),
         };
         assert_eq!(decode_event(env), None);
     }

@@ -8,9 +8,15 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum HostError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("statfs {path}: {source}")]
-    Statfs { path: PathBuf, source: std::io::Error },
+    Statfs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parsing {what}: {detail}")]
     Parse { what: &'static str, detail: String },
 }
@@ -53,7 +59,10 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
 pub struct RealHost;
 
 fn read(path: &str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| HostError::Read { path: path.into(), source })
+    std::fs::read_to_string(path).map_err(|source| HostError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Value of `key` in /proc/meminfo, in bytes.
@@ -101,10 +110,14 @@ pub fn default_gateway(route: &str) -> Option<Ipv4Addr> {
 impl Host for RealHost {
     fn machine_info(&self) -> Result<MachineInfo> {
         let uname = rustix::system::uname();
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u64)
+            .unwrap_or(1);
         let meminfo = read("/proc/meminfo")?;
-        let memory_bytes = meminfo_bytes(&meminfo, "MemTotal")
-            .ok_or(HostError::Parse { what: "/proc/meminfo", detail: "no MemTotal".into() })?;
+        let memory_bytes = meminfo_bytes(&meminfo, "MemTotal").ok_or(HostError::Parse {
+            what: "/proc/meminfo",
+            detail: "no MemTotal".into(),
+        })?;
         let trim = |r: Result<String>| r.map(|s| s.trim().to_string()).unwrap_or_default();
         Ok(MachineInfo {
             num_cpus: cpus,
@@ -113,15 +126,21 @@ impl Host for RealHost {
             system_uuid: trim(read("/sys/class/dmi/id/product_uuid")),
             boot_id: trim(read("/proc/sys/kernel/random/boot_id")),
             kernel_version: uname.release().to_string_lossy().into_owned(),
-            os_image: read("/etc/os-release").ok().as_deref().and_then(os_pretty_name).unwrap_or_else(|| "Linux".into()),
+            os_image: read("/etc/os-release")
+                .ok()
+                .as_deref()
+                .and_then(os_pretty_name)
+                .unwrap_or_else(|| "Linux".into()),
             architecture: go_arch(&uname.machine().to_string_lossy()),
             hostname: uname.nodename().to_string_lossy().trim().to_lowercase(),
         })
     }
 
     fn fs_stats(&self, path: &Path) -> Result<FsStats> {
-        let s = rustix::fs::statvfs(path)
-            .map_err(|e| HostError::Statfs { path: path.into(), source: e.into() })?;
+        let s = rustix::fs::statvfs(path).map_err(|e| HostError::Statfs {
+            path: path.into(),
+            source: e.into(),
+        })?;
         Ok(FsStats {
             capacity_bytes: s.f_blocks.saturating_mul(s.f_frsize),
             available_bytes: s.f_bavail.saturating_mul(s.f_frsize),
@@ -131,8 +150,10 @@ impl Host for RealHost {
     }
 
     fn memory_available(&self) -> Result<u64> {
-        meminfo_bytes(&read("/proc/meminfo")?, "MemAvailable")
-            .ok_or(HostError::Parse { what: "/proc/meminfo", detail: "no MemAvailable".into() })
+        meminfo_bytes(&read("/proc/meminfo")?, "MemAvailable").ok_or(HostError::Parse {
+            what: "/proc/meminfo",
+            detail: "no MemAvailable".into(),
+        })
     }
 
     fn default_route_ip(&self) -> Option<IpAddr> {
@@ -146,7 +167,10 @@ impl Host for RealHost {
     }
 
     fn read_to_string(&self, path: &Path) -> Result<String> {
-        std::fs::read_to_string(path).map_err(|source| HostError::Read { path: path.into(), source })
+        std::fs::read_to_string(path).map_err(|source| HostError::Read {
+            path: path.into(),
+            source,
+        })
     }
 }
 
@@ -175,10 +199,14 @@ impl Host for FakeHost {
     }
     fn read_to_string(&self, path: &Path) -> Result<String> {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files.iter().find(|(p, _)| p == path).map(|(_, c)| c.clone()).ok_or_else(|| HostError::Read {
-            path: path.into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })
+        files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| HostError::Read {
+                path: path.into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
     }
 }
 
@@ -188,9 +216,18 @@ mod tests {
 
     #[test]
     fn parsers() {
-        assert_eq!(meminfo_bytes("MemTotal:       16384 kB\nMemAvailable: 10 kB\n", "MemTotal"), Some(16384 * 1024));
+        assert_eq!(
+            meminfo_bytes(
+                "MemTotal:       16384 kB\nMemAvailable: 10 kB\n",
+                "MemTotal"
+            ),
+            Some(16384 * 1024)
+        );
         assert_eq!(meminfo_bytes("MemTotal: 1 kB\n", "MemAvailable"), None);
-        assert_eq!(os_pretty_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            os_pretty_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(go_arch("x86_64"), "amd64");
         let route = "Iface\tDestination\tGateway\tFlags\neth0\t00000000\t010200C0\t0003\n";
         assert_eq!(default_gateway(route), Some(Ipv4Addr::new(192, 0, 2, 1)));

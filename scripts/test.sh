@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine: formatting, lints, unit tests, then the end-to-end tests
+# with our kubelet against the real containerd and the real kube-apiserver.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+. "$here/common.sh"
+"$here/env-up.sh"
+cd "$top"
+export CARGO_TERM_COLOR=never
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "unit and integration tests"
+cargo test --workspace --exclude kubelet-e2e --locked
+
+log "end-to-end tests"
+export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
+"$here/upstream-kubelet.sh" stop
+"$here/kubelet.sh" stop
+# Namespaces left by an interrupted earlier run.
+kubectl delete namespace -l kubelet-rs-e2e=true --wait=false >/dev/null 2>&1 || true
+cargo build --locked -p kubelet
+E2E_LOG=/var/log/kubelet-rs/kubelet-rs-e2e.log
+: > "$E2E_LOG"
+KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
+trap '"$here/kubelet.sh" stop' EXIT
+export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK
+if ! cargo test --locked -p kubelet-e2e; then
+  echo "---- last kubelet log lines ($E2E_LOG) ----" >&2
+  tail -40 "$E2E_LOG" >&2
+  exit 1
+fi
+# Nothing of the tests may be left in the runtime.
+left=$(ctr_ containers ls -q | while read -r id; do
+  ctr_ containers info "$id" 2>/dev/null | grep -o '"io.kubernetes.pod.namespace": "e2e-[^"]*"' || true
+done | sort -u)
+if [ -n "$left" ]; then echo "e2e pods left in the runtime: $left" >&2; exit 1; fi
+log "all tests passed"

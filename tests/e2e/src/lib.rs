@@ -1,0 +1,246 @@
+//! Harness for the end-to-end tests. `scripts/test.sh` brings up containerd, the control
+//! plane and our kubelet, then runs these tests with:
+//! - `KRS_KUBECONFIG`: an admin kubeconfig;
+//! - `KRS_NODE`: the node our kubelet registered;
+//! - `KRS_CONTAINERD_SOCK`: the runtime socket, to check what is left in the runtime.
+//!
+//! Each test works in its own namespace and deletes it at the end. Waits are on watches with
+//! deadlines, never on sleeps.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_debug_implementations
+)]
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use kubelet_cri::RuntimeService;
+use kubelet_cri::remote::RemoteRuntime;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the e2e tests through scripts/test.sh"))
+}
+
+pub fn node_name() -> String {
+    env("KRS_NODE")
+}
+
+pub async fn client() -> Client {
+    let path = env("KRS_KUBECONFIG");
+    let kc = kube::config::Kubeconfig::read_from(&path).expect("admin kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(cfg).expect("client")
+}
+
+pub fn runtime() -> RemoteRuntime {
+    let sock = env("KRS_CONTAINERD_SOCK");
+    RemoteRuntime::connect(&format!("unix://{sock}"), Duration::from_secs(10)).expect("runtime")
+}
+
+/// Sandboxes and containers the runtime still holds for a pod UID.
+pub async fn runtime_objects(uid: &str) -> (usize, usize) {
+    let rt = runtime();
+    let sel = HashMap::from([("io.kubernetes.pod.uid".to_string(), uid.to_string())]);
+    let sb = rt
+        .list_pod_sandbox(Some(kubelet_cri::api::PodSandboxFilter {
+            label_selector: sel.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list sandboxes");
+    let c = rt
+        .list_containers(Some(kubelet_cri::api::ContainerFilter {
+            label_selector: sel,
+            ..Default::default()
+        }))
+        .await
+        .expect("list containers");
+    (sb.len(), c.len())
+}
+
+/// A namespace of the test's own.
+#[derive(Clone)]
+pub struct TestNs {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNs {
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        let suffix = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 0xffffff
+        );
+        let name = format!("e2e-{prefix}-{suffix}");
+        let ns: Namespace = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "labels": {"kubelet-rs-e2e": "true"}}}),
+        )
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        TestNs { client, name }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// A busybox pod bound to our node, from a container spec in JSON.
+    pub fn pod(&self, name: &str, restart_policy: &str, containers: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": self.name},
+            "spec": {
+                "nodeName": node_name(),
+                "automountServiceAccountToken": false,
+                "restartPolicy": restart_policy,
+                "terminationGracePeriodSeconds": 1,
+                "containers": containers,
+            }
+        }))
+        .unwrap()
+    }
+
+    /// Creates a pod, retrying while the namespace's default service account is not there
+    /// yet (the ServiceAccount admission plugin refuses pods until it is).
+    pub async fn create(&self, pod: &Pod) -> Pod {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.pods().create(&PostParams::default(), pod).await {
+                Ok(p) => return p,
+                Err(kube::Error::Api(e))
+                    if e.message.contains("serviceaccount") && Instant::now() < deadline =>
+                {
+                    // Wait for the service account controller, on a watch.
+                    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                        Api::namespaced(self.client.clone(), &self.name);
+                    let cond = kube::runtime::wait::await_condition(
+                        sas,
+                        "default",
+                        |o: Option<&k8s_openapi::api::core::v1::ServiceAccount>| o.is_some(),
+                    );
+                    let _ = tokio::time::timeout(Duration::from_secs(10), cond).await;
+                }
+                Err(e) => panic!("creating pod: {e}"),
+            }
+        }
+    }
+
+    /// Waits until `cond` holds for the pod, or panics with the last status seen.
+    pub async fn wait_pod(
+        &self,
+        name: &str,
+        timeout: Duration,
+        cond: impl Fn(&Pod) -> bool,
+    ) -> Pod {
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut stream = watcher::watcher(self.pods(), cfg).applied_objects().boxed();
+        let mut last: Option<Pod> = None;
+        let res = tokio::time::timeout(timeout, async {
+            while let Some(p) = stream.try_next().await.expect("watch") {
+                if cond(&p) {
+                    return p;
+                }
+                last = Some(p);
+            }
+            panic!("watch ended")
+        })
+        .await;
+        match res {
+            Ok(p) => p,
+            Err(_) => panic!(
+                "pod {name} did not reach the condition within {timeout:?}; last status: {}",
+                serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap()
+            ),
+        }
+    }
+
+    /// Waits until the pod object is gone.
+    pub async fn wait_gone(&self, name: &str, timeout: Duration) {
+        let cond =
+            kube::runtime::wait::await_condition(self.pods(), name, |o: Option<&Pod>| o.is_none());
+        tokio::time::timeout(timeout, cond)
+            .await
+            .unwrap_or_else(|_| panic!("pod {name} not gone within {timeout:?}"))
+            .expect("wait");
+    }
+
+    /// Deletes the namespace and waits for its pods to be gone from the runtime too.
+    pub async fn cleanup(self) {
+        let pods = self
+            .pods()
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let dp = DeleteParams {
+            grace_period_seconds: Some(1),
+            ..Default::default()
+        };
+        for p in &pods {
+            let _ = self
+                .pods()
+                .delete(p.metadata.name.as_deref().unwrap_or_default(), &dp)
+                .await;
+        }
+        for p in &pods {
+            self.wait_gone(
+                p.metadata.name.as_deref().unwrap_or_default(),
+                Duration::from_secs(30),
+            )
+            .await;
+        }
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
+    }
+}
+
+pub fn container_state(p: &Pod, i: usize) -> serde_json::Value {
+    let cs = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.get(i).cloned());
+    serde_json::to_value(cs.and_then(|c| c.state)).unwrap()
+}
+
+pub fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+pub fn waiting_reason(p: &Pod, i: usize) -> Option<String> {
+    container_state(p, i)["waiting"]["reason"]
+        .as_str()
+        .map(str::to_string)
+}
+
+pub fn condition(p: &Pod, kind: &str) -> Option<k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .cloned()
+}
