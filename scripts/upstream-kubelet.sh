@@ -41,6 +41,9 @@ grep -qF "node-$NODE_NAME-serving.crt" "$DIR/kubelet-config.yaml" \
   || fail "$DIR/kubelet-config.yaml is not for node $NODE_NAME; run NODE_NAME=$NODE_NAME scripts/cluster-up.sh $DIR"
 kubectl --kubeconfig "$DIR/admin.kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1 \
   || fail "the apiserver of $DIR does not answer; run scripts/cluster-up.sh $DIR"
+if p=$(cat "$KRS_RUN/kubelet-rs.pid" 2>/dev/null) && [ -n "$p" ] && ! pid_gone "$p"; then
+  fail "kubelet-rs is running (pid $p); stop it first: scripts/kubelet.sh stop"
+fi
 if (exec 3<>/dev/tcp/127.0.0.1/10250) 2>/dev/null; then
   fail "port 10250 is in use (another kubelet running?)"
 fi
