@@ -27,6 +27,9 @@ E2E_LOG=/var/log/kubelet-rs/kubelet-rs-e2e.log
 KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
 trap '"$here/kubelet.sh" stop' EXIT
 export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK
+# For the restart test: where the kubelet's pid is, and how to start it again.
+export KRS_KUBELET_PIDFILE=$KRS_RUN/kubelet-rs.pid
+export KRS_KUBELET_START="KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG '$here/kubelet.sh' start"
 if ! cargo test --locked -p kubelet-e2e; then
   echo "---- last kubelet log lines ($E2E_LOG) ----" >&2
   tail -40 "$E2E_LOG" >&2

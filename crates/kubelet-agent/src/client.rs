@@ -35,6 +35,10 @@ impl RateLimiter {
 
     /// How long the caller must wait for its token (zero when one is at hand).
     fn reserve(&self) -> Duration {
+        // A QPS of 0 means no limit, as for upstream's eventRecordQPS.
+        if self.qps <= 0.0 {
+            return Duration::ZERO;
+        }
         let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();

@@ -232,6 +232,10 @@ pub struct KubeletConfiguration {
     pub healthz_bind_address: String,
     #[serde(default = "default_max_images")]
     pub node_status_max_images: i32,
+    #[serde(default = "default_qps", rename = "eventRecordQPS")]
+    pub event_record_qps: f64,
+    #[serde(default = "default_burst")]
+    pub event_burst: u32,
 }
 
 fn default_port() -> u16 {
@@ -296,6 +300,8 @@ impl Default for KubeletConfiguration {
             healthz_port: default_healthz_port(),
             healthz_bind_address: default_healthz_address(),
             node_status_max_images: default_max_images(),
+            event_record_qps: default_qps(),
+            event_burst: default_burst(),
         }
     }
 }
@@ -424,6 +430,8 @@ const SUPPORTED: &[&str] = &[
     "healthzPort",
     "healthzBindAddress",
     "nodeStatusMaxImages",
+    "eventRecordQPS",
+    "eventBurst",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -513,6 +521,9 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     };
     if c.kube_api_qps <= 0.0 || !c.kube_api_qps.is_finite() {
         return bad("kubeAPIQPS", "must be a positive number");
+    }
+    if c.event_record_qps < 0.0 || !c.event_record_qps.is_finite() {
+        return bad("eventRecordQPS", "must not be negative");
     }
     if c.kube_api_burst == 0 {
         return bad("kubeAPIBurst", "must be at least 1");

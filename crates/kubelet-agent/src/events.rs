@@ -82,10 +82,53 @@ struct Seen {
 }
 
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
+/// Upstream's spam filter: per involved object, bursts of 25, then one every 5 minutes.
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+/// Token buckets per involved object, so one crash-looping pod cannot flood the API server.
+#[derive(Debug, Default)]
+pub struct SpamFilter {
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+impl SpamFilter {
+    pub fn allow(&mut self, key: &str, now: Instant) -> bool {
+        if self.buckets.len() > 4096 {
+            self.buckets
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < SPAM_REFILL * 25);
+        }
+        let (tokens, last) = self
+            .buckets
+            .entry(key.to_string())
+            .or_insert((SPAM_BURST, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        *tokens = (*tokens + refill).min(SPAM_BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>) {
     let mut seen: HashMap<(String, String, String, String), Seen> = HashMap::new();
+    let mut spam = SpamFilter::default();
     while let Some(e) = rx.recv().await {
+        let object_key = format!(
+            "{}/{}/{}/{}",
+            e.object.kind.as_deref().unwrap_or_default(),
+            e.object.namespace.as_deref().unwrap_or_default(),
+            e.object.name.as_deref().unwrap_or_default(),
+            e.object.uid.as_deref().unwrap_or_default()
+        );
+        if !spam.allow(&object_key, Instant::now()) {
+            debug!(object = %object_key, reason = %e.reason, "event dropped by the spam filter");
+            continue;
+        }
         let ns = e
             .object
             .namespace
@@ -151,5 +194,20 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
             }
             Err(err) => debug!(%err, "event create failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn spam_filter_bursts_then_refills() {
+        let mut f = SpamFilter::default();
+        let t0 = Instant::now();
+        assert_eq!((0..30).filter(|_| f.allow("pod/a", t0)).count(), 25);
+        assert!(f.allow("pod/b", t0), "other objects have their own bucket");
+        assert!(!f.allow("pod/a", t0 + Duration::from_secs(60)));
+        assert!(f.allow("pod/a", t0 + Duration::from_secs(301)));
     }
 }

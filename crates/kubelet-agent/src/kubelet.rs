@@ -232,7 +232,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let mut tasks = tokio::task::JoinSet::new();
     let recorder = match &api {
         Some(api) => {
-            let (r, handle) = Recorder::start(api.clone(), s.node_name.clone());
+            // Events have their own budget (eventRecordQPS/eventBurst), as upstream's recorder.
+            let events_api =
+                ApiClient::new(api.client.clone(), cfg.event_record_qps, cfg.event_burst);
+            let (r, handle) = Recorder::start(events_api, s.node_name.clone());
             tasks.spawn(async move {
                 let _ = handle.await;
             });
@@ -253,9 +256,11 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             pod_logs_root: PathBuf::from("/var/log/pods"),
             container_logs_root: PathBuf::from("/var/log/containers"),
             pod_pids_limit: cfg.pod_pids_limit,
+            root_dir: root_dir.clone(),
         },
         recorder,
         clock: clock.clone(),
+        exited: Default::default(),
     });
     let workers_cancel = cancel.child_token();
     let workers = PodWorkers::new(

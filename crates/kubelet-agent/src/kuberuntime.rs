@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -37,6 +38,8 @@ pub struct RuntimeConfig {
     /// /var/log/containers
     pub container_logs_root: PathBuf,
     pub pod_pids_limit: i64,
+    /// --root-dir: pods/<uid>/ holds the kubelet's per-pod files.
+    pub root_dir: PathBuf,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,44 @@ pub struct RuntimeManager {
     pub cfg: RuntimeConfig,
     pub recorder: Recorder,
     pub clock: SharedClock,
+    /// Statuses of exited containers, which never change: (pod UID, status) by container ID.
+    pub exited: std::sync::Mutex<HashMap<String, (String, ContainerStatus)>>,
+}
+
+/// Upstream reads at most this much of a termination message file.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// FallbackToLogsOnError: the last lines and bytes of the log.
+const FALLBACK_LOG_LINES: usize = 80;
+const FALLBACK_LOG_BYTES: usize = 2048;
+/// Hooks have no deadline upstream; we bound them so a stuck hook cannot wedge a worker.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The content of CRI log lines ("<time> <stream> <P|F> <content>"), last `lines` of them,
+/// at most `bytes` long.
+pub fn log_tail(text: &str, lines: usize, bytes: usize) -> String {
+    let contents: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            match (f.next(), f.next(), f.next(), f.next()) {
+                (Some(_), Some("stdout" | "stderr"), Some(_), Some(c)) => c,
+                _ => l,
+            }
+        })
+        .collect();
+    let start = contents.len().saturating_sub(lines);
+    let mut out = contents[start..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    if out.len() > bytes {
+        let mut cut = out.len() - bytes;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_string();
+    }
+    out
 }
 
 /// Per-pod state a worker keeps between syncs.
@@ -330,6 +371,7 @@ impl RuntimeManager {
         c: &Container,
         image_ref: &str,
         restart_count: u32,
+        mounts: Vec<api::Mount>,
     ) -> api::ContainerConfig {
         let envs = c
             .env
@@ -354,6 +396,7 @@ impl RuntimeManager {
             args: c.args.clone().unwrap_or_default(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
             envs,
+            mounts,
             labels: labels::container_labels(pod, c),
             annotations: labels::container_annotations(pod, c, container_hash(c), restart_count),
             log_path: format!("{}/{}.log", c.name, restart_count),
@@ -374,6 +417,83 @@ impl RuntimeManager {
             }),
             ..Default::default()
         }
+    }
+
+    /// An empty, world-writable file for the container's termination message, bind-mounted at
+    /// `terminationMessagePath`: `<root>/pods/<uid>/containers/<name>/<random>`.
+    async fn termination_log_mount(&self, r: &PodRef, c: &Container) -> Option<api::Mount> {
+        let path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        if path.is_empty() {
+            return None;
+        }
+        let dir = self
+            .cfg
+            .root_dir
+            .join("pods")
+            .join(&r.uid)
+            .join("containers")
+            .join(&c.name);
+        let seed = format!("{}{}", self.clock.now_unix_ns(), c.name);
+        let file = dir.join(format!(
+            "{:08x}",
+            kubelet_core::hash::fnv1a(seed.as_bytes()) as u32
+        ));
+        let made = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(&file, b"").await?;
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).await
+        };
+        if let Err(e) = made.await {
+            warn!(file = %file.display(), error = %e, "creating termination message file failed");
+            return None;
+        }
+        Some(api::Mount {
+            container_path: path,
+            host_path: file.to_string_lossy().into_owned(),
+            ..Default::default()
+        })
+    }
+
+    /// The termination message of an exited container, as upstream reads it.
+    async fn termination_message(&self, st: &api::ContainerStatus) -> String {
+        let ann = &st.annotations;
+        let path = ann
+            .get(labels::TERMINATION_MESSAGE_PATH)
+            .cloned()
+            .unwrap_or_default();
+        let policy = ann
+            .get(labels::TERMINATION_MESSAGE_POLICY)
+            .map(String::as_str)
+            .unwrap_or("File");
+        let mut msg = String::new();
+        if let Some(m) = st
+            .mounts
+            .iter()
+            .find(|m| !path.is_empty() && m.container_path == path)
+            && let Ok(f) = tokio::fs::File::open(&m.host_path).await
+        {
+            let mut buf = Vec::new();
+            let _ = f.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut buf).await;
+            msg = String::from_utf8_lossy(&buf).into_owned();
+        }
+        if msg.is_empty()
+            && policy == "FallbackToLogsOnError"
+            && st.exit_code != 0
+            && !st.log_path.is_empty()
+        {
+            let data = tokio::fs::read(&st.log_path).await.unwrap_or_default();
+            let tail = &data[data.len().saturating_sub(64 * 1024)..];
+            msg = log_tail(
+                &String::from_utf8_lossy(tail),
+                FALLBACK_LOG_LINES,
+                FALLBACK_LOG_BYTES,
+            );
+        }
+        msg
     }
 
     /// The runtime's view of one pod: every sandbox and container carrying its UID.
@@ -420,16 +540,48 @@ impl RuntimeManager {
                 Err(e) => return Err(e),
             }
         }
+        let cached: HashMap<String, ContainerStatus> = {
+            let mut cache = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+            cache.retain(|id, (owner, _)| owner != uid || containers.iter().any(|c| &c.id == id));
+            containers
+                .iter()
+                .filter_map(|c| cache.get(&c.id).map(|(_, s)| (c.id.clone(), s.clone())))
+                .collect()
+        };
+        let fresh: Vec<&api::Container> = containers
+            .iter()
+            .filter(|c| !cached.contains_key(&c.id))
+            .collect();
         let statuses =
-            futures::future::join_all(containers.iter().map(|c| self.rt.container_status(&c.id)))
-                .await;
-        for (c, st) in containers.iter().zip(statuses) {
-            let st = match st {
+            futures::future::join_all(fresh.iter().map(|c| self.rt.container_status(&c.id))).await;
+        out.containers.extend(cached.into_values());
+        for (c, st) in fresh.into_iter().zip(statuses) {
+            let mut st = match st {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             };
-            out.containers.push(self.convert_container(c, st));
+            let exited = st.state == api::ContainerState::ContainerExited as i32;
+            if exited {
+                if st.annotations.is_empty() {
+                    st.annotations = c.annotations.clone();
+                }
+                let tmsg = self.termination_message(&st).await;
+                if !tmsg.is_empty() {
+                    if !st.message.is_empty() {
+                        st.message.push_str(": ");
+                    }
+                    st.message.push_str(&tmsg);
+                }
+            }
+            let cs = self.convert_container(c, st);
+            if exited {
+                self.exited
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(c.id.clone(), (uid.to_string(), cs.clone()));
+            }
+            out.containers.push(cs);
         }
         out.sort();
         Ok(out)
@@ -495,17 +647,55 @@ impl RuntimeManager {
         c: &ContainerStatus,
         message: Option<&str>,
     ) {
-        let grace = pod
+        let mut grace = pod
             .map(grace_seconds)
             .or(c.grace_period)
-            .unwrap_or(MIN_GRACE_SECONDS)
-            .max(MIN_GRACE_SECONDS);
+            .unwrap_or(MIN_GRACE_SECONDS);
         if let Some(p) = pod {
             let msg = message
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("Stopping container {}", c.name));
             self.emit(p, Some(&c.name), NORMAL, "Killing", msg);
+            let spec = p.spec.as_ref().and_then(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .find(|x| x.name == c.name)
+            });
+            let hook = spec
+                .and_then(|s| s.lifecycle.as_ref())
+                .and_then(|l| l.pre_stop.as_ref());
+            if let (Some(spec), Some(hook)) = (spec, hook)
+                && grace > 0
+                && c.state == ContainerState::Running
+            {
+                let t0 = Instant::now();
+                let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                let limit = Duration::from_secs(grace as u64);
+                let run = crate::lifecycle::run(
+                    self.rt.as_ref(),
+                    p,
+                    spec,
+                    &c.id,
+                    ip.as_deref(),
+                    hook,
+                    limit,
+                );
+                match tokio::time::timeout(limit, run).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.emit(p, Some(&c.name), WARNING, "FailedPreStopHook", e),
+                    Err(_) => self.emit(
+                        p,
+                        Some(&c.name),
+                        WARNING,
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed to complete within {grace}s"),
+                    ),
+                }
+                grace -= t0.elapsed().as_secs() as i64;
+            }
         }
+        let grace = grace.max(MIN_GRACE_SECONDS);
         if let Err(e) = self
             .rt
             .stop_container(&c.id, Duration::from_secs(grace as u64))
@@ -553,6 +743,14 @@ impl RuntimeManager {
                 }
             }
         }
+        self.exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (owner, _)| owner != &r.uid);
+        // Only the kubelet's own files: volumes (later) are unmounted before this.
+        let pod_dir = self.cfg.root_dir.join("pods").join(&r.uid);
+        let _ = tokio::fs::remove_dir_all(pod_dir.join("containers")).await;
+        let _ = tokio::fs::remove_dir(&pod_dir).await;
         let dir = pod_log_dir(&self.cfg.pod_logs_root, r);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
             && e.kind() != std::io::ErrorKind::NotFound
@@ -560,6 +758,41 @@ impl RuntimeManager {
             warn!(dir = %dir.display(), error = %e, "removing pod log directory failed");
         }
         Ok(())
+    }
+
+    /// Removes exited containers beyond the newest one per name: that one gives `lastState`
+    /// and the termination message; older runs only cost disk (upstream's container GC keeps
+    /// one dead container per container, too). Restart counts live on the containers' labels.
+    async fn prune_dead_containers(&self, r: &PodRef, status: &PodStatus) {
+        let mut kept = std::collections::HashSet::new();
+        for c in status
+            .containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Exited)
+        {
+            if kept.insert(c.name.as_str()) {
+                continue;
+            }
+            match self.rt.remove_container(&c.id).await {
+                Err(e) if !e.is_not_found() => {
+                    warn!(container = %c.name, id = %c.id, error = %e, "removing dead container failed");
+                    continue;
+                }
+                _ => {}
+            }
+            self.exited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&c.id);
+            let link = self
+                .cfg
+                .container_logs_root
+                .join(legacy_log_name(r, &c.name, &c.id));
+            let _ = tokio::fs::remove_file(link).await;
+            if !c.log_path.is_empty() {
+                let _ = tokio::fs::remove_file(&c.log_path).await;
+            }
+        }
     }
 
     /// One pass of upstream's `SyncPod`: compute the actions and carry them out.
@@ -571,6 +804,7 @@ impl RuntimeManager {
     ) -> SyncResult {
         let actions = compute_pod_actions(pod, status);
         let mut res = SyncResult::default();
+        self.prune_dead_containers(&PodRef::of(pod), status).await;
         if actions
             != (PodActions {
                 sandbox_id: actions.sandbox_id.clone(),
@@ -649,10 +883,17 @@ impl RuntimeManager {
                     .as_ref()
                     .map(|s| s.containers.as_slice())
                     .unwrap_or_default();
-                actions
-                    .containers_to_start
+                let sidecars = actions
+                    .sidecars_to_start
                     .iter()
-                    .filter_map(|i| cs.get(*i))
+                    .filter_map(|i| init_containers(pod).get(*i));
+                sidecars
+                    .chain(
+                        actions
+                            .containers_to_start
+                            .iter()
+                            .filter_map(|i| cs.get(*i)),
+                    )
                     .collect()
             }
         };
@@ -738,7 +979,12 @@ impl RuntimeManager {
             None => return false,
         };
         let restart_count = prev.map_or(0, |p| p.restart_count + 1);
-        let config = self.container_config(pod, c, &image_ref, restart_count);
+        let mounts = self
+            .termination_log_mount(&r, c)
+            .await
+            .into_iter()
+            .collect();
+        let config = self.container_config(pod, c, &image_ref, restart_count, mounts);
         let log_dir = pod_log_dir(&self.cfg.pod_logs_root, &r).join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             warn!(dir = %log_dir.display(), error = %e, "creating container log directory failed");
@@ -788,6 +1034,53 @@ impl RuntimeManager {
             "Started",
             format!("Started container {}", c.name),
         );
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let ip = match self.rt.pod_sandbox_status(sandbox_id).await {
+                Ok(s) => s.network.map(|n| n.ip),
+                Err(_) => None,
+            };
+            let run = crate::lifecycle::run(
+                self.rt.as_ref(),
+                pod,
+                c,
+                &id,
+                ip.as_deref(),
+                hook,
+                POST_START_TIMEOUT,
+            );
+            if let Err(e) = run.await {
+                self.emit(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "FailedPostStartHook",
+                    e.clone(),
+                );
+                let started = ContainerStatus {
+                    id: id.clone(),
+                    name: c.name.clone(),
+                    restart_count,
+                    hash: None,
+                    state: ContainerState::Running,
+                    created_at: 0,
+                    started_at: 0,
+                    finished_at: 0,
+                    exit_code: 0,
+                    reason: String::new(),
+                    message: String::new(),
+                    image: String::new(),
+                    image_ref: String::new(),
+                    runtime: self.runtime_name.clone(),
+                    grace_period: None,
+                    log_path: String::new(),
+                };
+                self.kill_container(Some(pod), &started, Some("FailedPostStartHook"))
+                    .await;
+                fail(res, &format!("PostStartHookError: {e}"), e.clone());
+                res.retry(Duration::from_secs(1));
+                return true;
+            }
+        }
         let target = log_dir.join(format!("{restart_count}.log"));
         let link = self
             .cfg
@@ -961,9 +1254,11 @@ mod tests {
                 pod_logs_root: logs.join("pods"),
                 container_logs_root: logs.join("containers"),
                 pod_pids_limit: -1,
+                root_dir: logs.join("root"),
             },
             recorder: Recorder::disabled(),
             clock: Arc::new(SystemClock),
+            exited: Default::default(),
         }
     }
 
@@ -1105,6 +1400,15 @@ mod tests {
             .await;
         assert_eq!(res.failures["c"].reason, "RunContainerError");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn cri_log_tail() {
+        let log = "2026-01-01T00:00:00Z stdout F one\n2026-01-01T00:00:01Z stderr F two\n2026-01-01T00:00:02Z stdout P thr\n";
+        assert_eq!(log_tail(log, 80, 2048), "one\ntwo\nthr\n");
+        assert_eq!(log_tail(log, 1, 2048), "thr\n");
+        assert_eq!(log_tail(log, 80, 4), "thr\n");
+        assert_eq!(log_tail("", 80, 2048), "");
     }
 
     #[test]

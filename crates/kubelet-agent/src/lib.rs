@@ -10,6 +10,7 @@ pub mod healthz;
 pub mod kubelet;
 pub mod kubelet_node_status;
 pub mod kuberuntime;
+pub mod lifecycle;
 pub mod nodelease;
 pub mod nodestatus;
 pub mod options;

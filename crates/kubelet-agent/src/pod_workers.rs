@@ -8,7 +8,7 @@ use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
 use crate::status_manager::StatusManager;
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_core::labels::PodRef;
-use kubelet_core::status::{StatusInput, generate};
+use kubelet_core::status::{DEADLINE_EXCEEDED, StatusInput, active_deadline_left, generate};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -195,7 +195,7 @@ impl PodWorkers {
                 rt
             };
             if !d.removed {
-                self.report(pod, &after, &SyncResult::default());
+                self.report(pod, &after, &SyncResult::default(), None);
             }
             deps.runtime
                 .remove_pod(&r, &after)
@@ -212,6 +212,32 @@ impl PodWorkers {
         let terminal = self
             .phase(pod)
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let start = deps
+            .status
+            .cached(&r.uid)
+            .and_then(|s| s.start_time)
+            .or_else(|| pod.status.as_ref().and_then(|s| s.start_time.clone()));
+        let deadline = active_deadline_left(pod, start.as_ref(), deps.clock.now());
+        if !terminal && deadline.is_some_and(|d| d.is_zero()) {
+            let (reason, message) = DEADLINE_EXCEEDED;
+            deps.runtime.recorder.emit(
+                crate::events::pod_ref(pod, None),
+                crate::events::WARNING,
+                reason,
+                message,
+            );
+            deps.runtime
+                .kill_pod(Some(pod), &rt)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rt = deps
+                .runtime
+                .pod_status(&r.uid)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.report(pod, &rt, &SyncResult::default(), Some(DEADLINE_EXCEEDED));
+            return Ok(Step::Wait(deps.resync));
+        }
         let res = if terminal {
             if !kubelet_core::actions::running_container_ids(&rt).is_empty()
                 || rt.sandboxes.iter().any(|s| s.ready)
@@ -236,14 +262,16 @@ impl PodWorkers {
         } else {
             rt
         };
-        self.report(pod, &rt, &res);
+        self.report(pod, &rt, &res, None);
         if let Some(e) = &res.error {
             return Err(e.clone());
         }
         debug!(retry = ?res.retry_after, "pod synced");
-        Ok(Step::Wait(
-            res.retry_after.map_or(deps.resync, |d| d.min(deps.resync)),
-        ))
+        let wake = res.retry_after.map_or(deps.resync, |d| d.min(deps.resync));
+        // Wake up when the active deadline runs out.
+        Ok(Step::Wait(deadline.map_or(wake, |d| {
+            wake.min(d + Duration::from_millis(100))
+        })))
     }
 
     fn phase(&self, pod: &Pod) -> Option<String> {
@@ -255,7 +283,13 @@ impl PodWorkers {
             .and_then(|s| s.phase)
     }
 
-    fn report(&self, pod: &Pod, rt: &kubelet_core::runtime::PodStatus, res: &SyncResult) {
+    fn report(
+        &self,
+        pod: &Pod,
+        rt: &kubelet_core::runtime::PodStatus,
+        res: &SyncResult,
+        failure: Option<(&str, &str)>,
+    ) {
         let deps = &self.deps;
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let mut with_old = pod.clone();
@@ -268,6 +302,7 @@ impl PodWorkers {
             failures: &res.failures,
             host_ip: deps.host_ip.as_deref(),
             readiness: &HashMap::new(),
+            failure,
             now: deps.clock.now(),
         });
         deps.status.set_pod_status(pod, status);

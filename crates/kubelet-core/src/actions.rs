@@ -22,6 +22,9 @@ pub struct PodActions {
     pub attempt: u32,
     /// Index into `spec.initContainers` of the next init container to start.
     pub next_init_container: Option<usize>,
+    /// Indices into `spec.initContainers` of sidecars (`restartPolicy: Always`) to restart
+    /// after initialization.
+    pub sidecars_to_start: Vec<usize>,
     /// Indices into `spec.containers`.
     pub containers_to_start: Vec<usize>,
     /// Container id -> why it is killed.
@@ -58,6 +61,13 @@ pub fn init_containers(pod: &Pod) -> &[Container] {
         .as_ref()
         .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default()
+}
+
+/// A sidecar: an init container with `restartPolicy: Always`, kept running beside the
+/// regular containers (upstream 1.28+; the 1.20 API server drops the field, so it only
+/// arrives from newer servers or static pods).
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 fn succeeded(status: Option<&ContainerStatus>) -> bool {
@@ -100,7 +110,9 @@ fn sandbox_changed(pod: &Pod, status: &PodStatus) -> (bool, u32, Option<String>)
     (false, newest.attempt, id)
 }
 
-/// The last init container that ran, the next one to run, and whether all are done.
+/// The last init container that ran, the next one to run, and whether all are done
+/// (upstream `findNextInitContainerToRun`, extended for sidecars: a sidecar counts as done
+/// at its position once it runs, and is restarted when it does not).
 fn next_init_container(
     pod: &Pod,
     status: &PodStatus,
@@ -116,24 +128,31 @@ fn next_init_container(
     {
         return (None, None, true);
     }
-    for i in (0..inits.len()).rev() {
-        let Some(s) = status.find(&inits[i].name) else {
+    let failed = |s: &ContainerStatus| {
+        s.state == ContainerState::Unknown || s.state == ContainerState::Exited && s.exit_code != 0
+    };
+    // The last failed one, if any, is retried (or fails the pod).
+    for (i, c) in inits.iter().enumerate().rev() {
+        if let Some(s) = status.find(&c.name).filter(|s| !is_sidecar(c) && failed(s)) {
+            return (Some(s.clone()), Some(i), false);
+        }
+    }
+    for (i, c) in inits.iter().enumerate().rev() {
+        let Some(s) = status.find(&c.name) else {
             continue;
         };
-        match s.state {
-            ContainerState::Running | ContainerState::Created => {
-                return (Some(s.clone()), None, false);
+        if is_sidecar(c) {
+            if s.state != ContainerState::Running {
+                return (Some(s.clone()), Some(i), false);
             }
-            ContainerState::Exited if s.exit_code != 0 => return (Some(s.clone()), Some(i), false),
-            ContainerState::Exited => {
-                return if i + 1 == inits.len() {
-                    (None, None, true)
-                } else {
-                    (Some(s.clone()), Some(i + 1), false)
-                };
-            }
-            ContainerState::Unknown => return (Some(s.clone()), Some(i), false),
+        } else if s.state != ContainerState::Exited {
+            // Still running (or created): wait for it.
+            return (Some(s.clone()), None, false);
         }
+        if i + 1 == inits.len() {
+            return (None, None, true);
+        }
+        return (None, Some(i + 1), false);
     }
     (None, Some(0), false)
 }
@@ -173,9 +192,11 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
     let (last, next, done) = next_init_container(pod, status);
     if !done {
         if let Some(next) = next {
-            let failed = last
-                .as_ref()
-                .is_some_and(|s| s.state == ContainerState::Exited && s.exit_code != 0);
+            let sidecar = init_containers(pod).get(next).is_some_and(is_sidecar);
+            let failed = !sidecar
+                && last
+                    .as_ref()
+                    .is_some_and(|s| s.state == ContainerState::Exited && s.exit_code != 0);
             if failed && !should_restart_on_failure(pod) {
                 a.kill_pod = true;
             } else {
@@ -196,6 +217,15 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
         return a;
     }
 
+    for (i, c) in init_containers(pod).iter().enumerate() {
+        if is_sidecar(c)
+            && status
+                .find(&c.name)
+                .is_none_or(|s| s.state != ContainerState::Running)
+        {
+            a.sidecars_to_start.push(i);
+        }
+    }
     let mut keep = 0;
     for (i, c) in containers(pod).iter().enumerate() {
         let s = status.find(&c.name);
@@ -229,7 +259,9 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
         keep += 1;
     }
     if keep == 0 && a.containers_to_start.is_empty() {
+        // Every regular container is done: the sidecars go with them.
         a.kill_pod = true;
+        a.sidecars_to_start.clear();
     }
     a
 }
@@ -432,6 +464,70 @@ mod tests {
         let n = pod(&["a"], &[], "Never");
         let a = compute_pod_actions(&n, &st);
         assert!(a.kill_pod && !a.create_sandbox);
+    }
+
+    fn with_sidecar(p: &mut Pod, name: &str) {
+        for c in p
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers
+            .iter_mut()
+            .flatten()
+        {
+            if c.name == name {
+                c.restart_policy = Some("Always".into());
+            }
+        }
+    }
+
+    #[test]
+    fn sidecars_start_in_order_and_stay() {
+        let mut p = pod(&["app"], &["side", "setup"], "Never");
+        with_sidecar(&mut p, "side");
+        let mut st = PodStatus {
+            sandboxes: vec![sandbox(true, 0)],
+            ..Default::default()
+        };
+        assert_eq!(compute_pod_actions(&p, &st).next_init_container, Some(0));
+        // the sidecar runs: the next init container may start, while the sidecar keeps running
+        st.containers = vec![ctr(&p, "side", ContainerState::Running, 0, 1)];
+        assert_eq!(compute_pod_actions(&p, &st).next_init_container, Some(1));
+        st.containers
+            .insert(0, ctr(&p, "setup", ContainerState::Exited, 0, 2));
+        let a = compute_pod_actions(&p, &st);
+        assert_eq!(a.containers_to_start, vec![0]);
+        assert!(a.sidecars_to_start.is_empty() && !a.kill_pod);
+        // a sidecar that dies is restarted even under restartPolicy Never
+        st.containers
+            .insert(0, ctr(&p, "app", ContainerState::Running, 0, 3));
+        st.containers.retain(|c| c.name != "side");
+        st.containers
+            .push(ctr(&p, "side", ContainerState::Exited, 1, 1));
+        st.sort();
+        let a = compute_pod_actions(&p, &st);
+        assert_eq!(a.sidecars_to_start, vec![0]);
+        assert!(!a.kill_pod);
+        // once the app is done, the pod is killed, sidecar included, and nothing restarts
+        st.containers.retain(|c| c.name != "app");
+        st.containers
+            .push(ctr(&p, "app", ContainerState::Exited, 0, 4));
+        st.sort();
+        let a = compute_pod_actions(&p, &st);
+        assert!(a.kill_pod && a.sidecars_to_start.is_empty() && a.containers_to_start.is_empty());
+    }
+
+    #[test]
+    fn failed_sidecar_start_does_not_fail_the_pod() {
+        let mut p = pod(&["app"], &["side"], "Never");
+        with_sidecar(&mut p, "side");
+        let st = PodStatus {
+            sandboxes: vec![sandbox(true, 0)],
+            containers: vec![ctr(&p, "side", ContainerState::Exited, 1, 1)],
+        };
+        let a = compute_pod_actions(&p, &st);
+        assert!(!a.kill_pod);
+        assert_eq!(a.next_init_container, Some(0));
     }
 
     fn arb_state() -> impl Strategy<Value = ContainerState> {

@@ -31,7 +31,29 @@ pub struct StatusInput<'a> {
     pub host_ip: Option<&'a str>,
     /// Readiness per container name from the prober; absent means "no readiness probe".
     pub readiness: &'a HashMap<String, bool>,
+    /// The kubelet failed the pod (e.g. `DeadlineExceeded`): reason and message.
+    pub failure: Option<(&'a str, &'a str)>,
     pub now: Timestamp,
+}
+
+/// Upstream's reason and message for `activeDeadlineSeconds`.
+pub const DEADLINE_EXCEEDED: (&str, &str) = (
+    "DeadlineExceeded",
+    "Pod was active on the node longer than the specified deadline",
+);
+
+/// Time left before `activeDeadlineSeconds` runs out, counted from the pod's start time;
+/// `Some(ZERO)` once it has. `None` when the pod has no deadline or has not started.
+pub fn active_deadline_left(
+    pod: &Pod,
+    start: Option<&Time>,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = start?.0;
+    let end = start.as_second().saturating_add(secs.max(0));
+    let left = end.saturating_sub(now.as_second()).max(0);
+    Some(std::time::Duration::from_secs(left as u64))
 }
 
 /// Truncates to whole seconds: the API's resolution, so generated and stored statuses compare equal.
@@ -108,8 +130,11 @@ fn container_statuses(
                 s.image_id = rc.image_ref.clone();
                 s.container_id = Some(format!("{}://{}", rc.runtime, rc.id));
                 let running = rc.state == ContainerState::Running;
-                s.started = (!is_init).then_some(running);
-                s.ready = if is_init {
+                let sidecar = is_init && crate::actions::is_sidecar(c);
+                s.started = (!is_init || sidecar).then_some(running);
+                s.ready = if sidecar {
+                    running && input.readiness.get(&c.name).copied().unwrap_or(true)
+                } else if is_init {
                     rc.state == ContainerState::Exited && rc.exit_code == 0
                 } else {
                     running && input.readiness.get(&c.name).copied().unwrap_or(true)
@@ -140,7 +165,23 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus]) -
     let policy = crate::actions::restart_policy(pod);
     let mut pending_init = 0;
     let mut failed_init = 0;
+    let app_started = regular.iter().any(|s| {
+        s.state.as_ref().is_some_and(|st| st.waiting.is_none())
+            || s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+    });
     for c in init_containers(pod) {
+        if crate::actions::is_sidecar(c) {
+            // A running sidecar does not hold the pod back; nor a restarting one once the app runs.
+            let running = init.iter().any(|s| {
+                s.name == c.name && s.state.as_ref().is_some_and(|st| st.running.is_some())
+            });
+            if !running && !app_started {
+                pending_init += 1;
+            }
+            continue;
+        }
         let Some(st) = init
             .iter()
             .find(|s| s.name == c.name)
@@ -230,17 +271,17 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>
     }
 }
 
-fn readiness_messages(unknown: &[String], unready: &[String], unknown_word: &str) -> String {
+fn readiness_messages(unknown: &[String], unready: &[String], unready_word: &str) -> String {
     let mut parts = vec![];
     if !unknown.is_empty() {
         parts.push(format!(
-            "containers with {unknown_word} status: [{}]",
+            "containers with unknown status: [{}]",
             unknown.join(" ")
         ));
     }
     if !unready.is_empty() {
         parts.push(format!(
-            "containers with unready status: [{}]",
+            "containers with {unready_word} status: [{}]",
             unready.join(" ")
         ));
     }
@@ -276,7 +317,7 @@ pub fn containers_ready_condition(
     if unknown.is_empty() && unready.is_empty() {
         return condition("ContainersReady", true, None, None);
     }
-    let msg = readiness_messages(&unknown, &unready, "unknown");
+    let msg = readiness_messages(&unknown, &unready, "unready");
     condition(
         "ContainersReady",
         false,
@@ -372,6 +413,12 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut phase = phase(pod, &init_statuses, &statuses).to_string();
+    let (mut reason, mut message) = (old.reason.clone(), old.message.clone());
+    if let Some((r, m)) = input.failure {
+        phase = "Failed".into();
+        reason = Some(r.to_string());
+        message = Some(m.to_string());
+    }
     // A terminal phase is final.
     if let Some(p) = old
         .phase
@@ -443,8 +490,8 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
         ),
         container_statuses: Some(statuses),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
-        reason: old.reason.clone(),
-        message: old.message.clone(),
+        reason,
+        message,
         nominated_node_name: old.nominated_node_name.clone(),
         ..Default::default()
     }
@@ -507,6 +554,7 @@ mod tests {
             failures,
             host_ip: Some("192.0.2.2"),
             readiness: &HashMap::new(),
+            failure: None,
             now: Timestamp::from_second(1_700_000_000).unwrap(),
         })
     }
@@ -671,6 +719,40 @@ mod tests {
         let sched = conds.iter().find(|c| c.type_ == "PodScheduled").unwrap();
         assert_eq!(sched.last_transition_time, Some(old_t));
         assert!(conds.iter().any(|c| c.type_ == "example.com/gate"));
+    }
+
+    #[test]
+    fn deadlines() {
+        let mut p = pod(&["a"], "Always");
+        let start = time_of(Timestamp::from_second(1000).unwrap());
+        assert_eq!(
+            active_deadline_left(&p, Some(&start), Timestamp::from_second(1005).unwrap()),
+            None
+        );
+        p.spec.as_mut().unwrap().active_deadline_seconds = Some(10);
+        assert_eq!(
+            active_deadline_left(&p, None, Timestamp::from_second(1005).unwrap()),
+            None
+        );
+        let left = active_deadline_left(&p, Some(&start), Timestamp::from_second(1004).unwrap());
+        assert_eq!(left, Some(std::time::Duration::from_secs(6)));
+        let left = active_deadline_left(&p, Some(&start), Timestamp::from_second(2000).unwrap());
+        assert_eq!(left, Some(std::time::Duration::ZERO));
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![rc("a", ContainerState::Running, 0, 1)],
+        };
+        let s = generate(&StatusInput {
+            pod: &p,
+            runtime: &rt,
+            failures: &HashMap::new(),
+            host_ip: None,
+            readiness: &HashMap::new(),
+            failure: Some(DEADLINE_EXCEEDED),
+            now: Timestamp::from_second(2000).unwrap(),
+        });
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! Container lifecycle hooks, postStart and preStop (upstream `pkg/kubelet/lifecycle`):
+//! `exec` through CRI ExecSync, `httpGet` as a plain HTTP GET to the pod.
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kubelet_cri::RuntimeService;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How much of an HTTP hook's answer we read, at most.
+const MAX_BODY: usize = 10 * 1024;
+
+fn pod_desc(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Resolves a port given by number or by the name of one of the container's ports.
+pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("invalid port {n}")),
+        IntOrString::String(name) => {
+            if let Ok(n) = name.parse::<u16>() {
+                return Ok(n);
+            }
+            c.ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .and_then(|p| u16::try_from(p.container_port).ok())
+                .ok_or_else(|| format!("couldn't find port: {name} in {}", c.name))
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: any answer counts as success, as upstream's hook runner does.
+pub async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<String, String> {
+    let fut = async {
+        let mut s = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.20\r\nConnection: close\r\n"
+        );
+        for (k, v) in headers {
+            if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
+                return Err(format!("invalid header {k:?}"));
+            }
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        (&mut s)
+            .take(MAX_BODY as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !buf.starts_with(b"HTTP/") {
+            return Err("malformed HTTP response".to_string());
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))?
+}
+
+/// Runs a hook handler; the error is upstream's message.
+pub async fn run(
+    rt: &dyn RuntimeService,
+    pod: &Pod,
+    c: &Container,
+    container_id: &str,
+    pod_ip: Option<&str>,
+    h: &LifecycleHandler,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(exec) = &h.exec {
+        let cmd = exec.command.clone().unwrap_or_default();
+        let out = rt.exec_sync(container_id, cmd.clone(), timeout).await.map_err(|e| {
+            format!("Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {:?} failed - error: {e}, message: \"\"", c.name, pod_desc(pod))
+        })?;
+        if out.exit_code != 0 {
+            let msg = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {:?} failed - error: command '{}' exited with {}: {msg}, message: {msg:?}",
+                c.name,
+                pod_desc(pod),
+                cmd.join(" "),
+                out.exit_code
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(g) = &h.http_get {
+        let host = g
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or(pod_ip.map(str::to_string))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let port = resolve_port(&g.port, c)?;
+        let headers: Vec<(String, String)> = g
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let path = g.path.clone().unwrap_or_default();
+        return http_get(&host, port, &path, &headers, timeout).await.map(|_| ()).map_err(|e| {
+            format!("Http lifecycle hook ({path}) for Container {:?} in Pod {:?} failed - error: {e}", c.name, pod_desc(pod))
+        });
+    }
+    if let Some(sl) = &h.sleep {
+        tokio::time::sleep(Duration::from_secs(sl.seconds.max(0) as u64).min(timeout)).await;
+        return Ok(());
+    }
+    Err("Cannot run handler: no handler specified".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ContainerPort;
+
+    #[test]
+    fn ports_by_name_or_number() {
+        let c = Container {
+            name: "c".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
+        assert_eq!(resolve_port(&IntOrString::String("81".into()), &c), Ok(81));
+        assert!(resolve_port(&IntOrString::String("nope".into()), &c).is_err());
+        assert!(resolve_port(&IntOrString::Int(0), &c).is_err());
+    }
+
+    #[tokio::test]
+    async fn http_hook_against_a_local_server() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let r = http_get(
+            "127.0.0.1",
+            port,
+            "hook",
+            &[("X-A".into(), "b".into())],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            r.unwrap().starts_with("HTTP/1.1 500"),
+            "any answer is success for hooks"
+        );
+        let req = server.await.unwrap();
+        assert!(
+            req.starts_with("GET /hook HTTP/1.1\r\n") && req.contains("X-A: b\r\n"),
+            "{req}"
+        );
+        // nothing listening: an error, not a hang
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = l.local_addr().unwrap().port();
+        drop(l);
+        assert!(
+            http_get("127.0.0.1", closed, "/", &[], Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+        assert!(
+            http_get(
+                "127.0.0.1",
+                port,
+                "/",
+                &[("a\r\nb".into(), "x".into())],
+                Duration::from_millis(100)
+            )
+            .await
+            .is_err()
+        );
+    }
+}
