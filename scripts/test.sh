@@ -30,6 +30,8 @@ export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTA
 # For the restart test: where the kubelet's pid is, and how to start it again.
 export KRS_KUBELET_PIDFILE=$KRS_RUN/kubelet-rs.pid
 export KRS_KUBELET_START="KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG '$here/kubelet.sh' start"
+# For the runtime outage test: stop our containerd (containers survive) and start it again.
+export KRS_RUNTIME_DOWN="'$here/runtime-down.sh'" KRS_RUNTIME_UP="'$here/runtime-up.sh' >/dev/null"
 if ! cargo test --locked -p kubelet-e2e; then
   echo "---- last kubelet log lines ($E2E_LOG) ----" >&2
   tail -40 "$E2E_LOG" >&2

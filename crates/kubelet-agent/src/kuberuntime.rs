@@ -625,6 +625,7 @@ impl RuntimeManager {
             runtime: self.runtime_name.clone(),
             grace_period: grace,
             log_path: st.log_path,
+            sandbox_id: c.pod_sandbox_id.clone(),
         }
     }
 
@@ -795,6 +796,45 @@ impl RuntimeManager {
         }
     }
 
+    /// Removes sandboxes that are dead, not the newest, and whose every container has a newer
+    /// run elsewhere: nothing of them is needed for status or restart counts any more. This is
+    /// also what clears a sandbox left behind by a runtime call that timed out.
+    async fn prune_dead_sandboxes(&self, status: &PodStatus) {
+        let Some(newest) = status.sandboxes.first() else {
+            return;
+        };
+        for sb in status
+            .sandboxes
+            .iter()
+            .skip(1)
+            .filter(|s| !s.ready && s.id != newest.id)
+        {
+            let superseded = status
+                .containers
+                .iter()
+                .filter(|c| c.sandbox_id == sb.id)
+                .all(|c| {
+                    c.state == ContainerState::Exited
+                        && status.containers.iter().any(|n| {
+                            n.name == c.name && n.sandbox_id != sb.id && n.created_at > c.created_at
+                        })
+                });
+            if !superseded {
+                continue;
+            }
+            for res in [
+                self.rt.stop_pod_sandbox(&sb.id).await,
+                self.rt.remove_pod_sandbox(&sb.id).await,
+            ] {
+                if let Err(e) = res
+                    && !e.is_not_found()
+                {
+                    warn!(sandbox = %sb.id, error = %e, "removing dead sandbox failed");
+                }
+            }
+        }
+    }
+
     /// One pass of upstream's `SyncPod`: compute the actions and carry them out.
     pub async fn sync_pod(
         &self,
@@ -805,6 +845,7 @@ impl RuntimeManager {
         let actions = compute_pod_actions(pod, status);
         let mut res = SyncResult::default();
         self.prune_dead_containers(&PodRef::of(pod), status).await;
+        self.prune_dead_sandboxes(status).await;
         if actions
             != (PodActions {
                 sandbox_id: actions.sandbox_id.clone(),
@@ -1073,6 +1114,7 @@ impl RuntimeManager {
                     runtime: self.runtime_name.clone(),
                     grace_period: None,
                     log_path: String::new(),
+                    sandbox_id: sandbox_id.to_string(),
                 };
                 self.kill_container(Some(pod), &started, Some("FailedPostStartHook"))
                     .await;
@@ -1323,6 +1365,37 @@ mod tests {
         m.remove_pod(&PodRef::of(&p), &st).await.unwrap();
         assert_eq!(rt.sandbox_count(), 0);
         assert!(!dir.join("pods/ns_p_u1").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn dead_sandbox_is_recreated_then_removed() {
+        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
+        let dir = tmp();
+        let m = manager(rt.clone(), &dir);
+        let p = pod("busybox", "Never", "Always");
+        let mut ws = WorkerState::default();
+        m.sync_pod(&p, &PodStatus::default(), &mut ws).await;
+        let st = m.pod_status("u1").await.unwrap();
+        let old = st.sandboxes[0].id.clone();
+        rt.kill_sandbox(&old);
+        let st = m.pod_status("u1").await.unwrap();
+        let res = m.sync_pod(&p, &st, &mut ws).await;
+        assert!(res.changed && res.error.is_none(), "{res:?}");
+        let st = m.pod_status("u1").await.unwrap();
+        assert_eq!(st.sandboxes.len(), 2);
+        assert_eq!(st.sandboxes[0].attempt, 1);
+        assert_eq!(
+            st.find("c").unwrap().restart_count,
+            1,
+            "the restart count carries over"
+        );
+        // The next sync removes the dead sandbox: its container has a newer run.
+        m.sync_pod(&p, &st, &mut ws).await;
+        let st = m.pod_status("u1").await.unwrap();
+        assert_eq!(st.sandboxes.len(), 1);
+        assert_ne!(st.sandboxes[0].id, old);
+        assert_eq!(st.find("c").unwrap().restart_count, 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -349,6 +349,7 @@ mod tests {
             runtime: "containerd".into(),
             grace_period: None,
             log_path: String::new(),
+            sandbox_id: String::new(),
         }
     }
 

@@ -35,6 +35,8 @@ pub struct ContainerStatus {
     pub grace_period: Option<i64>,
     /// Where the container's log file is on the host.
     pub log_path: String,
+    /// The sandbox the container runs in.
+    pub sandbox_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
