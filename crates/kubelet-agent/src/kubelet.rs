@@ -260,6 +260,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         },
         recorder,
         clock: clock.clone(),
+        secrets: api.as_ref().map(|a| {
+            Arc::new(crate::credentialprovider::ApiSecrets(a.clone()))
+                as Arc<dyn crate::credentialprovider::SecretSource>
+        }),
         exited: Default::default(),
     });
     let workers_cancel = cancel.child_token();

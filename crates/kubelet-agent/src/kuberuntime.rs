@@ -50,6 +50,8 @@ pub struct RuntimeManager {
     pub cfg: RuntimeConfig,
     pub recorder: Recorder,
     pub clock: SharedClock,
+    /// Pull secrets; `None` in standalone mode.
+    pub secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>>,
     /// Statuses of exited containers, which never change: (pod UID, status) by container ID.
     pub exited: std::sync::Mutex<HashMap<String, (String, ContainerStatus)>>,
 }
@@ -1215,6 +1217,19 @@ impl RuntimeManager {
                     );
                     return None;
                 }
+                let (auths, missing) = match &self.secrets {
+                    Some(src) => {
+                        crate::credentialprovider::pull_credentials(src.as_ref(), pod, image).await
+                    }
+                    None => (vec![], vec![]),
+                };
+                if !missing.is_empty() {
+                    let msg = format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        missing.join(", ")
+                    );
+                    self.emit(pod, None, WARNING, "FailedToRetrieveImagePullSecret", msg);
+                }
                 self.emit(
                     pod,
                     Some(name),
@@ -1223,11 +1238,26 @@ impl RuntimeManager {
                     format!("Pulling image {image:?}"),
                 );
                 let t0 = Instant::now();
-                match self
-                    .rt
-                    .pull_image(image, None, Some(sandbox_config.clone()))
-                    .await
-                {
+                // Each matching credential in turn, most specific first; anonymous if none.
+                let attempts: Vec<Option<api::AuthConfig>> = if auths.is_empty() {
+                    vec![None]
+                } else {
+                    auths.into_iter().map(Some).collect()
+                };
+                let mut pulled = Err(CriError::Missing {
+                    op: "PullImage",
+                    what: "attempt",
+                });
+                for auth in attempts {
+                    pulled = self
+                        .rt
+                        .pull_image(image, auth, Some(sandbox_config.clone()))
+                        .await;
+                    if pulled.is_ok() {
+                        break;
+                    }
+                }
+                match pulled {
                     Ok(r) => {
                         self.emit(
                             pod,
@@ -1300,6 +1330,7 @@ mod tests {
             },
             recorder: Recorder::disabled(),
             clock: Arc::new(SystemClock),
+            secrets: None,
             exited: Default::default(),
         }
     }
@@ -1396,6 +1427,70 @@ mod tests {
         assert_eq!(st.sandboxes.len(), 1);
         assert_ne!(st.sandboxes[0].id, old);
         assert_eq!(st.find("c").unwrap().restart_count, 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[derive(Debug)]
+    struct Secrets(k8s_openapi::api::core::v1::Secret);
+
+    #[async_trait::async_trait]
+    impl crate::credentialprovider::SecretSource for Secrets {
+        async fn get(
+            &self,
+            _ns: &str,
+            name: &str,
+        ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+            if name == "regcred" {
+                Ok(self.0.clone())
+            } else {
+                Err(format!("secrets {name:?} not found"))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pulls_with_image_pull_secrets() {
+        let rt = Arc::new(FakeRuntime::with_images(&[]));
+        rt.serve_image("reg.example/team/app:1", Some("bob"));
+        let dir = tmp();
+        let mut m = manager(rt.clone(), &dir);
+        let json = r#"{"auths": {"reg.example": {"username": "bob", "password": "pw"}}}"#;
+        m.secrets = Some(Arc::new(Secrets(k8s_openapi::api::core::v1::Secret {
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            data: Some(
+                [(
+                    ".dockerconfigjson".to_string(),
+                    k8s_openapi::ByteString(json.as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        })));
+        let mut p = pod("reg.example/team/app:1", "IfNotPresent", "Always");
+        // Without the secret the registry refuses.
+        let res = m
+            .sync_pod(&p, &PodStatus::default(), &mut WorkerState::default())
+            .await;
+        assert_eq!(res.failures["c"].reason, "ErrImagePull");
+        assert!(res.failures["c"].message.contains("401"));
+        p.spec.as_mut().unwrap().image_pull_secrets = Some(vec![
+            k8s_openapi::api::core::v1::LocalObjectReference {
+                name: "missing".into(),
+            },
+            k8s_openapi::api::core::v1::LocalObjectReference {
+                name: "regcred".into(),
+            },
+        ]);
+        let st = m.pod_status("u1").await.unwrap();
+        let res = m.sync_pod(&p, &st, &mut WorkerState::default()).await;
+        assert!(res.failures.is_empty(), "{res:?}");
+        assert!(
+            rt.calls()
+                .contains(&"PullImage reg.example/team/app:1 user=bob".to_string()),
+            "{:?}",
+            rt.calls()
+        );
+        assert_eq!(rt.running_containers(), vec!["c"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

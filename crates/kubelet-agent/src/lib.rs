@@ -5,6 +5,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod config_source;
+pub mod credentialprovider;
 pub mod events;
 pub mod healthz;
 pub mod kubelet;

@@ -20,6 +20,8 @@ struct State {
     images: HashSet<String>,
     calls: Vec<String>,
     fail: BTreeMap<&'static str, String>,
+    /// Images a pull can fetch, and the user the registry wants (None: anonymous).
+    registry: BTreeMap<String, Option<String>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,13 @@ impl FakeRuntime {
     /// Makes every later call of `op` fail with `message`.
     pub fn fail(&self, op: &'static str, message: &str) {
         self.lock().fail.insert(op, message.into());
+    }
+
+    /// Lets `PullImage` fetch `image`, with `user` as the only accepted credential.
+    pub fn serve_image(&self, image: &str, user: Option<&str>) {
+        self.lock()
+            .registry
+            .insert(image.into(), user.map(str::to_string));
     }
 
     pub fn heal(&self, op: &'static str) {
@@ -469,10 +478,26 @@ impl RuntimeService for FakeRuntime {
     async fn pull_image(
         &self,
         image: &str,
-        _auth: Option<api::AuthConfig>,
+        auth: Option<api::AuthConfig>,
         _sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
-        self.record("PullImage", image)?;
+        let user = auth.map(|a| a.username);
+        self.record(
+            "PullImage",
+            &format!("{image} user={}", user.as_deref().unwrap_or("-")),
+        )?;
+        let mut s = self.lock();
+        if let Some(want) = s.registry.get(image).cloned() {
+            if want.is_none() || want == user {
+                s.images.insert(image.into());
+                return Ok(format!("sha256:{image}"));
+            }
+            return Err(CriError::Rpc {
+                op: "PullImage",
+                code: tonic::Code::Unknown,
+                message: format!("pulling {image}: 401 Unauthorized"),
+            });
+        }
         Err(CriError::Rpc {
             op: "PullImage",
             code: tonic::Code::Unknown,

@@ -1,0 +1,271 @@
+//! Registry credentials from `imagePullSecrets` (upstream `pkg/credentialprovider`): a
+//! keyring built from dockerconfigjson/dockercfg secrets, matched against the image's
+//! registry and repository path, most specific first.
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kubelet_cri::api::AuthConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    auth: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DockerConfigJson {
+    #[serde(default)]
+    auths: BTreeMap<String, Entry>,
+}
+
+/// One credential and the registry location (host plus optional path) it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub location: String,
+    pub auth: AuthConfig,
+}
+
+/// "https://index.docker.io/v1/" -> "docker.io", "my.reg:5000/team" -> "my.reg:5000/team".
+fn normalize_location(key: &str) -> String {
+    let k = key
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let k = k.trim_end_matches('/');
+    let k = k
+        .strip_suffix("/v1")
+        .or_else(|| k.strip_suffix("/v2"))
+        .unwrap_or(k);
+    let (host, path) = k.split_once('/').unwrap_or((k, ""));
+    let host = match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io",
+        h => h,
+    };
+    if path.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host}/{path}")
+    }
+}
+
+/// The registry and repository of an image reference: "busybox" -> "docker.io/library/busybox".
+pub fn image_location(image: &str) -> String {
+    let name = image.split('@').next().unwrap_or(image);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last_slash..].rfind(':') {
+        Some(i) => &name[..last_slash + i],
+        None => name,
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let has_host =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        normalize_location(name)
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    }
+}
+
+fn entry_auth(server: &str, e: &Entry) -> Option<AuthConfig> {
+    let (mut user, mut pass) = (e.username.clone(), e.password.clone());
+    if user.is_empty() && !e.auth.is_empty() {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(e.auth.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (u, p) = text.split_once(':')?;
+        user = u.to_string();
+        pass = p.to_string();
+    }
+    Some(AuthConfig {
+        username: user,
+        password: pass,
+        server_address: server.to_string(),
+        ..Default::default()
+    })
+}
+
+/// Reads the registry credentials a secret carries; `Err` describes a malformed secret.
+pub fn credentials_from_secret(secret: &Secret) -> Result<Vec<Credential>, String> {
+    let data = secret.data.as_ref();
+    let entries: BTreeMap<String, Entry> = match secret.type_.as_deref() {
+        Some("kubernetes.io/dockerconfigjson") => {
+            let raw = data
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .ok_or("missing .dockerconfigjson")?;
+            serde_json::from_slice::<DockerConfigJson>(&raw.0)
+                .map_err(|e| e.to_string())?
+                .auths
+        }
+        Some("kubernetes.io/dockercfg") => {
+            let raw = data
+                .and_then(|d| d.get(".dockercfg"))
+                .ok_or("missing .dockercfg")?;
+            serde_json::from_slice(&raw.0).map_err(|e| e.to_string())?
+        }
+        other => {
+            return Err(format!(
+                "secret type {other:?} carries no registry credentials"
+            ));
+        }
+    };
+    Ok(entries
+        .iter()
+        .filter_map(|(k, e)| {
+            let location = normalize_location(k);
+            let server = location.split('/').next().unwrap_or_default().to_string();
+            entry_auth(&server, e).map(|auth| Credential { location, auth })
+        })
+        .collect())
+}
+
+/// The credentials that apply to `image`, the most specific location first.
+pub fn lookup(creds: &[Credential], image: &str) -> Vec<AuthConfig> {
+    let loc = image_location(image);
+    let mut hits: Vec<&Credential> = creds
+        .iter()
+        .filter(|c| loc == c.location || loc.starts_with(&format!("{}/", c.location)))
+        .collect();
+    hits.sort_by_key(|c| std::cmp::Reverse(c.location.len()));
+    hits.into_iter().map(|c| c.auth.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(kind: &str, key: &str, json: &str) -> Secret {
+        Secret {
+            type_: Some(kind.into()),
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                ByteString(json.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(image_location("busybox"), "docker.io/library/busybox");
+        assert_eq!(image_location("busybox:1.36"), "docker.io/library/busybox");
+        assert_eq!(image_location("team/app"), "docker.io/team/app");
+        assert_eq!(
+            image_location("127.0.0.1:5000/team/app:v1"),
+            "127.0.0.1:5000/team/app"
+        );
+        assert_eq!(image_location("reg.example/a@sha256:00"), "reg.example/a");
+        assert_eq!(
+            normalize_location("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+    }
+
+    #[test]
+    fn dockerconfigjson_with_auth_field_and_path_precedence() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        let json = format!(
+            r#"{{"auths": {{"reg.example": {{"auth": "{auth}"}}, "reg.example/team": {{"username": "bob", "password": "pw"}}}}}}"#
+        );
+        let creds = credentials_from_secret(&secret(
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            &json,
+        ))
+        .unwrap();
+        let hits = lookup(&creds, "reg.example/team/app:1");
+        assert_eq!(hits.len(), 2);
+        assert_eq!(
+            (hits[0].username.as_str(), hits[0].password.as_str()),
+            ("bob", "pw")
+        );
+        assert_eq!(
+            (hits[1].username.as_str(), hits[1].password.as_str()),
+            ("alice", "s3cret")
+        );
+        assert_eq!(hits[1].server_address, "reg.example");
+        assert_eq!(lookup(&creds, "reg.example/other").len(), 1);
+        assert!(lookup(&creds, "other.example/team/app").is_empty());
+        assert!(lookup(&creds, "reg.example.evil/team/app").is_empty());
+    }
+
+    #[test]
+    fn dockercfg_and_bad_secrets() {
+        let creds = credentials_from_secret(&secret(
+            "kubernetes.io/dockercfg",
+            ".dockercfg",
+            r#"{"https://index.docker.io/v1/": {"username": "u", "password": "p"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(lookup(&creds, "busybox")[0].username, "u");
+        assert!(credentials_from_secret(&secret("Opaque", "x", "{}")).is_err());
+        assert!(
+            credentials_from_secret(&secret(
+                "kubernetes.io/dockerconfigjson",
+                ".dockerconfigjson",
+                "not json"
+            ))
+            .is_err()
+        );
+        assert!(
+            credentials_from_secret(&secret("kubernetes.io/dockerconfigjson", "wrong-key", "{}"))
+                .is_err()
+        );
+    }
+}
+
+/// Where pull secrets come from: the API server, or a fake in tests.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync + std::fmt::Debug {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSecrets(pub crate::client::ApiClient);
+
+#[async_trait::async_trait]
+impl SecretSource for ApiSecrets {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String> {
+        self.0.limiter.acquire().await;
+        let api: kube::Api<Secret> = kube::Api::namespaced(self.0.client.clone(), namespace);
+        api.get(name).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The credentials for `image` from the pod's pull secrets, and the secrets that could not
+/// be read.
+pub async fn pull_credentials(
+    source: &dyn SecretSource,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    image: &str,
+) -> (Vec<AuthConfig>, Vec<String>) {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut creds = vec![];
+    let mut missing = vec![];
+    for r in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        match source
+            .get(ns, &r.name)
+            .await
+            .and_then(|s| credentials_from_secret(&s))
+        {
+            Ok(c) => creds.extend(c),
+            Err(_) => missing.push(r.name.clone()),
+        }
+    }
+    (lookup(&creds, image), missing)
+}
