@@ -267,6 +267,13 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         exited: Default::default(),
     });
     let workers_cancel = cancel.child_token();
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let prober = crate::prober::ProbeManager::new(
+        rt.clone(),
+        runtime.recorder.clone(),
+        probe_tx,
+        workers_cancel.child_token(),
+    );
     let workers = PodWorkers::new(
         Arc::new(WorkerDeps {
             runtime: runtime.clone(),
@@ -274,9 +281,19 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             host_ip: node_ip.map(|i| i.to_string()),
             clock: clock.clone(),
             resync: cfg.sync_frequency,
+            prober: prober.clone(),
         }),
         workers_cancel.clone(),
     );
+    // A changed probe result wakes the pod's worker.
+    {
+        let workers = workers.clone();
+        tasks.spawn(async move {
+            while let Some(uid) = probe_rx.recv().await {
+                workers.kick(&uid);
+            }
+        });
+    }
     let pods_synced = Arc::new(AtomicBool::new(api.is_none()));
     let pleg_health = PlegHealth::new();
     tasks.spawn(
@@ -367,6 +384,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     info!("shutting down; pods keep running");
     workers_cancel.cancel();
     workers.shutdown().await;
+    prober.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
     })

@@ -4,7 +4,7 @@
 use crate::clock::SharedClock;
 use crate::events::{NORMAL, Recorder, WARNING, pod_ref};
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kubelet_core::actions::{PodActions, compute_pod_actions, init_containers};
+use kubelet_core::actions::{PodActions, init_containers};
 use kubelet_core::backoff::{Backoff, go_duration};
 use kubelet_core::dns::{DnsConfig, pod_dns_config};
 use kubelet_core::hash::container_hash;
@@ -844,7 +844,21 @@ impl RuntimeManager {
         status: &PodStatus,
         ws: &mut WorkerState,
     ) -> SyncResult {
-        let actions = compute_pod_actions(pod, status);
+        self.sync_pod_with_probes(pod, status, ws, &|_| None).await
+    }
+
+    /// `SyncPod`, killing containers whose liveness or startup probe failed.
+    pub async fn sync_pod_with_probes(
+        &self,
+        pod: &Pod,
+        status: &PodStatus,
+        ws: &mut WorkerState,
+        probe_failed: &(
+             dyn Fn(&ContainerStatus) -> Option<kubelet_core::actions::ProbeFailure> + Sync
+         ),
+    ) -> SyncResult {
+        let actions =
+            kubelet_core::actions::compute_pod_actions_with_probes(pod, status, probe_failed);
         let mut res = SyncResult::default();
         self.prune_dead_containers(&PodRef::of(pod), status).await;
         self.prune_dead_sandboxes(status).await;

@@ -17,4 +17,5 @@ pub mod nodestatus;
 pub mod options;
 pub mod pleg;
 pub mod pod_workers;
+pub mod prober;
 pub mod status_manager;

@@ -25,6 +25,7 @@ pub struct WorkerDeps {
     pub clock: SharedClock,
     /// Upstream's syncFrequency: every pod is re-checked at least this often.
     pub resync: Duration,
+    pub prober: crate::prober::ProbeManager,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +195,7 @@ impl PodWorkers {
             } else {
                 rt
             };
+            deps.prober.remove_pod(&r.uid);
             if !d.removed {
                 self.report(pod, &after, &SyncResult::default(), None);
             }
@@ -252,7 +254,10 @@ impl PodWorkers {
                 ..Default::default()
             }
         } else {
-            deps.runtime.sync_pod(pod, &rt, ws).await
+            let failed = |s: &kubelet_core::runtime::ContainerStatus| deps.prober.failed(&r.uid, s);
+            deps.runtime
+                .sync_pod_with_probes(pod, &rt, ws, &failed)
+                .await
         };
         let rt = if res.changed {
             deps.runtime
@@ -262,6 +267,11 @@ impl PodWorkers {
         } else {
             rt
         };
+        if terminal {
+            deps.prober.remove_pod(&r.uid);
+        } else {
+            deps.prober.sync_pod(pod, &rt);
+        }
         self.report(pod, &rt, &res, None);
         if let Some(e) = &res.error {
             return Err(e.clone());
@@ -301,7 +311,8 @@ impl PodWorkers {
             runtime: rt,
             failures: &res.failures,
             host_ip: deps.host_ip.as_deref(),
-            readiness: &HashMap::new(),
+            readiness: &deps.prober.readiness(pod),
+            startup: &deps.prober.startup(pod),
             failure,
             now: deps.clock.now(),
         });

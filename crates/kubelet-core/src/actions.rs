@@ -157,7 +157,24 @@ fn next_init_container(
     (None, Some(0), false)
 }
 
+/// A probe verdict that makes the kubelet kill a running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    Liveness,
+    Startup,
+}
+
 pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
+    compute_pod_actions_with_probes(pod, status, &|_| None)
+}
+
+/// `probe_failed` answers, for a running container, whether its liveness or startup probe
+/// has failed (upstream asks the liveness and startup managers).
+pub fn compute_pod_actions_with_probes(
+    pod: &Pod,
+    status: &PodStatus,
+    probe_failed: &dyn Fn(&ContainerStatus) -> Option<ProbeFailure>,
+) -> PodActions {
     let (create, attempt, sandbox_id) = sandbox_changed(pod, status);
     let mut a = PodActions {
         kill_pod: create,
@@ -252,6 +269,25 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodStatus) -> PodActions {
                 KillInfo {
                     name: c.name.clone(),
                     message: format!("Container {} definition changed, will be restarted", c.name),
+                },
+            );
+            continue;
+        }
+        if let Some(f) = probe_failed(s) {
+            let what = match f {
+                ProbeFailure::Liveness => "liveness",
+                ProbeFailure::Startup => "startup",
+            };
+            let mut message = format!("Container {} failed {what} probe", c.name);
+            if should_restart_on_failure(pod) {
+                message.push_str(", will be restarted");
+                a.containers_to_start.push(i);
+            }
+            a.containers_to_kill.insert(
+                s.id.clone(),
+                KillInfo {
+                    name: c.name.clone(),
+                    message,
                 },
             );
             continue;
@@ -430,6 +466,32 @@ mod tests {
                 a.kill_pod, !restart,
                 "{policy} exit {exit}: a finished pod is killed"
             );
+        }
+    }
+
+    #[test]
+    fn liveness_failure_restarts_unless_never() {
+        for (policy, restart) in [("Always", true), ("OnFailure", true), ("Never", false)] {
+            let p = pod(&["a", "b"], &[], policy);
+            let st = PodStatus {
+                sandboxes: vec![sandbox(true, 0)],
+                containers: vec![
+                    ctr(&p, "a", ContainerState::Running, 0, 1),
+                    ctr(&p, "b", ContainerState::Running, 0, 2),
+                ],
+            };
+            let a = compute_pod_actions_with_probes(&p, &st, &|c| {
+                (c.name == "b").then_some(ProbeFailure::Liveness)
+            });
+            let kill = &a.containers_to_kill["b-2"];
+            let want = if restart {
+                "Container b failed liveness probe, will be restarted"
+            } else {
+                "Container b failed liveness probe"
+            };
+            assert_eq!(kill.message, want);
+            assert_eq!(a.containers_to_start == vec![1], restart);
+            assert!(!a.kill_pod, "a still runs");
         }
     }
 

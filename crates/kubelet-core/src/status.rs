@@ -31,6 +31,8 @@ pub struct StatusInput<'a> {
     pub host_ip: Option<&'a str>,
     /// Readiness per container name from the prober; absent means "no readiness probe".
     pub readiness: &'a HashMap<String, bool>,
+    /// Startup-probe success per container name; absent means "no startup probe".
+    pub startup: &'a HashMap<String, bool>,
     /// The kubelet failed the pod (e.g. `DeadlineExceeded`): reason and message.
     pub failure: Option<(&'a str, &'a str)>,
     pub now: Timestamp,
@@ -131,13 +133,13 @@ fn container_statuses(
                 s.container_id = Some(format!("{}://{}", rc.runtime, rc.id));
                 let running = rc.state == ContainerState::Running;
                 let sidecar = is_init && crate::actions::is_sidecar(c);
-                s.started = (!is_init || sidecar).then_some(running);
-                s.ready = if sidecar {
-                    running && input.readiness.get(&c.name).copied().unwrap_or(true)
-                } else if is_init {
+                // Started once running and past its startup probe; ready only once started.
+                let started = running && input.startup.get(&c.name).copied().unwrap_or(true);
+                s.started = (!is_init || sidecar).then_some(started);
+                s.ready = if is_init && !sidecar {
                     rc.state == ContainerState::Exited && rc.exit_code == 0
                 } else {
-                    running && input.readiness.get(&c.name).copied().unwrap_or(true)
+                    started && input.readiness.get(&c.name).copied().unwrap_or(true)
                 };
                 if let Some(prev) = previous.filter(|p| p.state == ContainerState::Exited) {
                     s.last_state = Some(runtime_state(prev));
@@ -555,6 +557,7 @@ mod tests {
             failures,
             host_ip: Some("192.0.2.2"),
             readiness: &HashMap::new(),
+            startup: &HashMap::new(),
             failure: None,
             now: Timestamp::from_second(1_700_000_000).unwrap(),
         })
@@ -749,6 +752,7 @@ mod tests {
             failures: &HashMap::new(),
             host_ip: None,
             readiness: &HashMap::new(),
+            startup: &HashMap::new(),
             failure: Some(DEADLINE_EXCEEDED),
             now: Timestamp::from_second(2000).unwrap(),
         });

@@ -1,0 +1,560 @@
+//! Liveness, readiness and startup probes (upstream `pkg/kubelet/prober`): one task per
+//! container probe, tied to one container instance (a restarted container gets fresh
+//! workers and fresh results), with upstream's thresholds, initial delay and random start
+//! jitter. Result changes wake the pod's worker at once.
+
+use crate::events::{Recorder, WARNING, pod_ref};
+use crate::lifecycle::{http_get, resolve_port};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use kubelet_core::actions::{ProbeFailure, init_containers, is_sidecar};
+use kubelet_core::runtime::{ContainerState, ContainerStatus, PodStatus};
+use kubelet_cri::RuntimeService;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+impl ProbeKind {
+    fn label(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        }
+    }
+
+    /// Before the first verdict: not ready, alive, not started.
+    fn initial(self) -> ProbeResult {
+        match self {
+            ProbeKind::Liveness => ProbeResult::Success,
+            ProbeKind::Readiness => ProbeResult::Failure,
+            ProbeKind::Startup => ProbeResult::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    Success,
+    Failure,
+    Unknown,
+}
+
+type Key = (String, String, ProbeKind);
+
+#[derive(Debug)]
+struct Entry {
+    container_id: String,
+    result: ProbeResult,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeManager {
+    entries: Arc<Mutex<HashMap<Key, Entry>>>,
+    rt: Arc<dyn RuntimeService>,
+    recorder: Recorder,
+    changed: mpsc::UnboundedSender<String>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+fn probe_of(c: &Container, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Readiness => c.readiness_probe.as_ref(),
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+    }
+}
+
+const KINDS: [ProbeKind; 3] = [
+    ProbeKind::Startup,
+    ProbeKind::Liveness,
+    ProbeKind::Readiness,
+];
+
+/// Containers that are probed: the regular ones and sidecars.
+fn probed(pod: &Pod) -> impl Iterator<Item = &Container> {
+    let regular = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    regular
+        .iter()
+        .chain(init_containers(pod).iter().filter(|c| is_sidecar(c)))
+}
+
+impl ProbeManager {
+    /// `changed` receives the UID of a pod whenever one of its probe results changes.
+    pub fn new(
+        rt: Arc<dyn RuntimeService>,
+        recorder: Recorder,
+        changed: mpsc::UnboundedSender<String>,
+        cancel: CancellationToken,
+    ) -> Self {
+        ProbeManager {
+            entries: Arc::default(),
+            rt,
+            recorder,
+            changed,
+            tracker: TaskTracker::new(),
+            cancel,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts workers for the pod's running containers and stops those of containers that
+    /// are gone or were replaced.
+    pub fn sync_pod(&self, pod: &Pod, rt: &PodStatus) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let ip = rt
+            .sandboxes
+            .first()
+            .filter(|s| s.ready)
+            .map(|s| s.ip.clone())
+            .filter(|ip| !ip.is_empty());
+        let mut g = self.lock();
+        let mut wanted = vec![];
+        for c in probed(pod) {
+            let running = rt
+                .find(&c.name)
+                .filter(|s| s.state == ContainerState::Running);
+            for kind in KINDS {
+                let Some(probe) = probe_of(c, kind) else {
+                    continue;
+                };
+                let Some(s) = running else { continue };
+                let key = (uid.clone(), c.name.clone(), kind);
+                wanted.push(key.clone());
+                if g.get(&key).is_some_and(|e| e.container_id == s.id) {
+                    continue;
+                }
+                if let Some(old) = g.remove(&key) {
+                    old.cancel.cancel();
+                }
+                let cancel = self.cancel.child_token();
+                g.insert(
+                    key.clone(),
+                    Entry {
+                        container_id: s.id.clone(),
+                        result: kind.initial(),
+                        cancel: cancel.clone(),
+                    },
+                );
+                let w = Worker {
+                    key,
+                    probe: probe.clone(),
+                    container: c.clone(),
+                    pod: pod.clone(),
+                    status: s.clone(),
+                    pod_ip: ip.clone(),
+                    has_startup: c.startup_probe.is_some(),
+                    mgr: self.clone(),
+                };
+                self.tracker.spawn(w.run(cancel));
+            }
+        }
+        g.retain(|k, e| {
+            let keep = k.0 != uid || wanted.contains(k);
+            if !keep {
+                e.cancel.cancel();
+            }
+            keep
+        });
+    }
+
+    pub fn remove_pod(&self, uid: &str) {
+        self.lock().retain(|k, e| {
+            if k.0 == uid {
+                e.cancel.cancel();
+            }
+            k.0 != uid
+        });
+    }
+
+    fn result(&self, uid: &str, name: &str, kind: ProbeKind) -> Option<(String, ProbeResult)> {
+        self.lock()
+            .get(&(uid.to_string(), name.to_string(), kind))
+            .map(|e| (e.container_id.clone(), e.result))
+    }
+
+    fn set(&self, key: &Key, container_id: &str, result: ProbeResult) -> bool {
+        let mut g = self.lock();
+        match g.get_mut(key).filter(|e| e.container_id == container_id) {
+            Some(e) if e.result != result => {
+                e.result = result;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Readiness of each container with a readiness probe (false until it succeeds).
+    pub fn readiness(&self, pod: &Pod) -> HashMap<String, bool> {
+        self.verdicts(pod, ProbeKind::Readiness)
+    }
+
+    /// Startup success of each container with a startup probe.
+    pub fn startup(&self, pod: &Pod) -> HashMap<String, bool> {
+        self.verdicts(pod, ProbeKind::Startup)
+    }
+
+    fn verdicts(&self, pod: &Pod, kind: ProbeKind) -> HashMap<String, bool> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        probed(pod)
+            .filter(|c| probe_of(c, kind).is_some())
+            .map(|c| {
+                let ok = self
+                    .result(uid, &c.name, kind)
+                    .is_some_and(|(_, r)| r == ProbeResult::Success);
+                (c.name.clone(), ok)
+            })
+            .collect()
+    }
+
+    /// Whether the running container `s` failed its liveness or startup probe.
+    pub fn failed(&self, uid: &str, s: &ContainerStatus) -> Option<ProbeFailure> {
+        for (kind, f) in [
+            (ProbeKind::Liveness, ProbeFailure::Liveness),
+            (ProbeKind::Startup, ProbeFailure::Startup),
+        ] {
+            if self
+                .result(uid, &s.name, kind)
+                .is_some_and(|(id, r)| id == s.id && r == ProbeResult::Failure)
+            {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+struct Worker {
+    key: Key,
+    probe: Probe,
+    container: Container,
+    pod: Pod,
+    status: ContainerStatus,
+    pod_ip: Option<String>,
+    has_startup: bool,
+    mgr: ProbeManager,
+}
+
+fn secs(v: Option<i32>, default: i32, min: i32) -> u64 {
+    v.unwrap_or(default).max(min) as u64
+}
+
+impl Worker {
+    async fn run(self, cancel: CancellationToken) {
+        let (uid, name, kind) = self.key.clone();
+        let period = Duration::from_secs(secs(self.probe.period_seconds, 10, 1));
+        let timeout = Duration::from_secs(secs(self.probe.timeout_seconds, 1, 1));
+        let success_threshold = secs(self.probe.success_threshold, 1, 1);
+        let failure_threshold = secs(self.probe.failure_threshold, 3, 1);
+        let initial_delay = self.probe.initial_delay_seconds.unwrap_or(0).max(0) as i64;
+        // Upstream's random start, so that many pods do not probe in lockstep.
+        let seed = format!("{uid}{name}{kind:?}{}", self.status.id);
+        let jitter = Duration::from_millis(
+            kubelet_core::hash::fnv1a(seed.as_bytes()) % (period.as_millis() as u64).max(1),
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(jitter) => {}
+        }
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut successes, mut failures) = (0u64, 0u64);
+        let mut result = kind.initial();
+        let started_at = self.status.started_at / 1_000_000_000;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            if now < started_at + initial_delay {
+                continue;
+            }
+            if kind != ProbeKind::Startup
+                && self.has_startup
+                && self
+                    .mgr
+                    .result(&uid, &name, ProbeKind::Startup)
+                    .is_none_or(|(_, r)| r != ProbeResult::Success)
+            {
+                continue;
+            }
+            // A finished startup probe, or a failed liveness/startup probe, waits for the
+            // container to be replaced.
+            if kind == ProbeKind::Startup && result == ProbeResult::Success
+                || kind != ProbeKind::Readiness && result == ProbeResult::Failure
+            {
+                continue;
+            }
+            let (ok, output) = self.probe_once(timeout).await;
+            if ok {
+                successes += 1;
+                failures = 0;
+            } else {
+                failures += 1;
+                successes = 0;
+                debug!(pod = %uid, container = %name, ?kind, %output, "probe failed");
+                self.mgr.recorder.emit(
+                    pod_ref(&self.pod, Some(&name)),
+                    WARNING,
+                    "Unhealthy",
+                    format!("{} probe failed: {output}", kind.label()),
+                );
+            }
+            let next = if ok && successes >= success_threshold {
+                ProbeResult::Success
+            } else if !ok && failures >= failure_threshold {
+                ProbeResult::Failure
+            } else {
+                result
+            };
+            if next != result {
+                result = next;
+                if self.mgr.set(&self.key, &self.status.id, next) {
+                    let _ = self.mgr.changed.send(uid.clone());
+                }
+            }
+        }
+    }
+
+    async fn probe_once(&self, timeout: Duration) -> (bool, String) {
+        let p = &self.probe;
+        if let Some(exec) = &p.exec {
+            let cmd = exec.command.clone().unwrap_or_default();
+            return match self
+                .mgr
+                .rt
+                .exec_sync(&self.status.id, cmd.clone(), timeout)
+                .await
+            {
+                Ok(r) if r.exit_code == 0 => (true, String::new()),
+                Ok(r) => {
+                    let out = String::from_utf8_lossy(&r.stdout).into_owned()
+                        + &String::from_utf8_lossy(&r.stderr);
+                    (false, out)
+                }
+                Err(e) => (false, format!("command {cmd:?} failed: {e}")),
+            };
+        }
+        let host = |h: Option<&String>| {
+            h.filter(|h| !h.is_empty())
+                .cloned()
+                .or_else(|| self.pod_ip.clone())
+                .unwrap_or_else(|| "127.0.0.1".into())
+        };
+        if let Some(g) = &p.http_get {
+            let port = match resolve_port(&g.port, &self.container) {
+                Ok(p) => p,
+                Err(e) => return (false, e),
+            };
+            if g.scheme
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+            {
+                return (false, "HTTPS probes are not supported yet".into());
+            }
+            let headers: Vec<(String, String)> = g
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect();
+            return http_probe(
+                &host(g.host.as_ref()),
+                port,
+                g.path.as_deref().unwrap_or("/"),
+                &headers,
+                timeout,
+            )
+            .await;
+        }
+        if let Some(t) = &p.tcp_socket {
+            let port = match resolve_port(&t.port, &self.container) {
+                Ok(p) => p,
+                Err(e) => return (false, e),
+            };
+            let h = host(t.host.as_ref());
+            return match tokio::time::timeout(
+                timeout,
+                tokio::net::TcpStream::connect((h.as_str(), port)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => (true, String::new()),
+                Ok(Err(e)) => (false, format!("dial tcp {h}:{port}: connect: {e}")),
+                Err(_) => (false, format!("dial tcp {h}:{port}: i/o timeout")),
+            };
+        }
+        (false, "probe has no handler".into())
+    }
+}
+
+/// Status code and headers of a raw HTTP response.
+fn parse_head(raw: &str) -> Option<(u16, Vec<(String, String)>)> {
+    let mut lines = raw.split("\r\n");
+    let code = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    Some((code, headers))
+}
+
+/// An HTTP probe: success on 200–399; redirects on the same host are followed (at most 10),
+/// a redirect elsewhere counts as success, as upstream.
+pub async fn http_probe(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> (bool, String) {
+    let mut path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let mut hdrs = headers.to_vec();
+    if !hdrs
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+    {
+        hdrs.push(("User-Agent".into(), "kube-probe/1.20".into()));
+    }
+    hdrs.push(("Accept".into(), "*/*".into()));
+    for _ in 0..=10 {
+        let url = format!("http://{host}:{port}{path}");
+        let raw = match http_get(host, port, &path, &hdrs, timeout).await {
+            Ok(r) => r,
+            Err(e) => return (false, format!("Get {url:?}: {e}")),
+        };
+        let Some((code, head)) = parse_head(&raw) else {
+            return (false, format!("Get {url:?}: malformed HTTP response"));
+        };
+        if (300..400).contains(&code)
+            && let Some(loc) = head
+                .iter()
+                .find(|(k, _)| k == "location")
+                .map(|(_, v)| v.clone())
+        {
+            let same_host =
+                loc.starts_with('/') || loc.starts_with(&format!("http://{host}:{port}/"));
+            if !same_host {
+                return (
+                    true,
+                    format!("Probe terminated redirects, Response body: {raw}"),
+                );
+            }
+            path = if loc.starts_with('/') {
+                loc
+            } else {
+                loc[format!("http://{host}:{port}").len()..].to_string()
+            };
+            continue;
+        }
+        return if (200..400).contains(&code) {
+            (true, String::new())
+        } else {
+            (false, format!("HTTP probe failed with statuscode: {code}"))
+        };
+    }
+    (false, "stopped after 10 redirects".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn serve(answers: Vec<&'static str>) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for a in answers {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(a.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn http_codes_and_redirects() {
+        let p = serve(vec!["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
+        assert!(
+            http_probe("127.0.0.1", p, "/healthz", &[], Duration::from_secs(2))
+                .await
+                .0
+        );
+        let p = serve(vec!["HTTP/1.1 503 No\r\n\r\n"]).await;
+        let (ok, out) = http_probe("127.0.0.1", p, "/", &[], Duration::from_secs(2)).await;
+        assert!(!ok);
+        assert_eq!(out, "HTTP probe failed with statuscode: 503");
+        let p = serve(vec![
+            "HTTP/1.1 302 Found\r\nLocation: /there\r\n\r\n",
+            "HTTP/1.1 500 No\r\n\r\n",
+        ])
+        .await;
+        assert!(
+            !http_probe("127.0.0.1", p, "/", &[], Duration::from_secs(2))
+                .await
+                .0,
+            "followed to the 500"
+        );
+        let p = serve(vec![
+            "HTTP/1.1 301 Moved\r\nLocation: http://elsewhere.example/\r\n\r\n",
+        ])
+        .await;
+        assert!(
+            http_probe("127.0.0.1", p, "/", &[], Duration::from_secs(2))
+                .await
+                .0
+        );
+        // a server that never answers: the timeout is enforced
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t0 = tokio::time::Instant::now();
+        let (ok, out) = http_probe("127.0.0.1", port, "/", &[], Duration::from_millis(300)).await;
+        assert!(!ok && out.contains("timed out"), "{out}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        drop(l);
+    }
+
+    #[test]
+    fn heads() {
+        let (code, h) = parse_head("HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\nbody").unwrap();
+        assert_eq!(code, 302);
+        assert_eq!(h, vec![("location".to_string(), "/x".to_string())]);
+        assert!(parse_head("garbage").is_none());
+    }
+}
