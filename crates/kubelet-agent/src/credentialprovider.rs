@@ -223,21 +223,103 @@ mod tests {
     }
 }
 
-/// Where pull secrets come from: the API server, or a fake in tests.
+/// Where pods' Secrets, ConfigMaps and the Services for their environment come from: the
+/// API server, or a fake in tests.
 #[async_trait::async_trait]
 pub trait SecretSource: Send + Sync + std::fmt::Debug {
     async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String>;
+
+    /// `Ok(None)` when it does not exist.
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+        self.get(namespace, name).await.map(Some)
+    }
+
+    /// `Ok(None)` when it does not exist.
+    async fn get_config_map(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+        Ok(None)
+    }
+
+    /// Every Service, once they have been listed; `Err` until then.
+    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {
+        Ok(vec![])
+    }
 }
 
-#[derive(Debug, Clone)]
-pub struct ApiSecrets(pub crate::client::ApiClient);
+#[derive(Clone)]
+pub struct ApiSecrets {
+    pub api: crate::client::ApiClient,
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+}
+
+impl std::fmt::Debug for ApiSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSecrets").finish()
+    }
+}
+
+async fn get_optional<K>(
+    api: &crate::client::ApiClient,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    api.limiter.acquire().await;
+    let a: kube::Api<K> = kube::Api::namespaced(api.client.clone(), namespace);
+    match a.get(name).await {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if crate::client::is_status(&e, 404) => Ok(None),
+        Err(kube::Error::Api(s)) => Err(s.message.clone()),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 #[async_trait::async_trait]
 impl SecretSource for ApiSecrets {
     async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String> {
-        self.0.limiter.acquire().await;
-        let api: kube::Api<Secret> = kube::Api::namespaced(self.0.client.clone(), namespace);
-        api.get(name).await.map_err(|e| e.to_string())
+        get_optional(&self.api, namespace, name)
+            .await?
+            .ok_or_else(|| format!("secrets {name:?} not found"))
+    }
+
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+        get_optional(&self.api, namespace, name).await
+    }
+
+    async fn get_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+        get_optional(&self.api, namespace, name).await
+    }
+
+    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {
+        let ready = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.services.wait_until_ready(),
+        )
+        .await;
+        if !matches!(ready, Ok(Ok(()))) {
+            return Err(
+                "services have not yet been read at least once, cannot construct envvars".into(),
+            );
+        }
+        Ok(self
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect())
     }
 }
 

@@ -257,12 +257,47 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             container_logs_root: PathBuf::from("/var/log/containers"),
             pod_pids_limit: cfg.pod_pids_limit,
             root_dir: root_dir.clone(),
+            host_ip: node_ip.map(|i| i.to_string()),
+            allocatable: [
+                ("cpu".to_string(), machine.num_cpus.to_string()),
+                ("memory".to_string(), machine.memory_bytes.to_string()),
+            ]
+            .into(),
         },
         recorder,
         clock: clock.clone(),
         secrets: api.as_ref().map(|a| {
-            Arc::new(crate::credentialprovider::ApiSecrets(a.clone()))
-                as Arc<dyn crate::credentialprovider::SecretSource>
+            // Services for the containers' environment, from one watch on all of them.
+            let (store, writer) = kube::runtime::reflector::store();
+            let services = kube::runtime::reflector::reflector(
+                writer,
+                kube::runtime::watcher(
+                    kube::Api::<k8s_openapi::api::core::v1::Service>::all(a.client.clone()),
+                    Default::default(),
+                ),
+            );
+            let stop = cancel.child_token();
+            tasks.spawn(async move {
+                use futures::StreamExt;
+                let mut s = std::pin::pin!(services);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        item = s.next() => match item {
+                            None => return,
+                            Some(Err(e)) => {
+                                warn!(error = %e, "service watch failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            Some(Ok(_)) => {}
+                        },
+                    }
+                }
+            });
+            Arc::new(crate::credentialprovider::ApiSecrets {
+                api: a.clone(),
+                services: store,
+            }) as Arc<dyn crate::credentialprovider::SecretSource>
         }),
         exited: Default::default(),
     });

@@ -40,6 +40,10 @@ pub struct RuntimeConfig {
     pub pod_pids_limit: i64,
     /// --root-dir: pods/<uid>/ holds the kubelet's per-pod files.
     pub root_dir: PathBuf,
+    /// The node's IP, for `status.hostIP` in the downward API.
+    pub host_ip: Option<String>,
+    /// Node allocatable, the default for unset limits in resourceFieldRef.
+    pub allocatable: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -349,11 +353,11 @@ impl RuntimeManager {
             annotations: labels::sandbox_annotations(pod),
             linux: Some(api::LinuxPodSandboxConfig {
                 cgroup_parent: String::new(),
-                security_context: Some(api::LinuxSandboxSecurityContext {
-                    namespace_options: Some(ns_options(pod)),
+                security_context: Some(crate::security_context::sandbox_security_context(
+                    pod,
+                    ns_options(pod),
                     privileged,
-                    ..Default::default()
-                }),
+                )),
                 sysctls: spec
                     .and_then(|s| s.security_context.as_ref())
                     .and_then(|sc| sc.sysctls.as_ref())
@@ -374,17 +378,16 @@ impl RuntimeManager {
         image_ref: &str,
         restart_count: u32,
         mounts: Vec<api::Mount>,
+        env: &[(String, String)],
     ) -> api::ContainerConfig {
-        let envs = c
-            .env
+        let envs = env
             .iter()
-            .flatten()
-            .filter(|e| e.value_from.is_none())
-            .map(|e| api::KeyValue {
-                key: e.name.clone(),
-                value: e.value.clone().unwrap_or_default(),
+            .map(|(k, v)| api::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
             })
             .collect();
+        let (command, args) = kubelet_core::envvars::expand_command(c, env);
         api::ContainerConfig {
             metadata: Some(api::ContainerMetadata {
                 name: c.name.clone(),
@@ -394,8 +397,8 @@ impl RuntimeManager {
                 image: image_ref.into(),
                 annotations: Default::default(),
             }),
-            command: c.command.clone().unwrap_or_default(),
-            args: c.args.clone().unwrap_or_default(),
+            command,
+            args,
             working_dir: c.working_dir.clone().unwrap_or_default(),
             envs,
             mounts,
@@ -407,15 +410,11 @@ impl RuntimeManager {
             tty: c.tty.unwrap_or(false),
             linux: Some(api::LinuxContainerConfig {
                 resources: Some(linux_resources(c, self.cfg.pod_pids_limit)),
-                security_context: Some(api::LinuxContainerSecurityContext {
-                    namespace_options: Some(ns_options(pod)),
-                    privileged: c
-                        .security_context
-                        .as_ref()
-                        .and_then(|s| s.privileged)
-                        .unwrap_or(false),
-                    ..Default::default()
-                }),
+                security_context: Some(crate::security_context::container_security_context(
+                    pod,
+                    c,
+                    ns_options(pod),
+                )),
             }),
             ..Default::default()
         }
@@ -496,6 +495,127 @@ impl RuntimeManager {
             );
         }
         msg
+    }
+
+    /// runAsNonRoot, checked against the image's user (asked of the runtime only when needed).
+    async fn verify_non_root(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image_ref: &str,
+    ) -> Result<(), String> {
+        if crate::security_context::effective(pod, c).run_as_non_root != Some(true) {
+            return Ok(());
+        }
+        let img = self
+            .rt
+            .image_status(image_ref)
+            .await
+            .map_err(|e| e.message())?;
+        let uid = img.as_ref().and_then(|i| i.uid.as_ref()).map(|u| u.value);
+        let username = img.map(|i| i.username).unwrap_or_default();
+        crate::security_context::verify_run_as_non_root(pod, c, uid, &username)
+    }
+
+    /// Writes the pod's /etc/hosts under its directory and returns its mount; `None` while the
+    /// pod has no IP (upstream mounts it only then).
+    async fn hosts_mount(&self, pod: &Pod, pod_ip: Option<&str>) -> Option<api::Mount> {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let ip = pod_ip.map(str::to_string).or_else(|| {
+            if host_network {
+                self.cfg.host_ip.clone()
+            } else {
+                None
+            }
+        })?;
+        let node_hosts = if host_network {
+            tokio::fs::read_to_string("/etc/hosts")
+                .await
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let hostname = if host_network {
+            String::new()
+        } else {
+            pod_hostname(pod)
+        };
+        let content = kubelet_core::hosts::hosts_file(
+            pod,
+            &hostname,
+            &[ip],
+            &self.cfg.cluster_domain,
+            &node_hosts,
+        );
+        let dir = self
+            .cfg
+            .root_dir
+            .join("pods")
+            .join(pod.metadata.uid.as_deref().unwrap_or_default());
+        let file = dir.join("etc-hosts");
+        let written = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(&file, content).await
+        };
+        if let Err(e) = written.await {
+            warn!(file = %file.display(), error = %e, "writing the pod's hosts file failed");
+            return None;
+        }
+        Some(api::Mount {
+            container_path: "/etc/hosts".into(),
+            host_path: file.to_string_lossy().into_owned(),
+            selinux_relabel: true,
+            ..Default::default()
+        })
+    }
+
+    /// The container's environment, with what it refers to fetched from the API server.
+    async fn container_env(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        pod_ip: Option<String>,
+    ) -> Result<kubelet_core::envvars::Env, String> {
+        use kubelet_core::envvars::{EnvSources, container_env, referenced};
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let (cms, secs) = referenced(c);
+        let mut src = EnvSources {
+            master_namespace: "default".into(),
+            allocatable: self.cfg.allocatable.clone(),
+            host_ip: self.cfg.host_ip.clone().unwrap_or_default(),
+            pod_ips: pod_ip.into_iter().collect(),
+            ..Default::default()
+        };
+        match &self.secrets {
+            Some(o) => {
+                src.services = o.services().await?;
+                for name in cms {
+                    let cm = o.get_config_map(&ns, &name).await?;
+                    src.config_maps.insert(name, cm);
+                }
+                for name in secs {
+                    let s = o.get_secret(&ns, &name).await?;
+                    src.secrets.insert(name, s);
+                }
+            }
+            None => {
+                if let Some(name) = cms.first() {
+                    return Err(format!(
+                        "couldn't get configMap {ns}/{name}, no kubeClient defined"
+                    ));
+                }
+                if let Some(name) = secs.first() {
+                    return Err(format!(
+                        "couldn't get secret {ns}/{name}, no kubeClient defined"
+                    ));
+                }
+            }
+        }
+        container_env(pod, c, &src)
     }
 
     /// The runtime's view of one pod: every sandbox and container carrying its UID.
@@ -753,6 +873,7 @@ impl RuntimeManager {
         // Only the kubelet's own files: volumes (later) are unmounted before this.
         let pod_dir = self.cfg.root_dir.join("pods").join(&r.uid);
         let _ = tokio::fs::remove_dir_all(pod_dir.join("containers")).await;
+        let _ = tokio::fs::remove_file(pod_dir.join("etc-hosts")).await;
         let _ = tokio::fs::remove_dir(&pod_dir).await;
         let dir = pod_log_dir(&self.cfg.pod_logs_root, r);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -1036,12 +1157,66 @@ impl RuntimeManager {
             None => return false,
         };
         let restart_count = prev.map_or(0, |p| p.restart_count + 1);
-        let mounts = self
+        let pod_ip = match self.rt.pod_sandbox_status(sandbox_id).await {
+            Ok(s) => s.network.map(|n| n.ip).filter(|ip| !ip.is_empty()),
+            Err(_) => None,
+        }
+        .or_else(|| {
+            self.cfg.host_ip.clone().filter(|_| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false)
+            })
+        });
+        let pod_ip_for_hosts = pod_ip.clone();
+        let env = match self.container_env(pod, c, pod_ip).await {
+            Ok(env) => env,
+            Err(msg) => {
+                self.emit(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "Failed",
+                    format!("Error: {msg}"),
+                );
+                fail(res, "CreateContainerConfigError", msg);
+                res.retry(Duration::from_secs(5));
+                return false;
+            }
+        };
+        for w in &env.warnings {
+            self.emit(
+                pod,
+                None,
+                WARNING,
+                "InvalidEnvironmentVariableNames",
+                w.clone(),
+            );
+        }
+        if let Err(msg) = self.verify_non_root(pod, c, &image_ref).await {
+            self.emit(
+                pod,
+                Some(&c.name),
+                WARNING,
+                "Failed",
+                format!("Error: {msg}"),
+            );
+            fail(res, "CreateContainerConfigError", msg);
+            res.retry(Duration::from_secs(5));
+            return false;
+        }
+        let mut mounts: Vec<api::Mount> = self
             .termination_log_mount(&r, c)
             .await
             .into_iter()
             .collect();
-        let config = self.container_config(pod, c, &image_ref, restart_count, mounts);
+        if kubelet_core::hosts::mounts_hosts_file(c)
+            && let Some(m) = self.hosts_mount(pod, pod_ip_for_hosts.as_deref()).await
+        {
+            mounts.push(m);
+        }
+        let config = self.container_config(pod, c, &image_ref, restart_count, mounts, &env.vars);
         let log_dir = pod_log_dir(&self.cfg.pod_logs_root, &r).join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             warn!(dir = %log_dir.display(), error = %e, "creating container log directory failed");
@@ -1341,6 +1516,8 @@ mod tests {
                 container_logs_root: logs.join("containers"),
                 pod_pids_limit: -1,
                 root_dir: logs.join("root"),
+                host_ip: None,
+                allocatable: Default::default(),
             },
             recorder: Recorder::disabled(),
             clock: Arc::new(SystemClock),

@@ -18,4 +18,5 @@ pub mod options;
 pub mod pleg;
 pub mod pod_workers;
 pub mod prober;
+pub mod security_context;
 pub mod status_manager;

@@ -7,7 +7,9 @@
 pub mod actions;
 pub mod backoff;
 pub mod dns;
+pub mod envvars;
 pub mod hash;
+pub mod hosts;
 pub mod labels;
 pub mod qos;
 pub mod quantity;
