@@ -177,6 +177,24 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             })?;
     }
     let clock: SharedClock = Arc::new(SystemClock);
+    let cgroups: Arc<dyn kubelet_host::cgroups::Cgroups> =
+        Arc::new(kubelet_host::cgroups::CgroupV1::default());
+    if cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs {
+        // The QoS tiers: best-effort pods share the minimum weight.
+        let tiers = [
+            ("/kubepods/burstable", None),
+            ("/kubepods/besteffort", Some(2)),
+        ];
+        for (path, shares) in tiers {
+            let limits = kubelet_host::cgroups::PodLimits {
+                cpu_shares: shares,
+                ..Default::default()
+            };
+            if let Err(e) = cgroups.ensure(path, &limits) {
+                warn!(cgroup = path, error = %e, "creating QoS cgroup failed");
+            }
+        }
+    }
     let rt: Arc<dyn RuntimeService> = Arc::new(RemoteRuntime::connect(
         &s.flags.container_runtime_endpoint,
         cfg.runtime_request_timeout,
@@ -263,6 +281,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 ("memory".to_string(), machine.memory_bytes.to_string()),
             ]
             .into(),
+            systemd_cgroups: cfg.cgroup_driver == crate::config::CgroupDriver::Systemd,
         },
         recorder,
         clock: clock.clone(),
@@ -299,6 +318,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 services: store,
             }) as Arc<dyn crate::credentialprovider::SecretSource>
         }),
+        cgroups: Some(cgroups.clone()),
         exited: Default::default(),
     });
     let workers_cancel = cancel.child_token();

@@ -44,6 +44,8 @@ pub struct RuntimeConfig {
     pub host_ip: Option<String>,
     /// Node allocatable, the default for unset limits in resourceFieldRef.
     pub allocatable: std::collections::BTreeMap<String, String>,
+    /// cgroupDriver systemd (slice names) rather than cgroupfs (paths).
+    pub systemd_cgroups: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,8 @@ pub struct RuntimeManager {
     pub cfg: RuntimeConfig,
     pub recorder: Recorder,
     pub clock: SharedClock,
+    /// Pod cgroups; `None` leaves cgroups to the runtime (unit tests).
+    pub cgroups: Option<Arc<dyn kubelet_host::cgroups::Cgroups>>,
     /// Pull secrets; `None` in standalone mode.
     pub secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>>,
     /// Statuses of exited containers, which never change: (pod UID, status) by container ID.
@@ -352,7 +356,11 @@ impl RuntimeManager {
             labels: labels::sandbox_labels(pod),
             annotations: labels::sandbox_annotations(pod),
             linux: Some(api::LinuxPodSandboxConfig {
-                cgroup_parent: String::new(),
+                cgroup_parent: if self.cgroups.is_some() {
+                    self.pod_cgroup(pod)
+                } else {
+                    String::new()
+                },
                 security_context: Some(crate::security_context::sandbox_security_context(
                     pod,
                     ns_options(pod),
@@ -495,6 +503,59 @@ impl RuntimeManager {
             );
         }
         msg
+    }
+
+    fn pod_cgroup(&self, pod: &Pod) -> String {
+        let qos = pod
+            .spec
+            .as_ref()
+            .map(kubelet_core::qos::pod_qos)
+            .unwrap_or(kubelet_core::qos::QosClass::BestEffort);
+        kubelet_core::qos::pod_cgroup(
+            qos,
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+            self.cfg.systemd_cgroups,
+        )
+    }
+
+    /// Creates the pod's cgroup with the pod's limits (cgroupfs only: under systemd the
+    /// runtime makes the slice).
+    fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), String> {
+        let (Some(cg), Some(spec)) = (&self.cgroups, pod.spec.as_ref()) else {
+            return Ok(());
+        };
+        if self.cfg.systemd_cgroups {
+            return Ok(());
+        }
+        let r = kubelet_core::qos::pod_resources(spec);
+        let limits = kubelet_host::cgroups::PodLimits {
+            cpu_shares: Some(r.cpu_shares),
+            cpu_quota: r.cpu_quota,
+            cpu_period: r.cpu_quota.map(|_| kubelet_core::qos::CFS_PERIOD_US),
+            memory_limit: r.memory_limit,
+            pids_max: (self.cfg.pod_pids_limit > 0).then_some(self.cfg.pod_pids_limit),
+        };
+        let path = self.pod_cgroup(pod);
+        cg.ensure(&path, &limits)
+            .map_err(|e| format!("creating pod cgroup {path}: {e}"))
+    }
+
+    /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).
+    fn remove_pod_cgroup(&self, uid: &str) {
+        let Some(cg) = &self.cgroups else { return };
+        use kubelet_core::qos::{QosClass, pod_cgroup};
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
+            let path = pod_cgroup(qos, uid, self.cfg.systemd_cgroups);
+            if cg.exists(&path)
+                && let Err(e) = cg.remove(&path)
+            {
+                warn!(cgroup = %path, error = %e, "removing pod cgroup failed");
+            }
+        }
     }
 
     /// runAsNonRoot, checked against the image's user (asked of the runtime only when needed).
@@ -874,6 +935,7 @@ impl RuntimeManager {
         let pod_dir = self.cfg.root_dir.join("pods").join(&r.uid);
         let _ = tokio::fs::remove_dir_all(pod_dir.join("containers")).await;
         let _ = tokio::fs::remove_file(pod_dir.join("etc-hosts")).await;
+        self.remove_pod_cgroup(&r.uid);
         let _ = tokio::fs::remove_dir(&pod_dir).await;
         let dir = pod_log_dir(&self.cfg.pod_logs_root, r);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -1031,6 +1093,11 @@ impl RuntimeManager {
             let dir = pod_log_dir(&self.cfg.pod_logs_root, &r);
             if let Err(e) = tokio::fs::create_dir_all(&dir).await {
                 res.error = Some(format!("creating pod log directory {}: {e}", dir.display()));
+                return res;
+            }
+            if let Err(e) = self.ensure_pod_cgroup(pod) {
+                self.emit(pod, None, WARNING, "FailedCreatePodSandBox", e.clone());
+                res.error = Some(e);
                 return res;
             }
             match self
@@ -1518,10 +1585,12 @@ mod tests {
                 root_dir: logs.join("root"),
                 host_ip: None,
                 allocatable: Default::default(),
+                systemd_cgroups: false,
             },
             recorder: Recorder::disabled(),
             clock: Arc::new(SystemClock),
             secrets: None,
+            cgroups: Some(Arc::new(kubelet_host::cgroups::FakeCgroups::default())),
             exited: Default::default(),
         }
     }

@@ -1,5 +1,7 @@
 //! Host access behind the [`Host`] trait, so node-status logic can run on a [`FakeHost`].
 
+pub mod cgroups;
+
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -201,3 +201,82 @@ async fn run_as_non_root_refuses_a_root_image() {
     );
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn cgroup_limits_inside_and_on_the_host() {
+    let ns = TestNs::new("cgroups").await;
+    let mut c = sh(
+        "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes > /dev/termination-log; sleep 3600",
+    );
+    c["resources"] =
+        json!({"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}});
+    ns.create(&ns.pod("p", "Always", json!([c]))).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(15), |p| phase(p) == "Running")
+        .await;
+    let uid = p.metadata.uid.clone().unwrap();
+    assert_eq!(
+        p.status.as_ref().unwrap().qos_class.as_deref(),
+        Some("Burstable")
+    );
+    let pod_cg = format!("/sys/fs/cgroup/cpu/kubepods/burstable/pod{uid}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{pod_cg}/cpu.shares"))
+            .unwrap()
+            .trim(),
+        "256"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{pod_cg}/cpu.cfs_quota_us"))
+            .unwrap()
+            .trim(),
+        "50000"
+    );
+    let mem = format!("/sys/fs/cgroup/memory/kubepods/burstable/pod{uid}/memory.limit_in_bytes");
+    assert_eq!(
+        std::fs::read_to_string(mem).unwrap().trim(),
+        (64u64 << 20).to_string()
+    );
+    // What the container itself sees, through a restart-free kill: delete and read the message.
+    ns.pods()
+        .delete(
+            "p",
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    ns.wait_gone("p", Duration::from_secs(15)).await;
+    assert!(
+        !std::path::Path::new(&pod_cg).exists(),
+        "pod cgroup {pod_cg} left behind"
+    );
+
+    let mut c = sh(
+        "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes > /dev/termination-log",
+    );
+    c["resources"] =
+        json!({"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}});
+    ns.create(&ns.pod("q", "Never", json!([c]))).await;
+    let out = report(&ns, "q").await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["256", "50000", &(64u64 << 20).to_string()], "{out}");
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn oom_killed() {
+    let ns = TestNs::new("oom").await;
+    let mut c = sh("head -c 200m /dev/zero | tail");
+    c["resources"] = json!({"limits": {"memory": "16Mi"}});
+    ns.create(&ns.pod("p", "Never", json!([c]))).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Failed")
+        .await;
+    let t = &container_state(&p, 0)["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137);
+    ns.cleanup().await;
+}
