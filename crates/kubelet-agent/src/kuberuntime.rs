@@ -105,6 +105,8 @@ pub fn log_tail(text: &str, lines: usize, bytes: usize) -> String {
 pub struct WorkerState {
     pub crash_backoff: Backoff<String>,
     pub image_backoff: Backoff<String>,
+    /// Why containers could not start in the last sync (upstream's reason cache).
+    pub last_failures: HashMap<String, StartFailure>,
 }
 
 impl Default for WorkerState {
@@ -112,6 +114,7 @@ impl Default for WorkerState {
         WorkerState {
             crash_backoff: Backoff::crash_loop(),
             image_backoff: Backoff::crash_loop(),
+            last_failures: HashMap::new(),
         }
     }
 }

@@ -254,10 +254,23 @@ impl PodWorkers {
                 ..Default::default()
             }
         } else {
+            // Report what the runtime shows before acting on it, as upstream does: an exit is
+            // visible at once, not after the sandbox has been torn down or a restart made.
+            // (A pod with nothing in the runtime yet has nothing new to tell.)
+            if !rt.containers.is_empty() {
+                let cached = SyncResult {
+                    failures: ws.last_failures.clone(),
+                    ..Default::default()
+                };
+                self.report(pod, &rt, &cached, None);
+            }
             let failed = |s: &kubelet_core::runtime::ContainerStatus| deps.prober.failed(&r.uid, s);
-            deps.runtime
+            let res = deps
+                .runtime
                 .sync_pod_with_probes(pod, &rt, ws, &failed)
-                .await
+                .await;
+            ws.last_failures = res.failures.clone();
+            res
         };
         let rt = if res.changed {
             deps.runtime
