@@ -1243,15 +1243,15 @@ impl RuntimeManager {
         let env = match self.container_env(pod, c, pod_ip).await {
             Ok(env) => env,
             Err(msg) => {
-                self.emit(
+                // A ConfigMap or Secret may appear later: check again shortly.
+                self.step_failed(
                     pod,
-                    Some(&c.name),
-                    WARNING,
-                    "Failed",
-                    format!("Error: {msg}"),
+                    c,
+                    res,
+                    "CreateContainerConfigError",
+                    msg,
+                    Duration::from_secs(5),
                 );
-                fail(res, "CreateContainerConfigError", msg);
-                res.retry(Duration::from_secs(5));
                 return false;
             }
         };
@@ -1265,15 +1265,14 @@ impl RuntimeManager {
             );
         }
         if let Err(msg) = self.verify_non_root(pod, c, &image_ref).await {
-            self.emit(
+            self.step_failed(
                 pod,
-                Some(&c.name),
-                WARNING,
-                "Failed",
-                format!("Error: {msg}"),
+                c,
+                res,
+                "CreateContainerConfigError",
+                msg,
+                Duration::from_secs(5),
             );
-            fail(res, "CreateContainerConfigError", msg);
-            res.retry(Duration::from_secs(5));
             return false;
         }
         let mut mounts: Vec<api::Mount> = self
@@ -1298,15 +1297,14 @@ impl RuntimeManager {
         {
             Ok(id) => id,
             Err(e) => {
-                self.emit(
+                self.step_failed(
                     pod,
-                    Some(&c.name),
-                    WARNING,
-                    "Failed",
-                    format!("Error: {}", e.message()),
+                    c,
+                    res,
+                    "CreateContainerError",
+                    e.message(),
+                    Duration::from_secs(1),
                 );
-                fail(res, "CreateContainerError", e.message());
-                res.retry(Duration::from_secs(1));
                 return false;
             }
         };
@@ -1318,15 +1316,14 @@ impl RuntimeManager {
             format!("Created container {}", c.name),
         );
         if let Err(e) = self.rt.start_container(&id).await {
-            self.emit(
+            self.step_failed(
                 pod,
-                Some(&c.name),
-                WARNING,
-                "Failed",
-                format!("Error: {}", e.message()),
+                c,
+                res,
+                "RunContainerError",
+                e.message(),
+                Duration::from_secs(1),
             );
-            fail(res, "RunContainerError", e.message());
-            res.retry(Duration::from_secs(1));
             return true;
         }
         self.emit(
@@ -1397,6 +1394,33 @@ impl RuntimeManager {
             let _ = tokio::fs::symlink(&target, &link).await;
         }
         true
+    }
+
+    /// A step of starting a container failed: the `Failed` event, the waiting reason, a retry.
+    fn step_failed(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        res: &mut SyncResult,
+        reason: &str,
+        message: String,
+        retry: Duration,
+    ) {
+        self.emit(
+            pod,
+            Some(&c.name),
+            WARNING,
+            "Failed",
+            format!("Error: {message}"),
+        );
+        res.failures.insert(
+            c.name.clone(),
+            StartFailure {
+                reason: reason.into(),
+                message,
+            },
+        );
+        res.retry(retry);
     }
 
     /// Makes sure the image is present per the pull policy; returns the image ref to run.

@@ -66,55 +66,40 @@ impl LeaseController {
             .and_then(|n| n.metadata.uid)
     }
 
+    /// Writes `l` back with a fresh renewTime (and the Node as owner, if it has none yet).
+    async fn renew(&self, leases: &kube::Api<Lease>, l: Lease) -> Result<Lease, kube::Error> {
+        let ownerless = l
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty());
+        let owner = if ownerless {
+            self.node_uid().await
+        } else {
+            None
+        };
+        self.api.limiter.acquire().await;
+        leases
+            .replace(
+                &self.node_name,
+                &PostParams::default(),
+                &self.desired(Some(l), owner),
+            )
+            .await
+    }
+
     /// One renewal; returns the lease as stored, for the next update.
     async fn sync(&self, cached: Option<Lease>) -> Result<Lease, kube::Error> {
         let leases: kube::Api<Lease> = kube::Api::namespaced(self.api.client.clone(), NAMESPACE);
         if let Some(l) = cached {
-            let owner = if l
-                .metadata
-                .owner_references
-                .as_ref()
-                .is_none_or(|o| o.is_empty())
-            {
-                self.node_uid().await
-            } else {
-                None
-            };
-            self.api.limiter.acquire().await;
-            match leases
-                .replace(
-                    &self.node_name,
-                    &PostParams::default(),
-                    &self.desired(Some(l), owner),
-                )
-                .await
-            {
+            match self.renew(&leases, l).await {
                 Ok(l) => return Ok(l),
                 Err(e) => debug!(error = %e, "lease update failed; re-reading"),
             }
         }
         self.api.limiter.acquire().await;
         match leases.get(&self.node_name).await {
-            Ok(l) => {
-                let owner = if l
-                    .metadata
-                    .owner_references
-                    .as_ref()
-                    .is_none_or(|o| o.is_empty())
-                {
-                    self.node_uid().await
-                } else {
-                    None
-                };
-                self.api.limiter.acquire().await;
-                leases
-                    .replace(
-                        &self.node_name,
-                        &PostParams::default(),
-                        &self.desired(Some(l), owner),
-                    )
-                    .await
-            }
+            Ok(l) => self.renew(&leases, l).await,
             Err(e) if is_status(&e, 404) => {
                 // Upstream creates the lease only once it can name the Node as its owner.
                 let Some(uid) = self.node_uid().await else {
