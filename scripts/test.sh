@@ -26,7 +26,7 @@ E2E_LOG=/var/log/kubelet-rs/kubelet-rs-e2e.log
 : > "$E2E_LOG"
 KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
 trap '"$here/kubelet.sh" stop' EXIT
-export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK
+export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK KRS_CLUSTER_DIR=$CLUSTER_DIR
 # For the restart test: where the kubelet's pid is, and how to start it again.
 export KRS_KUBELET_PIDFILE=$KRS_RUN/kubelet-rs.pid
 export KRS_KUBELET_START="KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG '$here/kubelet.sh' start"

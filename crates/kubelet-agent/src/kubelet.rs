@@ -45,6 +45,8 @@ pub enum KubeletError {
         path: String,
         source: std::io::Error,
     },
+    #[error("kubelet API server: {0}")]
+    Server(String),
 }
 
 /// Everything resolved from flags and the config file before anything starts.
@@ -417,6 +419,78 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             pods_synced.clone(),
             cancel.child_token(),
         ));
+    }
+
+    match (&api, &cfg.tls_cert_file, &cfg.tls_private_key_file) {
+        (Some(api), Some(cert), Some(key)) => {
+            let read = |p: &str| {
+                std::fs::read(p).map_err(|source| KubeletError::Io {
+                    what: "reading",
+                    path: p.into(),
+                    source,
+                })
+            };
+            let client_ca = match &cfg.authentication.x509.client_ca_file {
+                Some(p) if !p.is_empty() => Some(read(p)?),
+                _ => None,
+            };
+            let addr: std::net::SocketAddr = format!("{}:{}", cfg.address, cfg.port)
+                .parse()
+                .map_err(|_| KubeletError::Flag {
+                    flag: "address",
+                    message: format!("{}:{} is not an address", cfg.address, cfg.port),
+                })?;
+            let server_cfg = kubelet_server::ServerConfig {
+                addr,
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                client_ca_pem: client_ca,
+            };
+            let bound = kubelet_server::bind(&server_cfg)
+                .await
+                .map_err(|e| KubeletError::Server(e.to_string()))?;
+            let reviewers = Arc::new(crate::server::ApiReviewers(api.clone()));
+            let authn = &cfg.authentication;
+            let tokens: Option<Arc<dyn kubelet_server::auth::TokenReviewer>> = authn
+                .webhook
+                .enabled
+                .then(|| reviewers.clone() as Arc<dyn kubelet_server::auth::TokenReviewer>);
+            let authenticator = Arc::new(kubelet_server::auth::Authenticator::new(
+                authn.anonymous.enabled,
+                tokens,
+                authn.webhook.cache_ttl,
+            ));
+            let access: Option<Arc<dyn kubelet_server::auth::AccessReviewer>> =
+                match cfg.authorization.mode {
+                    crate::config::AuthorizationMode::Webhook => Some(reviewers),
+                    crate::config::AuthorizationMode::AlwaysAllow => None,
+                };
+            let w = &cfg.authorization.webhook;
+            let authorizer = Arc::new(kubelet_server::auth::Authorizer::new(
+                access,
+                w.cache_authorized_ttl,
+                w.cache_unauthorized_ttl,
+            ));
+            let host = Arc::new(crate::server::KubeletHost {
+                node_name: s.node_name.clone(),
+                workers: workers.clone(),
+                runtime: runtime.clone(),
+                pleg: pleg_health.clone(),
+            });
+            info!(%addr, "serving the kubelet API");
+            tasks.spawn(kubelet_server::serve(
+                bound,
+                host,
+                authenticator,
+                authorizer,
+                cancel.child_token(),
+            ));
+        }
+        (Some(_), _, _) => warn!(
+            "no tlsCertFile/tlsPrivateKeyFile: the kubelet API on port {} is not served",
+            cfg.port
+        ),
+        _ => {}
     }
 
     if cfg.healthz_port != 0 {

@@ -19,4 +19,5 @@ pub mod pleg;
 pub mod pod_workers;
 pub mod prober;
 pub mod security_context;
+pub mod server;
 pub mod status_manager;

@@ -93,6 +93,45 @@ impl PodWorkers {
         self.lock().keys().cloned().collect()
     }
 
+    /// The pods the kubelet works on (not yet removed), with the latest status it computed.
+    pub fn pods(&self) -> Vec<Pod> {
+        let desired: Vec<Arc<Pod>> = self
+            .lock()
+            .values()
+            .map(|h| h.tx.borrow().clone())
+            .filter(|d| !d.removed)
+            .map(|d| d.pod)
+            .collect();
+        desired
+            .into_iter()
+            .map(|p| {
+                let mut p = (*p).clone();
+                if let Some(s) = p
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .and_then(|u| self.deps.status.cached(u))
+                {
+                    p.status = Some(s);
+                }
+                p
+            })
+            .collect()
+    }
+
+    /// The pod of that namespace and name, if the kubelet runs it.
+    pub fn pod_by_name(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.lock()
+            .values()
+            .map(|h| h.tx.borrow().clone())
+            .find(|d| {
+                !d.removed
+                    && d.pod.metadata.namespace.as_deref() == Some(namespace)
+                    && d.pod.metadata.name.as_deref() == Some(name)
+            })
+            .map(|d| d.pod)
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

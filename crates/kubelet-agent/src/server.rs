@@ -1,0 +1,174 @@
+//! The kubelet's side of the 10250 API (upstream `Kubelet` as `server.HostInterface`), and
+//! the webhook authenticator and authorizer backed by TokenReview and SubjectAccessReview.
+
+use crate::client::ApiClient;
+use crate::kuberuntime::RuntimeManager;
+use crate::pleg::PlegHealth;
+use crate::pod_workers::PodWorkers;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kubelet_core::runtime::ContainerState;
+use kubelet_server::auth::{AccessReviewer, Attributes, TokenReviewer, UserInfo};
+use kubelet_server::{HostError, HostInterface};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct KubeletHost {
+    pub node_name: String,
+    pub workers: PodWorkers,
+    pub runtime: Arc<RuntimeManager>,
+    pub pleg: PlegHealth,
+}
+
+#[async_trait::async_trait]
+impl HostInterface for KubeletHost {
+    fn node_name(&self) -> String {
+        self.node_name.clone()
+    }
+
+    fn healthz(&self) -> Result<(), String> {
+        self.pleg.check().map_err(|e| format!("pleg failed: {e}"))
+    }
+
+    async fn pods(&self) -> Vec<Pod> {
+        self.workers.pods()
+    }
+
+    async fn log_path(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<PathBuf, HostError> {
+        let p = self
+            .workers
+            .pod_by_name(namespace, pod)
+            .ok_or_else(|| HostError::not_found(format!("pod {pod:?} does not exist\n")))?;
+        let spec = p.spec.as_ref();
+        let known = spec.is_some_and(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .any(|c| c.name == container)
+        });
+        if !known {
+            return Err(HostError::not_found(format!(
+                "container {container:?} not found in pod {pod:?}\n"
+            )));
+        }
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let status = self.runtime.pod_status(&uid).await.map_err(|e| HostError {
+            status: axum_status(503),
+            message: e.to_string(),
+        })?;
+        let (latest, prev) = status.latest_two(container);
+        let c = if previous {
+            prev.ok_or_else(|| {
+                HostError::bad_request(format!(
+                    "previous terminated container {container:?} in pod {pod:?} not found"
+                ))
+            })?
+        } else {
+            latest.ok_or_else(|| {
+                HostError::bad_request(format!(
+                    "container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"
+                ))
+            })?
+        };
+        if c.log_path.is_empty() {
+            return Err(HostError::not_found(format!(
+                "no log for container {container:?} in pod {pod:?}"
+            )));
+        }
+        Ok(PathBuf::from(&c.log_path))
+    }
+
+    async fn container_running(&self, namespace: &str, pod: &str, container: &str) -> bool {
+        let Some(p) = self.workers.pod_by_name(namespace, pod) else {
+            return false;
+        };
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        self.runtime
+            .pod_status(&uid)
+            .await
+            .ok()
+            .and_then(|s| {
+                s.find(container)
+                    .map(|c| c.state == ContainerState::Running)
+            })
+            .unwrap_or(false)
+    }
+}
+
+fn axum_status(code: u16) -> kubelet_server::server::StatusCode {
+    kubelet_server::server::StatusCode::from_u16(code)
+        .unwrap_or(kubelet_server::server::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiReviewers(pub ApiClient);
+
+#[async_trait::async_trait]
+impl TokenReviewer for ApiReviewers {
+    async fn review(&self, token: &str) -> Result<Option<UserInfo>, String> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.0.limiter.acquire().await;
+        let api: kube::Api<TokenReview> = kube::Api::all(self.0.client.clone());
+        let r = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status.unwrap_or_default();
+        if status.authenticated != Some(true) {
+            return Ok(None);
+        }
+        let u = status.user.unwrap_or_default();
+        Ok(Some(UserInfo {
+            name: u.username.unwrap_or_default(),
+            uid: u.uid.unwrap_or_default(),
+            groups: u.groups.unwrap_or_default(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl AccessReviewer for ApiReviewers {
+    async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, String> {
+        let sar = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.name.clone()),
+                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
+                groups: Some(user.groups.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(attrs.verb.clone()),
+                    resource: Some(attrs.resource.clone()),
+                    subresource: Some(attrs.subresource.clone()),
+                    name: Some(attrs.name.clone()),
+                    version: Some("v1".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.0.limiter.acquire().await;
+        let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.0.client.clone());
+        let r = api
+            .create(&PostParams::default(), &sar)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r.status.is_some_and(|s| s.allowed))
+    }
+}

@@ -1,0 +1,9 @@
+//! The kubelet's HTTPS API (upstream `pkg/kubelet/server`): TLS 1.2+, x509/token/anonymous
+//! authentication, SubjectAccessReview authorization, and the read endpoints (`/healthz`,
+//! `/pods`, `/containerLogs`). The kubelet provides its state through [`HostInterface`].
+
+pub mod auth;
+pub mod logs;
+pub mod server;
+
+pub use server::{Bound, HostError, HostInterface, ServerConfig, bind, serve};

@@ -1,0 +1,446 @@
+//! TLS listener, request authentication and authorization, and routing.
+
+use crate::auth::{Authenticator, Authorizer, UserInfo, attributes, user_from_cert};
+use crate::logs::{LogOptions, parse, render};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+pub use axum::http::StatusCode;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::core::v1::Pod;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("reading {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} {path}: {message}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A request the kubelet cannot serve, with its HTTP status.
+#[derive(Debug, Clone)]
+pub struct HostError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HostError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        HostError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        HostError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for HostError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response()
+    }
+}
+
+/// What the server asks of the kubelet.
+#[async_trait::async_trait]
+pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
+    fn node_name(&self) -> String;
+    fn healthz(&self) -> Result<(), String>;
+    /// The pods bound to this node, as the kubelet knows them.
+    async fn pods(&self) -> Vec<Pod>;
+    /// The log file of a container (the previous run's with `previous`).
+    async fn log_path(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<PathBuf, HostError>;
+    async fn container_running(&self, namespace: &str, pod: &str, container: &str) -> bool;
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Client certificates are verified against this CA; none: no client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    host: Arc<dyn HostInterface>,
+    authn: Arc<Authenticator>,
+    authz: Arc<Authorizer>,
+}
+
+/// The identity a verified client certificate gave the connection.
+#[derive(Debug, Clone)]
+struct Peer(Option<UserInfo>);
+
+pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cfg.cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServerError::Pem {
+            what: "certificate",
+            path: "tlsCertFile".into(),
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&cfg.key_pem).map_err(|e| ServerError::Pem {
+        what: "private key",
+        path: "tlsPrivateKeyFile".into(),
+        message: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let builder = match &cfg.client_ca_pem {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                let c = c.map_err(|e| ServerError::Pem {
+                    what: "client CA",
+                    path: "clientCAFile".into(),
+                    message: e.to_string(),
+                })?;
+                roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
+            }
+            // Clients without a certificate may still present a token.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut tls = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+pub fn router(
+    host: Arc<dyn HostInterface>,
+    authn: Arc<Authenticator>,
+    authz: Arc<Authorizer>,
+) -> Router {
+    let state = AppState { host, authn, authz };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/pods", get(pods))
+        .route("/pods/", get(pods))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// The most header bytes a request may carry (hyper bounds its read buffer too).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large",
+        )
+            .into_response();
+    }
+    let peer = req.extensions().get::<Peer>().and_then(|p| p.0.clone());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(user) = st.authn.authenticate(peer.as_ref(), authorization).await else {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    };
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let attrs = attributes(
+        req.method().as_str(),
+        req.uri().path(),
+        upgrade,
+        &st.host.node_name(),
+    );
+    if !st.authz.allowed(&user, &attrs).await {
+        let msg = format!(
+            "Forbidden (user={}, verb={}, resource={}, subresource={})",
+            user.name, attrs.verb, attrs.resource, attrs.subresource
+        );
+        return (StatusCode::FORBIDDEN, msg).into_response();
+    }
+    next.run(req).await
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match st.host.healthz() {
+        Ok(()) => "ok".into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("[-]{e}\nhealthz check failed"),
+        )
+            .into_response(),
+    }
+}
+
+async fn pods(State(st): State<AppState>) -> Response {
+    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": st.host.pods().await});
+    let mut r = list.to_string().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// DNS-1123 subdomain: what a namespace, pod or container name can be.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+async fn container_logs(
+    State(st): State<AppState>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(opts): Query<LogOptions>,
+) -> Result<Response, HostError> {
+    for (what, v) in [("namespace", &ns), ("pod", &pod), ("container", &container)] {
+        if !valid_name(v) {
+            return Err(HostError::bad_request(format!("invalid {what} name {v:?}")));
+        }
+    }
+    opts.validate().map_err(HostError::bad_request)?;
+    let path = st
+        .host
+        .log_path(&ns, &pod, &container, opts.previous == Some(true))
+        .await?;
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        HostError::not_found(format!("failed to open log file {:?}: {e}", path.display()))
+    })?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .await
+        .map_err(|e| HostError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        })?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let first = render(&parse(&text), &opts, now);
+    let content_type = [(header::CONTENT_TYPE, "text/plain")];
+    if opts.follow != Some(true) {
+        return Ok((content_type, first).into_response());
+    }
+    // Follow: stream what is appended until the container stops or the client goes away.
+    let consumed = text.rfind('\n').map_or(0, |i| i + 1) as u64;
+    let timestamps = opts.timestamps == Some(true);
+    let stream = futures::stream::unfold(
+        (file, consumed, Some(first), false),
+        move |(mut f, mut pos, first, done)| {
+            let st = st.clone();
+            let (ns, pod, container) = (ns.clone(), pod.clone(), container.clone());
+            async move {
+                if let Some(first) = first {
+                    return Some((Ok::<_, std::io::Error>(first), (f, pos, None, false)));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if f.seek(std::io::SeekFrom::Start(pos)).await.is_err() {
+                        return None;
+                    }
+                    let mut buf = String::new();
+                    if f.read_to_string(&mut buf).await.is_err() {
+                        return None;
+                    }
+                    let complete = buf.rfind('\n').map_or(0, |i| i + 1);
+                    if complete > 0 {
+                        pos += complete as u64;
+                        let o = LogOptions {
+                            timestamps: Some(timestamps),
+                            ..Default::default()
+                        };
+                        return Some((
+                            Ok(render(
+                                &parse(&buf[..complete]),
+                                &o,
+                                k8s_openapi::jiff::Timestamp::now(),
+                            )),
+                            (f, pos, None, false),
+                        ));
+                    }
+                    if !st.host.container_running(&ns, &pod, &container).await {
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Ok((content_type, Body::from_stream(stream)).into_response())
+}
+
+/// Serves until cancelled. Handshakes and request heads are bounded in time and size, so a
+/// slow or hostile client holds a connection but never the server.
+/// A bound listener with its TLS settings, so that start-up can fail with a clear error
+/// before anything is served.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("listener", &self.listener)
+            .finish()
+    }
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+pub async fn bind(cfg: &ServerConfig) -> Result<Bound, ServerError> {
+    let tls = tls_config(cfg)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: cfg.addr,
+            source,
+        })?;
+    Ok(Bound { listener, acceptor })
+}
+
+pub async fn serve(
+    bound: Bound,
+    host: Arc<dyn HostInterface>,
+    authn: Arc<Authenticator>,
+    authz: Arc<Authorizer>,
+    cancel: CancellationToken,
+) {
+    let Bound { listener, acceptor } = bound;
+    let app = router(host, authn, authz);
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let cancel = cancel.clone();
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_cert(c));
+            let peer = Peer(user);
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                app.clone().oneshot(req.map(Body::new))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .with_upgrades();
+            tokio::select! {
+                r = conn => if let Err(e) = r { debug!(%remote, error = %e, "connection ended with an error") },
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("kube-system") && valid_name("web-0") && valid_name("a.b"));
+        for bad in ["", "..", "a/b", "../etc", "A", "-a", "a..b", "a%2Fb"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}
