@@ -236,6 +236,8 @@ pub struct KubeletConfiguration {
     pub event_record_qps: f64,
     #[serde(default = "default_burst")]
     pub event_burst: u32,
+    #[serde(default)]
+    pub allowed_unsafe_sysctls: Vec<String>,
 }
 
 fn default_port() -> u16 {
@@ -302,6 +304,7 @@ impl Default for KubeletConfiguration {
             node_status_max_images: default_max_images(),
             event_record_qps: default_qps(),
             event_burst: default_burst(),
+            allowed_unsafe_sysctls: vec![],
         }
     }
 }
@@ -432,6 +435,7 @@ const SUPPORTED: &[&str] = &[
     "nodeStatusMaxImages",
     "eventRecordQPS",
     "eventBurst",
+    "allowedUnsafeSysctls",
 ];
 
 /// The parsed file plus what the operator should be told about it.

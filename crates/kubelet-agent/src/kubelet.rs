@@ -339,6 +339,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             clock: clock.clone(),
             resync: cfg.sync_frequency,
             prober: prober.clone(),
+            allowed_unsafe_sysctls: cfg.allowed_unsafe_sysctls.clone(),
         }),
         workers_cancel.clone(),
     );

@@ -345,7 +345,15 @@ impl RuntimeManager {
             hostname: if host_network {
                 String::new()
             } else {
-                pod_hostname(pod)
+                // An over-long FQDN is refused before the sandbox is made (sync_pod).
+                kubelet_core::admission::fqdn_hostname(
+                    pod,
+                    &pod_hostname(pod),
+                    &self.cfg.cluster_domain,
+                )
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| pod_hostname(pod))
             },
             log_directory: pod_log_dir(&self.cfg.pod_logs_root, &r)
                 .to_string_lossy()
@@ -1096,6 +1104,16 @@ impl RuntimeManager {
             let dir = pod_log_dir(&self.cfg.pod_logs_root, &r);
             if let Err(e) = tokio::fs::create_dir_all(&dir).await {
                 res.error = Some(format!("creating pod log directory {}: {e}", dir.display()));
+                return res;
+            }
+            if let Err(e) = kubelet_core::admission::fqdn_hostname(
+                pod,
+                &pod_hostname(pod),
+                &self.cfg.cluster_domain,
+            ) {
+                let msg = format!("Failed to create pod sandbox: {e}");
+                self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
+                res.error = Some(msg);
                 return res;
             }
             if let Err(e) = self.ensure_pod_cgroup(pod) {

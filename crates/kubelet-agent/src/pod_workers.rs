@@ -26,6 +26,8 @@ pub struct WorkerDeps {
     /// Upstream's syncFrequency: every pod is re-checked at least this often.
     pub resync: Duration,
     pub prober: crate::prober::ProbeManager,
+    /// allowedUnsafeSysctls from the config.
+    pub allowed_unsafe_sysctls: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +255,23 @@ impl PodWorkers {
         let terminal = self
             .phase(pod)
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        // Admission: a pod the node must not run is failed, never started (upstream rejectPod).
+        let never_ran = rt.containers.is_empty() && rt.sandboxes.is_empty();
+        if !terminal
+            && never_ran
+            && let Err((reason, message)) =
+                kubelet_core::admission::admit_sysctls(pod, &deps.allowed_unsafe_sysctls)
+        {
+            deps.runtime.recorder.emit(
+                crate::events::pod_ref(pod, None),
+                crate::events::WARNING,
+                &reason,
+                message.clone(),
+            );
+            let message = format!("Pod {message}");
+            self.report(pod, &rt, &SyncResult::default(), Some((&reason, &message)));
+            return Ok(Step::Wait(deps.resync));
+        }
         let start = deps
             .status
             .cached(&r.uid)

@@ -5,6 +5,7 @@
 //! `status.Generate*Condition`, `qos.GetPodQOS`, `flowcontrol.Backoff`) unit-testable.
 
 pub mod actions;
+pub mod admission;
 pub mod backoff;
 pub mod dns;
 pub mod envvars;

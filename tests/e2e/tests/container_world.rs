@@ -280,3 +280,41 @@ async fn oom_killed() {
     assert_eq!(t["exitCode"], 137);
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn unsafe_sysctl_is_refused_and_fqdn_hostname() {
+    let ns = TestNs::new("admit").await;
+    let mut pod = ns.pod("sysctl", "Never", json!([sh("true")]));
+    pod.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(
+            json!({"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}),
+        )
+        .unwrap(),
+    );
+    ns.create(&pod).await;
+    let p = ns
+        .wait_pod("sysctl", Duration::from_secs(15), |p| phase(p) == "Failed")
+        .await;
+    let s = p.status.unwrap();
+    assert_eq!(s.reason.as_deref(), Some("SysctlForbidden"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("Pod forbidden sysctl: \"net.core.somaxconn\" not whitelisted")
+    );
+
+    let mut pod = ns.pod(
+        "fqdn",
+        "Never",
+        json!([sh("hostname > /dev/termination-log")]),
+    );
+    let spec = pod.spec.as_mut().unwrap();
+    spec.subdomain = Some("sub".into());
+    spec.set_hostname_as_fqdn = Some(true);
+    ns.create(&pod).await;
+    let out = report(&ns, "fqdn").await;
+    assert_eq!(
+        out.trim(),
+        format!("fqdn.sub.{}.svc.cluster.local", ns.name)
+    );
+    ns.cleanup().await;
+}
