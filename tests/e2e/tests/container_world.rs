@@ -163,7 +163,7 @@ async fn identity_and_privileges() {
     let mut pod = ns.pod("p", "Never", json!([c]));
     pod.spec.as_mut().unwrap().security_context = Some(
         serde_json::from_value(
-            json!({"runAsGroup": 3000, "fsGroup": 2000, "supplementalGroups": [4000]}),
+            json!({"runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000, "supplementalGroups": [4000]}),
         )
         .unwrap(),
     );
