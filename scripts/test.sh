@@ -42,4 +42,8 @@ left=$(ctr_ containers ls -q | while read -r id; do
   ctr_ containers info "$id" 2>/dev/null | grep -o '"io.kubernetes.pod.namespace": "e2e-[^"]*"' || true
 done | sort -u)
 if [ -n "$left" ]; then echo "e2e pods left in the runtime: $left" >&2; exit 1; fi
+"$here/kubelet.sh" stop
+# The side-by-side benchmark must not rot: a 1-pod smoke run of each kubelet (not timed here).
+log "benchmark smoke run"
+KRS_BENCH_IN_TEST=1 "$here/bench.sh" --smoke --no-plot --out "${TMPDIR:-/tmp}/kubelet-bench-smoke.json"
 log "all tests passed"

@@ -5,7 +5,8 @@
 #        upstream-kubelet.sh [DIR] stop  stop it by its recorded pid
 #   pid $KRS_RUN/upstream-kubelet.pid   log /var/log/kubelet-rs/upstream-kubelet.log
 #   root dir $KRS_STATE/upstream-kubelet
-# Extra kubelet flags may be passed in KUBELET_ARGS (e.g. "--kube-api-qps=50 --v=2").
+# Extra kubelet flags may be passed in KUBELET_ARGS (e.g. "--kube-api-qps=50 --v=2");
+# KRS_KUBELET_CONFIG names another KubeletConfiguration file (default DIR/kubelet-config.yaml).
 # No --node-ip: the kubelet refuses a loopback one. It reports eth0's address as InternalIP and
 # $NODE_NAME (127.0.0.1 in /etc/hosts) as Hostname, which the apiserver prefers for logs/exec.
 # --containerd points cadvisor (built into the kubelet) at our socket instead of /run/containerd.
@@ -14,6 +15,7 @@ set -euo pipefail
 DIR=$CLUSTER_DIR action=start
 for a in "$@"; do case "$a" in start|stop) action=$a ;; *) DIR=$a ;; esac; done
 DIR=$(realpath -m "$DIR")
+CONFIG=${KRS_KUBELET_CONFIG:-$DIR/kubelet-config.yaml}
 PIDFILE=$KRS_RUN/upstream-kubelet.pid LOG=/var/log/kubelet-rs/upstream-kubelet.log
 ROOT=$KRS_STATE/upstream-kubelet
 fail() { echo "upstream-kubelet: $*" >&2; exit 1; }
@@ -34,11 +36,11 @@ fi
 if p=$(running); then log "upstream kubelet already running (pid $p)"; exit 0; fi
 [ -x "$K8S_BIN/kubelet" ] || fail "$K8S_BIN/kubelet missing; run scripts/build-k8s.sh"
 containerd_up || fail "containerd does not answer on $CONTAINERD_SOCK; run scripts/runtime-up.sh"
-for f in "$DIR/node-$NODE_NAME.kubeconfig" "$DIR/kubelet-config.yaml"; do
+for f in "$DIR/node-$NODE_NAME.kubeconfig" "$CONFIG"; do
   [ -s "$f" ] || fail "$f missing; run scripts/cluster-up.sh $DIR"
 done
-grep -qF "node-$NODE_NAME-serving.crt" "$DIR/kubelet-config.yaml" \
-  || fail "$DIR/kubelet-config.yaml is not for node $NODE_NAME; run NODE_NAME=$NODE_NAME scripts/cluster-up.sh $DIR"
+grep -qF "node-$NODE_NAME-serving.crt" "$CONFIG" \
+  || fail "$CONFIG is not for node $NODE_NAME; run NODE_NAME=$NODE_NAME scripts/cluster-up.sh $DIR"
 kubectl --kubeconfig "$DIR/admin.kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1 \
   || fail "the apiserver of $DIR does not answer; run scripts/cluster-up.sh $DIR"
 if p=$(cat "$KRS_RUN/kubelet-rs.pid" 2>/dev/null) && [ -n "$p" ] && ! pid_gone "$p"; then
@@ -50,7 +52,7 @@ fi
 mkdir -p "$ROOT" "$(dirname "$LOG")" "$KRS_RUN"
 # shellcheck disable=SC2086 # KUBELET_ARGS is a list of flags
 setsid "$K8S_BIN/kubelet" \
-  --kubeconfig="$DIR/node-$NODE_NAME.kubeconfig" --config="$DIR/kubelet-config.yaml" \
+  --kubeconfig="$DIR/node-$NODE_NAME.kubeconfig" --config="$CONFIG" \
   --hostname-override="$NODE_NAME" --root-dir="$ROOT" \
   --container-runtime=remote --container-runtime-endpoint="unix://$CONTAINERD_SOCK" \
   --containerd="$CONTAINERD_SOCK" \

@@ -515,9 +515,11 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     workers_cancel.cancel();
     workers.shutdown().await;
     prober.shutdown().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    // Give the tasks a moment to finish what they are sending, then stop the rest.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    tasks.shutdown().await;
     Ok(())
 }

@@ -125,7 +125,12 @@ impl LeaseController {
                     self.renew_interval()
                 }
                 Err(e) => {
-                    warn!(error = %e, "renewing node lease failed");
+                    // Before the Node exists there is nothing to own the lease yet.
+                    if is_status(&e, 404) {
+                        debug!(error = %e, "node lease not created yet");
+                    } else {
+                        warn!(error = %e, "renewing node lease failed");
+                    }
                     let d = delay;
                     delay = (delay * 2).min(Duration::from_secs(7));
                     d

@@ -91,13 +91,26 @@ impl Pleg {
                     let id = match &ev {
                         RuntimeEvent::Started { container_id } | RuntimeEvent::Exited { container_id, .. } | RuntimeEvent::Oom { container_id } => container_id.clone(),
                     };
+                    if !owner.contains_key(&id) {
+                        // Not seen yet (e.g. a container we just created): relist now.
+                        match self.relist(&mut seen, &mut owner).await {
+                            Ok(()) => self.health.mark(),
+                            Err(e) => warn!(error = %e, "relist failed"),
+                        }
+                    }
                     match owner.get(&id) {
                         Some(uid) => {
                             debug!(?ev, %uid, "runtime event");
-                            self.workers.kick(uid);
+                            match ev {
+                                // containerd's CRI plugin records an exit a moment after the
+                                // event goes out: wake the worker once CRI shows it.
+                                RuntimeEvent::Exited { .. } => {
+                                    tokio::spawn(kick_when_exited(self.runtime.clone(), self.workers.clone(), id.clone(), uid.clone()));
+                                }
+                                _ => self.workers.kick(uid),
+                            }
                         }
-                        // Not seen yet (e.g. a container we just created): relist now.
-                        None => next = Instant::now(),
+                        None => debug!(?ev, "event for a container of no pod"),
                     }
                 }
                 _ = tokio::time::sleep_until(next) => {
@@ -166,6 +179,27 @@ impl Pleg {
         *seen = now;
         Ok(())
     }
+}
+
+/// Waits (briefly, bounded) until CRI reports the container as no longer running, then wakes
+/// the pod's worker.
+async fn kick_when_exited(
+    runtime: Arc<RuntimeManager>,
+    workers: PodWorkers,
+    container_id: String,
+    uid: String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut delay = Duration::from_millis(5);
+    while Instant::now() < deadline {
+        match runtime.rt.container_status(&container_id).await {
+            Ok(s) if s.state == kubelet_cri::api::ContainerState::ContainerRunning as i32 => {}
+            _ => break,
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+    workers.kick(&uid);
 }
 
 fn orphan(r: &PodRef) -> Pod {

@@ -67,7 +67,8 @@ impl StatusManager {
         let r = PodRef::of(pod);
         let mut g = self.lock();
         let e = g.entries.entry(r.uid.clone()).or_default();
-        if e.status.as_ref() == Some(&status) && e.pod.is_some() {
+        // Once deleted (or gone), nothing more is sent for this pod.
+        if e.deleted || e.status.as_ref() == Some(&status) && e.pod.is_some() {
             return;
         }
         e.pod = Some(r.clone());
@@ -174,8 +175,12 @@ impl StatusManager {
         let mut g = self.lock();
         g.in_flight.remove(uid);
         match outcome {
+            // Keep a tombstone until the watch reports the pod gone (`forget`), so late
+            // updates from the worker are not sent to a deleted object.
             Outcome::Gone => {
-                g.entries.remove(uid);
+                if let Some(e) = g.entries.get_mut(uid) {
+                    e.deleted = true;
+                }
                 g.dirty.remove(uid);
             }
             Outcome::Done { deleted } => {
