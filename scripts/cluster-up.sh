@@ -151,7 +151,11 @@ ensure() { # $1 name, $2 readiness check, $3 seconds, then the command line
   fi
   local deadline=$((SECONDS + secs))
   until $check >/dev/null 2>&1; do
-    alive "$name" "$prog" || { tail -15 "logs/$name.log" >&2; fail "$name exited; log: $DIR/logs/$name.log"; }
+    # Only a pid that is gone means it exited: right after the fork, the child may not have
+    # exec'd the program yet, and its command line still reads "bash".
+    if pid_gone "$(cat "$name.pid" 2>/dev/null || echo 0)"; then
+      tail -15 "logs/$name.log" >&2; fail "$name exited; log: $DIR/logs/$name.log"
+    fi
     [ $SECONDS -lt $deadline ] || { tail -15 "logs/$name.log" >&2; fail "$name not ready after ${secs}s; log: $DIR/logs/$name.log"; }
     sleep 0.3
   done
