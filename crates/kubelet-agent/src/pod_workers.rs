@@ -237,7 +237,10 @@ impl PodWorkers {
                 rt
             };
             deps.prober.remove_pod(&r.uid);
-            if !d.removed {
+            // Report the final states while the runtime still has them; once it is emptied, a
+            // fresh status would only show the containers as never created.
+            let has_runtime_state = !after.containers.is_empty() || !after.sandboxes.is_empty();
+            if !d.removed && has_runtime_state {
                 self.report(pod, &after, &SyncResult::default(), None);
             }
             deps.runtime
