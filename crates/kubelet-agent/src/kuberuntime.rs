@@ -1257,7 +1257,8 @@ impl RuntimeManager {
                     .unwrap_or(false)
             })
         });
-        let pod_ip_for_hosts = pod_ip.clone();
+        // Read once: /etc/hosts, the env and the postStart hook all use it.
+        let known_pod_ip = pod_ip.clone();
         let env = match self.container_env(pod, c, pod_ip).await {
             Ok(env) => env,
             Err(msg) => {
@@ -1299,7 +1300,7 @@ impl RuntimeManager {
             .into_iter()
             .collect();
         if kubelet_core::hosts::mounts_hosts_file(c)
-            && let Some(m) = self.hosts_mount(pod, pod_ip_for_hosts.as_deref()).await
+            && let Some(m) = self.hosts_mount(pod, known_pod_ip.as_deref()).await
         {
             mounts.push(m);
         }
@@ -1352,16 +1353,12 @@ impl RuntimeManager {
             format!("Started container {}", c.name),
         );
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let ip = match self.rt.pod_sandbox_status(sandbox_id).await {
-                Ok(s) => s.network.map(|n| n.ip),
-                Err(_) => None,
-            };
             let run = crate::lifecycle::run(
                 self.rt.as_ref(),
                 pod,
                 c,
                 &id,
-                ip.as_deref(),
+                known_pod_ip.as_deref(),
                 hook,
                 POST_START_TIMEOUT,
             );
