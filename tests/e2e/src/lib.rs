@@ -172,6 +172,19 @@ impl TestNs {
         }
     }
 
+    /// Waits until the pod's first container waits for `reason`; returns its waiting message.
+    pub async fn wait_waiting(&self, name: &str, reason: &str, timeout: Duration) -> String {
+        let p = self
+            .wait_pod(name, timeout, |p| {
+                waiting_reason(p, 0).as_deref() == Some(reason)
+            })
+            .await;
+        container_state(&p, 0)["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Waits until the pod object is gone.
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let cond =

@@ -6,7 +6,7 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
-use kubelet_e2e::{TestNs, container_state, phase, waiting_reason};
+use kubelet_e2e::{TestNs, container_state, phase};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -98,15 +98,10 @@ async fn missing_config_map_waits_then_starts() {
     ns.create(&ns.pod("p", "Never", json!([c]))).await;
     ns.create(&ns.pod("neighbour", "Never", json!([sh("true")])))
         .await;
-    let p = ns
-        .wait_pod("p", Duration::from_secs(15), |p| {
-            waiting_reason(p, 0).as_deref() == Some("CreateContainerConfigError")
-        })
+    let msg = ns
+        .wait_waiting("p", "CreateContainerConfigError", Duration::from_secs(15))
         .await;
-    assert_eq!(
-        container_state(&p, 0)["waiting"]["message"],
-        "configmaps \"later\" not found"
-    );
+    assert_eq!(msg, "configmaps \"later\" not found");
     ns.wait_pod("neighbour", Duration::from_secs(15), |p| {
         phase(p) == "Succeeded"
     })
@@ -186,15 +181,9 @@ async fn run_as_non_root_refuses_a_root_image() {
     let mut c = sh("true");
     c["securityContext"] = json!({"runAsNonRoot": true});
     ns.create(&ns.pod("p", "Never", json!([c]))).await;
-    let p = ns
-        .wait_pod("p", Duration::from_secs(15), |p| {
-            waiting_reason(p, 0).as_deref() == Some("CreateContainerConfigError")
-        })
+    let msg = ns
+        .wait_waiting("p", "CreateContainerConfigError", Duration::from_secs(15))
         .await;
-    let msg = container_state(&p, 0)["waiting"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert!(
         msg.starts_with("container has runAsNonRoot and image will run as root (pod: \"p_"),
         "{msg}"

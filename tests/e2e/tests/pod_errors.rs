@@ -36,15 +36,10 @@ async fn unpullable_image_backs_off() {
         waiting_reason(p, 0).as_deref() == Some("ErrImagePull")
     })
     .await;
-    let p = ns
-        .wait_pod("p", Duration::from_secs(20), |p| {
-            waiting_reason(p, 0).as_deref() == Some("ImagePullBackOff")
-        })
+    let msg = ns
+        .wait_waiting("p", "ImagePullBackOff", Duration::from_secs(20))
         .await;
-    assert_eq!(
-        container_state(&p, 0)["waiting"]["message"],
-        "Back-off pulling image \"127.0.0.1:1/nothing:1\""
-    );
+    assert_eq!(msg, "Back-off pulling image \"127.0.0.1:1/nothing:1\"");
     ns.cleanup().await;
 }
 
@@ -54,15 +49,9 @@ async fn invalid_image_name() {
     let c =
         json!([{"name": "main", "image": "Not/A/Valid:Name", "imagePullPolicy": "IfNotPresent"}]);
     ns.create(&ns.pod("p", "Always", c)).await;
-    let p = ns
-        .wait_pod("p", Duration::from_secs(15), |p| {
-            waiting_reason(p, 0).as_deref() == Some("InvalidImageName")
-        })
+    let msg = ns
+        .wait_waiting("p", "InvalidImageName", Duration::from_secs(15))
         .await;
-    let msg = container_state(&p, 0)["waiting"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert!(
         msg.starts_with("Failed to apply default image tag \"Not/A/Valid:Name\""),
         "{msg}"
