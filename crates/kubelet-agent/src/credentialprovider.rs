@@ -247,6 +247,20 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
     async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {
         Ok(vec![])
     }
+
+    /// A token for the service account, bound to the pod (TokenRequest): the token and when
+    /// it expires (Unix seconds).
+    async fn request_token(
+        &self,
+        _namespace: &str,
+        _service_account: &str,
+        _audience: Option<&str>,
+        _expiration_seconds: i64,
+        _pod_name: &str,
+        _pod_uid: &str,
+    ) -> Result<(String, i64), String> {
+        Err("no API server".into())
+    }
 }
 
 #[derive(Clone)]
@@ -320,6 +334,47 @@ impl SecretSource for ApiSecrets {
             .iter()
             .map(|s| (**s).clone())
             .collect())
+    }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, i64), String> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
+        };
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                expiration_seconds: Some(expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(pod_name.into()),
+                    uid: Some(pod_uid.into()),
+                }),
+            },
+            ..Default::default()
+        };
+        self.api.limiter.acquire().await;
+        let a: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(self.api.client.clone(), namespace);
+        let got: TokenRequest = a
+            .create_subresource("token", service_account, &Default::default(), &req)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) => s.message.clone(),
+                e => e.to_string(),
+            })?;
+        let status = got
+            .status
+            .ok_or_else(|| "the token request came back without a token".to_string())?;
+        Ok((status.token, status.expiration_timestamp.0.as_second()))
     }
 }
 

@@ -266,6 +266,55 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let status = StatusManager::new(api.clone());
     tasks.spawn(status.clone().run(cancel.child_token()));
 
+    let secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>> = api.as_ref().map(|a| {
+        // Services for the containers' environment, from one watch on all of them.
+        let (store, writer) = kube::runtime::reflector::store();
+        let services = kube::runtime::reflector::reflector(
+            writer,
+            kube::runtime::watcher(
+                kube::Api::<k8s_openapi::api::core::v1::Service>::all(a.client.clone()),
+                Default::default(),
+            ),
+        );
+        let stop = cancel.child_token();
+        tasks.spawn(async move {
+            use futures::StreamExt;
+            let mut s = std::pin::pin!(services);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    item = s.next() => match item {
+                        None => return,
+                        Some(Err(e)) => {
+                            warn!(error = %e, "service watch failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+        });
+        Arc::new(crate::credentialprovider::ApiSecrets {
+            api: a.clone(),
+            services: store,
+        }) as Arc<dyn crate::credentialprovider::SecretSource>
+    });
+    let allocatable: std::collections::BTreeMap<String, String> = [
+        ("cpu".to_string(), machine.num_cpus.to_string()),
+        ("memory".to_string(), machine.memory_bytes.to_string()),
+    ]
+    .into();
+    let mut volumes = crate::volume_manager::VolumeManager::new(
+        root_dir.clone(),
+        Arc::new(kubelet_host::mount::RealMounter),
+        secrets.clone(),
+        recorder.clone(),
+        clock.clone(),
+    );
+    volumes.allocatable = allocatable.clone();
+    volumes.host_ip = node_ip.map(|i| i.to_string()).unwrap_or_default();
+    volumes.prepare_root();
+    let volumes = Arc::new(volumes);
     let runtime = Arc::new(RuntimeManager {
         rt: rt.clone(),
         runtime_name,
@@ -278,50 +327,15 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             pod_pids_limit: cfg.pod_pids_limit,
             root_dir: root_dir.clone(),
             host_ip: node_ip.map(|i| i.to_string()),
-            allocatable: [
-                ("cpu".to_string(), machine.num_cpus.to_string()),
-                ("memory".to_string(), machine.memory_bytes.to_string()),
-            ]
-            .into(),
+            allocatable,
             systemd_cgroups: cfg.cgroup_driver == crate::config::CgroupDriver::Systemd,
         },
         recorder,
         clock: clock.clone(),
-        secrets: api.as_ref().map(|a| {
-            // Services for the containers' environment, from one watch on all of them.
-            let (store, writer) = kube::runtime::reflector::store();
-            let services = kube::runtime::reflector::reflector(
-                writer,
-                kube::runtime::watcher(
-                    kube::Api::<k8s_openapi::api::core::v1::Service>::all(a.client.clone()),
-                    Default::default(),
-                ),
-            );
-            let stop = cancel.child_token();
-            tasks.spawn(async move {
-                use futures::StreamExt;
-                let mut s = std::pin::pin!(services);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        item = s.next() => match item {
-                            None => return,
-                            Some(Err(e)) => {
-                                warn!(error = %e, "service watch failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                            Some(Ok(_)) => {}
-                        },
-                    }
-                }
-            });
-            Arc::new(crate::credentialprovider::ApiSecrets {
-                api: a.clone(),
-                services: store,
-            }) as Arc<dyn crate::credentialprovider::SecretSource>
-        }),
+        secrets,
         cgroups: Some(cgroups.clone()),
         exited: Default::default(),
+        volumes: volumes.clone(),
     });
     let workers_cancel = cancel.child_token();
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -365,6 +379,26 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         .run(cancel.child_token()),
     );
 
+    // Housekeeping: volumes and directories of pods the kubelet no longer knows.
+    {
+        let (workers, synced, volumes) = (workers.clone(), pods_synced.clone(), volumes.clone());
+        let stop = cancel.child_token();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(crate::volume_manager::HOUSEKEEPING_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if synced.load(std::sync::atomic::Ordering::Acquire) {
+                    let active: std::collections::HashSet<String> =
+                        workers.known().into_iter().collect();
+                    volumes.cleanup_orphans(&active);
+                }
+            }
+        });
+    }
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
     tasks.spawn(watch_runtime(
         rt.clone(),

@@ -62,6 +62,8 @@ pub struct RuntimeManager {
     pub secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>>,
     /// Statuses of exited containers, which never change: (pod UID, status) by container ID.
     pub exited: std::sync::Mutex<HashMap<String, (String, ContainerStatus)>>,
+    /// The pods' volumes: set up by the pod worker, mounted into containers here.
+    pub volumes: Arc<crate::volume_manager::VolumeManager>,
 }
 
 /// Upstream reads at most this much of a termination message file.
@@ -107,6 +109,8 @@ pub struct WorkerState {
     pub image_backoff: Backoff<String>,
     /// Why containers could not start in the last sync (upstream's reason cache).
     pub last_failures: HashMap<String, StartFailure>,
+    /// When the pod's volumes were last set up or refreshed.
+    pub volumes_synced: Option<Instant>,
 }
 
 impl Default for WorkerState {
@@ -115,6 +119,7 @@ impl Default for WorkerState {
             crash_backoff: Backoff::crash_loop(),
             image_backoff: Backoff::crash_loop(),
             last_failures: HashMap::new(),
+            volumes_synced: None,
         }
     }
 }
@@ -1299,6 +1304,20 @@ impl RuntimeManager {
             .await
             .into_iter()
             .collect();
+        match self.volumes.container_mounts(pod, c, &env.vars) {
+            Ok(m) => mounts.extend(m),
+            Err(msg) => {
+                self.step_failed(
+                    pod,
+                    c,
+                    res,
+                    "CreateContainerConfigError",
+                    msg,
+                    Duration::from_secs(5),
+                );
+                return false;
+            }
+        }
         if kubelet_core::hosts::mounts_hosts_file(c)
             && let Some(m) = self.hosts_mount(pod, known_pod_ip.as_deref()).await
         {
@@ -1634,6 +1653,13 @@ mod tests {
             secrets: None,
             cgroups: Some(Arc::new(kubelet_host::cgroups::FakeCgroups::default())),
             exited: Default::default(),
+            volumes: Arc::new(crate::volume_manager::VolumeManager::new(
+                logs.join("root"),
+                Arc::new(kubelet_host::mount::FakeMounter::default()),
+                None,
+                Recorder::disabled(),
+                Arc::new(SystemClock),
+            )),
         }
     }
 

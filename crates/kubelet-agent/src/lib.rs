@@ -21,3 +21,4 @@ pub mod prober;
 pub mod security_context;
 pub mod server;
 pub mod status_manager;
+pub mod volume_manager;

@@ -247,6 +247,8 @@ impl PodWorkers {
                 .remove_pod(&r, &after)
                 .await
                 .map_err(|e| e.to_string())?;
+            // The final delete waits for the volumes, as upstream's PodResourcesAreReclaimed.
+            deps.runtime.volumes.unmount_pod(&r.uid)?;
             if d.removed {
                 deps.status.forget(&r.uid);
                 return Ok(Step::Done);
@@ -310,6 +312,8 @@ impl PodWorkers {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            // A finished pod needs its volumes no more.
+            deps.runtime.volumes.unmount_pod(&r.uid)?;
             SyncResult {
                 changed: true,
                 ..Default::default()
@@ -324,6 +328,20 @@ impl PodWorkers {
                     ..Default::default()
                 };
                 self.report(pod, &rt, &cached, None);
+            }
+            // Volumes first: no container starts without them (upstream WaitForAttachAndMount).
+            // Set-up also refreshes their contents, so updates arrive within a resync.
+            // Refreshing reads the sources from the API server: at most about once a resync,
+            // not on every runtime event.
+            let refresh_due = ws
+                .volumes_synced
+                .is_none_or(|t| t.elapsed() >= deps.resync / 2);
+            if refresh_due {
+                if let Err(e) = deps.runtime.volumes.mount_pod(pod).await {
+                    self.report(pod, &rt, &SyncResult::default(), None);
+                    return Err(e);
+                }
+                ws.volumes_synced = Some(tokio::time::Instant::now());
             }
             let failed = |s: &kubelet_core::runtime::ContainerStatus| deps.prober.failed(&r.uid, s);
             let res = deps

@@ -138,7 +138,7 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
     out
 }
 
-fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, String> {
+pub fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, String> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| -> Option<String> {
@@ -166,7 +166,7 @@ fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, String
     })
 }
 
-fn resource_value(
+pub fn resource_value(
     c: &Container,
     resource: &str,
     divisor: Option<&str>,

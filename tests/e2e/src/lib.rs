@@ -126,7 +126,9 @@ impl TestNs {
             match self.pods().create(&PostParams::default(), pod).await {
                 Ok(p) => return p,
                 Err(kube::Error::Api(e))
-                    if e.message.contains("serviceaccount") && Instant::now() < deadline =>
+                    if (e.message.contains("serviceaccount")
+                        || e.message.contains("service account"))
+                        && Instant::now() < deadline =>
                 {
                     // Wait for the service account controller, on a watch.
                     let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
@@ -134,7 +136,10 @@ impl TestNs {
                     let cond = kube::runtime::wait::await_condition(
                         sas,
                         "default",
-                        |o: Option<&k8s_openapi::api::core::v1::ServiceAccount>| o.is_some(),
+                        // With its token secret, when the pod mounts it.
+                        |o: Option<&k8s_openapi::api::core::v1::ServiceAccount>| {
+                            o.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()))
+                        },
                     );
                     let _ = tokio::time::timeout(Duration::from_secs(10), cond).await;
                 }
@@ -193,6 +198,64 @@ impl TestNs {
             .await
             .unwrap_or_else(|_| panic!("pod {name} not gone within {timeout:?}"))
             .expect("wait");
+    }
+
+    /// Waits for an event of that reason about the pod (events are sent asynchronously).
+    pub async fn wait_event(
+        &self,
+        pod: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> k8s_openapi::api::core::v1::Event {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.name);
+        let cfg = watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
+        let mut stream = std::pin::pin!(watcher::watcher(api, cfg).applied_objects());
+        let found = tokio::time::timeout(timeout, async {
+            while let Some(e) = stream.try_next().await.unwrap() {
+                if e.reason.as_deref() == Some(reason) {
+                    return e;
+                }
+            }
+            panic!("event watch ended")
+        });
+        found
+            .await
+            .unwrap_or_else(|_| panic!("no {reason} event for {pod} within {timeout:?}"))
+    }
+
+    /// Runs `sh -c script` in the pod's running container through CRI; its stdout.
+    pub async fn exec(&self, pod: &str, container: &str, script: &str) -> String {
+        let p = self.pods().get(pod).await.expect("get pod");
+        let uid = p.metadata.uid.unwrap_or_default();
+        let rt = runtime();
+        let sel = HashMap::from([
+            ("io.kubernetes.pod.uid".to_string(), uid),
+            (
+                "io.kubernetes.container.name".to_string(),
+                container.to_string(),
+            ),
+        ]);
+        let cs = rt
+            .list_containers(Some(kubelet_cri::api::ContainerFilter {
+                label_selector: sel,
+                state: Some(kubelet_cri::api::ContainerStateValue {
+                    state: kubelet_cri::api::ContainerState::ContainerRunning as i32,
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("list containers");
+        let c = cs.first().expect("a running container");
+        let out = rt
+            .exec_sync(
+                &c.id,
+                vec!["sh".into(), "-c".into(), script.into()],
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("exec");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Deletes the namespace and waits for its pods to be gone from the runtime too.
@@ -256,4 +319,41 @@ pub fn condition(p: &Pod, kind: &str) -> Option<k8s_openapi::api::core::v1::PodC
         .iter()
         .find(|c| c.type_ == kind)
         .cloned()
+}
+
+/// The kubelet's --root-dir.
+pub fn kubelet_root() -> std::path::PathBuf {
+    std::env::var("KRS_KUBELET_ROOT")
+        .unwrap_or_else(|_| "/var/lib/kubelet-rs/kubelet".into())
+        .into()
+}
+
+/// Mount points on the host that belong to the pod (its volumes and subPaths).
+pub fn pod_mounts(uid: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.contains(uid))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `check` until it gives a value or `timeout` passes (for state with no watch, such
+/// as a file inside a container).
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

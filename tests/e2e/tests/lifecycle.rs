@@ -19,24 +19,8 @@ fn ts(v: &serde_json::Value) -> k8s_openapi::jiff::Timestamp {
     v.as_str().unwrap().parse().unwrap()
 }
 
-/// Waits for an event of that reason about the pod (events are sent asynchronously).
 async fn wait_event(ns: &TestNs, pod: &str, reason: &str, timeout: Duration) -> Event {
-    use futures::TryStreamExt;
-    use kube::runtime::{WatchStreamExt, watcher};
-    let api: Api<Event> = Api::namespaced(ns.client.clone(), &ns.name);
-    let cfg = watcher::Config::default().fields(&format!("involvedObject.name={pod}"));
-    let mut stream = std::pin::pin!(watcher::watcher(api, cfg).applied_objects());
-    let found = tokio::time::timeout(timeout, async {
-        while let Some(e) = stream.try_next().await.unwrap() {
-            if e.reason.as_deref() == Some(reason) {
-                return e;
-            }
-        }
-        panic!("event watch ended")
-    });
-    found
-        .await
-        .unwrap_or_else(|_| panic!("no {reason} event for {pod} within {timeout:?}"))
+    ns.wait_event(pod, reason, timeout).await
 }
 
 async fn events_for(ns: &TestNs, pod: &str) -> Vec<Event> {

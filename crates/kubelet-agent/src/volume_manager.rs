@@ -1,0 +1,721 @@
+//! Sets up a pod's volumes before its containers start and tears them down after it ends
+//! (upstream `pkg/kubelet/volumemanager` with the in-tree plugins of `pkg/volume`). The pod
+//! worker calls [`VolumeManager::mount_pod`] on every sync, which also refreshes the contents
+//! of configMap, secret, downwardAPI and projected volumes; [`VolumeManager::cleanup_orphans`]
+//! removes what is left of pods the kubelet no longer knows, also after a restart.
+
+use crate::credentialprovider::SecretSource;
+use crate::events::{Recorder, WARNING, pod_ref};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use kubelet_cri::api;
+use kubelet_host::mount::{Mounter, mount_points_under};
+use kubelet_volume::payload::{self, Fetched, Payload};
+use kubelet_volume::{
+    CONFIG_MAP, DOWNWARD_API, EMPTY_DIR, PROJECTED, SECRET, VolumeError, atomic_writer, hostpath,
+    subpath, volume_dir,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// A token is renewed once it is older than this share of its lifetime (upstream's 80 %),
+/// or older than a day.
+const TOKEN_RENEW_AT: f64 = 0.8;
+const TOKEN_MAX_AGE_SECS: i64 = 24 * 3600;
+/// ServiceAccountTokenProjection's default expirationSeconds.
+const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    namespace: String,
+    service_account: String,
+    audience: String,
+    seconds: i64,
+    pod_uid: String,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    token: String,
+    issued_unix: i64,
+    expires_unix: i64,
+}
+
+impl Token {
+    fn needs_renewal(&self, now_unix: i64) -> bool {
+        let ttl = (self.expires_unix - self.issued_unix).max(0) as f64;
+        let age = (now_unix - self.issued_unix) as f64;
+        now_unix >= self.expires_unix
+            || age > ttl * TOKEN_RENEW_AT
+            || age > TOKEN_MAX_AGE_SECS as f64
+    }
+}
+
+#[derive(Debug)]
+pub struct VolumeManager {
+    pub root_dir: PathBuf,
+    pub mounter: Arc<dyn Mounter>,
+    /// ConfigMaps, Secrets and tokens; `None` in standalone mode.
+    pub sources: Option<Arc<dyn SecretSource>>,
+    pub recorder: Recorder,
+    /// For the downward API: node allocatable (default limits) and the node IP.
+    pub allocatable: BTreeMap<String, String>,
+    pub host_ip: String,
+    pub clock: crate::clock::SharedClock,
+    tokens: Mutex<HashMap<TokenKey, Token>>,
+}
+
+fn volumes(pod: &Pod) -> &[Volume] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default()
+}
+
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok())
+}
+
+/// The plugin directory of a volume that lives under the pod directory; `None` for hostPath
+/// and for kinds this kubelet does not support.
+fn plugin_of(v: &Volume) -> Option<&'static str> {
+    if v.empty_dir.is_some() {
+        Some(EMPTY_DIR)
+    } else if v.config_map.is_some() {
+        Some(CONFIG_MAP)
+    } else if v.secret.is_some() {
+        Some(SECRET)
+    } else if v.downward_api.is_some() {
+        Some(DOWNWARD_API)
+    } else if v.projected.is_some() {
+        Some(PROJECTED)
+    } else {
+        None
+    }
+}
+
+/// The volume source's field name, for the message about an unsupported kind.
+fn kind_of(v: &Volume) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| {
+            j.as_object()
+                .and_then(|o| o.keys().find(|k| k.as_str() != "name").cloned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn propagation(m: Option<&str>) -> i32 {
+    match m {
+        Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer as i32,
+        Some("Bidirectional") => api::MountPropagation::PropagationBidirectional as i32,
+        _ => api::MountPropagation::PropagationPrivate as i32,
+    }
+}
+
+impl VolumeManager {
+    pub fn new(
+        root_dir: PathBuf,
+        mounter: Arc<dyn Mounter>,
+        sources: Option<Arc<dyn SecretSource>>,
+        recorder: Recorder,
+        clock: crate::clock::SharedClock,
+    ) -> Self {
+        VolumeManager {
+            root_dir,
+            mounter,
+            sources,
+            recorder,
+            allocatable: BTreeMap::new(),
+            host_ip: String::new(),
+            clock,
+            tokens: Mutex::default(),
+        }
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root_dir.join("pods").join(uid)
+    }
+
+    /// Where the volume is on the host.
+    pub fn host_path(&self, pod: &Pod, v: &Volume) -> Option<PathBuf> {
+        if let Some(h) = &v.host_path {
+            return Some(PathBuf::from(&h.path));
+        }
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        plugin_of(v).map(|p| volume_dir(&self.root_dir, uid, p, &v.name))
+    }
+
+    /// Sets up (or refreshes) every volume of the pod. Each failure is a `FailedMount` event;
+    /// `Err` names the volumes not ready, and the containers must not start.
+    pub async fn mount_pod(&self, pod: &Pod) -> Result<(), String> {
+        let vols = volumes(pod);
+        if vols.is_empty() {
+            return Ok(());
+        }
+        let mounted: HashSet<PathBuf> = self
+            .mounter
+            .mount_points()
+            .map_err(|e| format!("reading the mount table: {e}"))?
+            .into_iter()
+            .collect();
+        let mut failed = vec![];
+        for v in vols {
+            // A volume set up before keeps serving its old contents when a refresh fails.
+            let was_set_up = self.host_path(pod, v).is_some_and(|d| {
+                v.host_path.is_none() && std::fs::symlink_metadata(d.join("..data")).is_ok()
+            });
+            if let Err(e) = self.set_up(pod, v, &mounted).await {
+                debug!(volume = %v.name, error = %e, "volume set-up failed");
+                self.recorder.emit(
+                    pod_ref(pod, None),
+                    WARNING,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name),
+                );
+                if !was_set_up {
+                    failed.push(v.name.clone());
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unmounted volumes=[{}]", failed.join(" ")))
+        }
+    }
+
+    async fn set_up(
+        &self,
+        pod: &Pod,
+        v: &Volume,
+        mounted: &HashSet<PathBuf>,
+    ) -> Result<(), VolumeError> {
+        if let Some(h) = &v.host_path {
+            return hostpath::check_type(Path::new(&h.path), h.type_.as_deref());
+        }
+        let Some(dir) = self.host_path(pod, v) else {
+            return Err(VolumeError::Invalid(format!(
+                "volume plugin for {:?} is not supported by this kubelet",
+                kind_of(v)
+            )));
+        };
+        let fresh = !dir.exists();
+        if fresh {
+            std::fs::create_dir_all(&dir).map_err(VolumeError::io("creating", &dir))?;
+        }
+        let gid = fs_group(pod);
+        if let Some(e) = &v.empty_dir {
+            let memory = e.medium.as_deref() == Some("Memory");
+            if memory && !mounted.contains(&dir) {
+                let size = e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| kubelet_core::quantity::parse_milli(&q.0).ok())
+                    .map(|m| (m / 1000).max(0) as u64)
+                    .filter(|s| *s > 0);
+                self.mounter
+                    .mount_tmpfs(&dir, size)
+                    .map_err(VolumeError::io("mounting tmpfs at", &dir))?;
+            }
+            if fresh || (memory && !mounted.contains(&dir)) {
+                // Every user of the pod may write here (upstream's 0777).
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(VolumeError::io("chmod", &dir))?;
+                if let Some(g) = gid {
+                    atomic_writer::set_ownership(&dir, g, false)?;
+                }
+            }
+            return Ok(());
+        }
+        // Secrets, the downward API and projections never touch the disk (tmpfs).
+        let in_memory = v.config_map.is_none();
+        if in_memory && !mounted.contains(&dir) {
+            self.mounter
+                .mount_tmpfs(&dir, None)
+                .map_err(VolumeError::io("mounting tmpfs at", &dir))?;
+        }
+        let payload = self.payload(pod, v).await?;
+        let changed = atomic_writer::write(&dir, &payload, gid)?;
+        if changed {
+            debug!(volume = %v.name, files = payload.len(), "volume contents written");
+        }
+        Ok(())
+    }
+
+    fn env_sources(&self) -> kubelet_core::envvars::EnvSources {
+        kubelet_core::envvars::EnvSources {
+            allocatable: self.allocatable.clone(),
+            host_ip: self.host_ip.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn source(&self, kind: &str, ns: &str, name: &str) -> Result<&dyn SecretSource, VolumeError> {
+        self.sources.as_deref().ok_or_else(|| {
+            VolumeError::Invalid(format!(
+                "cannot get {kind} {ns}/{name}: no API server (standalone mode)"
+            ))
+        })
+    }
+
+    async fn payload(&self, pod: &Pod, v: &Volume) -> Result<Payload, VolumeError> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let inv = VolumeError::Invalid;
+        if let Some(c) = &v.config_map {
+            let obj = self
+                .source("configmap", ns, &c.name)?
+                .get_config_map(ns, &c.name)
+                .await
+                .map_err(inv)?;
+            return payload::config_map(
+                &c.name,
+                c.items.as_deref(),
+                c.default_mode,
+                c.optional == Some(true),
+                obj.as_ref(),
+            )
+            .map_err(inv);
+        }
+        if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            let obj = self
+                .source("secret", ns, &name)?
+                .get_secret(ns, &name)
+                .await
+                .map_err(inv)?;
+            return payload::secret(
+                &name,
+                s.items.as_deref(),
+                s.default_mode,
+                s.optional == Some(true),
+                obj.as_ref(),
+            )
+            .map_err(inv);
+        }
+        if let Some(d) = &v.downward_api {
+            return payload::downward_api(
+                pod,
+                d.items.as_deref().unwrap_or_default(),
+                d.default_mode,
+                &self.env_sources(),
+            )
+            .map_err(inv);
+        }
+        if let Some(p) = &v.projected {
+            let mut f = Fetched::default();
+            for (i, s) in p.sources.iter().flatten().enumerate() {
+                if let Some(c) = &s.config_map {
+                    let obj = self
+                        .source("configmap", ns, &c.name)?
+                        .get_config_map(ns, &c.name)
+                        .await
+                        .map_err(inv)?;
+                    f.config_maps.insert(c.name.clone(), obj);
+                } else if let Some(c) = &s.secret {
+                    let obj = self
+                        .source("secret", ns, &c.name)?
+                        .get_secret(ns, &c.name)
+                        .await
+                        .map_err(inv)?;
+                    f.secrets.insert(c.name.clone(), obj);
+                } else if let Some(t) = &s.service_account_token {
+                    let tok = self
+                        .token(pod, t.audience.as_deref(), t.expiration_seconds)
+                        .await?;
+                    f.tokens.insert(i, tok);
+                }
+            }
+            return payload::projected(pod, p, &f, &self.env_sources()).map_err(inv);
+        }
+        Ok(Payload::new())
+    }
+
+    /// A token for the pod's service account, from the cache while it is young enough.
+    async fn token(
+        &self,
+        pod: &Pod,
+        audience: Option<&str>,
+        seconds: Option<i64>,
+    ) -> Result<String, VolumeError> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let key = TokenKey {
+            namespace: ns.clone(),
+            service_account: sa.clone(),
+            audience: audience.unwrap_or_default().to_string(),
+            seconds: seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        let now = self.clock.now_unix_ns() / 1_000_000_000;
+        let cached = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(t) = &cached
+            && !t.needs_renewal(now)
+        {
+            return Ok(t.token.clone());
+        }
+        let src = self.source("token for service account", &ns, &sa)?;
+        let got = src
+            .request_token(
+                &ns,
+                &sa,
+                audience,
+                key.seconds,
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &key.pod_uid,
+            )
+            .await;
+        match got {
+            Ok((token, expires_unix)) => {
+                info!(service_account = %sa, "service account token issued");
+                let t = Token {
+                    token: token.clone(),
+                    issued_unix: now,
+                    expires_unix,
+                };
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, t);
+                Ok(token)
+            }
+            // Keep serving a still valid token while the API server is away.
+            Err(e) => match cached.filter(|t| now < t.expires_unix) {
+                Some(t) => {
+                    warn!(error = %e, "renewing the service account token failed");
+                    Ok(t.token)
+                }
+                None => Err(VolumeError::Invalid(format!("failed to fetch token: {e}"))),
+            },
+        }
+    }
+
+    /// The CRI mounts of one container: its volumeMounts, with subPaths bind-mounted from a
+    /// descriptor checked to stay inside the volume. `Err` is the CreateContainerConfigError.
+    pub fn container_mounts(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Result<Vec<api::Mount>, String> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let mut out = vec![];
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+            let v = volumes(pod)
+                .iter()
+                .find(|v| v.name == m.name)
+                .ok_or_else(|| {
+                    format!(
+                        "cannot find volume {:?} to mount into container {:?}",
+                        m.name, c.name
+                    )
+                })?;
+            let mut host = self.host_path(pod, v).ok_or_else(|| {
+                format!(
+                    "cannot find volume {:?} to mount into container {:?}",
+                    m.name, c.name
+                )
+            })?;
+            let sub = match (&m.sub_path, &m.sub_path_expr) {
+                (Some(s), _) if !s.is_empty() => Some(s.clone()),
+                (_, Some(e)) if !e.is_empty() => {
+                    let vars: HashMap<&str, &str> =
+                        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    Some(kubelet_core::envvars::expand(e, &|k| {
+                        vars.get(k).map(|v| v.to_string())
+                    }))
+                }
+                _ => None,
+            };
+            if let Some(sub) = sub {
+                let target = self
+                    .pod_dir(uid)
+                    .join("volume-subpaths")
+                    .join(&m.name)
+                    .join(&c.name)
+                    .join(i.to_string());
+                host = self.bind_subpath(&host, &sub, &target).map_err(|e| {
+                    // The detail may describe the host's files: keep it in the log.
+                    warn!(volume = %m.name, container = %c.name, error = %e, "subPath refused");
+                    format!(
+                        "failed to prepare subPath for volumeMount {:?} of container {:?}",
+                        m.name, c.name
+                    )
+                })?;
+            }
+            out.push(api::Mount {
+                container_path: m.mount_path.clone(),
+                host_path: host.to_string_lossy().into_owned(),
+                readonly: m.read_only == Some(true),
+                selinux_relabel: false,
+                propagation: propagation(m.mount_propagation.as_deref()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn bind_subpath(
+        &self,
+        volume: &Path,
+        sub: &str,
+        target: &Path,
+    ) -> Result<PathBuf, VolumeError> {
+        let (fd, is_dir) = subpath::open(volume, sub)?;
+        // A restarted container mounts afresh: the old bind may show an older file.
+        if self
+            .mounter
+            .mount_points()
+            .map_err(VolumeError::io("reading mounts", target))?
+            .iter()
+            .any(|p| p == target)
+        {
+            self.mounter
+                .unmount(target)
+                .map_err(VolumeError::io("unmounting", target))?;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(VolumeError::io("creating", parent))?;
+        }
+        if !target.exists() {
+            if is_dir {
+                std::fs::create_dir(target).map_err(VolumeError::io("creating", target))?;
+            } else {
+                std::fs::File::create(target).map_err(VolumeError::io("creating", target))?;
+            }
+        }
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        self.mounter
+            .bind(&proc_path, target, false)
+            .map_err(VolumeError::io("bind-mounting", target))?;
+        drop(fd);
+        Ok(target.to_path_buf())
+    }
+
+    /// Unmounts and removes every volume of a pod. `Err` while anything is still mounted: the
+    /// pod directory is then left alone, since deleting through a mount would delete data.
+    pub fn unmount_pod(&self, uid: &str) -> Result<(), String> {
+        let dir = self.pod_dir(uid);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.pod_uid != uid);
+        let points = mount_points_under(self.mounter.as_ref(), &dir)
+            .map_err(|e| format!("reading the mount table: {e}"))?;
+        for p in &points {
+            if let Err(e) = self.mounter.unmount(p) {
+                warn!(path = %p.display(), error = %e, "unmount failed");
+            }
+        }
+        let left = mount_points_under(self.mounter.as_ref(), &dir)
+            .map_err(|e| format!("reading the mount table: {e}"))?;
+        if let Some(p) = left.first() {
+            return Err(format!("{} is still mounted", p.display()));
+        }
+        for sub in ["volumes", "volume-subpaths", "plugins"] {
+            let d = dir.join(sub);
+            if let Err(e) = std::fs::remove_dir_all(&d)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(format!("removing {}: {e}", d.display()));
+            }
+        }
+        if !points.is_empty() {
+            debug!(uid, mounts = points.len(), "pod volumes torn down");
+        }
+        // Gone once nothing else of the pod's is left in it.
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    /// Tears down pod directories of pods not in `active` (deleted while the kubelet was
+    /// down, or whose clean-up failed earlier).
+    pub fn cleanup_orphans(&self, active: &HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(self.root_dir.join("pods")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let uid = e.file_name().to_string_lossy().into_owned();
+            if active.contains(&uid) {
+                continue;
+            }
+            match self.unmount_pod(&uid) {
+                Ok(()) => {
+                    let dir = self.pod_dir(&uid);
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => info!(uid, "orphaned pod directory removed"),
+                        Err(e) => warn!(uid, error = %e, "removing orphaned pod directory failed"),
+                    }
+                }
+                Err(e) => warn!(uid, error = %e, "orphaned pod volumes not yet torn down"),
+            }
+        }
+    }
+
+    /// The root directory as a shared mount, so mountPropagation works (upstream does this at
+    /// start-up too).
+    pub fn prepare_root(&self) {
+        if let Err(e) = self.mounter.make_rshared(&self.root_dir) {
+            warn!(dir = %self.root_dir.display(), error = %e, "making the root directory rshared failed; mountPropagation will not work");
+        }
+    }
+}
+
+/// How often the housekeeping looks for orphaned pod directories.
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use kubelet_host::mount::FakeMounter;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("krs-vm-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::create_dir_all(&d);
+        d
+    }
+
+    fn pod(volumes: serde_json::Value, mounts: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
+            "spec": {"volumes": volumes, "containers": [{"name": "c", "volumeMounts": mounts}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    fn manager(root: &Path, m: Arc<FakeMounter>) -> VolumeManager {
+        VolumeManager::new(
+            root.to_path_buf(),
+            m,
+            None,
+            Recorder::disabled(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    #[tokio::test]
+    async fn sets_up_mounts_and_tears_down() {
+        let root = tmp("setup");
+        let m = Arc::new(FakeMounter::default());
+        let vm = manager(&root, m.clone());
+        let p = pod(
+            serde_json::json!([
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+            ]),
+            serde_json::json!([
+                {"name": "scratch", "mountPath": "/s", "subPath": "a/b"},
+                {"name": "info", "mountPath": "/info", "readOnly": true}
+            ]),
+        );
+        assert_eq!(vm.mount_pod(&p).await, Ok(()));
+        let info = volume_dir(&root, "u1", DOWNWARD_API, "info");
+        assert_eq!(
+            std::fs::read_to_string(info.join("labels")).unwrap_or_default(),
+            "app=\"x\""
+        );
+        let calls = m.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(
+            calls.iter().any(|c| c.contains("mem Some(1048576)")),
+            "{calls:?}"
+        );
+        let c = p
+            .spec
+            .as_ref()
+            .map(|s| s.containers[0].clone())
+            .unwrap_or_default();
+        let mounts = vm.container_mounts(&p, &c, &[]).unwrap_or_default();
+        assert_eq!(mounts.len(), 2);
+        assert!(mounts[0].host_path.ends_with("volume-subpaths/scratch/c/0"));
+        assert!(
+            volume_dir(&root, "u1", EMPTY_DIR, "scratch")
+                .join("a/b")
+                .is_dir()
+        );
+        assert!(mounts[1].readonly);
+        // Mounted again (the container restarted): the old bind is replaced.
+        assert!(vm.container_mounts(&p, &c, &[]).is_ok());
+
+        assert_eq!(vm.unmount_pod("u1"), Ok(()));
+        assert!(m.mount_points().unwrap_or_default().is_empty());
+        assert!(!root.join("pods/u1/volumes").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn failures_block_the_pod() {
+        let root = tmp("fail");
+        let m = Arc::new(FakeMounter::default());
+        let vm = manager(&root, m.clone());
+        let p = pod(
+            serde_json::json!([
+                {"name": "cfg", "configMap": {"name": "missing"}},
+                {"name": "nfs", "nfs": {"server": "x", "path": "/"}},
+                {"name": "hp", "hostPath": {"path": "/nonexistent-krs", "type": "Directory"}},
+                {"name": "ok", "emptyDir": {}}
+            ]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            vm.mount_pod(&p).await,
+            Err("unmounted volumes=[cfg nfs hp]".into())
+        );
+        // A mount that fails leaves the pod directory in place: deleting through a mount
+        // would delete the volume's data.
+        let p = pod(
+            serde_json::json!([{"name": "s", "secret": {"secretName": "x", "optional": true}}]),
+            serde_json::json!([]),
+        );
+        assert!(vm.mount_pod(&p).await.is_err(), "standalone: no secrets");
+        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = Some("never".into());
+        let _ = m.mount_tmpfs(&root.join("pods/u1/volumes/x"), None);
+        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = Some("volumes/x".into());
+        assert!(vm.unmount_pod("u1").is_err());
+        assert!(root.join("pods/u1/volumes").exists());
+        vm.cleanup_orphans(&HashSet::new());
+        assert!(root.join("pods/u1").exists());
+        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        vm.cleanup_orphans(&HashSet::from(["u1".to_string()]));
+        assert!(root.join("pods/u1").exists());
+        vm.cleanup_orphans(&HashSet::new());
+        assert!(!root.join("pods/u1").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn token_renewal() {
+        let t = Token {
+            token: String::new(),
+            issued_unix: 1000,
+            expires_unix: 1000 + 600,
+        };
+        assert!(!t.needs_renewal(1000 + 479));
+        assert!(t.needs_renewal(1000 + 481));
+        let long = Token {
+            expires_unix: 1000 + 10 * TOKEN_MAX_AGE_SECS,
+            ..t
+        };
+        assert!(long.needs_renewal(1000 + TOKEN_MAX_AGE_SECS + 1));
+    }
+}

@@ -1,0 +1,340 @@
+//! Volumes, read from inside busybox pods: emptyDir (disk and memory), hostPath types,
+//! configMap, secret, downwardAPI and projected (with a service-account token), subPath,
+//! live updates, failures as FailedMount events, and nothing left on the host afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kubelet_e2e::{TestNs, container_state, eventually, kubelet_root, phase, pod_mounts};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const BB: &str = "docker.io/library/busybox:latest";
+
+fn sh(name: &str, script: &str) -> serde_json::Value {
+    json!({"name": name, "image": BB, "imagePullPolicy": "Never", "command": ["sh", "-c", script]})
+}
+
+async fn config_map(ns: &TestNs, name: &str, data: serde_json::Value) {
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).unwrap();
+    Api::<ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+async fn secret(ns: &TestNs, name: &str, data: serde_json::Value) {
+    let s: Secret =
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+    Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+fn with_volumes(mut pod: Pod, volumes: serde_json::Value) -> Pod {
+    pod.spec.as_mut().unwrap().volumes = Some(serde_json::from_value(volumes).unwrap());
+    pod
+}
+
+/// Deletes the pod and checks the host: no mount and no directory of it left.
+async fn delete_and_check_host(ns: &TestNs, name: &str, uid: &str) {
+    ns.pods()
+        .delete(
+            name,
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    ns.wait_gone(name, Duration::from_secs(30)).await;
+    // The API server deletes a finished pod at once; the kubelet tears it down after.
+    let dir = kubelet_root().join("pods").join(uid);
+    eventually(
+        Duration::from_secs(20),
+        "pod torn down on the host",
+        || async { (pod_mounts(uid).is_empty() && !dir.exists()).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_volume_type_seen_from_inside() {
+    let ns = TestNs::new("vol").await;
+    config_map(&ns, "cfg", json!({"a.txt": "alpha", "b.txt": "beta"})).await;
+    let cm_bin: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "bin"}, "binaryData": {"blob": "AP8="}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &cm_bin)
+        .await
+        .unwrap();
+    secret(&ns, "sec", json!({"password": "s3cret"})).await;
+    let host_dir = std::env::temp_dir().join(format!("krs-e2e-{}", ns.name));
+    let script = r#"
+        set -e
+        r() { echo "$1=$2" >> /dev/termination-log; }
+        r cfg "$(cat /cfg/a.txt)/$(cat /cfg/b.txt)"
+        r item "$(cat /items/sub/alpha):$(stat -L -c %a /items/sub/alpha)"
+        r blob "$(od -An -tx1 /bin-cm/blob | tr -d ' ')"
+        r sec "$(cat /sec/password):$(stat -L -c '%a %g' /sec/password)"
+        r labels "$(cat /info/labels | tr '\n' ,)"
+        r name "$(cat /info/name)"
+        r proj "$(cat /proj/x/a):$(cat /proj/ns):$(wc -c < /proj/token)"
+        echo data > /scratch/f; r scratch "$(cat /scratch/f):$(stat -c %a /scratch)"
+        r mem "$(grep ' /mem ' /proc/mounts | cut -d' ' -f3)"
+        r secfs "$(grep ' /sec ' /proc/mounts | cut -d' ' -f3)"
+        r hostdir "$(cat /hostdir/from-host)"
+        echo from-pod > /hostdir/from-pod
+        r hostfile "$(stat -c %F /hostfile)"
+        r one "$(cat /one.txt)"
+        r sub "$(ls /sub-made)"
+    "#;
+    let mut c = sh("main", script);
+    c["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/cfg"},
+        {"name": "items", "mountPath": "/items"},
+        {"name": "bin", "mountPath": "/bin-cm"},
+        {"name": "sec", "mountPath": "/sec", "readOnly": true},
+        {"name": "info", "mountPath": "/info"},
+        {"name": "proj", "mountPath": "/proj"},
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "mem", "mountPath": "/mem"},
+        {"name": "hostdir", "mountPath": "/hostdir"},
+        {"name": "hostfile", "mountPath": "/hostfile"},
+        {"name": "cfg", "mountPath": "/one.txt", "subPath": "a.txt"},
+        {"name": "scratch", "mountPath": "/sub-made", "subPathExpr": "made/$(POD)"},
+    ]);
+    c["env"] = json!([{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]);
+    let mut pod = with_volumes(
+        ns.pod("p", "Never", json!([c])),
+        json!([
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "items", "configMap": {"name": "cfg", "items": [{"key": "a.txt", "path": "sub/alpha", "mode": 0o600}]}},
+            {"name": "bin", "configMap": {"name": "bin"}},
+            {"name": "sec", "secret": {"secretName": "sec", "defaultMode": 0o400}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "proj", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "audience": "e2e", "expirationSeconds": 600}},
+                {"configMap": {"name": "cfg", "items": [{"key": "a.txt", "path": "x/a"}]}},
+                {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "mem", "emptyDir": {"medium": "Memory"}},
+            {"name": "hostdir", "hostPath": {"path": host_dir.join("d"), "type": "DirectoryOrCreate"}},
+            {"name": "hostfile", "hostPath": {"path": host_dir.join("f"), "type": "FileOrCreate"}},
+        ]),
+    );
+    pod.metadata.labels = Some([("app".to_string(), "vol".to_string())].into());
+    pod.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(json!({"fsGroup": 2345})).unwrap());
+    // The hostPath directory exists before the pod (DirectoryOrCreate keeps it).
+    std::fs::create_dir_all(host_dir.join("d")).unwrap();
+    std::fs::write(host_dir.join("d/from-host"), "hi").unwrap();
+    let created = ns.create(&pod).await;
+    let uid = created.metadata.uid.unwrap();
+    let p = ns
+        .wait_pod("p", Duration::from_secs(30), |p| {
+            phase(p) == "Succeeded" || phase(p) == "Failed"
+        })
+        .await;
+    let st = container_state(&p, 0);
+    assert_eq!(phase(&p), "Succeeded", "{st}");
+    let msg = st["terminated"]["message"].as_str().unwrap_or_default();
+    let got: HashMap<&str, &str> = msg.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(got["cfg"], "alpha/beta");
+    // 0600 plus group read for the fsGroup.
+    assert_eq!(got["item"], "alpha:640");
+    assert_eq!(got["blob"], "00ff");
+    // defaultMode 0400 plus group read for the fsGroup.
+    assert_eq!(got["sec"], "s3cret:440 2345");
+    assert_eq!(got["labels"], "app=\"vol\"");
+    assert_eq!(got["name"], "p");
+    let (a, rest) = got["proj"].split_once(':').unwrap();
+    let (pns, token_len) = rest.split_once(':').unwrap();
+    assert_eq!((a, pns), ("alpha", ns.name.as_str()));
+    assert!(
+        token_len.trim().parse::<usize>().unwrap() > 100,
+        "{token_len}"
+    );
+    assert_eq!(got["scratch"], "data:2777");
+    assert_eq!(got["mem"], "tmpfs");
+    assert_eq!(got["secfs"], "tmpfs");
+    assert_eq!(got["hostdir"], "hi");
+    assert_eq!(got["hostfile"], "regular empty file");
+    assert_eq!(got["one"], "alpha");
+    assert_eq!(got.get("sub").copied(), Some(""));
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("d/from-pod")).unwrap(),
+        "from-pod\n"
+    );
+    delete_and_check_host(&ns, "p", &uid).await;
+    let _ = std::fs::remove_dir_all(&host_dir);
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn updates_reach_a_running_pod() {
+    let ns = TestNs::new("volupd").await;
+    config_map(&ns, "cfg", json!({"k": "v1"})).await;
+    secret(&ns, "sec", json!({"k": "s1"})).await;
+    let mut c = sh("main", "sleep 3600");
+    c["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/cfg"},
+        {"name": "sec", "mountPath": "/sec"},
+        {"name": "later", "mountPath": "/later"},
+    ]);
+    let pod = with_volumes(
+        ns.pod("p", "Always", json!([c])),
+        json!([
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "sec", "secret": {"secretName": "sec"}},
+            {"name": "later", "configMap": {"name": "later", "optional": true}},
+        ]),
+    );
+    // 1.20's default: the ServiceAccount admission plugin adds the token secret volume.
+    let mut pod = pod;
+    pod.spec.as_mut().unwrap().automount_service_account_token = None;
+    let uid = ns.create(&pod).await.metadata.uid.unwrap();
+    ns.wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Running")
+        .await;
+    let sa = "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && ls";
+    assert_eq!(
+        ns.exec("p", "main", sa).await,
+        format!("{}ca.crt\nnamespace\ntoken\n", ns.name)
+    );
+    let read = "cat /cfg/k; echo; cat /sec/k; echo; cat /later/k 2>/dev/null || echo -n none";
+    assert_eq!(ns.exec("p", "main", read).await, "v1\ns1\nnone");
+
+    let pp = PatchParams::default();
+    Api::<ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .patch("cfg", &pp, &Patch::Merge(json!({"data": {"k": "v2"}})))
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
+        .patch(
+            "sec",
+            &pp,
+            &Patch::Merge(json!({"stringData": {"k": "s2"}})),
+        )
+        .await
+        .unwrap();
+    config_map(&ns, "later", json!({"k": "here"})).await;
+    // Within one sync period (the kubelet runs with upstream's 1 minute), with margin.
+    eventually(
+        Duration::from_secs(90),
+        "updated volume contents",
+        || async {
+            let out = ns.exec("p", "main", read).await;
+            (out == "v2\ns2\nhere").then_some(())
+        },
+    )
+    .await;
+    // Nothing restarted for it.
+    let p = ns.pods().get("p").await.unwrap();
+    assert_eq!(
+        p.status.unwrap().container_statuses.unwrap()[0].restart_count,
+        0
+    );
+    delete_and_check_host(&ns, "p", &uid).await;
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn missing_sources_fail_the_mount_until_they_appear() {
+    let ns = TestNs::new("volfail").await;
+    let mut c = sh("main", "cat /cfg/k > /dev/termination-log");
+    c["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/cfg"}]);
+    let pod = with_volumes(
+        ns.pod("p", "Never", json!([c])),
+        json!([{"name": "cfg", "configMap": {"name": "late"}}]),
+    );
+    ns.create(&pod).await;
+    let ev = ns
+        .wait_event("p", "FailedMount", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        ev.message.as_deref(),
+        Some("MountVolume.SetUp failed for volume \"cfg\" : configmap \"late\" not found")
+    );
+    let p = ns.pods().get("p").await.unwrap();
+    assert_eq!(phase(&p), "Pending");
+    assert_eq!(
+        kubelet_e2e::waiting_reason(&p, 0).as_deref(),
+        Some("ContainerCreating")
+    );
+    // The pod starts once the ConfigMap is there (retries back off to at most 10 s).
+    config_map(&ns, "late", json!({"k": "finally"})).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Succeeded")
+        .await;
+    assert_eq!(container_state(&p, 0)["terminated"]["message"], "finally");
+
+    // A hostPath of the wrong type.
+    let mut c = sh("main", "true");
+    c["volumeMounts"] = json!([{"name": "h", "mountPath": "/h"}]);
+    let pod = with_volumes(
+        ns.pod("hp", "Never", json!([c])),
+        json!([{"name": "h", "hostPath": {"path": "/etc/hostname", "type": "Directory"}}]),
+    );
+    ns.create(&pod).await;
+    let ev = ns
+        .wait_event("hp", "FailedMount", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        ev.message.as_deref(),
+        Some(
+            "MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: /etc/hostname is not a directory"
+        )
+    );
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn subpath_symlink_escape_is_refused() {
+    let ns = TestNs::new("volsub").await;
+    // The init container plants a link that, resolved on the host, leads to the host's /etc.
+    let init = {
+        let mut c = sh("plant", "ln -s /etc /vol/evil");
+        c["volumeMounts"] = json!([{"name": "vol", "mountPath": "/vol"}]);
+        c
+    };
+    let mut bad = sh("main", "cat /x/hostname > /dev/termination-log; sleep 3600");
+    bad["volumeMounts"] = json!([{"name": "vol", "mountPath": "/x", "subPath": "evil"}]);
+    let mut pod = with_volumes(
+        ns.pod("p", "Never", json!([bad])),
+        json!([{"name": "vol", "emptyDir": {}}]),
+    );
+    pod.spec.as_mut().unwrap().init_containers = Some(vec![serde_json::from_value(init).unwrap()]);
+    let uid = ns.create(&pod).await.metadata.uid.unwrap();
+    let msg = ns
+        .wait_waiting("p", "CreateContainerConfigError", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        msg,
+        "failed to prepare subPath for volumeMount \"vol\" of container \"main\""
+    );
+    let ev = ns.wait_event("p", "Failed", Duration::from_secs(10)).await;
+    assert_eq!(
+        ev.message.as_deref(),
+        Some("Error: failed to prepare subPath for volumeMount \"vol\" of container \"main\"")
+    );
+    // Nothing was bind-mounted from outside the volume.
+    assert!(
+        pod_mounts(&uid)
+            .iter()
+            .all(|m| !m.contains("volume-subpaths")),
+        "{:?}",
+        pod_mounts(&uid)
+    );
+    delete_and_check_host(&ns, "p", &uid).await;
+    ns.cleanup().await;
+}
