@@ -267,6 +267,8 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
 pub struct ApiSecrets {
     pub api: crate::client::ApiClient,
     pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+    /// Watched ConfigMaps and Secrets, read before asking the API server.
+    pub objects: Option<crate::object_manager::ObjectManager>,
 }
 
 impl std::fmt::Debug for ApiSecrets {
@@ -300,12 +302,19 @@ where
 #[async_trait::async_trait]
 impl SecretSource for ApiSecrets {
     async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String> {
-        get_optional(&self.api, namespace, name)
+        self.get_secret(namespace, name)
             .await?
             .ok_or_else(|| format!("secrets {name:?} not found"))
     }
 
     async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+        if let Some(s) = self
+            .objects
+            .as_ref()
+            .and_then(|o| o.secret(namespace, name))
+        {
+            return Ok(s);
+        }
         get_optional(&self.api, namespace, name).await
     }
 
@@ -314,6 +323,13 @@ impl SecretSource for ApiSecrets {
         namespace: &str,
         name: &str,
     ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+        if let Some(c) = self
+            .objects
+            .as_ref()
+            .and_then(|o| o.config_map(namespace, name))
+        {
+            return Ok(c);
+        }
         get_optional(&self.api, namespace, name).await
     }
 

@@ -266,6 +266,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let status = StatusManager::new(api.clone());
     tasks.spawn(status.clone().run(cancel.child_token()));
 
+    let (objects_tx, mut objects_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let objects = api.as_ref().map(|a| {
+        crate::object_manager::ObjectManager::new(a.clone(), objects_tx, cancel.child_token())
+    });
     let secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>> = api.as_ref().map(|a| {
         // Services for the containers' environment, from one watch on all of them.
         let (store, writer) = kube::runtime::reflector::store();
@@ -297,6 +301,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         Arc::new(crate::credentialprovider::ApiSecrets {
             api: a.clone(),
             services: store,
+            objects: objects.clone(),
         }) as Arc<dyn crate::credentialprovider::SecretSource>
     });
     let allocatable: std::collections::BTreeMap<String, String> = [
@@ -313,6 +318,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     );
     volumes.allocatable = allocatable.clone();
     volumes.host_ip = node_ip.map(|i| i.to_string()).unwrap_or_default();
+    volumes.objects = objects;
     volumes.prepare_root();
     let volumes = Arc::new(volumes);
     let runtime = Arc::new(RuntimeManager {
@@ -357,6 +363,16 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         }),
         workers_cancel.clone(),
     );
+    // A changed ConfigMap or Secret refreshes the volumes of the pods using it.
+    {
+        let (workers, volumes) = (workers.clone(), volumes.clone());
+        tasks.spawn(async move {
+            while let Some(uid) = objects_rx.recv().await {
+                volumes.mark_dirty(&uid);
+                workers.kick(&uid);
+            }
+        });
+    }
     // A changed probe result wakes the pod's worker.
     {
         let workers = workers.clone();

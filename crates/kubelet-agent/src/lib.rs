@@ -14,6 +14,7 @@ pub mod kuberuntime;
 pub mod lifecycle;
 pub mod nodelease;
 pub mod nodestatus;
+pub mod object_manager;
 pub mod options;
 pub mod pleg;
 pub mod pod_workers;

@@ -333,9 +333,11 @@ impl PodWorkers {
             // Set-up also refreshes their contents, so updates arrive within a resync.
             // Refreshing reads the sources from the API server: at most about once a resync,
             // not on every runtime event.
-            let refresh_due = ws
-                .volumes_synced
-                .is_none_or(|t| t.elapsed() >= deps.resync / 2);
+            let changed = deps.runtime.volumes.take_dirty(&r.uid);
+            let refresh_due = changed
+                || ws
+                    .volumes_synced
+                    .is_none_or(|t| t.elapsed() >= deps.resync / 2);
             if refresh_due {
                 if let Err(e) = deps.runtime.volumes.mount_pod(pod).await {
                     self.report(pod, &rt, &SyncResult::default(), None);

@@ -66,7 +66,11 @@ pub struct VolumeManager {
     pub allocatable: BTreeMap<String, String>,
     pub host_ip: String,
     pub clock: crate::clock::SharedClock,
+    /// Watches of the ConfigMaps and Secrets the pods use; `None` in standalone mode.
+    pub objects: Option<crate::object_manager::ObjectManager>,
     tokens: Mutex<HashMap<TokenKey, Token>>,
+    /// Pods whose sources changed since their volumes were last refreshed.
+    dirty: Mutex<HashSet<String>>,
 }
 
 fn volumes(pod: &Pod) -> &[Volume] {
@@ -137,8 +141,26 @@ impl VolumeManager {
             allocatable: BTreeMap::new(),
             host_ip: String::new(),
             clock,
+            objects: None,
             tokens: Mutex::default(),
+            dirty: Mutex::default(),
         }
+    }
+
+    /// A source of the pod's changed: refresh its volumes at the next sync.
+    pub fn mark_dirty(&self, uid: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string());
+    }
+
+    /// Whether a source of the pod changed since the last call.
+    pub fn take_dirty(&self, uid: &str) -> bool {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid)
     }
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -157,6 +179,9 @@ impl VolumeManager {
     /// Sets up (or refreshes) every volume of the pod. Each failure is a `FailedMount` event;
     /// `Err` names the volumes not ready, and the containers must not start.
     pub async fn mount_pod(&self, pod: &Pod) -> Result<(), String> {
+        if let Some(o) = &self.objects {
+            o.register_pod(pod);
+        }
         let vols = volumes(pod);
         if vols.is_empty() {
             return Ok(());
@@ -513,6 +538,9 @@ impl VolumeManager {
     /// pod directory is then left alone, since deleting through a mount would delete data.
     pub fn unmount_pod(&self, uid: &str) -> Result<(), String> {
         let dir = self.pod_dir(uid);
+        if let Some(o) = &self.objects {
+            o.unregister_pod(uid);
+        }
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -228,9 +228,9 @@ async fn updates_reach_a_running_pod() {
         .await
         .unwrap();
     config_map(&ns, "later", json!({"k": "here"})).await;
-    // Within one sync period (the kubelet runs with upstream's 1 minute), with margin.
+    // A watch of each object wakes the pod: seconds, where upstream allows a sync period.
     eventually(
-        Duration::from_secs(90),
+        Duration::from_secs(20),
         "updated volume contents",
         || async {
             let out = ns.exec("p", "main", read).await;
