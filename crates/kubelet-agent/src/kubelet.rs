@@ -395,7 +395,8 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         .run(cancel.child_token()),
     );
 
-    // Housekeeping: volumes and directories of pods the kubelet no longer knows.
+    // Housekeeping: volumes and directories of pods the kubelet no longer knows, and the
+    // eviction manager's local-storage checks (both every 10 s, as upstream).
     {
         let (workers, synced, volumes) = (workers.clone(), pods_synced.clone(), volumes.clone());
         let stop = cancel.child_token();
@@ -412,6 +413,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                         workers.known().into_iter().collect();
                     volumes.cleanup_orphans(&active);
                 }
+                crate::eviction::local_storage_evictions(&workers, &volumes).await;
             }
         });
     }

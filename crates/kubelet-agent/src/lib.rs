@@ -7,6 +7,7 @@ pub mod config;
 pub mod config_source;
 pub mod credentialprovider;
 pub mod events;
+pub mod eviction;
 pub mod healthz;
 pub mod kubelet;
 pub mod kubelet_node_status;

@@ -7,6 +7,7 @@ use crate::clock::SharedClock;
 use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
 use crate::status_manager::StatusManager;
 use k8s_openapi::api::core::v1::Pod;
+use kubelet_core::eviction::EVICTED;
 use kubelet_core::labels::PodRef;
 use kubelet_core::status::{DEADLINE_EXCEEDED, StatusInput, active_deadline_left, generate};
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct PodWorkers {
     next_generation: Arc<std::sync::atomic::AtomicU64>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Pods the eviction manager chose, with the message; the worker kills and fails them.
+    evictions: Arc<Mutex<HashMap<String, String>>>,
 }
 
 enum Step {
@@ -67,6 +70,7 @@ impl PodWorkers {
             next_generation: Arc::default(),
             tracker: TaskTracker::new(),
             cancel,
+            evictions: Arc::default(),
         }
     }
 
@@ -89,6 +93,24 @@ impl PodWorkers {
         if let Some(h) = self.lock().get(uid) {
             h.tx.send_modify(|d| d.kick = d.kick.wrapping_add(1));
         }
+    }
+
+    /// Evicts the pod: its worker kills it at once and fails it with reason `Evicted`.
+    pub fn evict(&self, uid: &str, message: String) {
+        self.evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(uid.to_string())
+            .or_insert(message);
+        self.kick(uid);
+    }
+
+    fn eviction(&self, uid: &str) -> Option<String> {
+        self.evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned()
     }
 
     pub fn known(&self) -> Vec<String> {
@@ -206,6 +228,10 @@ impl PodWorkers {
         let mut g = self.lock();
         if g.get(&uid).is_some_and(|h| h.generation == generation) {
             g.remove(&uid);
+            self.evictions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
         }
     }
 
@@ -285,22 +311,12 @@ impl PodWorkers {
         let deadline = active_deadline_left(pod, start.as_ref(), deps.clock.now());
         if !terminal && deadline.is_some_and(|d| d.is_zero()) {
             let (reason, message) = DEADLINE_EXCEEDED;
-            deps.runtime.recorder.emit(
-                crate::events::pod_ref(pod, None),
-                crate::events::WARNING,
-                reason,
-                message,
-            );
-            deps.runtime
-                .kill_pod(Some(pod), &rt)
-                .await
-                .map_err(|e| e.to_string())?;
-            let rt = deps
-                .runtime
-                .pod_status(&r.uid)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.report(pod, &rt, &SyncResult::default(), Some(DEADLINE_EXCEEDED));
+            self.fail_pod(pod, &rt, reason, message, None).await?;
+            return Ok(Step::Wait(deps.resync));
+        }
+        if !terminal && let Some(message) = self.eviction(&r.uid) {
+            // Upstream's eviction manager kills with a zero grace period override.
+            self.fail_pod(pod, &rt, EVICTED, &message, Some(0)).await?;
             return Ok(Step::Wait(deps.resync));
         }
         let res = if terminal {
@@ -376,6 +392,41 @@ impl PodWorkers {
         Ok(Step::Wait(deadline.map_or(wake, |d| {
             wake.min(d + Duration::from_millis(100))
         })))
+    }
+
+    /// Kills the pod and fails it with the kubelet's reason and message (upstream
+    /// `killPodNow` and a Failed status); the event carries the same words.
+    async fn fail_pod(
+        &self,
+        pod: &Pod,
+        rt: &kubelet_core::runtime::PodStatus,
+        reason: &str,
+        message: &str,
+        grace_override: Option<i64>,
+    ) -> Result<(), String> {
+        let deps = &self.deps;
+        deps.runtime.recorder.emit(
+            crate::events::pod_ref(pod, None),
+            crate::events::WARNING,
+            reason,
+            message.to_string(),
+        );
+        let mut killed = pod.clone();
+        if grace_override.is_some() {
+            killed.metadata.deletion_grace_period_seconds = grace_override;
+        }
+        deps.runtime
+            .kill_pod(Some(&killed), rt)
+            .await
+            .map_err(|e| e.to_string())?;
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let rt = deps
+            .runtime
+            .pod_status(uid)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.report(pod, &rt, &SyncResult::default(), Some((reason, message)));
+        Ok(())
     }
 
     fn phase(&self, pod: &Pod) -> Option<String> {

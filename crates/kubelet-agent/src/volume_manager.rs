@@ -73,6 +73,22 @@ pub struct VolumeManager {
     dirty: Mutex<HashSet<String>>,
 }
 
+/// A token written earlier, with its lifetime read from the JWT's `iat` and `exp` claims.
+fn token_on_disk(path: &Path) -> Option<Token> {
+    use base64::Engine;
+    let token = std::fs::read_to_string(path).ok()?;
+    let claims = token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    Some(Token {
+        issued_unix: claims.get("iat")?.as_i64()?,
+        expires_unix: claims.get("exp")?.as_i64()?,
+        token,
+    })
+}
+
 fn volumes(pod: &Pod) -> &[Volume] {
     pod.spec
         .as_ref()
@@ -117,12 +133,13 @@ fn kind_of(v: &Volume) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn propagation(m: Option<&str>) -> i32 {
-    match m {
+fn propagation(m: Option<&str>) -> Result<i32, String> {
+    Ok(match m {
+        None | Some("None") => api::MountPropagation::PropagationPrivate as i32,
         Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer as i32,
         Some("Bidirectional") => api::MountPropagation::PropagationBidirectional as i32,
-        _ => api::MountPropagation::PropagationPrivate as i32,
-    }
+        Some(other) => return Err(format!("invalid MountPropagation mode: {other:?}")),
+    })
 }
 
 impl VolumeManager {
@@ -353,8 +370,9 @@ impl VolumeManager {
                         .map_err(inv)?;
                     f.secrets.insert(c.name.clone(), obj);
                 } else if let Some(t) = &s.service_account_token {
+                    let written = self.host_path(pod, v).map(|d| d.join(&t.path));
                     let tok = self
-                        .token(pod, t.audience.as_deref(), t.expiration_seconds)
+                        .token(pod, t.audience.as_deref(), t.expiration_seconds, written)
                         .await?;
                     f.tokens.insert(i, tok);
                 }
@@ -364,12 +382,15 @@ impl VolumeManager {
         Ok(Payload::new())
     }
 
-    /// A token for the pod's service account, from the cache while it is young enough.
+    /// A token for the pod's service account, from the cache while it is young enough. After
+    /// a restart the cache is seeded from the token already in the volume (`written`), so a
+    /// restart does not rotate every pod's token.
     async fn token(
         &self,
         pod: &Pod,
         audience: Option<&str>,
         seconds: Option<i64>,
+        written: Option<PathBuf>,
     ) -> Result<String, VolumeError> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let sa = pod
@@ -386,12 +407,20 @@ impl VolumeManager {
             pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
         };
         let now = self.clock.now_unix_ns() / 1_000_000_000;
-        let cached = self
+        let in_memory = self
             .tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned();
+        let cached = in_memory.or_else(|| {
+            let t = token_on_disk(&written?)?;
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), t.clone());
+            Some(t)
+        });
         if let Some(t) = &cached
             && !t.needs_renewal(now)
         {
@@ -491,7 +520,7 @@ impl VolumeManager {
                 host_path: host.to_string_lossy().into_owned(),
                 readonly: m.read_only == Some(true),
                 selinux_relabel: false,
-                propagation: propagation(m.mount_propagation.as_deref()),
+                propagation: propagation(m.mount_propagation.as_deref())?,
             });
         }
         Ok(out)
@@ -745,5 +774,90 @@ mod tests {
             ..t
         };
         assert!(long.needs_renewal(1000 + TOKEN_MAX_AGE_SECS + 1));
+    }
+
+    /// Issues JWT-shaped tokens and counts the requests.
+    #[derive(Debug, Default)]
+    struct TokenIssuer {
+        issued: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SecretSource for TokenIssuer {
+        async fn get(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+            Err("none".into())
+        }
+        async fn request_token(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            seconds: i64,
+            _: &str,
+            _: &str,
+        ) -> Result<(String, i64), String> {
+            use base64::Engine;
+            let n = self
+                .issued
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let iat = crate::clock::Clock::now_unix_ns(&SystemClock) / 1_000_000_000;
+            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"iat": iat, "exp": iat + seconds, "n": n}).to_string());
+            Ok((format!("h.{claims}.s"), iat + seconds))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_reuses_the_written_token() {
+        let root = tmp("token-restart");
+        let issuer = Arc::new(TokenIssuer::default());
+        let new_manager = || {
+            VolumeManager::new(
+                root.clone(),
+                Arc::new(FakeMounter::default()),
+                Some(issuer.clone()),
+                Recorder::disabled(),
+                Arc::new(SystemClock),
+            )
+        };
+        let p = pod(
+            serde_json::json!([{"name": "tok", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]}}]),
+            serde_json::json!([{"name": "tok", "mountPath": "/t"}]),
+        );
+        let file = volume_dir(&root, "u1", PROJECTED, "tok").join("token");
+        let vm = new_manager();
+        assert_eq!(vm.mount_pod(&p).await, Ok(()));
+        assert_eq!(vm.mount_pod(&p).await, Ok(()));
+        let first = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A new manager (the kubelet restarted) finds the token on disk, still young.
+        let vm = new_manager();
+        assert_eq!(vm.mount_pod(&p).await, Ok(()));
+        assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), first);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn token_read_back_from_disk() {
+        use base64::Engine;
+        let dir = tmp("token");
+        std::fs::create_dir_all(&dir).unwrap();
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"iat":1700000000,"exp":1700000600,"sub":"x"}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig");
+        std::fs::write(dir.join("token"), &jwt).unwrap();
+        let t = token_on_disk(&dir.join("token")).unwrap();
+        assert_eq!((t.issued_unix, t.expires_unix), (1700000000, 1700000600));
+        assert_eq!(t.token, jwt);
+        std::fs::write(dir.join("garbage"), "not a jwt").unwrap();
+        assert!(token_on_disk(&dir.join("garbage")).is_none());
+        assert!(token_on_disk(&dir.join("missing")).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

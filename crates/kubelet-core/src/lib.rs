@@ -9,6 +9,7 @@ pub mod admission;
 pub mod backoff;
 pub mod dns;
 pub mod envvars;
+pub mod eviction;
 pub mod hash;
 pub mod hosts;
 pub mod labels;

@@ -1,6 +1,7 @@
 //! Host access behind the [`Host`] trait, so node-status logic can run on a [`FakeHost`].
 
 pub mod cgroups;
+pub mod fs;
 pub mod mount;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};

@@ -162,9 +162,23 @@ async fn post_start_hooks() {
     let mut c = sh("main", "sleep 3600");
     c["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh", "-c", "exit 1"]}}});
     ns.create(&ns.pod("failing", "Always", json!([c]))).await;
-    let mut c = sh("main", "httpd -f -p 8080");
+    // The HTTP hook targets a handler pod that is already serving, as upstream's e2e does:
+    // a hook aimed at the container's own server would race its start-up.
+    ns.create(&ns.pod("handler", "Always", json!([sh("main", "httpd -f -p 8080")])))
+        .await;
+    let handler = ns
+        .wait_pod("handler", Duration::from_secs(15), |p| {
+            phase(p) == "Running"
+        })
+        .await;
+    let handler_ip = handler
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("handler pod has an IP");
+    let mut c = sh("main", "sleep 3600");
     c["ports"] = json!([{"name": "web", "containerPort": 8080}]);
-    c["lifecycle"] = json!({"postStart": {"httpGet": {"port": "web", "path": "/"}}});
+    c["lifecycle"] =
+        json!({"postStart": {"httpGet": {"host": handler_ip, "port": "web", "path": "/"}}});
     ns.create(&ns.pod("http", "Always", json!([c]))).await;
 
     let p = ns

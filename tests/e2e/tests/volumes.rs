@@ -338,3 +338,121 @@ async fn subpath_symlink_escape_is_refused() {
     delete_and_check_host(&ns, "p", &uid).await;
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn empty_dir_over_its_size_limit_evicts_the_pod() {
+    let ns = TestNs::new("vol-evict").await;
+    let mut c = sh(
+        "main",
+        "dd if=/dev/zero of=/data/fill bs=1M count=3 && sleep 3600",
+    );
+    c["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+    let mut p = with_volumes(
+        ns.pod("big", "Always", json!([c])),
+        json!([{"name": "data", "emptyDir": {"sizeLimit": "1Mi"}}]),
+    );
+    // The eviction kills at once, whatever the pod's own grace period.
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(60);
+    let mut small = sh("main", "echo ok > /data/f && sleep 3600");
+    small["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+    let small = with_volumes(
+        ns.pod("small", "Always", json!([small])),
+        json!([{"name": "data", "emptyDir": {"sizeLimit": "1Mi"}}]),
+    );
+    ns.create(&p).await;
+    ns.create(&small).await;
+    let msg = "Usage of EmptyDir volume \"data\" exceeds the limit \"1Mi\". ";
+    let p = ns
+        .wait_pod("big", Duration::from_secs(40), |p| phase(p) == "Failed")
+        .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(st.message.as_deref(), Some(msg));
+    let state = &st.container_statuses.unwrap()[0];
+    assert!(
+        state.state.as_ref().unwrap().terminated.is_some(),
+        "{state:?}"
+    );
+    let ev = ns
+        .wait_event("big", "Evicted", Duration::from_secs(10))
+        .await;
+    assert_eq!(ev.message.as_deref(), Some(msg));
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    // The pod under its limit is left alone.
+    let s = ns
+        .wait_pod("small", Duration::from_secs(10), |p| phase(p) == "Running")
+        .await;
+    assert!(s.status.unwrap().reason.is_none());
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn mount_propagation_between_host_and_containers() {
+    let ns = TestNs::new("vol-prop").await;
+    // Under the kubelet's root, which the kubelet makes a shared mount as upstream does.
+    let shared = kubelet_root().join(format!("e2e-propagation-{}", ns.name));
+    std::fs::create_dir_all(&shared).unwrap();
+    let hp =
+        json!([{"name": "h", "hostPath": {"path": shared.to_str().unwrap(), "type": "Directory"}}]);
+    let pod = |name: &str, script: &str, mode: Option<&str>, privileged: bool| {
+        let mut c = sh("main", script);
+        c["volumeMounts"] = json!([{"name": "h", "mountPath": "/mnt/h"}]);
+        if let Some(m) = mode {
+            c["volumeMounts"][0]["mountPropagation"] = json!(m);
+        }
+        if privileged {
+            c["securityContext"] = json!({"privileged": true});
+        }
+        with_volumes(ns.pod(name, "Always", json!([c])), hp.clone())
+    };
+    // The Bidirectional pod mounts a tmpfs; it shows on the host and in the HostToContainer
+    // pod, not in the private one. The receivers start first, so that the mount can only
+    // reach them by propagation, not by being copied when their own bind mount is made.
+    ns.create(&pod("slave", "sleep 3600", Some("HostToContainer"), false))
+        .await;
+    ns.create(&pod("private", "sleep 3600", None, false)).await;
+    for name in ["slave", "private"] {
+        ns.wait_pod(name, Duration::from_secs(20), |p| phase(p) == "Running")
+            .await;
+    }
+    ns.create(&pod(
+        "master",
+        "mkdir -p /mnt/h/m && mount -t tmpfs e2e-prop /mnt/h/m && echo master > /mnt/h/m/file && sleep 3600",
+        Some("Bidirectional"),
+        true,
+    ))
+    .await;
+    ns.wait_pod("master", Duration::from_secs(20), |p| phase(p) == "Running")
+        .await;
+    let host_file = shared.join("m/file");
+    eventually(
+        Duration::from_secs(10),
+        "the mount reaches the host",
+        || {
+            let got = std::fs::read_to_string(&host_file).ok();
+            async move { got.filter(|s| s.trim() == "master") }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the mount reaches the HostToContainer pod",
+        || async {
+            let out = ns.exec("slave", "main", "cat /mnt/h/m/file 2>&1").await;
+            (out.trim() == "master").then_some(())
+        },
+    )
+    .await;
+    let out = ns
+        .exec("private", "main", "cat /mnt/h/m/file 2>&1; echo rc=$?")
+        .await;
+    assert!(out.contains("rc=1"), "private pod saw the mount: {out}");
+    ns.cleanup().await;
+    // Mounts made from inside a pod outlive it on the host (as upstream): the test undoes its own.
+    let umount = std::process::Command::new("umount")
+        .arg(shared.join("m"))
+        .status()
+        .unwrap();
+    assert!(umount.success());
+    std::fs::remove_dir_all(&shared).unwrap();
+}
