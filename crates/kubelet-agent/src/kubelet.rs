@@ -524,11 +524,23 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 w.cache_authorized_ttl,
                 w.cache_unauthorized_ttl,
             ));
+            let stats = Arc::new(crate::stats::StatsProvider::new(
+                s.node_name.clone(),
+                rt.clone(),
+                host.clone(),
+                (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
+                    .then(kubelet_host::cgroups::CgroupV1::default),
+                root_dir.clone(),
+                PathBuf::from("/var/log/pods"),
+                volumes.clone(),
+                clock.clone(),
+            ));
             let host = Arc::new(crate::server::KubeletHost {
                 node_name: s.node_name.clone(),
                 workers: workers.clone(),
                 runtime: runtime.clone(),
                 pleg: pleg_health.clone(),
+                stats,
             });
             info!(%addr, "serving the kubelet API");
             tasks.spawn(kubelet_server::serve(

@@ -22,5 +22,6 @@ pub mod pod_workers;
 pub mod prober;
 pub mod security_context;
 pub mod server;
+pub mod stats;
 pub mod status_manager;
 pub mod volume_manager;

@@ -23,6 +23,7 @@ pub struct KubeletHost {
     pub workers: PodWorkers,
     pub runtime: Arc<RuntimeManager>,
     pub pleg: PlegHealth,
+    pub stats: Arc<crate::stats::StatsProvider>,
 }
 
 #[async_trait::async_trait]
@@ -37,6 +38,22 @@ impl HostInterface for KubeletHost {
 
     async fn pods(&self) -> Vec<Pod> {
         self.workers.pods()
+    }
+
+    async fn stats_summary(
+        &self,
+        only_cpu_and_memory: bool,
+    ) -> Result<serde_json::Value, HostError> {
+        let internal = |m: String| HostError {
+            status: kubelet_server::server::StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("Internal Error: {m}"),
+        };
+        let s = self
+            .stats
+            .summary(&self.workers.pods(), only_cpu_and_memory)
+            .await
+            .map_err(internal)?;
+        serde_json::to_value(s).map_err(|e| internal(e.to_string()))
     }
 
     async fn log_path(

@@ -16,4 +16,5 @@ pub mod labels;
 pub mod qos;
 pub mod quantity;
 pub mod runtime;
+pub mod stats;
 pub mod status;

@@ -22,6 +22,8 @@ struct State {
     fail: BTreeMap<&'static str, String>,
     /// Images a pull can fetch, and the user the registry wants (None: anonymous).
     registry: BTreeMap<String, Option<String>>,
+    /// CPU nanoseconds and working-set bytes reported per container id.
+    usage: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,13 @@ impl Default for FakeRuntime {
 }
 
 impl FakeRuntime {
+    /// Sets what ListContainerStats reports for a container.
+    pub fn set_usage(&self, id: &str, cpu_ns: u64, working_set: u64) {
+        self.lock()
+            .usage
+            .insert(id.to_string(), (cpu_ns, working_set));
+    }
+
     pub fn with_images(images: &[&str]) -> Self {
         let f = Self::default();
         f.lock().images = images.iter().map(|s| s.to_string()).collect();
@@ -449,6 +458,38 @@ impl RuntimeService for FakeRuntime {
     ) -> Result<api::ExecSyncResponse> {
         self.record("ExecSync", id)?;
         Ok(api::ExecSyncResponse::default())
+    }
+
+    async fn list_container_stats(
+        &self,
+        _filter: Option<api::ContainerStatsFilter>,
+    ) -> Result<Vec<api::ContainerStats>> {
+        self.record("ListContainerStats", "")?;
+        let s = self.lock();
+        let now = s.clock_ns;
+        Ok(s.containers
+            .values()
+            .map(|c| {
+                let (cpu, mem) = s.usage.get(&c.id).copied().unwrap_or_default();
+                api::ContainerStats {
+                    attributes: Some(api::ContainerAttributes {
+                        id: c.id.clone(),
+                        metadata: c.metadata.clone(),
+                        labels: c.labels.clone(),
+                        annotations: c.annotations.clone(),
+                    }),
+                    cpu: Some(api::CpuUsage {
+                        timestamp: now,
+                        usage_core_nano_seconds: Some(api::UInt64Value { value: cpu }),
+                    }),
+                    memory: Some(api::MemoryUsage {
+                        timestamp: now,
+                        working_set_bytes: Some(api::UInt64Value { value: mem }),
+                    }),
+                    writable_layer: None,
+                }
+            })
+            .collect())
     }
 
     async fn list_images(&self) -> Result<Vec<api::Image>> {

@@ -82,6 +82,23 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String>;
 
+    /// The process id of the sandbox (its network namespace holder), from the runtime's
+    /// verbose sandbox status; `None` where the runtime does not say.
+    async fn pod_sandbox_pid(&self, _id: &str) -> Result<Option<u32>> {
+        Ok(None)
+    }
+    /// Resource usage of the containers (CRI ListContainerStats).
+    async fn list_container_stats(
+        &self,
+        _filter: Option<api::ContainerStatsFilter>,
+    ) -> Result<Vec<api::ContainerStats>> {
+        Ok(vec![])
+    }
+    /// Usage of the filesystems holding images (CRI ImageFsInfo).
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        Ok(vec![])
+    }
+
     /// Pushes container start/exit events, where the runtime offers them. The stream ends
     /// when the connection drops; callers resubscribe and relist.
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>>;

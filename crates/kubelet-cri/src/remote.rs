@@ -339,6 +339,55 @@ impl RuntimeService for RemoteRuntime {
         call("ExecSync", deadline, c.exec_sync(self.req(r, deadline))).await
     }
 
+    async fn pod_sandbox_pid(&self, id: &str) -> Result<Option<u32>> {
+        let mut c = self.rt.clone();
+        let r = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        };
+        let info = call(
+            "PodSandboxStatus",
+            self.timeout,
+            c.pod_sandbox_status(self.req(r, self.timeout)),
+        )
+        .await?
+        .info;
+        // containerd: {"info": "{\"pid\": 1234, ...}"}
+        Ok(info
+            .get("info")
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .and_then(|v| v.get("pid")?.as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0))
+    }
+
+    async fn list_container_stats(
+        &self,
+        filter: Option<api::ContainerStatsFilter>,
+    ) -> Result<Vec<api::ContainerStats>> {
+        let mut c = self.rt.clone();
+        let r = api::ListContainerStatsRequest { filter };
+        Ok(call(
+            "ListContainerStats",
+            self.timeout,
+            c.list_container_stats(self.req(r, self.timeout)),
+        )
+        .await?
+        .stats)
+    }
+
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let mut c = self.img.clone();
+        let r = api::ImageFsInfoRequest {};
+        Ok(call(
+            "ImageFsInfo",
+            self.timeout,
+            c.image_fs_info(self.req(r, self.timeout)),
+        )
+        .await?
+        .image_filesystems)
+    }
+
     async fn list_images(&self) -> Result<Vec<api::Image>> {
         let mut c = self.img.clone();
         let r = api::ListImagesRequest { filter: None };

@@ -120,6 +120,48 @@ impl Cgroups for CgroupV1 {
     }
 }
 
+/// CPU and memory use of a cgroup, as cadvisor reads it for the summary API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    pub cpu_ns: u64,
+    pub memory_usage: u64,
+    /// Usage less inactive file pages: what the kubelet counts against limits.
+    pub working_set: u64,
+    pub rss: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+}
+
+/// The value of `key` in a memory.stat text.
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl CgroupV1 {
+    /// Reads `path`'s cpuacct and memory accounting; `None` if the cgroup is not there.
+    pub fn usage(&self, path: &str) -> Option<CgroupUsage> {
+        let read = |c: &str, f: &str| std::fs::read_to_string(self.dir(c, path).join(f)).ok();
+        let cpu_ns = read("cpuacct", "cpuacct.usage")?.trim().parse().ok()?;
+        let memory_usage: u64 = read("memory", "memory.usage_in_bytes")?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = read("memory", "memory.stat").unwrap_or_default();
+        let inactive = stat_value(&stat, "total_inactive_file").unwrap_or(0);
+        Some(CgroupUsage {
+            cpu_ns,
+            memory_usage,
+            working_set: memory_usage.saturating_sub(inactive),
+            rss: stat_value(&stat, "total_rss").unwrap_or(0),
+            page_faults: stat_value(&stat, "total_pgfault").unwrap_or(0),
+            major_page_faults: stat_value(&stat, "total_pgmajfault").unwrap_or(0),
+        })
+    }
+}
+
 /// Records calls and keeps a set of paths, for unit tests.
 #[derive(Debug, Default)]
 pub struct FakeCgroups {
@@ -152,6 +194,37 @@ impl Cgroups for FakeCgroups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_usage_files() {
+        let root = std::env::temp_dir().join(format!("krs-cg-usage-{}", std::process::id()));
+        let cg = CgroupV1 { root: root.clone() };
+        assert_eq!(cg.usage("/kubepods/podx"), None);
+        let cpu = root.join("cpuacct/kubepods/podx");
+        let mem = root.join("memory/kubepods/podx");
+        std::fs::create_dir_all(&cpu).unwrap();
+        std::fs::create_dir_all(&mem).unwrap();
+        std::fs::write(cpu.join("cpuacct.usage"), "12345\n").unwrap();
+        std::fs::write(mem.join("memory.usage_in_bytes"), "1000\n").unwrap();
+        std::fs::write(
+            mem.join("memory.stat"),
+            "cache 5\ninactive_file 1\ntotal_inactive_file 300\ntotal_rss 600\ntotal_pgfault 7\ntotal_pgmajfault 2\n",
+        )
+        .unwrap();
+        let u = cg.usage("/kubepods/podx").unwrap();
+        assert_eq!(
+            u,
+            CgroupUsage {
+                cpu_ns: 12345,
+                memory_usage: 1000,
+                working_set: 700,
+                rss: 600,
+                page_faults: 7,
+                major_page_faults: 2
+            }
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn v1_layout_in_a_scratch_root() {

@@ -47,6 +47,8 @@ pub struct FsStats {
     pub available_bytes: u64,
     pub inodes: u64,
     pub inodes_free: u64,
+    /// Blocks in use (total less free), as upstream's `FsInfo.Usage`.
+    pub used_bytes: u64,
 }
 
 pub trait Host: Send + Sync + std::fmt::Debug + 'static {
@@ -150,6 +152,10 @@ impl Host for RealHost {
             available_bytes: s.f_bavail.saturating_mul(s.f_frsize),
             inodes: s.f_files,
             inodes_free: s.f_ffree,
+            used_bytes: s
+                .f_blocks
+                .saturating_sub(s.f_bfree)
+                .saturating_mul(s.f_frsize),
         })
     }
 

@@ -95,6 +95,13 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
         previous: bool,
     ) -> Result<PathBuf, HostError>;
     async fn container_running(&self, namespace: &str, pod: &str, container: &str) -> bool;
+    /// The summary API's JSON (`/stats/summary`).
+    async fn stats_summary(
+        &self,
+        _only_cpu_and_memory: bool,
+    ) -> Result<serde_json::Value, HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +185,7 @@ pub fn router(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/stats/summary", get(stats_summary).post(stats_summary))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -243,6 +251,21 @@ async fn pods(State(st): State<AppState>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+async fn stats_summary(
+    State(st): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, HostError> {
+    // As upstream: only the exact value "true" selects the short form.
+    let only = q.get("only_cpu_and_memory").is_some_and(|v| v == "true");
+    let v = st.host.stats_summary(only).await?;
+    let mut r = v.to_string().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 /// DNS-1123 subdomain: what a namespace, pod or container name can be.

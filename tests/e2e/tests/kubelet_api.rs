@@ -153,3 +153,103 @@ async fn direct_requests_are_authenticated() {
     ]);
     assert!(code == "400" || code == "404", "{code}");
 }
+
+/// `kubectl get --raw /api/v1/nodes/N/proxy/stats/summary`: node, pod, container and volume
+/// figures that match what the test put there.
+#[tokio::test]
+async fn stats_summary_through_the_api_server() {
+    let ns = TestNs::new("stats").await;
+    // 3 MiB in a disk emptyDir, 1 MiB in the writable layer, a busy loop for CPU.
+    let mut c = serde_json::json!({"name": "main", "image": "docker.io/library/busybox:latest", "imagePullPolicy": "Never",
+        "command": ["sh", "-c", "dd if=/dev/zero of=/data/f bs=1M count=3 && dd if=/dev/zero of=/layer bs=1M count=1 && echo ready && while true; do :; done"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}});
+    c["resources"]["requests"] = c["resources"]["limits"].clone();
+    let mut p = ns.pod("p", "Always", serde_json::json!([c]));
+    p.spec.as_mut().unwrap().volumes = Some(
+        serde_json::from_value(serde_json::json!([{"name": "data", "emptyDir": {}}])).unwrap(),
+    );
+    ns.create(&p).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(20), |p| phase(p) == "Running")
+        .await;
+    let uid = p.metadata.uid.clone().unwrap();
+    let path = format!("/api/v1/nodes/{}/proxy/stats/summary", node_name());
+    // Volume figures are refreshed every 10 s and CPU rates need two samples: poll.
+    let (summary, pod) =
+        kubelet_e2e::eventually(Duration::from_secs(40), "pod stats complete", || {
+            let (client, path, uid) = (ns.client.clone(), path.clone(), uid.clone());
+            async move {
+                let raw = client.request_text(http_get(&path)).await.ok()?;
+                let s: serde_json::Value = serde_json::from_str(&raw).ok()?;
+                let pod = s["pods"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["podRef"]["uid"] == uid.as_str())?
+                    .clone();
+                let vol = pod["volume"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["name"] == "data")?;
+                // containerd measures writable layers on its own period (10 s).
+                let ok = vol["usedBytes"].as_u64()? >= 3 << 20
+                    && pod["containers"][0]["cpu"]["usageNanoCores"]
+                        .as_u64()
+                        .is_some()
+                    && pod["containers"][0]["rootfs"]["usedBytes"].as_u64()? >= 1 << 20;
+                ok.then_some((s, pod))
+            }
+        })
+        .await;
+    let node = &summary["node"];
+    assert_eq!(node["nodeName"], node_name().as_str());
+    assert!(node["fs"]["capacityBytes"].as_u64().unwrap() > 0);
+    assert!(node["fs"]["usedBytes"].as_u64().unwrap() > 0);
+    assert!(node["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
+    assert!(node["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0);
+    assert!(node["runtime"]["imageFs"]["usedBytes"].as_u64().unwrap() > 0);
+    assert!(node["rlimit"]["maxpid"].as_i64().unwrap() > 0);
+    assert_eq!(pod["podRef"]["name"], "p");
+    assert_eq!(pod["podRef"]["namespace"], ns.name.as_str());
+    let c = &pod["containers"][0];
+    assert_eq!(c["name"], "main");
+    // The busy loop under a 100m limit: some CPU, at most about a tenth of a core.
+    let nano = c["cpu"]["usageNanoCores"].as_u64().unwrap();
+    assert!(
+        nano > 10_000_000 && nano < 200_000_000,
+        "usageNanoCores {nano}"
+    );
+    let ws = c["memory"]["workingSetBytes"].as_u64().unwrap();
+    assert!(ws > 0 && ws <= 64 << 20, "workingSetBytes {ws}");
+    assert!(
+        c["rootfs"]["usedBytes"].as_u64().unwrap() >= 1 << 20,
+        "{}",
+        c["rootfs"]
+    );
+    assert!(c["rootfs"]["capacityBytes"].as_u64().unwrap() > 0);
+    assert!(c["logs"]["usedBytes"].as_u64().is_some(), "{}", c["logs"]);
+    assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0);
+    assert!(pod["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
+    assert!(pod["network"]["name"].is_string(), "{}", pod["network"]);
+    assert!(pod["network"]["rxBytes"].as_u64().is_some());
+    // Ephemeral storage: the emptyDir, the writable layer and the logs together.
+    let eph = pod["ephemeral-storage"]["usedBytes"].as_u64().unwrap();
+    assert!(eph >= 4 << 20, "ephemeral-storage {eph}");
+    // The short form leaves the filesystems out.
+    let raw = ns
+        .client
+        .request_text(http_get(&format!("{path}?only_cpu_and_memory=true")))
+        .await
+        .unwrap();
+    let short: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert!(short["node"]["fs"].is_null() && short["node"]["cpu"].is_object());
+    let sp = short["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["uid"] == uid.as_str())
+        .unwrap();
+    assert!(sp["volume"].is_null() && sp["containers"][0]["rootfs"].is_null());
+    assert!(sp["containers"][0]["memory"].is_object());
+    ns.cleanup().await;
+}
