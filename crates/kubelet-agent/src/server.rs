@@ -106,6 +106,80 @@ impl HostInterface for KubeletHost {
         Ok(PathBuf::from(&c.log_path))
     }
 
+    async fn exec_url(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        container: &str,
+        cmd: Vec<String>,
+        o: kubelet_server::StreamOptions,
+    ) -> Result<String, HostError> {
+        let id = self
+            .running_container(namespace, pod, uid, container)
+            .await?;
+        self.runtime
+            .rt
+            .exec(kubelet_cri::api::ExecRequest {
+                container_id: id,
+                cmd,
+                tty: o.tty,
+                stdin: o.stdin,
+                stdout: o.stdout,
+                stderr: o.stderr,
+            })
+            .await
+            .map_err(runtime_error)
+    }
+
+    async fn attach_url(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        container: &str,
+        o: kubelet_server::StreamOptions,
+    ) -> Result<String, HostError> {
+        let id = self
+            .running_container(namespace, pod, uid, container)
+            .await?;
+        self.runtime
+            .rt
+            .attach(kubelet_cri::api::AttachRequest {
+                container_id: id,
+                stdin: o.stdin,
+                tty: o.tty,
+                stdout: o.stdout,
+                stderr: o.stderr,
+            })
+            .await
+            .map_err(runtime_error)
+    }
+
+    async fn port_forward_url(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        ports: Vec<i32>,
+    ) -> Result<String, HostError> {
+        let status = self.streaming_target(namespace, pod, uid).await?;
+        let sandbox = status
+            .sandboxes
+            .iter()
+            .filter(|s| s.ready)
+            .max_by_key(|s| s.created_at)
+            .ok_or_else(|| HostError::not_found("pod does not exist"))?;
+        self.runtime
+            .rt
+            .port_forward(kubelet_cri::api::PortForwardRequest {
+                pod_sandbox_id: sandbox.id.clone(),
+                port: ports,
+            })
+            .await
+            .map_err(runtime_error)
+    }
+
     async fn container_running(&self, namespace: &str, pod: &str, container: &str) -> bool {
         let Some(p) = self.workers.pod_by_name(namespace, pod) else {
             return false;
@@ -120,6 +194,51 @@ impl HostInterface for KubeletHost {
                     .map(|c| c.state == ContainerState::Running)
             })
             .unwrap_or(false)
+    }
+}
+
+impl KubeletHost {
+    /// The pod's runtime state, for a streaming request naming it (and perhaps its UID).
+    async fn streaming_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+    ) -> Result<kubelet_core::runtime::PodStatus, HostError> {
+        let p = self
+            .workers
+            .pod_by_name(namespace, pod)
+            .filter(|p| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)))
+            .ok_or_else(|| HostError::not_found("pod does not exist"))?;
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        self.runtime.pod_status(&uid).await.map_err(runtime_error)
+    }
+
+    async fn running_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        container: &str,
+    ) -> Result<String, HostError> {
+        let status = self.streaming_target(namespace, pod, uid).await?;
+        status
+            .containers
+            .iter()
+            .find(|c| c.name == container && c.state == ContainerState::Running)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| HostError::not_found(format!("container not found ({container:?})")))
+    }
+}
+
+fn runtime_error(e: kubelet_cri::CriError) -> HostError {
+    HostError {
+        status: if e.is_not_found() {
+            axum_status(404)
+        } else {
+            axum_status(500)
+        },
+        message: e.message(),
     }
 }
 

@@ -87,6 +87,17 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
     async fn pod_sandbox_pid(&self, _id: &str) -> Result<Option<u32>> {
         Ok(None)
     }
+    /// Streaming: the URL of the runtime's streaming server for this exec, attach or
+    /// port-forward session (CRI Exec, Attach, PortForward).
+    async fn exec(&self, _req: api::ExecRequest) -> Result<String> {
+        Err(CriError::NotFound("streaming is not supported".into()))
+    }
+    async fn attach(&self, _req: api::AttachRequest) -> Result<String> {
+        Err(CriError::NotFound("streaming is not supported".into()))
+    }
+    async fn port_forward(&self, _req: api::PortForwardRequest) -> Result<String> {
+        Err(CriError::NotFound("streaming is not supported".into()))
+    }
     /// Resource usage of the containers (CRI ListContainerStats).
     async fn list_container_stats(
         &self,

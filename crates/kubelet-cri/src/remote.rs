@@ -361,6 +361,37 @@ impl RuntimeService for RemoteRuntime {
             .filter(|p| *p > 0))
     }
 
+    async fn exec(&self, req: api::ExecRequest) -> Result<String> {
+        let mut c = self.rt.clone();
+        Ok(
+            call("Exec", self.timeout, c.exec(self.req(req, self.timeout)))
+                .await?
+                .url,
+        )
+    }
+
+    async fn attach(&self, req: api::AttachRequest) -> Result<String> {
+        let mut c = self.rt.clone();
+        Ok(call(
+            "Attach",
+            self.timeout,
+            c.attach(self.req(req, self.timeout)),
+        )
+        .await?
+        .url)
+    }
+
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
+        let mut c = self.rt.clone();
+        Ok(call(
+            "PortForward",
+            self.timeout,
+            c.port_forward(self.req(req, self.timeout)),
+        )
+        .await?
+        .url)
+    }
+
     async fn list_container_stats(
         &self,
         filter: Option<api::ContainerStatsFilter>,

@@ -5,5 +5,7 @@
 pub mod auth;
 pub mod logs;
 pub mod server;
+pub mod streaming;
 
 pub use server::{Bound, HostError, HostInterface, ServerConfig, bind, serve};
+pub use streaming::StreamOptions;

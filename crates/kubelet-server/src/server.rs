@@ -95,6 +95,40 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
         previous: bool,
     ) -> Result<PathBuf, HostError>;
     async fn container_running(&self, namespace: &str, pod: &str, container: &str) -> bool;
+    /// The runtime's streaming URL for an exec in the container (CRI Exec). `uid`, when the
+    /// path names one, must match the pod's.
+    async fn exec_url(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _uid: Option<&str>,
+        _container: &str,
+        _cmd: Vec<String>,
+        _opts: crate::StreamOptions,
+    ) -> Result<String, HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
+    /// The runtime's streaming URL for attaching to the container (CRI Attach).
+    async fn attach_url(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _uid: Option<&str>,
+        _container: &str,
+        _opts: crate::StreamOptions,
+    ) -> Result<String, HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
+    /// The runtime's streaming URL for port forwarding into the pod (CRI PortForward).
+    async fn port_forward_url(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _uid: Option<&str>,
+        _ports: Vec<i32>,
+    ) -> Result<String, HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
     /// The summary API's JSON (`/stats/summary`).
     async fn stats_summary(
         &self,
@@ -118,6 +152,8 @@ struct AppState {
     host: Arc<dyn HostInterface>,
     authn: Arc<Authenticator>,
     authz: Arc<Authorizer>,
+    /// Ends the streaming sessions when the server stops.
+    cancel: CancellationToken,
 }
 
 /// The identity a verified client certificate gave the connection.
@@ -175,8 +211,14 @@ pub fn router(
     host: Arc<dyn HostInterface>,
     authn: Arc<Authenticator>,
     authz: Arc<Authorizer>,
+    cancel: CancellationToken,
 ) -> Router {
-    let state = AppState { host, authn, authz };
+    let state = AppState {
+        host,
+        authn,
+        authz,
+        cancel,
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/pods", get(pods))
@@ -186,6 +228,27 @@ pub fn router(
             get(container_logs),
         )
         .route("/stats/summary", get(stats_summary).post(stats_summary))
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/exec/{namespace}/{pod}/{uid}/{container}",
+            get(exec_uid).post(exec_uid),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{uid}/{container}",
+            get(attach_uid).post(attach_uid),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            get(port_forward_uid).post(port_forward_uid),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -266,6 +329,158 @@ async fn stats_summary(
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+type Q = Query<Vec<(String, String)>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Exec,
+    Attach,
+    PortForward,
+}
+
+async fn exec(
+    State(st): State<AppState>,
+    Path((ns, pod, c)): Path<(String, String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(st, StreamKind::Exec, ns, pod, None, c, q, req).await
+}
+
+async fn exec_uid(
+    State(st): State<AppState>,
+    Path((ns, pod, uid, c)): Path<(String, String, String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(st, StreamKind::Exec, ns, pod, Some(uid), c, q, req).await
+}
+
+async fn attach(
+    State(st): State<AppState>,
+    Path((ns, pod, c)): Path<(String, String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(st, StreamKind::Attach, ns, pod, None, c, q, req).await
+}
+
+async fn attach_uid(
+    State(st): State<AppState>,
+    Path((ns, pod, uid, c)): Path<(String, String, String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(st, StreamKind::Attach, ns, pod, Some(uid), c, q, req).await
+}
+
+async fn port_forward(
+    State(st): State<AppState>,
+    Path((ns, pod)): Path<(String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(
+        st,
+        StreamKind::PortForward,
+        ns,
+        pod,
+        None,
+        String::new(),
+        q,
+        req,
+    )
+    .await
+}
+
+async fn port_forward_uid(
+    State(st): State<AppState>,
+    Path((ns, pod, uid)): Path<(String, String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    stream(
+        st,
+        StreamKind::PortForward,
+        ns,
+        pod,
+        Some(uid),
+        String::new(),
+        q,
+        req,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    st: AppState,
+    kind: StreamKind,
+    ns: String,
+    pod: String,
+    uid: Option<String>,
+    container: String,
+    q: Vec<(String, String)>,
+    req: Request,
+) -> Response {
+    let names = [("namespace", &ns), ("pod", &pod)];
+    let container_name = [("container", &container)];
+    let checked = names.iter().chain(
+        container_name
+            .iter()
+            .filter(|_| kind != StreamKind::PortForward),
+    );
+    for (what, v) in checked {
+        if !valid_name(v) {
+            return HostError::bad_request(format!("invalid {what} name {v:?}")).into_response();
+        }
+    }
+    if uid
+        .as_deref()
+        .is_some_and(|u| !valid_name(&u.to_ascii_lowercase()))
+    {
+        return HostError::bad_request("invalid pod UID").into_response();
+    }
+    let url = match kind {
+        StreamKind::PortForward => {
+            let ports = match crate::streaming::ports(&q) {
+                Ok(p) => p,
+                Err(e) => return HostError::bad_request(e).into_response(),
+            };
+            if !crate::streaming::is_upgrade(&req) {
+                return HostError::bad_request("Upgrade request required").into_response();
+            }
+            st.host
+                .port_forward_url(&ns, &pod, uid.as_deref(), ports)
+                .await
+        }
+        StreamKind::Exec | StreamKind::Attach => {
+            let opts = match crate::streaming::stream_options(&q) {
+                Ok(o) => o,
+                Err(e) => return HostError::bad_request(e).into_response(),
+            };
+            // Checked before asking the runtime, so a plain request opens no session.
+            if !crate::streaming::is_upgrade(&req) {
+                return HostError::bad_request("Upgrade request required").into_response();
+            }
+            if kind == StreamKind::Exec {
+                let cmd = crate::streaming::command(&q);
+                st.host
+                    .exec_url(&ns, &pod, uid.as_deref(), &container, cmd, opts)
+                    .await
+            } else {
+                st.host
+                    .attach_url(&ns, &pod, uid.as_deref(), &container, opts)
+                    .await
+            }
+        }
+    };
+    match url {
+        Ok(url) => crate::streaming::proxy(req, &url, st.cancel.clone()).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// DNS-1123 subdomain: what a namespace, pod or container name can be.
@@ -405,7 +620,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let Bound { listener, acceptor } = bound;
-    let app = router(host, authn, authz);
+    let app = router(host, authn, authz, cancel.clone());
     let conns = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, remote) = tokio::select! {

@@ -58,6 +58,43 @@ impl Pki {
 #[derive(Debug)]
 struct Host {
     log: PathBuf,
+    /// A fake runtime streaming server: it switches protocols and echoes.
+    stream: SocketAddr,
+}
+
+/// Answers one upgrade per connection with 101 and then echoes, as a streaming server would
+/// after its handshake; a request for /refuse gets 403.
+async fn fake_stream_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                if head.contains("/refuse") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+                        .await;
+                    return;
+                }
+                // Credentials meant for the kubelet must not reach the runtime.
+                let leaked = head.to_ascii_lowercase().contains("authorization");
+                let _ = s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n{}", if leaked { "LEAK" } else { "" }).as_bytes()).await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
 }
 
 #[async_trait::async_trait]
@@ -93,6 +130,20 @@ impl HostInterface for Host {
     }
     async fn container_running(&self, _: &str, _: &str, _: &str) -> bool {
         false
+    }
+    async fn exec_url(
+        &self,
+        _ns: &str,
+        pod: &str,
+        _uid: Option<&str>,
+        _c: &str,
+        cmd: Vec<String>,
+        _o: kubelet_server::StreamOptions,
+    ) -> Result<String, HostError> {
+        if pod != "web" {
+            return Err(HostError::not_found("pod does not exist"));
+        }
+        Ok(format!("http://{}/{}", self.stream, cmd.join("-")))
     }
 }
 
@@ -164,7 +215,10 @@ async fn start() -> Fixture {
     ));
     tokio::spawn(kubelet_server::serve(
         bound,
-        Arc::new(Host { log }),
+        Arc::new(Host {
+            log,
+            stream: fake_stream_server().await,
+        }),
         authn,
         authz,
         cancel.clone(),
@@ -349,6 +403,123 @@ async fn slow_clients_are_cut_off() {
         matches!(r, Ok(Ok(0)) | Ok(Err(_))),
         "connection still open after the handshake deadline: {r:?}"
     );
+    f.cancel.cancel();
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// Sends a raw request over TLS and returns the whole response head and what follows, read
+/// until `want` appears or the server closes.
+async fn raw(f: &Fixture, request: &str, send_after: &[u8], want: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(f.pki.ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut sent = false;
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if text.contains(want) {
+                break;
+            }
+            if !sent && text.contains("\r\n\r\n") && !send_after.is_empty() {
+                tls.write_all(send_after).await.unwrap();
+                sent = true;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn exec_upgrades_are_spliced_to_the_runtime() {
+    let f = start().await;
+    let upgrade = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer alice-token\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+        )
+    };
+    // The runtime's 101 comes back, then bytes flow both ways.
+    let got = raw(
+        &f,
+        &upgrade("/exec/default/web/app?command=sh&command=-c&input=1&output=1"),
+        b"ping",
+        "ping",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 101"), "{got}");
+    assert!(
+        got.contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{got}"
+    );
+    assert!(
+        !got.contains("LEAK"),
+        "the bearer token reached the runtime: {got}"
+    );
+    assert!(got.ends_with("ping"), "{got}");
+    // A runtime refusal is passed on, so that clients can fall back.
+    let got = raw(
+        &f,
+        &upgrade("/exec/default/web/app?command=refuse&output=1"),
+        b"",
+        "nope",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    // Bad requests never reach the runtime.
+    for (path, code, body) in [
+        (
+            "/exec/default/web/app?command=ls",
+            "400",
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ),
+        (
+            "/exec/default/nope/app?command=ls&output=1",
+            "404",
+            "pod does not exist",
+        ),
+        (
+            "/exec/default/..%2Fx/app?command=ls&output=1",
+            "400",
+            "invalid pod name",
+        ),
+        ("/portForward/default/web?port=99999", "400", "invalid port"),
+    ] {
+        let got = raw(&f, &upgrade(path), b"", body).await;
+        assert!(
+            got.starts_with(&format!("HTTP/1.1 {code}")) && got.contains(body),
+            "{path}: {got}"
+        );
+    }
+    // Without an upgrade there is nothing to proxy.
+    let plain = "POST /exec/default/web/app?command=ls&output=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer alice-token\r\nContent-Length: 0\r\n\r\n";
+    let got = raw(&f, plain, b"", "Upgrade request required").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    // Unauthenticated: refused before anything else.
+    let anon = "POST /exec/default/web/app?command=ls&output=1 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
+    let got = raw(&f, anon, b"", "Unauthorized").await;
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
     f.cancel.cancel();
     let _ = std::fs::remove_dir_all(&f.dir);
 }
