@@ -197,10 +197,16 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             }
         }
     }
-    let rt: Arc<dyn RuntimeService> = Arc::new(RemoteRuntime::connect(
-        &s.flags.container_runtime_endpoint,
-        cfg.runtime_request_timeout,
-    )?);
+    let rt: Arc<dyn RuntimeService> = Arc::new(crate::instrumented_services::InstrumentedRuntime(
+        Arc::new(RemoteRuntime::connect(
+            &s.flags.container_runtime_endpoint,
+            cfg.runtime_request_timeout,
+        )?),
+    ));
+    crate::metrics::METRICS
+        .node_name
+        .get_or_create(&vec![("node".to_string(), s.node_name.clone())])
+        .set(1);
     let runtime_name = match tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match rt.version().await {

@@ -130,9 +130,27 @@ impl Pleg {
         seen: &mut HashMap<String, Fingerprint>,
         owner: &mut HashMap<String, String>,
     ) -> Result<(), kubelet_cri::CriError> {
+        let t0 = Instant::now();
+        let r = self.relist_inner(seen, owner).await;
+        let m = &crate::metrics::METRICS;
+        m.pleg_relist_duration.observe(t0.elapsed().as_secs_f64());
+        let mut last = LAST_RELIST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prev) = last.replace(t0) {
+            m.pleg_relist_interval
+                .observe(t0.duration_since(prev).as_secs_f64());
+        }
+        r
+    }
+
+    async fn relist_inner(
+        &self,
+        seen: &mut HashMap<String, Fingerprint>,
+        owner: &mut HashMap<String, String>,
+    ) -> Result<(), kubelet_cri::CriError> {
         let rt = &self.runtime.rt;
         let (sandboxes, containers) =
             tokio::try_join!(rt.list_pod_sandbox(None), rt.list_containers(None))?;
+        update_running_metrics(&sandboxes, &containers);
         let mut now: HashMap<String, Fingerprint> = HashMap::new();
         let mut refs: BTreeMap<String, PodRef> = BTreeMap::new();
         owner.clear();
@@ -249,5 +267,44 @@ async fn subscribe(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// When the previous relist started, for kubelet_pleg_relist_interval_seconds.
+static LAST_RELIST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// kubelet_running_pods and kubelet_running_containers, from the relist (as upstream).
+fn update_running_metrics(
+    sandboxes: &[kubelet_cri::api::PodSandbox],
+    containers: &[kubelet_cri::api::Container],
+) {
+    use kubelet_cri::api::{ContainerState as S, PodSandboxState};
+    let m = &crate::metrics::METRICS;
+    let ready = sandboxes
+        .iter()
+        .filter(|s| s.state == PodSandboxState::SandboxReady as i32)
+        .count();
+    m.running_pods.set(ready as i64);
+    let mut counts: BTreeMap<&str, i64> = [
+        ("created", 0),
+        ("running", 0),
+        ("exited", 0),
+        ("unknown", 0),
+    ]
+    .into_iter()
+    .collect();
+    for c in containers {
+        let state = match S::try_from(c.state) {
+            Ok(S::ContainerCreated) => "created",
+            Ok(S::ContainerRunning) => "running",
+            Ok(S::ContainerExited) => "exited",
+            _ => "unknown",
+        };
+        *counts.entry(state).or_default() += 1;
+    }
+    for (state, n) in counts {
+        m.running_containers
+            .get_or_create(&vec![("container_state".to_string(), state.to_string())])
+            .set(n);
     }
 }

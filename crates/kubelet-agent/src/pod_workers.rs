@@ -202,9 +202,25 @@ impl PodWorkers {
     async fn work(self, uid: String, generation: u64, mut rx: watch::Receiver<Desired>) {
         let mut ws = WorkerState::default();
         let mut error_delay = Duration::from_millis(200);
+        let first_seen = tokio::time::Instant::now();
+        let (mut synced_once, mut start_recorded) = (false, false);
         loop {
             let desired = rx.borrow_and_update().clone();
-            let step = match self.sync(&desired, &mut ws).await {
+            let t0 = tokio::time::Instant::now();
+            let result = self.sync(&desired, &mut ws).await;
+            let m = &crate::metrics::METRICS;
+            let op = if synced_once { "sync" } else { "create" };
+            synced_once = true;
+            m.pod_worker_duration
+                .get_or_create(&vec![("operation_type".to_string(), op.to_string())])
+                .observe(t0.elapsed().as_secs_f64());
+            // From first seen to Running, once (upstream kubelet_pod_start_duration_seconds).
+            if !start_recorded && self.phase(&desired.pod).as_deref() == Some("Running") {
+                start_recorded = true;
+                m.pod_start_duration
+                    .observe(first_seen.elapsed().as_secs_f64());
+            }
+            let step = match result {
                 Ok(step) => {
                     error_delay = Duration::from_millis(200);
                     step

@@ -178,6 +178,7 @@ impl ProbeManager {
     }
 
     pub fn remove_pod(&self, uid: &str) {
+        crate::metrics::METRICS.forget_pod_probes(uid);
         self.lock().retain(|k, e| {
             if k.0 == uid {
                 e.cancel.cancel();
@@ -312,6 +313,14 @@ impl Worker {
                 continue;
             }
             let (ok, output) = self.probe_once(timeout).await;
+            crate::metrics::record_probe(
+                kind.label(),
+                if ok { "successful" } else { "failed" },
+                &name,
+                self.pod.metadata.name.as_deref().unwrap_or_default(),
+                self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                &uid,
+            );
             if ok {
                 successes += 1;
                 failures = 0;

@@ -40,6 +40,24 @@ impl HostInterface for KubeletHost {
         self.workers.pods()
     }
 
+    async fn metrics(&self, which: &str) -> Result<(String, &'static str), HostError> {
+        const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+        let m = &crate::metrics::METRICS;
+        Ok(match which {
+            "" => (m.render(), OPENMETRICS),
+            "probes" => (m.render_probes(), OPENMETRICS),
+            "resource" => {
+                let s = self.stats.summary(&self.workers.pods(), true).await;
+                if let Err(e) = &s {
+                    tracing::warn!(error = %e, "resource metrics: no summary");
+                }
+                (kubelet_core::stats::resource_metrics(s.as_ref().ok()), TEXT)
+            }
+            _ => return Err(HostError::not_found("404 page not found\n")),
+        })
+    }
+
     async fn stats_summary(
         &self,
         only_cpu_and_memory: bool,

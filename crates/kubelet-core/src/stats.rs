@@ -282,6 +282,141 @@ pub fn sum_cpu_memory(containers: &[ContainerStats]) -> (Option<CpuStats>, Optio
     (cpu, mem)
 }
 
+/// Escapes a label value for the Prometheus text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn millis(t: &Option<Time>) -> String {
+    t.as_ref()
+        .map(|t| format!(" {}", t.0.as_millisecond()))
+        .unwrap_or_default()
+}
+
+/// `/metrics/resource` (upstream `collectors/resource_metrics.go`): CPU and memory of the
+/// node, pods and containers, in the Prometheus text format, each sample stamped with the
+/// time it was measured. `error` is the scrape_error gauge.
+pub fn resource_metrics(s: Option<&Summary>) -> String {
+    use std::fmt::Write;
+    let mut fams: std::collections::BTreeMap<&str, (&str, &str, Vec<String>)> = [
+        (
+            "container_cpu_usage_seconds_total",
+            (
+                "counter",
+                "Cumulative cpu time consumed by the container in core-seconds",
+            ),
+        ),
+        (
+            "container_memory_working_set_bytes",
+            ("gauge", "Current working set of the container in bytes"),
+        ),
+        (
+            "node_cpu_usage_seconds_total",
+            (
+                "counter",
+                "Cumulative cpu time consumed by the node in core-seconds",
+            ),
+        ),
+        (
+            "node_memory_working_set_bytes",
+            ("gauge", "Current working set of the node in bytes"),
+        ),
+        (
+            "pod_cpu_usage_seconds_total",
+            (
+                "counter",
+                "Cumulative cpu time consumed by the pod in core-seconds",
+            ),
+        ),
+        (
+            "pod_memory_working_set_bytes",
+            ("gauge", "Current working set of the pod in bytes"),
+        ),
+        (
+            "scrape_error",
+            (
+                "gauge",
+                "1 if there was an error while getting container metrics, 0 otherwise",
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, (t, h))| (n, (t, h, vec![])))
+    .collect();
+    let mut push = |name: &str, labels: String, v: f64, t: &Option<Time>| {
+        if let Some(f) = fams.get_mut(name) {
+            f.2.push(format!("{name}{labels} {v}{}", millis(t)));
+        }
+    };
+    let secs = |c: &CpuStats| c.usage_core_nano_seconds.map(|n| n as f64 / 1e9);
+    match s {
+        None => push("scrape_error", String::new(), 1.0, &None),
+        Some(s) => {
+            if let Some(c) = &s.node.cpu
+                && let Some(v) = secs(c)
+            {
+                push("node_cpu_usage_seconds_total", String::new(), v, &c.time);
+            }
+            if let Some(m) = &s.node.memory
+                && let Some(v) = m.working_set_bytes
+            {
+                push(
+                    "node_memory_working_set_bytes",
+                    String::new(),
+                    v as f64,
+                    &m.time,
+                );
+            }
+            for p in &s.pods {
+                let (pn, ns) = (label(&p.pod_ref.name), label(&p.pod_ref.namespace));
+                for c in &p.containers {
+                    let l = format!(
+                        "{{container=\"{}\",namespace=\"{ns}\",pod=\"{pn}\"}}",
+                        label(&c.name)
+                    );
+                    if let Some(cpu) = &c.cpu
+                        && let Some(v) = secs(cpu)
+                    {
+                        push("container_cpu_usage_seconds_total", l.clone(), v, &cpu.time);
+                    }
+                    if let Some(m) = &c.memory
+                        && let Some(v) = m.working_set_bytes
+                    {
+                        push("container_memory_working_set_bytes", l, v as f64, &m.time);
+                    }
+                }
+                let l = format!("{{namespace=\"{ns}\",pod=\"{pn}\"}}");
+                if let Some(cpu) = &p.cpu
+                    && let Some(v) = secs(cpu)
+                {
+                    push("pod_cpu_usage_seconds_total", l.clone(), v, &cpu.time);
+                }
+                if let Some(m) = &p.memory
+                    && let Some(v) = m.working_set_bytes
+                {
+                    push("pod_memory_working_set_bytes", l, v as f64, &m.time);
+                }
+            }
+            push("scrape_error", String::new(), 0.0, &None);
+        }
+    }
+    let mut out = String::new();
+    for (name, (kind, help, mut samples)) in fams {
+        if samples.is_empty() {
+            continue;
+        }
+        samples.sort();
+        let _ = writeln!(out, "# HELP {name} [ALPHA] {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in samples {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +505,53 @@ mod tests {
         assert_eq!(e.used_bytes, Some(116));
         assert_eq!(e.inodes_used, Some(5));
         assert_eq!(e.capacity_bytes, Some(1 << 30));
+    }
+
+    #[test]
+    fn resource_metrics_text() {
+        let t = Some(crate::status::time_of(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        ));
+        let s = Summary {
+            node: NodeStats {
+                cpu: Some(CpuStats {
+                    time: t.clone(),
+                    usage_core_nano_seconds: Some(2_500_000_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            pods: vec![PodStats {
+                pod_ref: PodReference {
+                    name: "p".into(),
+                    namespace: "ns".into(),
+                    uid: "u".into(),
+                },
+                containers: vec![ContainerStats {
+                    name: "c\"1".into(),
+                    memory: Some(MemoryStats {
+                        time: t,
+                        working_set_bytes: Some(4096),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let text = resource_metrics(Some(&s));
+        assert!(text.contains("# TYPE node_cpu_usage_seconds_total counter\nnode_cpu_usage_seconds_total 2.5 1700000000000\n"), "{text}");
+        assert!(text.contains("container_memory_working_set_bytes{container=\"c\\\"1\",namespace=\"ns\",pod=\"p\"} 4096 1700000000000\n"), "{text}");
+        assert!(
+            text.contains("# HELP scrape_error [ALPHA] 1 if there was an error"),
+            "{text}"
+        );
+        assert!(text.ends_with("scrape_error 0\n"), "{text}");
+        assert!(
+            !text.contains("pod_cpu_usage_seconds_total"),
+            "no sample, no family: {text}"
+        );
+        assert!(resource_metrics(None).ends_with("scrape_error 1\n"));
     }
 
     #[test]

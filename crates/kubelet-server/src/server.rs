@@ -129,6 +129,11 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<String, HostError> {
         Err(HostError::not_found("404 page not found\n"))
     }
+    /// A metrics page: `""` for `/metrics`, `"resource"`, `"probes"`; the text and its
+    /// content type.
+    async fn metrics(&self, _which: &str) -> Result<(String, &'static str), HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
     /// The summary API's JSON (`/stats/summary`).
     async fn stats_summary(
         &self,
@@ -228,6 +233,8 @@ pub fn router(
             get(container_logs),
         )
         .route("/stats/summary", get(stats_summary).post(stats_summary))
+        .route("/metrics", get(metrics))
+        .route("/metrics/{which}", get(metrics_sub))
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
         .route(
             "/exec/{namespace}/{pod}/{uid}/{container}",
@@ -314,6 +321,22 @@ async fn pods(State(st): State<AppState>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+async fn metrics(State(st): State<AppState>) -> Result<Response, HostError> {
+    let (text, ct) = st.host.metrics("").await?;
+    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
+}
+
+async fn metrics_sub(
+    State(st): State<AppState>,
+    Path(which): Path<String>,
+) -> Result<Response, HostError> {
+    if !matches!(which.as_str(), "resource" | "probes") {
+        return Err(HostError::not_found("404 page not found\n"));
+    }
+    let (text, ct) = st.host.metrics(&which).await?;
+    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
 }
 
 async fn stats_summary(

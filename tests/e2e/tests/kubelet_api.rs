@@ -253,3 +253,68 @@ async fn stats_summary_through_the_api_server() {
     assert!(sp["containers"][0]["memory"].is_object());
     ns.cleanup().await;
 }
+
+/// `/metrics`, `/metrics/resource` and `/metrics/probes` through the API server, with
+/// upstream's metric names and labels.
+#[tokio::test]
+async fn metrics_through_the_api_server() {
+    let ns = TestNs::new("metrics").await;
+    let c = json!([{"name": "main", "image": "docker.io/library/busybox:latest", "imagePullPolicy": "Never",
+        "command": ["sleep", "3600"],
+        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]);
+    ns.create(&ns.pod("p", "Always", c)).await;
+    ns.wait_pod("p", Duration::from_secs(20), |p| {
+        kubelet_e2e::condition(p, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let node = node_name();
+    let get = |path: String| {
+        let client = ns.client.clone();
+        async move { client.request_text(http_get(&path)).await.unwrap() }
+    };
+    let m = get(format!("/api/v1/nodes/{node}/proxy/metrics")).await;
+    for want in [
+        format!("kubelet_node_name{{node=\"{node}\"}} 1"),
+        "kubelet_runtime_operations_total{operation_type=\"create_container\"}".to_string(),
+        "kubelet_runtime_operations_duration_seconds_bucket{".to_string(),
+        "kubelet_pleg_relist_duration_seconds_count ".to_string(),
+        "kubelet_pod_start_duration_seconds_count ".to_string(),
+        "kubelet_pod_worker_duration_seconds_count{operation_type=\"create\"}".to_string(),
+        "kubelet_running_containers{container_state=\"running\"}".to_string(),
+        "process_resident_memory_bytes ".to_string(),
+    ] {
+        assert!(m.contains(&want), "/metrics lacks {want}:\n{m}");
+    }
+    let running: i64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("kubelet_running_pods "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(running >= 1, "kubelet_running_pods {running}");
+    let probes = get(format!("/api/v1/nodes/{node}/proxy/metrics/probes")).await;
+    let line = probes
+        .lines()
+        .find(|l| {
+            l.starts_with("prober_probe_total{")
+                && l.contains(&format!("namespace=\"{}\"", ns.name))
+                && l.contains("probe_type=\"Readiness\"")
+                && l.contains("result=\"successful\"")
+        })
+        .unwrap_or_else(|| panic!("no readiness series:\n{probes}"));
+    assert!(
+        line.contains("container=\"main\"") && line.contains("pod=\"p\""),
+        "{line}"
+    );
+    let resource = get(format!("/api/v1/nodes/{node}/proxy/metrics/resource")).await;
+    let series = format!(
+        "container_cpu_usage_seconds_total{{container=\"main\",namespace=\"{}\",pod=\"p\"}} ",
+        ns.name
+    );
+    assert!(resource.contains(&series), "{resource}");
+    assert!(
+        resource.contains("node_memory_working_set_bytes "),
+        "{resource}"
+    );
+    assert!(resource.contains("scrape_error 0"), "{resource}");
+    ns.cleanup().await;
+}
