@@ -198,6 +198,12 @@ pub struct KubeletConfiguration {
     pub tls_private_key_file: Option<String>,
     #[serde(default)]
     pub read_only_port: u16,
+    /// Go cipher suite names for TLS 1.2 (TLS 1.3's are fixed, as in Go).
+    #[serde(default)]
+    pub tls_cipher_suites: Vec<String>,
+    /// "VersionTLS12" or "VersionTLS13"; older versions are raised to 1.2.
+    #[serde(default)]
+    pub tls_min_version: String,
     #[serde(default = "default_port")]
     pub port: u16,
     #[serde(default = "default_address")]
@@ -285,6 +291,8 @@ impl Default for KubeletConfiguration {
             tls_cert_file: None,
             tls_private_key_file: None,
             read_only_port: 0,
+            tls_cipher_suites: vec![],
+            tls_min_version: String::new(),
             port: default_port(),
             address: default_address(),
             fail_swap_on: true,

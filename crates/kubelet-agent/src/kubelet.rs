@@ -480,88 +480,128 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         ));
     }
 
-    match (&api, &cfg.tls_cert_file, &cfg.tls_private_key_file) {
-        (Some(api), Some(cert), Some(key)) => {
-            let read = |p: &str| {
-                std::fs::read(p).map_err(|source| KubeletError::Io {
-                    what: "reading",
-                    path: p.into(),
-                    source,
-                })
-            };
-            let client_ca = match &cfg.authentication.x509.client_ca_file {
-                Some(p) if !p.is_empty() => Some(read(p)?),
-                _ => None,
-            };
-            let addr: std::net::SocketAddr = format!("{}:{}", cfg.address, cfg.port)
+    let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let tls_files = match (set(&cfg.tls_cert_file), set(&cfg.tls_private_key_file)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        // As upstream: no files configured, a self-signed pair in --cert-dir.
+        (None, None) if api.is_some() => {
+            let dir = s
+                .flags
+                .cert_dir
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root_dir.join("pki"));
+            let (c, k) = crate::certificate::self_signed(
+                &dir,
+                &s.node_name,
+                &node_ip.into_iter().collect::<Vec<_>>(),
+            )
+            .map_err(KubeletError::Server)?;
+            info!(cert = %c.display(), "no tlsCertFile: serving with a self-signed certificate");
+            Some((c.display().to_string(), k.display().to_string()))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(KubeletError::Server(
+                "tlsCertFile and tlsPrivateKeyFile must be set together".into(),
+            ));
+        }
+    };
+    let stats = Arc::new(crate::stats::StatsProvider::new(
+        s.node_name.clone(),
+        rt.clone(),
+        host.clone(),
+        (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
+            .then(kubelet_host::cgroups::CgroupV1::default),
+        root_dir.clone(),
+        PathBuf::from("/var/log/pods"),
+        volumes.clone(),
+        clock.clone(),
+    ));
+    let api_host = Arc::new(crate::server::KubeletHost {
+        node_name: s.node_name.clone(),
+        workers: workers.clone(),
+        runtime: runtime.clone(),
+        pleg: pleg_health.clone(),
+        stats,
+    });
+    if let (Some(api), Some((cert, key))) = (&api, &tls_files) {
+        let read = |p: &str| {
+            std::fs::read(p).map_err(|source| KubeletError::Io {
+                what: "reading",
+                path: p.into(),
+                source,
+            })
+        };
+        let client_ca = match &cfg.authentication.x509.client_ca_file {
+            Some(p) if !p.is_empty() => Some(read(p)?),
+            _ => None,
+        };
+        let addr: std::net::SocketAddr =
+            format!("{}:{}", cfg.address, cfg.port)
                 .parse()
                 .map_err(|_| KubeletError::Flag {
                     flag: "address",
                     message: format!("{}:{} is not an address", cfg.address, cfg.port),
                 })?;
-            let server_cfg = kubelet_server::ServerConfig {
-                addr,
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-                client_ca_pem: client_ca,
+        let server_cfg = kubelet_server::ServerConfig {
+            min_version: cfg.tls_min_version.clone(),
+            cipher_suites: cfg.tls_cipher_suites.clone(),
+            addr,
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: client_ca,
+        };
+        let bound = kubelet_server::bind(&server_cfg)
+            .await
+            .map_err(|e| KubeletError::Server(e.to_string()))?;
+        let reviewers = Arc::new(crate::server::ApiReviewers(api.clone()));
+        let authn = &cfg.authentication;
+        let tokens: Option<Arc<dyn kubelet_server::auth::TokenReviewer>> = authn
+            .webhook
+            .enabled
+            .then(|| reviewers.clone() as Arc<dyn kubelet_server::auth::TokenReviewer>);
+        let authenticator = Arc::new(kubelet_server::auth::Authenticator::new(
+            authn.anonymous.enabled,
+            tokens,
+            authn.webhook.cache_ttl,
+        ));
+        let access: Option<Arc<dyn kubelet_server::auth::AccessReviewer>> =
+            match cfg.authorization.mode {
+                crate::config::AuthorizationMode::Webhook => Some(reviewers),
+                crate::config::AuthorizationMode::AlwaysAllow => None,
             };
-            let bound = kubelet_server::bind(&server_cfg)
-                .await
-                .map_err(|e| KubeletError::Server(e.to_string()))?;
-            let reviewers = Arc::new(crate::server::ApiReviewers(api.clone()));
-            let authn = &cfg.authentication;
-            let tokens: Option<Arc<dyn kubelet_server::auth::TokenReviewer>> = authn
-                .webhook
-                .enabled
-                .then(|| reviewers.clone() as Arc<dyn kubelet_server::auth::TokenReviewer>);
-            let authenticator = Arc::new(kubelet_server::auth::Authenticator::new(
-                authn.anonymous.enabled,
-                tokens,
-                authn.webhook.cache_ttl,
-            ));
-            let access: Option<Arc<dyn kubelet_server::auth::AccessReviewer>> =
-                match cfg.authorization.mode {
-                    crate::config::AuthorizationMode::Webhook => Some(reviewers),
-                    crate::config::AuthorizationMode::AlwaysAllow => None,
-                };
-            let w = &cfg.authorization.webhook;
-            let authorizer = Arc::new(kubelet_server::auth::Authorizer::new(
-                access,
-                w.cache_authorized_ttl,
-                w.cache_unauthorized_ttl,
-            ));
-            let stats = Arc::new(crate::stats::StatsProvider::new(
-                s.node_name.clone(),
-                rt.clone(),
-                host.clone(),
-                (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
-                    .then(kubelet_host::cgroups::CgroupV1::default),
-                root_dir.clone(),
-                PathBuf::from("/var/log/pods"),
-                volumes.clone(),
-                clock.clone(),
-            ));
-            let host = Arc::new(crate::server::KubeletHost {
-                node_name: s.node_name.clone(),
-                workers: workers.clone(),
-                runtime: runtime.clone(),
-                pleg: pleg_health.clone(),
-                stats,
-            });
-            info!(%addr, "serving the kubelet API");
-            tasks.spawn(kubelet_server::serve(
-                bound,
-                host,
-                authenticator,
-                authorizer,
-                cancel.child_token(),
-            ));
-        }
-        (Some(_), _, _) => warn!(
-            "no tlsCertFile/tlsPrivateKeyFile: the kubelet API on port {} is not served",
-            cfg.port
-        ),
-        _ => {}
+        let w = &cfg.authorization.webhook;
+        let authorizer = Arc::new(kubelet_server::auth::Authorizer::new(
+            access,
+            w.cache_authorized_ttl,
+            w.cache_unauthorized_ttl,
+        ));
+        info!(%addr, "serving the kubelet API");
+        tasks.spawn(kubelet_server::serve(
+            bound,
+            api_host.clone(),
+            authenticator,
+            authorizer,
+            cancel.child_token(),
+        ));
+    }
+
+    if cfg.read_only_port != 0 {
+        let addr = format!("{}:{}", cfg.address, cfg.read_only_port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| KubeletError::Io {
+                what: "listening on",
+                path: addr.clone(),
+                source,
+            })?;
+        warn!(%addr, "serving the read-only kubelet API without authentication (readOnlyPort)");
+        tasks.spawn(kubelet_server::server::serve_read_only(
+            listener,
+            api_host.clone(),
+            cancel.child_token(),
+        ));
     }
 
     if cfg.healthz_port != 0 {

@@ -1,6 +1,7 @@
 //! kubelet-rs: the Kubernetes node agent. Module names follow upstream's `pkg/kubelet`
 //! packages; see docs/architecture.md for the data flow.
 
+pub mod certificate;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -40,6 +40,10 @@ pub struct Flags {
     /// Directory for the kubelet's files (pod directories, volumes, plugins).
     #[arg(long = "root-dir", default_value = "/var/lib/kubelet")]
     pub root_dir: String,
+    /// Where the self-signed serving certificate goes when tlsCertFile is unset (upstream
+    /// default: <root-dir>/pki).
+    #[arg(long = "cert-dir")]
+    pub cert_dir: Option<String>,
     /// IP address (or comma-separated dual-stack pair) of the node.
     #[arg(long = "node-ip")]
     pub node_ip: Option<String>,

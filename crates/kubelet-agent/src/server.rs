@@ -40,6 +40,43 @@ impl HostInterface for KubeletHost {
         self.workers.pods()
     }
 
+    async fn running_pods(&self) -> Vec<Pod> {
+        let rt = &self.runtime.rt;
+        let running = kubelet_cri::api::ContainerFilter {
+            state: Some(kubelet_cri::api::ContainerStateValue {
+                state: kubelet_cri::api::ContainerState::ContainerRunning as i32,
+            }),
+            ..Default::default()
+        };
+        let Ok(containers) = rt.list_containers(Some(running)).await else {
+            return vec![];
+        };
+        let mut pods: std::collections::BTreeMap<String, Pod> = Default::default();
+        for c in containers {
+            let Some(r) = kubelet_core::labels::PodRef::from_labels(&c.labels) else {
+                continue;
+            };
+            let p = pods.entry(r.uid.clone()).or_insert_with(|| Pod {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some(r.name.clone()),
+                    namespace: Some(r.namespace.clone()),
+                    uid: Some(r.uid.clone()),
+                    ..Default::default()
+                },
+                spec: Some(Default::default()),
+                status: Some(Default::default()),
+            });
+            if let Some(spec) = p.spec.as_mut() {
+                spec.containers.push(k8s_openapi::api::core::v1::Container {
+                    name: c.metadata.map(|m| m.name).unwrap_or_default(),
+                    image: c.image.map(|i| i.image),
+                    ..Default::default()
+                });
+            }
+        }
+        pods.into_values().collect()
+    }
+
     async fn metrics(&self, which: &str) -> Result<(String, &'static str), HostError> {
         const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
         const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";

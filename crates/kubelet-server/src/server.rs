@@ -129,6 +129,10 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<String, HostError> {
         Err(HostError::not_found("404 page not found\n"))
     }
+    /// The pods the runtime is running (`/runningpods/`): names, UIDs and containers only.
+    async fn running_pods(&self) -> Vec<Pod> {
+        vec![]
+    }
     /// A metrics page: `""` for `/metrics`, `"resource"`, `"probes"`; the text and its
     /// content type.
     async fn metrics(&self, _which: &str) -> Result<(String, &'static str), HostError> {
@@ -150,6 +154,55 @@ pub struct ServerConfig {
     pub key_pem: Vec<u8>,
     /// Client certificates are verified against this CA; none: no client certificates.
     pub client_ca_pem: Option<Vec<u8>>,
+    /// tlsMinVersion ("" for the default, TLS 1.2).
+    pub min_version: String,
+    /// tlsCipherSuites, Go's names; empty for rustls' defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+/// The TLS 1.2 suites of `names` (Go's names), and all of TLS 1.3's, which Go does not let
+/// one configure either. A name we cannot serve is an error, not silently dropped.
+fn cipher_suites(names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, ServerError> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut out = vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    for n in names {
+        let s = match n.as_str() {
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => {
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            }
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => {
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            }
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+            | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
+            | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+                cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            "TLS_AES_128_GCM_SHA256"
+            | "TLS_AES_256_GCM_SHA384"
+            | "TLS_CHACHA20_POLY1305_SHA256" => {
+                continue;
+            }
+            other => {
+                return Err(ServerError::Tls(format!(
+                    "tlsCipherSuites: {other:?} is not supported (only ECDHE with AES-GCM or ChaCha20-Poly1305)"
+                )));
+            }
+        };
+        if !out.iter().any(|x| x.suite() == s.suite()) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -178,9 +231,24 @@ pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerErro
         path: "tlsPrivateKeyFile".into(),
         message: e.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !cfg.cipher_suites.is_empty() {
+        provider.cipher_suites = cipher_suites(&cfg.cipher_suites)?;
+    }
+    let provider = Arc::new(provider);
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match cfg.min_version.as_str() {
+        "" | "VersionTLS10" | "VersionTLS11" | "VersionTLS12" => {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        }
+        "VersionTLS13" => &[&rustls::version::TLS13],
+        other => {
+            return Err(ServerError::Tls(format!(
+                "tlsMinVersion: unknown version {other:?}"
+            )));
+        }
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     let builder = match &cfg.client_ca_pem {
         Some(ca) => {
@@ -226,6 +294,8 @@ pub fn router(
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/healthz/{check}", get(healthz_one))
+        .route("/runningpods/", get(running_pods))
         .route("/pods", get(pods))
         .route("/pods/", get(pods))
         .route(
@@ -259,6 +329,73 @@ pub fn router(
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// The read-only API (`readOnlyPort`, upstream `ListenAndServeKubeletReadOnlyServer`): the
+/// default handlers only (health, pods, stats, metrics), with no authentication, and none of
+/// the debugging ones (logs, exec, attach, port-forward).
+pub fn read_only_router(host: Arc<dyn HostInterface>) -> Router {
+    let state = AppState {
+        host,
+        authn: Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
+        authz: Arc::new(Authorizer::new(
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )),
+        cancel: CancellationToken::new(),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/healthz/{check}", get(healthz_one))
+        .route("/pods", get(pods))
+        .route("/pods/", get(pods))
+        .route("/stats/summary", get(stats_summary).post(stats_summary))
+        .route("/metrics", get(metrics))
+        .route("/metrics/{which}", get(metrics_sub))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .with_state(state)
+}
+
+/// Serves the read-only API over plain HTTP until cancelled, with the same bounds on slow
+/// or oversized requests as the secure port.
+pub async fn serve_read_only(
+    listener: tokio::net::TcpListener,
+    host: Arc<dyn HostInterface>,
+    cancel: CancellationToken,
+) {
+    let app = read_only_router(host);
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let cancel = cancel.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(req.map(Body::new))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            tokio::select! {
+                r = conn => if let Err(e) = r { debug!(%remote, error = %e, "connection ended with an error") },
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
 }
 
 /// The most header bytes a request may carry (hyper bounds its read buffer too).
@@ -302,15 +439,66 @@ async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-async fn healthz(State(st): State<AppState>) -> Response {
-    match st.host.healthz() {
-        Ok(()) => "ok".into_response(),
-        Err(e) => (
+/// Upstream's healthz checks: ping and log always pass; syncloop is the kubelet's own.
+fn health_checks(st: &AppState) -> Vec<(&'static str, Result<(), String>)> {
+    vec![
+        ("ping", Ok(())),
+        ("log", Ok(())),
+        ("syncloop", st.host.healthz()),
+    ]
+}
+
+/// `/healthz`, as upstream's healthz handler: "ok", or each check's verdict (reasons withheld)
+/// with a 500; `?verbose` lists them on success too.
+async fn healthz(
+    State(st): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let checks = health_checks(&st);
+    let failed = checks.iter().any(|(_, r)| r.is_err());
+    if !failed && !q.contains_key("verbose") {
+        return "ok".into_response();
+    }
+    let mut body = String::new();
+    for (name, r) in &checks {
+        match r {
+            Ok(()) => body.push_str(&format!("[+]{name} ok\n")),
+            Err(e) => {
+                warn!(check = name, error = %e, "healthz check failed");
+                body.push_str(&format!("[-]{name} failed: reason withheld\n"));
+            }
+        }
+    }
+    if failed {
+        body.push_str("healthz check failed\n");
+        (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+    } else {
+        body.push_str("healthz check passed\n");
+        body.into_response()
+    }
+}
+
+/// `/healthz/{check}`: one check, with its reason when it fails.
+async fn healthz_one(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match health_checks(&st).into_iter().find(|(n, _)| *n == name) {
+        Some((_, Ok(()))) => "ok".into_response(),
+        Some((_, Err(e))) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("[-]{e}\nhealthz check failed"),
+            format!("internal server error: {e}\n"),
         )
             .into_response(),
+        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
     }
+}
+
+async fn running_pods(State(st): State<AppState>) -> Response {
+    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": st.host.running_pods().await});
+    let mut r = list.to_string().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn pods(State(st): State<AppState>) -> Response {
@@ -696,6 +884,38 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_settings_are_honoured_or_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cfg = |min: &str, suites: &[&str]| ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            cert_pem: cert.pem().into_bytes(),
+            key_pem: key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
+            min_version: min.into(),
+            cipher_suites: suites.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(tls_config(&cfg("", &[])).is_ok());
+        assert!(tls_config(&cfg("VersionTLS13", &[])).is_ok());
+        let e = tls_config(&cfg("VersionTLS99", &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("VersionTLS99"), "{e}");
+        let ok = tls_config(&cfg("", &["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])).unwrap();
+        let _ = ok;
+        let suites = cipher_suites(&["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into()]).unwrap();
+        // TLS 1.3's three, and the one TLS 1.2 suite asked for.
+        assert_eq!(suites.len(), 4);
+        let e = tls_config(&cfg("", &["TLS_RSA_WITH_RC4_128_SHA"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TLS_RSA_WITH_RC4_128_SHA"), "{e}");
+    }
 
     #[test]
     fn names() {

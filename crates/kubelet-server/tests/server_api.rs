@@ -195,6 +195,8 @@ async fn start() -> Fixture {
     let log = dir.join("0.log");
     std::fs::write(&log, "2026-11-24T10:00:00.000000000Z stdout F hello\n2026-11-24T10:00:01.000000000Z stdout F world\n").unwrap();
     let cfg = ServerConfig {
+        min_version: String::new(),
+        cipher_suites: vec![],
         addr: "127.0.0.1:0".parse().unwrap(),
         cert_pem: cert.into_bytes(),
         key_pem: key.into_bytes(),
@@ -522,4 +524,50 @@ async fn exec_upgrades_are_spliced_to_the_runtime() {
     assert!(got.starts_with("HTTP/1.1 401"), "{got}");
     f.cancel.cancel();
     let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+#[tokio::test]
+async fn read_only_port_serves_the_safe_subset_without_auth() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("krs-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn(kubelet_server::server::serve_read_only(
+        listener,
+        Arc::new(Host {
+            log: dir.join("0.log"),
+            stream: fake_stream_server().await,
+        }),
+        cancel.clone(),
+    ));
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let pods = get("/pods").await;
+    assert!(
+        pods.starts_with("HTTP/1.1 200") && pods.contains("\"web\""),
+        "{pods}"
+    );
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    // Logs and streaming need the authenticated port.
+    for path in [
+        "/containerLogs/default/web/app",
+        "/exec/default/web/app?command=ls&output=1",
+        "/portForward/default/web",
+    ] {
+        let r = get(path).await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{path}: {r}");
+    }
+    cancel.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
 }

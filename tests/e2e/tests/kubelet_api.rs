@@ -316,5 +316,26 @@ async fn metrics_through_the_api_server() {
         "{resource}"
     );
     assert!(resource.contains("scrape_error 0"), "{resource}");
+    // Health checks by name, as upstream, and the runtime's view of the pods.
+    let verbose = get(format!("/api/v1/nodes/{node}/proxy/healthz?verbose")).await;
+    assert_eq!(
+        verbose,
+        "[+]ping ok\n[+]log ok\n[+]syncloop ok\nhealthz check passed\n"
+    );
+    assert_eq!(
+        get(format!("/api/v1/nodes/{node}/proxy/healthz/syncloop")).await,
+        "ok"
+    );
+    let running: serde_json::Value =
+        serde_json::from_str(&get(format!("/api/v1/nodes/{node}/proxy/runningpods/")).await)
+            .unwrap();
+    let mine = running["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["namespace"] == ns.name.as_str())
+        .unwrap_or_else(|| panic!("{running}"));
+    assert_eq!(mine["metadata"]["name"], "p");
+    assert_eq!(mine["spec"]["containers"][0]["name"], "main");
     ns.cleanup().await;
 }
