@@ -1,7 +1,7 @@
 //! `kubelet.config.k8s.io/v1beta1` KubeletConfiguration: the fields we honour, with
 //! upstream's defaults; every other v1beta1 field is accepted and reported as not yet supported.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -65,6 +65,51 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Go's `time.Duration.String()`: "0s", "250ms", "10s", "1m0s", "1h30m0s", "1.5s".
+pub fn format_go_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let trim = |whole: u128, frac: u128, digits: usize| {
+        let f = format!("{frac:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{f}")
+        }
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", trim(ns / 1_000, ns % 1_000, 3));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", trim(ns / 1_000_000, ns % 1_000_000, 6));
+    }
+    let secs = ns / 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let s = format!("{}s", trim(s, ns % 1_000_000_000, 9));
+    match (h, m) {
+        (0, 0) => s,
+        (0, m) => format!("{m}m{s}"),
+        (h, m) => format!("{h}h{m}m{s}"),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_go_duration(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&format_go_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_go_duration(&s).map_err(serde::de::Error::custom)
@@ -74,19 +119,23 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     de_duration(d).map(Some)
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509Authentication {
     #[serde(default, rename = "clientCAFile")]
     pub client_ca_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookAuthentication {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default = "two_minutes", deserialize_with = "de_duration")]
+    #[serde(
+        default = "two_minutes",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub cache_ttl: Duration,
 }
 
@@ -99,14 +148,14 @@ impl Default for WebhookAuthentication {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnonymousAuthentication {
     #[serde(default)]
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Authentication {
     #[serde(default)]
@@ -117,12 +166,20 @@ pub struct Authentication {
     pub anonymous: AnonymousAuthentication,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookAuthorization {
-    #[serde(default = "five_minutes", deserialize_with = "de_duration")]
+    #[serde(
+        default = "five_minutes",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub cache_authorized_ttl: Duration,
-    #[serde(default = "thirty_seconds", deserialize_with = "de_duration")]
+    #[serde(
+        default = "thirty_seconds",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub cache_unauthorized_ttl: Duration,
 }
 
@@ -135,14 +192,14 @@ impl Default for WebhookAuthorization {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 pub enum AuthorizationMode {
     AlwaysAllow,
     #[default]
     Webhook,
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Authorization {
     #[serde(default)]
@@ -151,7 +208,7 @@ pub struct Authorization {
     pub webhook: WebhookAuthorization,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
     #[default]
@@ -179,7 +236,7 @@ fn one_minute() -> Duration {
 }
 
 /// The fields kubelet-rs honours. Names, types and defaults are upstream's.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubeletConfiguration {
     #[serde(default)]
@@ -214,9 +271,18 @@ pub struct KubeletConfiguration {
     pub max_pods: u32,
     #[serde(default = "default_pids_limit")]
     pub pod_pids_limit: i64,
-    #[serde(default = "ten_seconds", deserialize_with = "de_duration")]
+    #[serde(
+        default = "ten_seconds",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub node_status_update_frequency: Duration,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_status_report_frequency: Option<Duration>,
     #[serde(default = "default_lease_seconds")]
     pub node_lease_duration_seconds: u32,
@@ -226,9 +292,17 @@ pub struct KubeletConfiguration {
     pub kube_api_burst: u32,
     #[serde(default = "default_resolv_conf")]
     pub resolv_conf: String,
-    #[serde(default = "two_minutes", deserialize_with = "de_duration")]
+    #[serde(
+        default = "two_minutes",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub runtime_request_timeout: Duration,
-    #[serde(default = "one_minute", deserialize_with = "de_duration")]
+    #[serde(
+        default = "one_minute",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub sync_frequency: Duration,
     #[serde(default)]
     pub eviction_hard: Option<BTreeMap<String, String>>,
@@ -424,6 +498,8 @@ const SUPPORTED: &[&str] = &[
     "tlsCertFile",
     "tlsPrivateKeyFile",
     "readOnlyPort",
+    "tlsCipherSuites",
+    "tlsMinVersion",
     "port",
     "address",
     "failSwapOn",
@@ -589,6 +665,46 @@ mod tests {
     use super::*;
 
     const HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+    #[test]
+    fn go_durations_round_trip() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(5400), "1h30m0s"),
+            (Duration::from_millis(1500), "1.5s"),
+        ] {
+            assert_eq!(format_go_duration(d), text);
+            assert_eq!(parse_go_duration(text), Ok(d));
+        }
+    }
+
+    #[test]
+    fn configz_round_trips() {
+        let text = format!(
+            "{HEAD}tlsMinVersion: VersionTLS13\ntlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\nsyncFrequency: 30s\n"
+        );
+        let c = parse("k.yaml", &text).unwrap().config;
+        assert_eq!(c.tls_min_version, "VersionTLS13");
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["syncFrequency"], "30s");
+        assert_eq!(
+            v["tlsCipherSuites"][0],
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+        let nulls: Vec<_> = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, x)| x.is_null())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let back: KubeletConfiguration =
+            serde_json::from_value(v).unwrap_or_else(|e| panic!("{e} {nulls:?}"));
+        assert_eq!(back, c);
+    }
 
     #[test]
     fn defaults_match_an_empty_file() {

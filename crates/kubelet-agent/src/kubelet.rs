@@ -524,6 +524,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         runtime: runtime.clone(),
         pleg: pleg_health.clone(),
         stats,
+        config: serde_json::to_value(&cfg).unwrap_or_default(),
     });
     if let (Some(api), Some((cert, key))) = (&api, &tls_files) {
         let read = |p: &str| {

@@ -24,6 +24,8 @@ pub struct KubeletHost {
     pub runtime: Arc<RuntimeManager>,
     pub pleg: PlegHealth,
     pub stats: Arc<crate::stats::StatsProvider>,
+    /// The configuration in effect, for /configz.
+    pub config: serde_json::Value,
 }
 
 #[async_trait::async_trait]
@@ -38,6 +40,10 @@ impl HostInterface for KubeletHost {
 
     async fn pods(&self) -> Vec<Pod> {
         self.workers.pods()
+    }
+
+    async fn configz(&self) -> Result<serde_json::Value, HostError> {
+        Ok(serde_json::json!({ "kubeletconfig": self.config }))
     }
 
     async fn running_pods(&self) -> Vec<Pod> {

@@ -129,6 +129,10 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<String, HostError> {
         Err(HostError::not_found("404 page not found\n"))
     }
+    /// The configuration in effect (`/configz`), as upstream: `{"kubeletconfig": {...}}`.
+    async fn configz(&self) -> Result<serde_json::Value, HostError> {
+        Err(HostError::not_found("404 page not found\n"))
+    }
     /// The pods the runtime is running (`/runningpods/`): names, UIDs and containers only.
     async fn running_pods(&self) -> Vec<Pod> {
         vec![]
@@ -296,6 +300,7 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/healthz/{check}", get(healthz_one))
         .route("/runningpods/", get(running_pods))
+        .route("/configz", get(configz))
         .route("/pods", get(pods))
         .route("/pods/", get(pods))
         .route(
@@ -489,6 +494,16 @@ async fn healthz_one(State(st): State<AppState>, Path(name): Path<String>) -> Re
             .into_response(),
         None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
     }
+}
+
+async fn configz(State(st): State<AppState>) -> Result<Response, HostError> {
+    let v = st.host.configz().await?;
+    let mut r = v.to_string().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 async fn running_pods(State(st): State<AppState>) -> Response {

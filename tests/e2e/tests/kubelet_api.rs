@@ -337,5 +337,14 @@ async fn metrics_through_the_api_server() {
         .unwrap_or_else(|| panic!("{running}"));
     assert_eq!(mine["metadata"]["name"], "p");
     assert_eq!(mine["spec"]["containers"][0]["name"], "main");
+    let configz: serde_json::Value =
+        serde_json::from_str(&get(format!("/api/v1/nodes/{node}/proxy/configz")).await).unwrap();
+    let kc = &configz["kubeletconfig"];
+    assert_eq!(kc["port"], 10250, "{configz}");
+    assert!(kc["syncFrequency"].is_string(), "{configz}");
+    assert!(
+        kc["authentication"]["webhook"]["enabled"].is_boolean(),
+        "{configz}"
+    );
     ns.cleanup().await;
 }
