@@ -248,6 +248,14 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
         Ok(vec![])
     }
 
+    /// The CRI handler of a RuntimeClass (upstream `runtimeclass.Manager`); the error is
+    /// the event's wording.
+    async fn runtime_handler(&self, class: &str) -> Result<String, String> {
+        Err(format!(
+            "failed to lookup RuntimeClass {class}: no API server"
+        ))
+    }
+
     /// A token for the service account, bound to the pod (TokenRequest): the token and when
     /// it expires (Unix seconds).
     async fn request_token(
@@ -331,6 +339,18 @@ impl SecretSource for ApiSecrets {
             return Ok(c);
         }
         get_optional(&self.api, namespace, name).await
+    }
+
+    async fn runtime_handler(&self, class: &str) -> Result<String, String> {
+        self.api.limiter.acquire().await;
+        let a: kube::Api<k8s_openapi::api::node::v1::RuntimeClass> = self.api.cluster_api();
+        match a.get(class).await {
+            Ok(rc) => Ok(rc.handler),
+            Err(e) if crate::client::is_status(&e, 404) => {
+                Err(format!("runtimeclass.node.k8s.io {class:?} not found"))
+            }
+            Err(e) => Err(format!("failed to lookup RuntimeClass {class}: {e}")),
+        }
     }
 
     async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {

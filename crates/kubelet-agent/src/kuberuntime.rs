@@ -6,7 +6,7 @@ use crate::events::{NORMAL, Recorder, WARNING, pod_ref};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kubelet_core::actions::{PodActions, init_containers};
 use kubelet_core::backoff::{Backoff, go_duration};
-use kubelet_core::dns::{DnsConfig, pod_dns_config};
+use kubelet_core::dns::{DnsConfig, pod_dns_config_checked};
 use kubelet_core::hash::container_hash;
 use kubelet_core::labels::{self, PodRef};
 use kubelet_core::quantity::parse_milli;
@@ -304,12 +304,16 @@ impl RuntimeManager {
         let r = PodRef::of(pod);
         let spec = pod.spec.as_ref();
         let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-        let dns = pod_dns_config(
+        let (dns, dns_warnings) = pod_dns_config_checked(
             pod,
             &self.cfg.cluster_dns,
             &self.cfg.cluster_domain,
             &self.cfg.host_dns,
         );
+        // As upstream, each time the sandbox config is formed (sandbox and container starts).
+        for w in dns_warnings {
+            self.emit(pod, None, WARNING, "DNSConfigForming", w);
+        }
         let port_mappings = spec
             .map(|s| s.containers.as_slice())
             .unwrap_or_default()
@@ -1126,9 +1130,34 @@ impl RuntimeManager {
                 res.error = Some(e);
                 return res;
             }
+            let class = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.runtime_class_name.as_deref())
+                .filter(|c| !c.is_empty());
+            let handler = match (class, &self.secrets) {
+                (None, _) => String::new(),
+                (Some(c), Some(src)) => match src.runtime_handler(c).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let msg = format!("Failed to create pod sandbox: {e}");
+                        self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
+                        res.error = Some(msg);
+                        return res;
+                    }
+                },
+                (Some(c), None) => {
+                    let msg = format!(
+                        "Failed to create pod sandbox: failed to lookup RuntimeClass {c}: no API server"
+                    );
+                    self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
+                    res.error = Some(msg);
+                    return res;
+                }
+            };
             match self
                 .rt
-                .run_pod_sandbox(sandbox_config.clone(), String::new())
+                .run_pod_sandbox(sandbox_config.clone(), handler)
                 .await
             {
                 Ok(id) => id,

@@ -56,9 +56,28 @@ fn merge_options(base: Vec<String>, extra: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Computes the sandbox DNS config for `pod`.
+/// Computes the sandbox DNS config for `pod`, cut to the resolver's limits.
 /// `cluster_dns`/`cluster_domain` come from the KubeletConfiguration; `host` from resolv.conf.
 pub fn pod_dns_config(
+    pod: &Pod,
+    cluster_dns: &[String],
+    cluster_domain: &str,
+    host: &DnsConfig,
+) -> DnsConfig {
+    pod_dns_config_checked(pod, cluster_dns, cluster_domain, host).0
+}
+
+/// [`pod_dns_config`] and the `DNSConfigForming` warnings for what did not fit.
+pub fn pod_dns_config_checked(
+    pod: &Pod,
+    cluster_dns: &[String],
+    cluster_domain: &str,
+    host: &DnsConfig,
+) -> (DnsConfig, Vec<String>) {
+    fit_limits(pod_dns_config_uncut(pod, cluster_dns, cluster_domain, host))
+}
+
+fn pod_dns_config_uncut(
     pod: &Pod,
     cluster_dns: &[String],
     cluster_domain: &str,
@@ -115,15 +134,80 @@ pub fn pod_dns_config(
         c.options = merge_options(c.options, opts);
     }
     c.servers = dedup(c.servers);
-    c.servers.truncate(MAX_NAMESERVERS);
     c.searches = dedup(c.searches);
-    c.searches.truncate(MAX_SEARCHES);
     c
+}
+
+/// Upstream's limit on the length of the search line.
+pub const MAX_SEARCH_CHARS: usize = 256;
+
+/// Cuts the config to the resolver's limits (upstream `formDNSConfigFitsLimits`), with the
+/// `DNSConfigForming` event messages for what was cut.
+pub fn fit_limits(mut c: DnsConfig) -> (DnsConfig, Vec<String>) {
+    let mut warnings = vec![];
+    if c.servers.len() > MAX_NAMESERVERS {
+        c.servers.truncate(MAX_NAMESERVERS);
+        warnings.push(format!(
+            "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: {}",
+            c.servers.join(" ")
+        ));
+    }
+    let mut exceeded = false;
+    if c.searches.len() > MAX_SEARCHES {
+        c.searches.truncate(MAX_SEARCHES);
+        exceeded = true;
+    }
+    // Drop whole domains from the end until the line fits.
+    while c.searches.join(" ").len() > MAX_SEARCH_CHARS {
+        c.searches.pop();
+        exceeded = true;
+    }
+    if exceeded {
+        warnings.push(format!(
+            "Search Line limits were exceeded, some search paths have been omitted, the applied search line is: {}",
+            c.searches.join(" ")
+        ));
+    }
+    (c, warnings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_give_upstream_warnings() {
+        let c = DnsConfig {
+            servers: vec![
+                "1.1.1.1".into(),
+                "2.2.2.2".into(),
+                "3.3.3.3".into(),
+                "4.4.4.4".into(),
+            ],
+            searches: (0..8).map(|i| format!("s{i}.example")).collect(),
+            options: vec![],
+        };
+        let (cut, w) = fit_limits(c);
+        assert_eq!(cut.servers.len(), 3);
+        assert_eq!(cut.searches.len(), 6);
+        assert_eq!(
+            w,
+            vec![
+                "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 1.1.1.1 2.2.2.2 3.3.3.3".to_string(),
+                "Search Line limits were exceeded, some search paths have been omitted, the applied search line is: s0.example s1.example s2.example s3.example s4.example s5.example".to_string(),
+            ]
+        );
+        // The 256-character line limit drops whole domains from the end.
+        let long = DnsConfig {
+            searches: vec!["a".repeat(200), "b".repeat(60), "c".into()],
+            ..Default::default()
+        };
+        let (cut, w) = fit_limits(long);
+        assert_eq!(cut.searches, vec!["a".repeat(200)]);
+        assert_eq!(w.len(), 1);
+        let (_, w) = fit_limits(DnsConfig::default());
+        assert!(w.is_empty());
+    }
     use k8s_openapi::api::core::v1::{PodDNSConfig, PodDNSConfigOption, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 

@@ -307,3 +307,125 @@ async fn unsafe_sysctl_is_refused_and_fqdn_hostname() {
     );
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn dns_limits_are_applied_with_an_event() {
+    let ns = TestNs::new("dnslimits").await;
+    let mut p = ns.pod(
+        "p",
+        "Never",
+        json!([sh("cat /etc/resolv.conf > /dev/termination-log")]),
+    );
+    // The cluster's nameserver and three more; the cluster's three searches and six more.
+    p.spec.as_mut().unwrap().dns_config = Some(
+        serde_json::from_value(json!({
+            "nameservers": ["1.1.1.1", "2.2.2.2", "3.3.3.3"],
+            "searches": ["a.example", "b.example", "c.example", "d.example", "e.example", "f.example"],
+        }))
+        .unwrap(),
+    );
+    ns.create(&p).await;
+    let resolv = report(&ns, "p").await;
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .collect();
+    assert_eq!(servers, vec!["10.0.0.10", "1.1.1.1", "2.2.2.2"], "{resolv}");
+    let search = resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("search "))
+        .unwrap();
+    assert_eq!(search.split(' ').count(), 6, "{resolv}");
+    let ev = ns
+        .wait_event("p", "DNSConfigForming", Duration::from_secs(10))
+        .await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    let msg = ev.message.unwrap_or_default();
+    assert!(
+        msg == "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 10.0.0.10 1.1.1.1 2.2.2.2"
+            || msg.starts_with("Search Line limits were exceeded, some search paths have been omitted, the applied search line is: "),
+        "{msg}"
+    );
+    ns.cleanup().await;
+}
+
+/// The namespaces a container shares with the host are the host's own: same inode links.
+#[tokio::test]
+async fn host_network_pid_and_ipc_namespaces() {
+    let ns = TestNs::new("hostns").await;
+    let script = "echo $(readlink /proc/self/ns/net) $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/ipc) > /dev/termination-log";
+    let mut shared = ns.pod("shared", "Never", json!([sh(script)]));
+    {
+        let s = shared.spec.as_mut().unwrap();
+        s.host_network = Some(true);
+        s.host_pid = Some(true);
+        s.host_ipc = Some(true);
+    }
+    ns.create(&shared).await;
+    ns.create(&ns.pod("own", "Never", json!([sh(script)])))
+        .await;
+    let host: Vec<String> = ["net", "pid", "ipc"]
+        .iter()
+        .map(|n| {
+            std::fs::read_link(format!("/proc/self/ns/{n}"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    let seen = report(&ns, "shared").await;
+    assert_eq!(seen.split_whitespace().collect::<Vec<_>>(), host, "{seen}");
+    let own = report(&ns, "own").await;
+    for (mine, theirs) in own.split_whitespace().zip(&host) {
+        assert_ne!(mine, theirs, "a default pod shares the host's {theirs}");
+    }
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn runtime_class_handler_reaches_the_runtime() {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let ns = TestNs::new("rtclass").await;
+    let classes: Api<RuntimeClass> = Api::all(ns.client.clone());
+    let (good, bad) = (format!("{}-runc", ns.name), format!("{}-nope", ns.name));
+    for (name, handler) in [(&good, "runc"), (&bad, "nope")] {
+        let rc: RuntimeClass =
+            serde_json::from_value(json!({"metadata": {"name": name}, "handler": handler}))
+                .unwrap();
+        classes.create(&PostParams::default(), &rc).await.unwrap();
+    }
+    let mut p = ns.pod(
+        "good",
+        "Never",
+        json!([sh("echo ran > /dev/termination-log")]),
+    );
+    p.spec.as_mut().unwrap().runtime_class_name = Some(good.clone());
+    ns.create(&p).await;
+    let mut p = ns.pod("bad", "Never", json!([sh("true")]));
+    p.spec.as_mut().unwrap().runtime_class_name = Some(bad.clone());
+    ns.create(&p).await;
+    assert_eq!(report(&ns, "good").await, "ran\n");
+    // The handler went to RunPodSandbox: the runtime records it on the sandbox.
+    let uid = ns.pods().get("good").await.unwrap().metadata.uid.unwrap();
+    use kubelet_cri::RuntimeService;
+    let rt = kubelet_e2e::runtime();
+    let sandboxes = rt.list_pod_sandbox(None).await.unwrap();
+    let sb = sandboxes
+        .iter()
+        .find(|s| s.metadata.as_ref().is_some_and(|m| m.uid == uid))
+        .unwrap();
+    assert_eq!(sb.runtime_handler, "runc");
+    // An unknown handler: the runtime's refusal, as upstream words the event.
+    let ev = ns
+        .wait_event("bad", "FailedCreatePodSandBox", Duration::from_secs(20))
+        .await;
+    let msg = ev.message.unwrap_or_default();
+    assert!(
+        msg.starts_with("Failed to create pod sandbox: ") && msg.contains("nope"),
+        "{msg}"
+    );
+    ns.cleanup().await;
+    for name in [&good, &bad] {
+        let _ = classes.delete(name, &Default::default()).await;
+    }
+}

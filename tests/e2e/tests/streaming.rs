@@ -223,3 +223,80 @@ async fn port_forward_reaches_a_server_in_the_pod() {
     assert_eq!(body, "forwarded\n");
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn kubectl_logs_follow_and_previous() {
+    let ns = TestNs::new("logs-f").await;
+    // Each run counts its own lines; the first run exits after 3, the next runs keep going.
+    let script = "if [ -f /data/ran ]; then i=0; while true; do i=$((i+1)); echo second $i; sleep 0.2; done; fi; touch /data/ran; echo first 1; echo first 2; echo first 3; exit 1";
+    let mut p = ns.pod(
+        "p",
+        "Always",
+        json!([{"name": "main", "image": BB, "imagePullPolicy": "Never", "command": ["sh", "-c", script],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]),
+    );
+    p.spec.as_mut().unwrap().volumes =
+        Some(serde_json::from_value(json!([{"name": "data", "emptyDir": {}}])).unwrap());
+    ns.create(&p).await;
+    ns.wait_pod("p", Duration::from_secs(40), |p| {
+        phase(p) == "Running"
+            && p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| c[0].restart_count >= 1 && c[0].ready)
+    })
+    .await;
+    let name = ns.name.clone();
+    let prev =
+        tokio::task::spawn_blocking(move || kubectl(&name, &["logs", "--previous", "p"], None))
+            .await
+            .unwrap();
+    assert_eq!(
+        text(&prev.stdout),
+        "first 1\nfirst 2\nfirst 3\n",
+        "{}",
+        text(&prev.stderr)
+    );
+    // -f streams lines as they are written: read a few, then stop kubectl.
+    let mut child = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &env("KRS_KUBECONFIG"),
+            "-n",
+            &ns.name,
+            "logs",
+            "-f",
+            "p",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut seen = vec![];
+        let mut tx = Some(tx);
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.push(l);
+            if seen.len() == 20
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("kubectl logs -f kept streaming")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // Consecutive numbers: nothing lost or repeated while following.
+    let nums: Vec<u32> = lines
+        .iter()
+        .map(|l| l.strip_prefix("second ").unwrap().parse().unwrap())
+        .collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+    ns.cleanup().await;
+}
