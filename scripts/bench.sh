@@ -14,7 +14,8 @@
 # Per run: empty the runtime (runtime-down.sh --clean; runtime-up.sh), wipe and restart the control
 # plane, measure the runtime floor (CRI-direct bursts, no kubelet running), start the kubelet, wait
 # for node Ready, then: idle footprint (0 pods), each burst (startup; footprint with the pods
-# running for bursts >= 30; delete; audit-log request count), crash-to-status; stop the kubelet.
+# running for bursts >= 30; delete; audit-log request count), crash-to-status, probe lateness
+# with 100 probed pods (and the footprint meanwhile); stop the kubelet.
 # The two kubelets never run at once. At the end the runtime is empty, the control plane up, no
 # kubelet runs and the Node object is gone. The run directory (every piece of JSON, the kubelets'
 # logs of the run) is kept under /tmp and printed.
@@ -38,9 +39,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $mode in
-  full)  SIZES="1 30 100" CONFIGS="defaults qps50" CRASH_RUNS=5 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
-  quick) SIZES="1 30"     CONFIGS="defaults qps50" CRASH_RUNS=5 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
-  smoke) SIZES="1"        CONFIGS="defaults"       CRASH_RUNS=1 WINDOW=5  SETTLE=1  IDLE_SETTLE=3; plot=0 ;;
+  full)  SIZES="1 30 100" CONFIGS="defaults qps50" CRASH_RUNS=5 PROBE_PODS=100 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
+  quick) SIZES="1 30"     CONFIGS="defaults qps50" CRASH_RUNS=5 PROBE_PODS=100 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
+  smoke) SIZES="1"        CONFIGS="defaults"       CRASH_RUNS=1 PROBE_PODS=5   WINDOW=5  SETTLE=1  IDLE_SETTLE=3; plot=0 ;;
 esac
 KUBELETS=${KRS_BENCH_KUBELETS:-upstream ours}   # the order matters: upstream first
 TIMEOUT=${KRS_BENCH_TIMEOUT:-600}              # per phase of a burst (all Running; all gone)
@@ -265,6 +266,14 @@ run_one() { # $1 config, $2 kubelet
   bench $((CRASH_RUNS * 400 + 60)) crash --runs "$CRASH_RUNS" --out "$D/crash.json"
   [ -z "$BROKEN" ] || { stop_kubelet; return 0; }
   if [ -s "$D/crash.json" ]; then jq -c '.crash_to_status + {failures}' "$D/crash.json" >&2; fi
+  log "probes: $PROBE_PODS pods, an HTTP readiness probe each, every second"
+  bench $((2 * TIMEOUT + WINDOW + SETTLE + 120)) probes --pods "$PROBE_PODS" --timeout "$TIMEOUT" \
+    --pid "$pid" --settle "$SETTLE" --window "$WINDOW" --out "$D/probes.json"
+  [ -z "$BROKEN" ] || { stop_kubelet; return 0; }
+  if [ -s "$D/probes.json" ]; then
+    jq -c '{pods, probes, probes_expected, late_p50: .lateness.p50, late_p99: .lateness.p99,
+      late_max: .lateness.max, cpu: .footprint.cpu_pct_core}' "$D/probes.json" >&2
+  fi
   if pid_gone "$pid"; then log "WARNING: the $k kubelet (pid $pid) exited during the run"; fi
   stop_kubelet
   tail -c +$((off + 1)) "$logf" > "$D/kubelet.log" || true

@@ -17,7 +17,7 @@ stop() { # names: TERM each recorded pid that still runs that program, wait for 
   local n p pids=()
   for n in "$@"; do
     p=$(cat "$DIR/$n.pid" 2>/dev/null) || continue
-    if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$n"; then
+    if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -- "$n" >/dev/null; then
       kill "$p" 2>/dev/null && pids+=("$p")
     fi
   done

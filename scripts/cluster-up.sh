@@ -132,12 +132,12 @@ KC="kubectl --kubeconfig $DIR/admin.kubeconfig --request-timeout=5s"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; } # fast; etcdctl waits 2s on a closed port
 etcd_ok() { port_open 2379 && ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=2s endpoint health; }
 api_ok() { port_open 6443 && $KC get --raw /readyz; }
-cs_ok() { $KC get --raw "/api/v1/componentstatuses/$1" | grep -q '"type":"Healthy","status":"True"'; }
+cs_ok() { $KC get --raw "/api/v1/componentstatuses/$1" | grep '"type":"Healthy","status":"True"' >/dev/null; }
 cm_ok() { cs_ok controller-manager; }
 sched_ok() { cs_ok scheduler; }
 alive() { # $1 name: the recorded pid runs the expected program ($2)
   local p; p=$(cat "$DIR/$1.pid" 2>/dev/null) || return 1
-  [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$2"
+  [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -- "$2" >/dev/null
 }
 ensure() { # $1 name, $2 readiness check, $3 seconds, then the command line
   local name=$1 check=$2 secs=$3 prog; shift 3; prog=$(basename "$1")

@@ -99,7 +99,7 @@ fi
 
 # --- images: built once into $KRS_CACHE/images as docker-archive tarballs, then imported -------
 # (An OCI-layout tarball import leaves stray import-DATE refs that confuse the CRI image store.)
-have_image() { ctr_ images ls -q | grep -qxF "$1"; }
+have_image() { ctr_ images ls -q | grep -xF "$1" >/dev/null; }  # not -q: an early exit would SIGPIPE ctr, and pipefail would fail the check
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 build_image() { # $1 ref, $2 tarball, $3 rootfs dir, then umoci config flags
   local ref=$1 tar=$2 rootfs=$3; shift 3

@@ -8,6 +8,7 @@
 mod audit;
 mod floor;
 mod footprint;
+mod probes;
 mod report;
 mod stats;
 mod workloads;
@@ -79,6 +80,24 @@ enum Cmd {
         after: f64,
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+    },
+    /// Probe punctuality: N pods with an HTTP readiness probe each, aimed at this process;
+    /// the lateness of the probes and the kubelet's footprint over a window.
+    Probes {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        #[arg(long, default_value_t = 1)]
+        period: u64,
+        /// Deadline for all to be ready, and again for all to be gone.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Kubelet pid: measure its footprint over the window.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
+        #[arg(long, default_value_t = 30)]
+        window: u64,
     },
     /// Footprint of a process over a window (the idle kubelet), and the node user's requests
     /// in that window (the background: lease, node status).
@@ -169,6 +188,25 @@ async fn run(cli: &Cli) -> Result<Value> {
                 secs(*timeout),
             )
             .await?
+        }
+        Cmd::Probes {
+            pods,
+            period,
+            timeout,
+            pid,
+            settle,
+            window,
+        } => {
+            let c = client(&cli.kubeconfig).await?;
+            let o = probes::ProbeOpts {
+                pods: *pods,
+                period: (*period).max(1),
+                timeout: secs(*timeout),
+                pid: *pid,
+                settle: secs(*settle),
+                window: secs(*window),
+            };
+            probes::run(&c, &cli.node, &o).await?
         }
         Cmd::Footprint {
             pid,

@@ -2,7 +2,7 @@
 //!
 //! Layout (written by scripts/bench.sh):
 //!   DIR/run.json, DIR/machine.json
-//!   DIR/CONFIG/KUBELET/{info,floor-N,footprint-idle,lifecycle-N,crash}.json
+//!   DIR/CONFIG/KUBELET/{info,floor-N,footprint-idle,lifecycle-N,crash,probes}.json
 //! with CONFIG e.g. `defaults`, `qps50` and KUBELET `upstream` or `ours`.
 
 use anyhow::{Context, Result};
@@ -143,6 +143,34 @@ fn figures(lifecycle: &[u64], floors: &[u64]) -> Vec<(String, Extract)> {
             at(file, &["footprint", "cpu_pct_core"]),
         ));
     }
+    f.push((
+        "probed pods, one HTTP probe each per second (count)".into(),
+        at("probes".into(), &["pods"]),
+    ));
+    for (label, path) in [
+        (
+            "probe lateness p50 (s)",
+            &["lateness", "p50"] as &'static [&'static str],
+        ),
+        ("probe lateness p99 (s)", &["lateness", "p99"]),
+        ("probe lateness max (s)", &["lateness", "max"]),
+        (
+            "CPU with probed pods (% of a core)",
+            &["footprint", "cpu_pct_core"],
+        ),
+        ("RSS with probed pods (MB)", &["footprint", "rss_mean_mb"]),
+    ] {
+        f.push((label.into(), at("probes".into(), path)));
+    }
+    f.push((
+        "probes delivered (% of expected)".into(),
+        Box::new(|v: &Value| {
+            let p = v.get("probes")?;
+            let want = num(p, &["probes_expected"])?;
+            let got = num(p, &["probes"])?;
+            (want > 0.0).then(|| 100.0 * got / want)
+        }),
+    ));
     let peak_files: Vec<String> = std::iter::once("footprint-idle".to_string())
         .chain(lifecycle.iter().map(|n| format!("lifecycle-{n}")))
         .collect();

@@ -25,7 +25,7 @@ pub const IMAGE: &str = "docker.io/library/busybox:latest";
 
 /// What the watch saw, stamped on arrival.
 #[derive(Debug, Default)]
-struct Seen {
+pub struct Seen {
     synced: bool,
     running: HashMap<String, Instant>,
     /// First sight of a terminated state of the first container: (wall clock, container id).
@@ -68,6 +68,16 @@ fn terminated(p: &Pod) -> Option<String> {
             .map(|(_, id)| id.to_string())
             .unwrap_or_default(),
     )
+}
+
+impl Seen {
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running.contains_key(name)
+    }
+
+    pub fn is_gone(&self, name: &str) -> bool {
+        self.gone.contains_key(name)
+    }
 }
 
 impl Watch {
@@ -131,7 +141,7 @@ impl Watch {
     }
 
     /// Polls the watch's record (the timestamps come from the watch task, not from this poll).
-    async fn until(&self, timeout: Duration, cond: impl Fn(&Seen) -> bool) -> Result<()> {
+    pub async fn until(&self, timeout: Duration, cond: impl Fn(&Seen) -> bool) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if cond(&lock(&self.seen)) {
@@ -144,7 +154,7 @@ impl Watch {
         }
     }
 
-    fn mark_deleting(&self, names: &[String]) {
+    pub fn mark_deleting(&self, names: &[String]) {
         lock(&self.seen).deleting.extend(names.iter().cloned());
     }
 }

@@ -845,14 +845,18 @@ impl RuntimeManager {
     }
 
     /// Stops one container: SIGTERM, then SIGKILL after the grace period (at least 2 s).
+    /// `probe_grace` is a failed probe's own grace period, which a deletion's overrides.
     pub async fn kill_container(
         &self,
         pod: Option<&Pod>,
         c: &ContainerStatus,
         message: Option<&str>,
+        probe_grace: Option<i64>,
     ) {
-        let mut grace = pod
-            .map(grace_seconds)
+        let deleting = pod.is_some_and(|p| p.metadata.deletion_grace_period_seconds.is_some());
+        let mut grace = probe_grace
+            .filter(|_| !deleting)
+            .or(pod.map(grace_seconds))
             .or(c.grace_period)
             .unwrap_or(MIN_GRACE_SECONDS);
         if let Some(p) = pod {
@@ -913,7 +917,12 @@ impl RuntimeManager {
     /// Stops every running container (in parallel), then every ready sandbox.
     pub async fn kill_pod(&self, pod: Option<&Pod>, status: &PodStatus) -> Result<(), CriError> {
         let running: Vec<&ContainerStatus> = kubelet_core::actions::running_container_ids(status);
-        futures::future::join_all(running.iter().map(|c| self.kill_container(pod, c, None))).await;
+        futures::future::join_all(
+            running
+                .iter()
+                .map(|c| self.kill_container(pod, c, None, None)),
+        )
+        .await;
         for sb in status.sandboxes.iter().filter(|s| s.ready) {
             match self.rt.stop_pod_sandbox(&sb.id).await {
                 Err(e) if !e.is_not_found() => return Err(e),
@@ -1101,7 +1110,8 @@ impl RuntimeManager {
             for (id, info) in &actions.containers_to_kill {
                 if let Some(c) = status.containers.iter().find(|c| &c.id == id) {
                     res.changed = true;
-                    self.kill_container(Some(pod), c, Some(&info.message)).await;
+                    self.kill_container(Some(pod), c, Some(&info.message), info.grace_period)
+                        .await;
                 }
             }
         }
@@ -1437,7 +1447,7 @@ impl RuntimeManager {
                     log_path: String::new(),
                     sandbox_id: sandbox_id.to_string(),
                 };
-                self.kill_container(Some(pod), &started, Some("FailedPostStartHook"))
+                self.kill_container(Some(pod), &started, Some("FailedPostStartHook"), None)
                     .await;
                 fail(res, &format!("PostStartHookError: {e}"), e.clone());
                 res.retry(Duration::from_secs(1));

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 pub struct KillInfo {
     pub name: String,
     pub message: String,
+    /// The failed probe's own `terminationGracePeriodSeconds`, which replaces the pod's
+    /// (but not a deletion's) grace period for this kill.
+    pub grace_period: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -225,6 +228,7 @@ pub fn compute_pod_actions_with_probes(
                             message:
                                 "Init container is in unknown state, try killing it before restart"
                                     .into(),
+                            grace_period: None,
                         },
                     );
                 }
@@ -256,6 +260,7 @@ pub fn compute_pod_actions_with_probes(
                             name: c.name.clone(),
                             message: "Container is in unknown state, try killing it before restart"
                                 .into(),
+                            grace_period: None,
                         },
                     );
                 }
@@ -269,14 +274,15 @@ pub fn compute_pod_actions_with_probes(
                 KillInfo {
                     name: c.name.clone(),
                     message: format!("Container {} definition changed, will be restarted", c.name),
+                    grace_period: None,
                 },
             );
             continue;
         }
         if let Some(f) = probe_failed(s) {
-            let what = match f {
-                ProbeFailure::Liveness => "liveness",
-                ProbeFailure::Startup => "startup",
+            let (what, probe) = match f {
+                ProbeFailure::Liveness => ("liveness", c.liveness_probe.as_ref()),
+                ProbeFailure::Startup => ("startup", c.startup_probe.as_ref()),
             };
             let mut message = format!("Container {} failed {what} probe", c.name);
             if should_restart_on_failure(pod) {
@@ -288,6 +294,7 @@ pub fn compute_pod_actions_with_probes(
                 KillInfo {
                     name: c.name.clone(),
                     message,
+                    grace_period: probe.and_then(|p| p.termination_grace_period_seconds),
                 },
             );
             continue;
@@ -490,9 +497,35 @@ mod tests {
                 "Container b failed liveness probe"
             };
             assert_eq!(kill.message, want);
+            assert_eq!(kill.grace_period, None);
             assert_eq!(a.containers_to_start == vec![1], restart);
             assert!(!a.kill_pod, "a still runs");
         }
+    }
+
+    #[test]
+    fn probe_grace_period_applies_to_its_own_failure() {
+        let mut p = pod(&["a"], &[], "Always");
+        let c = &mut p.spec.as_mut().unwrap().containers[0];
+        c.startup_probe = Some(k8s_openapi::api::core::v1::Probe {
+            termination_grace_period_seconds: Some(7),
+            ..Default::default()
+        });
+        c.liveness_probe = Some(Default::default());
+        let st = PodStatus {
+            sandboxes: vec![sandbox(true, 0)],
+            containers: vec![ctr(&p, "a", ContainerState::Running, 0, 1)],
+        };
+        let kill = |f| {
+            compute_pod_actions_with_probes(&p, &st, &|_| Some(f)).containers_to_kill["a-1"]
+                .grace_period
+        };
+        assert_eq!(kill(ProbeFailure::Startup), Some(7));
+        assert_eq!(
+            kill(ProbeFailure::Liveness),
+            None,
+            "the liveness probe sets none"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Liveness, readiness and startup probes against busybox pods, by exec, HTTP and TCP.
+//! Liveness, readiness and startup probes against busybox pods, by exec, HTTP, HTTPS and TCP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -189,6 +189,69 @@ async fn http_liveness_and_tcp_readiness() {
     .await;
     let p = ns.wait_pod("good", Duration::from_secs(15), ready).await;
     assert_eq!(restarts(&p), 0);
+    ns.cleanup().await;
+}
+
+/// An HTTPS server in this process, with a self-signed certificate: 200 for /healthy,
+/// 500 for anything else. The kubelet shares the host's network, so it reaches 127.0.0.1.
+async fn https_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pkey = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![key.cert.der().clone()], pkey)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let status = if buf[..n].starts_with(b"GET /healthy ") {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn https_readiness_without_certificate_checks() {
+    let ns = TestNs::new("https").await;
+    let port = https_server().await;
+    for (name, path) in [("ok", "/healthy"), ("sick", "/sick")] {
+        let mut c = sh("sleep 3600");
+        c["readinessProbe"] = json!({"httpGet": {"scheme": "HTTPS", "host": "127.0.0.1", "port": port, "path": path}, "periodSeconds": 1});
+        ns.create(&ns.pod(name, "Always", json!([c]))).await;
+    }
+    ns.wait_pod("ok", Duration::from_secs(20), ready).await;
+    wait_events(
+        &ns,
+        "sick",
+        "Unhealthy",
+        "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(!ready(&ns.pods().get("sick").await.unwrap()));
     ns.cleanup().await;
 }
 
