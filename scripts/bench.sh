@@ -2,10 +2,11 @@
 # The side-by-side benchmark (issue 8): the upstream kubelet 1.20.2, then ours, on the same
 # private containerd and a fresh 1.20.2 control plane each, at their defaults and again at
 # kubeAPIQPS 50 / kubeAPIBurst 100. Workloads come from the kubelet-bench binary (bench/).
-# Usage: scripts/bench.sh [--quick | --smoke] [--no-build] [--keep-cluster] [--no-plot] [--out FILE]
+# Usage: scripts/bench.sh [--quick | --smoke | --probes] [--no-build] [--keep-cluster] [--no-plot] [--out FILE]
 #   (full)          bursts of 1, 30 and 100 pods, both configs              (~30-40 min)
 #   --quick         bursts of 1 and 30, both configs                        (~15 min)
 #   --smoke         1 pod per kubelet, defaults only, short windows         (~3 min; for CI)
+#   --probes        only the idle footprint and 100 probed pods, defaults   (~8 min)
 #   --no-build      use the binaries already in target/release
 #   --keep-cluster  do not wipe and restart the control plane between runs (only delete the Node)
 #   --no-plot       skip the PNG (otherwise gnuplot-nox is installed if missing)
@@ -28,13 +29,14 @@ while [ $# -gt 0 ]; do
   case $1 in
     --quick) mode=quick ;;
     --smoke) mode=smoke ;;
+    --probes) mode=probes ;;
     --no-build) build=0 ;;
     --keep-cluster) wipe=0 ;;
     --no-plot) plot=0 ;;
     --out) out=${2:?--out needs a file}; shift ;;
     --report) report_dir=$(realpath "${2:?--report needs a run directory}"); shift ;;
     -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [--quick|--smoke] [--no-build] [--keep-cluster] [--no-plot] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick|--smoke|--probes] [--no-build] [--keep-cluster] [--no-plot] [--out FILE]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -42,6 +44,7 @@ case $mode in
   full)  SIZES="1 30 100" CONFIGS="defaults qps50" CRASH_RUNS=5 PROBE_PODS=100 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
   quick) SIZES="1 30"     CONFIGS="defaults qps50" CRASH_RUNS=5 PROBE_PODS=100 WINDOW=30 SETTLE=10 IDLE_SETTLE=15 ;;
   smoke) SIZES="1"        CONFIGS="defaults"       CRASH_RUNS=1 PROBE_PODS=5   WINDOW=5  SETTLE=1  IDLE_SETTLE=3; plot=0 ;;
+  probes) SIZES=""        CONFIGS="defaults"       CRASH_RUNS=0 PROBE_PODS=100 WINDOW=30 SETTLE=10 IDLE_SETTLE=15; plot=0 ;;
 esac
 KUBELETS=${KRS_BENCH_KUBELETS:-upstream ours}   # the order matters: upstream first
 TIMEOUT=${KRS_BENCH_TIMEOUT:-600}              # per phase of a burst (all Running; all gone)
@@ -139,7 +142,7 @@ cat > "$WORK/machine.json" <<EOF
 EOF
 jq -n --arg stamp "$stamp" --arg mode "$mode" --arg sizes "$SIZES" --arg configs "$CONFIGS" --arg kubelets "$KUBELETS" \
   --argjson crash "$CRASH_RUNS" --argjson window "$WINDOW" --argjson wipe "$wipe" \
-  '{stamp: $stamp, mode: $mode, sizes: ($sizes | split(" ") | map(tonumber)), configs: ($configs | split(" ")),
+  '{stamp: $stamp, mode: $mode, sizes: ($sizes | split(" ") | map(select(. != "") | tonumber)), configs: ($configs | split(" ")),
     kubelets: ($kubelets | split(" ")), crash_runs: $crash, footprint_window_s: $window,
     fresh_control_plane: ($wipe == 1),
     qps50: {kubeAPIQPS: 50, kubeAPIBurst: 100}}' > "$WORK/run.json"
@@ -262,10 +265,12 @@ run_one() { # $1 config, $2 kubelet
         all_gone_s, not_running, not_gone, api: .api.requests}' "$D/lifecycle-$n.json" >&2
     fi
   done
-  log "crash-to-status, $CRASH_RUNS runs"
-  bench $((CRASH_RUNS * 400 + 60)) crash --runs "$CRASH_RUNS" --out "$D/crash.json"
-  [ -z "$BROKEN" ] || { stop_kubelet; return 0; }
-  if [ -s "$D/crash.json" ]; then jq -c '.crash_to_status + {failures}' "$D/crash.json" >&2; fi
+  if [ "$CRASH_RUNS" -gt 0 ]; then
+    log "crash-to-status, $CRASH_RUNS runs"
+    bench $((CRASH_RUNS * 400 + 60)) crash --runs "$CRASH_RUNS" --out "$D/crash.json"
+    [ -z "$BROKEN" ] || { stop_kubelet; return 0; }
+    if [ -s "$D/crash.json" ]; then jq -c '.crash_to_status + {failures}' "$D/crash.json" >&2; fi
+  fi
   log "probes: $PROBE_PODS pods, an HTTP readiness probe each, every second"
   bench $((2 * TIMEOUT + WINDOW + SETTLE + 120)) probes --pods "$PROBE_PODS" --timeout "$TIMEOUT" \
     --pid "$pid" --settle "$SETTLE" --window "$WINDOW" --out "$D/probes.json"

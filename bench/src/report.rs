@@ -171,7 +171,8 @@ fn figures(lifecycle: &[u64], floors: &[u64]) -> Vec<(String, Extract)> {
             (want > 0.0).then(|| 100.0 * got / want)
         }),
     ));
-    let peak_files: Vec<String> = std::iter::once("footprint-idle".to_string())
+    let peak_files: Vec<String> = ["footprint-idle".to_string(), "probes".to_string()]
+        .into_iter()
         .chain(lifecycle.iter().map(|n| format!("lifecycle-{n}")))
         .collect();
     f.push((
