@@ -286,14 +286,25 @@ impl Worker {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut successes, mut failures) = (0u64, 0u64);
         let mut result = kind.initial();
-        let started_at = self.status.started_at / 1_000_000_000;
+        // The initial delay counts from the container's start (wall clock, from the runtime);
+        // turned into a monotonic deadline once, so that a paused clock drives it in tests.
+        let delay_end_ns = self
+            .status
+            .started_at
+            .saturating_add(initial_delay * 1_000_000_000);
+        let left_ns = delay_end_ns.saturating_sub(
+            k8s_openapi::jiff::Timestamp::now()
+                .as_nanosecond()
+                .try_into()
+                .unwrap_or(i64::MAX),
+        );
+        let not_before = tokio::time::Instant::now() + Duration::from_nanos(left_ns.max(0) as u64);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let now = k8s_openapi::jiff::Timestamp::now().as_second();
-            if now < started_at + initial_delay {
+            if tokio::time::Instant::now() < not_before {
                 continue;
             }
             if kind != ProbeKind::Startup
@@ -440,7 +451,8 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
         format!("{host}:{port}")
     };
     let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(e) => e.connect_timeout(timeout).timeout(timeout),
+        // Only our own timers bound the probe, so that a timeout always reads as one.
+        Ok(e) => e,
         Err(e) => {
             return (
                 false,
@@ -764,6 +776,183 @@ mod tests {
         assert!(!ok && out.starts_with("timeout"), "{out}");
         assert!(t0.elapsed() < Duration::from_secs(2));
         drop(l);
+    }
+
+    /// A pod with one running container "c" (id "c1", started now) and these probes.
+    fn probed_pod(probes: serde_json::Value) -> (Pod, PodStatus) {
+        let mut c = serde_json::json!({"name": "c", "image": "busybox"});
+        for (k, v) in probes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"containers": [c]},
+        }))
+        .unwrap();
+        let now = k8s_openapi::jiff::Timestamp::now().as_nanosecond() as i64;
+        let st = PodStatus {
+            sandboxes: vec![kubelet_core::runtime::SandboxStatus {
+                id: "s1".into(),
+                attempt: 0,
+                ready: true,
+                created_at: now,
+                ip: "10.0.0.2".into(),
+                additional_ips: vec![],
+                host_network: false,
+            }],
+            containers: vec![ContainerStatus {
+                id: "c1".into(),
+                name: "c".into(),
+                restart_count: 0,
+                hash: None,
+                state: ContainerState::Running,
+                created_at: now,
+                started_at: now,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                message: String::new(),
+                image: String::new(),
+                image_ref: String::new(),
+                runtime: String::new(),
+                grace_period: None,
+                log_path: String::new(),
+                sandbox_id: "s1".into(),
+            }],
+        };
+        (pod, st)
+    }
+
+    struct Harness {
+        rt: Arc<kubelet_cri::fake::FakeRuntime>,
+        mgr: ProbeManager,
+        changed: mpsc::UnboundedReceiver<String>,
+        t0: tokio::time::Instant,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let rt = Arc::new(kubelet_cri::fake::FakeRuntime::default());
+            let (tx, changed) = mpsc::unbounded_channel();
+            let mgr = ProbeManager::new(
+                rt.clone(),
+                Recorder::disabled(),
+                tx,
+                CancellationToken::new(),
+            );
+            Harness {
+                rt,
+                mgr,
+                changed,
+                t0: tokio::time::Instant::now(),
+            }
+        }
+
+        fn execs(&self) -> usize {
+            self.rt
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("ExecSync"))
+                .count()
+        }
+
+        /// Advances the paused clock a second at a time until the next probe runs; the
+        /// seconds since the start at which it ran.
+        async fn next_probe(&self) -> u64 {
+            let before = self.execs();
+            // let freshly spawned workers start their clocks before time moves
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..120 {
+                tokio::time::advance(Duration::from_secs(1)).await;
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+                if self.execs() > before {
+                    return self.t0.elapsed().as_secs();
+                }
+            }
+            panic!("no probe within 120 s");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_thresholds_period_and_initial_delay() {
+        let mut h = Harness::new();
+        let (pod, st) = probed_pod(serde_json::json!({"readinessProbe": {
+            "exec": {"command": ["true"]}, "initialDelaySeconds": 30, "periodSeconds": 10,
+            "successThreshold": 2, "failureThreshold": 3,
+        }}));
+        h.mgr.sync_pod(&pod, &st);
+        let ready = |h: &Harness| h.mgr.readiness(&pod)["c"];
+        let first = h.next_probe().await;
+        // The first tick past the delay: the random start puts it within one period.
+        assert!(
+            (30..=40).contains(&first),
+            "not before the initial delay: {first}"
+        );
+        assert!(!ready(&h), "one success of two needed");
+        let second = h.next_probe().await;
+        assert_eq!(second - first, 10, "the period");
+        assert!(ready(&h));
+        assert_eq!(h.changed.try_recv().ok().as_deref(), Some("u"));
+        h.rt.set_exec_exit(1);
+        for n in 1..=3 {
+            let at = h.next_probe().await;
+            assert_eq!(at - first, 10 * (n + 1));
+            assert_eq!(ready(&h), n < 3, "ready until the third failure in a row");
+        }
+        assert_eq!(h.changed.try_recv().ok().as_deref(), Some("u"));
+        // readiness keeps probing after a failure, and recovers
+        h.rt.set_exec_exit(0);
+        h.next_probe().await;
+        h.next_probe().await;
+        assert!(ready(&h));
+        h.mgr.remove_pod("u");
+        h.mgr.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn startup_holds_off_liveness_and_a_failed_liveness_stops_probing() {
+        let h = Harness::new();
+        h.rt.set_exec_exit(1);
+        let (pod, st) = probed_pod(serde_json::json!({
+            "startupProbe": {"exec": {"command": ["s"]}, "periodSeconds": 1, "failureThreshold": 5},
+            "livenessProbe": {"exec": {"command": ["l"]}, "periodSeconds": 1, "failureThreshold": 2},
+        }));
+        h.mgr.sync_pod(&pod, &st);
+        let c = &st.containers[0];
+        // Only the startup probe runs while it fails: one exec a second, never liveness's.
+        for _ in 0..4 {
+            h.next_probe().await;
+        }
+        assert_eq!(
+            h.mgr.failed("u", c),
+            None,
+            "four startup failures of five allowed"
+        );
+        assert!(!h.mgr.startup(&pod)["c"]);
+        h.rt.set_exec_exit(0);
+        h.next_probe().await;
+        assert!(h.mgr.startup(&pod)["c"]);
+        // Liveness now runs; two failures in a row fail it, and then it waits for a new
+        // container rather than probing on.
+        h.rt.set_exec_exit(1);
+        let mut n = 0;
+        while h.mgr.failed("u", c).is_none() {
+            h.next_probe().await;
+            n += 1;
+            assert!(n <= 3, "liveness should have failed after two failures");
+        }
+        assert_eq!(h.mgr.failed("u", c), Some(ProbeFailure::Liveness));
+        let after = h.execs();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(h.execs(), after, "no probes after the verdict");
+        h.mgr.shutdown().await;
     }
 
     #[test]

@@ -24,6 +24,8 @@ struct State {
     registry: BTreeMap<String, Option<String>>,
     /// CPU nanoseconds and working-set bytes reported per container id.
     usage: BTreeMap<String, (u64, u64)>,
+    /// The exit code ExecSync reports.
+    exec_exit: i32,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,11 @@ impl FakeRuntime {
         self.lock()
             .usage
             .insert(id.to_string(), (cpu_ns, working_set));
+    }
+
+    /// Sets the exit code every later ExecSync reports (0 at first).
+    pub fn set_exec_exit(&self, code: i32) {
+        self.lock().exec_exit = code;
     }
 
     pub fn with_images(images: &[&str]) -> Self {
@@ -457,7 +464,10 @@ impl RuntimeService for FakeRuntime {
         _timeout: Duration,
     ) -> Result<api::ExecSyncResponse> {
         self.record("ExecSync", id)?;
-        Ok(api::ExecSyncResponse::default())
+        Ok(api::ExecSyncResponse {
+            exit_code: self.lock().exec_exit,
+            ..Default::default()
+        })
     }
 
     async fn list_container_stats(
