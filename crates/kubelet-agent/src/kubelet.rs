@@ -401,10 +401,26 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         .run(cancel.child_token()),
     );
 
+    let stats = Arc::new(crate::stats::StatsProvider::new(
+        s.node_name.clone(),
+        rt.clone(),
+        host.clone(),
+        (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
+            .then(kubelet_host::cgroups::CgroupV1::default),
+        root_dir.clone(),
+        PathBuf::from("/var/log/pods"),
+        volumes.clone(),
+        clock.clone(),
+    ));
     // Housekeeping: volumes and directories of pods the kubelet no longer knows, and the
     // eviction manager's local-storage checks (both every 10 s, as upstream).
     {
-        let (workers, synced, volumes) = (workers.clone(), pods_synced.clone(), volumes.clone());
+        let (workers, synced, volumes, stats) = (
+            workers.clone(),
+            pods_synced.clone(),
+            volumes.clone(),
+            stats.clone(),
+        );
         let stop = cancel.child_token();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(crate::volume_manager::HOUSEKEEPING_PERIOD);
@@ -419,7 +435,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                         workers.known().into_iter().collect();
                     volumes.cleanup_orphans(&active);
                 }
-                crate::eviction::local_storage_evictions(&workers, &volumes).await;
+                crate::eviction::local_storage_evictions(&workers, &volumes, &stats).await;
             }
         });
     }
@@ -507,17 +523,6 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             ));
         }
     };
-    let stats = Arc::new(crate::stats::StatsProvider::new(
-        s.node_name.clone(),
-        rt.clone(),
-        host.clone(),
-        (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
-            .then(kubelet_host::cgroups::CgroupV1::default),
-        root_dir.clone(),
-        PathBuf::from("/var/log/pods"),
-        volumes.clone(),
-        clock.clone(),
-    ));
     let api_host = Arc::new(crate::server::KubeletHost {
         node_name: s.node_name.clone(),
         workers: workers.clone(),
