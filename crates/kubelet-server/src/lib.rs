@@ -3,6 +3,7 @@
 //! `/pods`, `/containerLogs`). The kubelet provides its state through [`HostInterface`].
 
 pub mod auth;
+pub mod fuzzing;
 pub mod logs;
 pub mod server;
 pub mod streaming;

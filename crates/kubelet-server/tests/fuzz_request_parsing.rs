@@ -2,51 +2,12 @@
 //! paths built from the real endpoints and hostile pieces (`..`, encoded slashes, NULs,
 //! long and non-ASCII segments), with random query parameters. The server must answer
 //! every one without panicking, never with a 5xx from parsing, and never serve a log for a
-//! name that is not a valid one. (Coverage-guided fuzzing needs a nightly toolchain, which
-//! this project's machines do not have; proptest's seeded search runs on stable, in CI.)
+//! name that is not a valid one (`kubelet_server::fuzzing`, which the coverage-guided target
+//! in `fuzz/` checks too).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use axum::body::Body;
-use axum::http::Request;
-use k8s_openapi::api::core::v1::Pod;
-use kubelet_server::auth::{Authenticator, Authorizer};
-use kubelet_server::{HostError, HostInterface};
 use proptest::prelude::*;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-
-#[derive(Debug)]
-struct Host {
-    log: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl HostInterface for Host {
-    fn node_name(&self) -> String {
-        "n1".into()
-    }
-    fn healthz(&self) -> Result<(), String> {
-        Ok(())
-    }
-    async fn pods(&self) -> Vec<Pod> {
-        vec![]
-    }
-    async fn log_path(&self, _: &str, pod: &str, _: &str, _: bool) -> Result<PathBuf, HostError> {
-        // Only the one valid pod has a log.
-        if pod == "web" {
-            Ok(self.log.clone())
-        } else {
-            Err(HostError::not_found("pod does not exist"))
-        }
-    }
-    async fn container_running(&self, _: &str, _: &str, _: &str) -> bool {
-        false
-    }
-}
 
 fn segment() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -124,38 +85,9 @@ proptest! {
         upgrade in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let dir = std::env::temp_dir().join(format!("krs-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        if !log.exists() {
-            std::fs::write(&log, "2026-11-24T10:00:00.000000000Z stdout F hello\n").unwrap();
-        }
-        let app = kubelet_server::server::router(
-            Arc::new(Host { log }),
-            Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
-            Arc::new(Authorizer::new(None, Duration::from_secs(1), Duration::from_secs(1))),
-            CancellationToken::new(),
-        );
         let path = format!("/{}", segs.join("/"));
-        let uri = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };
-        let Ok(mut b) = Request::builder().method(method).uri(&uri).body(Body::empty()).map(|r| r.into_parts()) else {
-            // Not even a valid URI: hyper would have refused it before routing.
-            return Ok(());
-        };
-        if upgrade {
-            b.0.headers.insert("connection", "Upgrade".parse().unwrap());
-            b.0.headers.insert("upgrade", "SPDY/3.1".parse().unwrap());
-        }
-        let req = Request::from_parts(b.0, b.1);
-        let resp = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), app.oneshot(req)).await
-        });
-        let resp = resp.expect("answered in time").expect("infallible");
-        let status = resp.status().as_u16();
-        prop_assert!(status < 500, "{method} {uri} -> {status}");
-        // A log is served only for the valid names the host knows.
-        if status == 200 && path.starts_with("/containerLogs/") {
-            prop_assert_eq!(path.as_str(), "/containerLogs/default/web/app", "{}", uri);
-        }
+        let uri = if q.is_empty() { path } else { format!("{path}?{q}") };
+        let r = rt.block_on(kubelet_server::fuzzing::check_request(method, &uri, upgrade));
+        prop_assert!(r.is_ok(), "{}", r.unwrap_err());
     }
 }
