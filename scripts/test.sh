@@ -25,6 +25,10 @@ export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
 kubectl delete namespace -l kubelet-rs-e2e=true --wait=false >/dev/null 2>&1 || true
 cargo build --locked -p kubelet
 E2E_LOG=/var/log/kubelet-rs/kubelet-rs-e2e.log
+# The cluster's KubeletConfiguration, with small log limits so the rotation test is quick.
+E2E_CONFIG=$CLUSTER_DIR/kubelet-config-e2e.yaml
+{ cat "$CLUSTER_DIR/kubelet-config.yaml"; printf 'containerLogMaxSize: 1Mi\ncontainerLogMaxFiles: 3\n'; } > "$E2E_CONFIG"
+export KRS_KUBELET_CONFIG=$E2E_CONFIG
 : > "$E2E_LOG"
 KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
 trap '"$here/kubelet.sh" stop' EXIT

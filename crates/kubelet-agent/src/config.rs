@@ -318,6 +318,18 @@ pub struct KubeletConfiguration {
     pub event_burst: u32,
     #[serde(default)]
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// A quantity ("10Mi"): a running container's log of this size is rotated.
+    #[serde(default = "default_log_max_size")]
+    pub container_log_max_size: String,
+    #[serde(default = "default_log_max_files")]
+    pub container_log_max_files: i32,
+}
+
+fn default_log_max_size() -> String {
+    "10Mi".into()
+}
+fn default_log_max_files() -> i32 {
+    5
 }
 
 fn default_port() -> u16 {
@@ -387,6 +399,8 @@ impl Default for KubeletConfiguration {
             event_record_qps: default_qps(),
             event_burst: default_burst(),
             allowed_unsafe_sysctls: vec![],
+            container_log_max_size: default_log_max_size(),
+            container_log_max_files: default_log_max_files(),
         }
     }
 }
@@ -469,8 +483,6 @@ const V1BETA1_FIELDS: &[&str] = &[
     "iptablesDropBit",
     "featureGates",
     "failSwapOn",
-    "containerLogMaxSize",
-    "containerLogMaxFiles",
     "configMapAndSecretChangeDetectionStrategy",
     "systemReserved",
     "kubeReserved",
@@ -520,6 +532,8 @@ const SUPPORTED: &[&str] = &[
     "eventRecordQPS",
     "eventBurst",
     "allowedUnsafeSysctls",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -628,6 +642,12 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     if c.address.parse::<std::net::IpAddr>().is_err() {
         return bad("address", "must be an IP address");
     }
+    if c.container_log_max_files < 2 {
+        return bad("containerLogMaxFiles", "must be greater than 1");
+    }
+    if c.container_log_max_bytes().is_none() {
+        return bad("containerLogMaxSize", "must be a positive quantity");
+    }
     for ip in &c.cluster_dns {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
@@ -637,6 +657,12 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
 }
 
 impl KubeletConfiguration {
+    /// `containerLogMaxSize` in bytes; `None` when it is not a positive quantity.
+    pub fn container_log_max_bytes(&self) -> Option<u64> {
+        let milli = kubelet_core::quantity::parse_milli(&self.container_log_max_size).ok()?;
+        u64::try_from((milli + 999) / 1000).ok().filter(|b| *b > 0)
+    }
+
     /// Upstream: the report frequency defaults to 5m only when neither is set; with just
     /// the update frequency set, reports follow it.
     pub fn report_frequency(&self) -> Duration {
@@ -773,6 +799,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("kubeAPIQPS"), "{e}");
+        for bad in [
+            "containerLogMaxFiles: 1",
+            "containerLogMaxSize: 0",
+            "containerLogMaxSize: big",
+        ] {
+            let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(bad.split(':').next().unwrap_or_default()), "{e}");
+        }
+        let ok = parse("k.yaml", &format!("{HEAD}containerLogMaxSize: 1Mi\n")).unwrap();
+        assert_eq!(ok.config.container_log_max_bytes(), Some(1 << 20));
+        assert!(ok.unsupported.is_empty(), "{:?}", ok.unsupported);
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl RuntimeService for InstrumentedRuntime {
     async fn remove_container(&self, id: &str) -> Result<()> {
         timed("remove_container", self.0.remove_container(id)).await
     }
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        timed("reopen_container_log", self.0.reopen_container_log(id)).await
+    }
     async fn list_containers(
         &self,
         filter: Option<api::ContainerFilter>,

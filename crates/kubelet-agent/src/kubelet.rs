@@ -412,6 +412,28 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         volumes.clone(),
         clock.clone(),
     ));
+    // Container log rotation, every 10 s as upstream.
+    if let Some(max_bytes) = cfg.container_log_max_bytes() {
+        let logs = crate::logs::ContainerLogManager::new(
+            rt.clone(),
+            crate::logs::LogPolicy {
+                max_bytes,
+                max_files: usize::try_from(cfg.container_log_max_files).unwrap_or(5),
+            },
+        );
+        let stop = cancel.child_token();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(crate::logs::LOG_MONITOR_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                logs.rotate_logs().await;
+            }
+        });
+    }
     // Housekeeping: volumes and directories of pods the kubelet no longer knows, and the
     // eviction manager's local-storage checks (both every 10 s, as upstream).
     {

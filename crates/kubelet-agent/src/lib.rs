@@ -15,6 +15,7 @@ pub mod kubelet;
 pub mod kubelet_node_status;
 pub mod kuberuntime;
 pub mod lifecycle;
+pub mod logs;
 pub mod metrics;
 pub mod nodelease;
 pub mod nodestatus;

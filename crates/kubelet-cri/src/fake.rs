@@ -417,6 +417,19 @@ impl RuntimeService for FakeRuntime {
         Ok(())
     }
 
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        self.record("ReopenContainerLog", id)?;
+        match self.lock().containers.get(id) {
+            Some(c) if !c.log_path.is_empty() => {
+                // A runtime opens a fresh file where the old one was.
+                let _ = std::fs::File::create(&c.log_path);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(CriError::NotFound(id.into())),
+        }
+    }
+
     async fn list_containers(
         &self,
         filter: Option<api::ContainerFilter>,

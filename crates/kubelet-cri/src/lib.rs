@@ -60,6 +60,8 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
     /// Stops with SIGTERM, then SIGKILL after `timeout`.
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
     async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Asks the runtime to reopen the container's log file (after the kubelet renamed it).
+    async fn reopen_container_log(&self, id: &str) -> Result<()>;
     async fn list_containers(
         &self,
         filter: Option<api::ContainerFilter>,

@@ -289,6 +289,20 @@ impl RuntimeService for RemoteRuntime {
         .map(|_| ())
     }
 
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let mut c = self.rt.clone();
+        let r = api::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        call(
+            "ReopenContainerLog",
+            self.timeout,
+            c.reopen_container_log(self.req(r, self.timeout)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn list_containers(
         &self,
         filter: Option<api::ContainerFilter>,
