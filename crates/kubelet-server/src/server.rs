@@ -761,6 +761,7 @@ async fn container_logs(
         move |(mut f, mut pos, first, done)| {
             let st = st.clone();
             let (ns, pod, container) = (ns.clone(), pod.clone(), container.clone());
+            let path = path.clone();
             async move {
                 if let Some(first) = first {
                     return Some((Ok::<_, std::io::Error>(first), (f, pos, None, false)));
@@ -793,6 +794,11 @@ async fn container_logs(
                             (f, pos, None, false),
                         ));
                     }
+                    // Rotated: the runtime now writes a new file at the path; go on there.
+                    if let Some(new) = rotated(&f, &path).await {
+                        (f, pos) = (new, 0);
+                        continue;
+                    }
                     if !st.host.container_running(&ns, &pod, &container).await {
                         return None;
                     }
@@ -801,6 +807,17 @@ async fn container_logs(
         },
     );
     Ok((content_type, Body::from_stream(stream)).into_response())
+}
+
+/// The file now at `path`, when it is no longer the one `f` has open (the log was rotated).
+async fn rotated(f: &tokio::fs::File, path: &std::path::Path) -> Option<tokio::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let open = f.metadata().await.ok()?;
+    let now = tokio::fs::metadata(path).await.ok()?;
+    if (open.dev(), open.ino()) == (now.dev(), now.ino()) {
+        return None;
+    }
+    tokio::fs::File::open(path).await.ok()
 }
 
 /// Serves until cancelled. Handshakes and request heads are bounded in time and size, so a

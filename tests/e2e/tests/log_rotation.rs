@@ -47,6 +47,29 @@ async fn logs_past_the_max_size_are_rotated_and_compressed() {
         .wait_pod("p", Duration::from_secs(20), |p| phase(p) == "Running")
         .await;
     let uid = p.metadata.uid.clone().unwrap();
+    // A follower started before any rotation must keep up across them.
+    let mut follow = tokio::process::Command::new("kubectl")
+        .args(["logs", "-f", "-n", &ns.name, "p"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let followed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+        let followed = followed.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(n) = l
+                    .strip_prefix("marker ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    followed.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let dir = PathBuf::from(format!("/var/log/pods/{}_p_{uid}/main", ns.name));
     let files = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&dir)
@@ -103,16 +126,26 @@ async fn logs_past_the_max_size_are_rotated_and_compressed() {
     };
     let first = seen(&logs().await);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let last = loop {
         let now = seen(&logs().await);
-        if now.is_some() && now > first {
-            break;
+        if let Some(n) = now.filter(|n| Some(*n) > first) {
+            break n;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "no new marker in kubectl logs after rotation: {first:?} {now:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while followed.load(std::sync::atomic::Ordering::Relaxed) < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl logs -f stopped at marker {} after rotation; the log is at {last}",
+            followed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let _ = follow.kill().await;
     ns.cleanup().await;
 }
