@@ -46,14 +46,14 @@ pub async fn local_storage_evictions(
     if limited_pods.is_empty() {
         return;
     }
-    let summary = match stats.summary(&limited_pods, false).await {
+    let pod_stats = match stats.pod_storage_stats(&limited_pods).await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no stats for the local-storage eviction checks");
             return;
         }
     };
-    for ps in &summary.pods {
+    for ps in &pod_stats {
         let Some(pod) = limited_pods
             .iter()
             .find(|p| p.metadata.uid.as_deref() == Some(ps.pod_ref.uid.as_str()))

@@ -229,14 +229,35 @@ impl StatsProvider {
     }
 
     /// CPU stats from a cumulative sample, with the rate since the previous sample of `key`.
-    fn cpu_stats(&self, key: &str, ts: i64, usage: u64) -> CpuStats {
+    /// With `record` false the sample is not kept: the rate served by `/stats/summary` stays
+    /// over its own window when another reader (the eviction manager) looks in between.
+    fn cpu_stats(&self, key: &str, ts: i64, usage: u64, record: bool) -> CpuStats {
         let mut cache = self.cpu.lock().unwrap_or_else(|e| e.into_inner());
-        let prev = cache.insert(key.to_string(), (ts, usage));
+        let prev = if record {
+            cache.insert(key.to_string(), (ts, usage))
+        } else {
+            cache.get(key).copied()
+        };
         CpuStats {
             time: time_ns(ts),
             usage_nano_cores: prev.and_then(|p| usage_nano_cores(p, (ts, usage))),
             usage_core_nano_seconds: Some(usage),
         }
+    }
+
+    fn root_fs(&self, now: i64) -> Result<FsStats, String> {
+        self.host
+            .fs_stats(&self.root_dir)
+            .map(|f| fs_stats(&f, time_ns(now)))
+            .map_err(|e| format!("failed to get rootFs info: {e}"))
+    }
+
+    /// The pods' stats alone, for the eviction manager: no node figures, and the CPU-rate
+    /// samples of `/stats/summary` left as they are.
+    pub async fn pod_storage_stats(&self, pods: &[Pod]) -> Result<Vec<PodStats>, String> {
+        let now = self.clock.now_unix_ns();
+        let root_fs = self.root_fs(now)?;
+        self.pod_stats(pods, now, &root_fs, false).await
     }
 
     /// The summary; `only_cpu_and_memory` as upstream's query parameter of that name.
@@ -246,13 +267,9 @@ impl StatsProvider {
         only_cpu_and_memory: bool,
     ) -> Result<Summary, String> {
         let now = self.clock.now_unix_ns();
-        let root_fs = self
-            .host
-            .fs_stats(&self.root_dir)
-            .map(|f| fs_stats(&f, time_ns(now)))
-            .map_err(|e| format!("failed to get rootFs info: {e}"))?;
+        let root_fs = self.root_fs(now)?;
         let node = self.node_stats(now, &root_fs).await;
-        let mut pod_stats = self.pod_stats(pods, now, &root_fs).await?;
+        let mut pod_stats = self.pod_stats(pods, now, &root_fs, true).await?;
         pod_stats.sort_by(|a, b| {
             (&a.pod_ref.namespace, &a.pod_ref.name).cmp(&(&b.pod_ref.namespace, &b.pod_ref.name))
         });
@@ -294,7 +311,7 @@ impl StatsProvider {
             system_containers.push(ContainerStats {
                 name: "pods".into(),
                 start_time: boot.and_then(|b| time_ns(b * 1_000_000_000)),
-                cpu: Some(self.cpu_stats("/kubepods", now, u.cpu_ns)),
+                cpu: Some(self.cpu_stats("/kubepods", now, u.cpu_ns, true)),
                 memory: Some(memory_of(&u, t.clone(), capacity)),
                 ..Default::default()
             });
@@ -341,7 +358,7 @@ impl StatsProvider {
             node_name: self.node_name.clone(),
             system_containers,
             start_time: boot.and_then(|b| time_ns(b * 1_000_000_000)),
-            cpu: root.map(|u| self.cpu_stats("/", now, u.cpu_ns)),
+            cpu: root.map(|u| self.cpu_stats("/", now, u.cpu_ns, true)),
             memory: root.map(|u| memory_of(&u, t.clone(), capacity)),
             network: net,
             fs: Some(root_fs.clone()),
@@ -366,6 +383,7 @@ impl StatsProvider {
         pods: &[Pod],
         now: i64,
         root_fs: &FsStats,
+        record: bool,
     ) -> Result<Vec<PodStats>, String> {
         let e = |what: &str, e: kubelet_cri::CriError| format!("failed to list all {what}: {e}");
         let sandboxes = live_sandboxes(
@@ -417,7 +435,7 @@ impl StatsProvider {
             cs.cpu = Some(match &st.cpu {
                 Some(u) => {
                     let usage = u.usage_core_nano_seconds.as_ref().map_or(0, |v| v.value);
-                    self.cpu_stats(&id, u.timestamp, usage)
+                    self.cpu_stats(&id, u.timestamp, usage, record)
                 }
                 None => CpuStats {
                     time: time_ns(now),
@@ -486,7 +504,7 @@ impl StatsProvider {
                 .and_then(|cg| Some((cg.clone(), self.cgroups.as_ref()?.usage(&cg)?)));
             match pod_usage {
                 Some((cg, u)) => {
-                    ps.cpu = Some(self.cpu_stats(&cg, now, u.cpu_ns));
+                    ps.cpu = Some(self.cpu_stats(&cg, now, u.cpu_ns, record));
                     ps.memory = Some(memory_of(&u, time_ns(now), None));
                 }
                 None => (ps.cpu, ps.memory) = sum_cpu_memory(&ps.containers),
