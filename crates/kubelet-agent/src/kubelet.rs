@@ -310,11 +310,11 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             objects: objects.clone(),
         }) as Arc<dyn crate::credentialprovider::SecretSource>
     });
-    let allocatable: std::collections::BTreeMap<String, String> = [
-        ("cpu".to_string(), machine.num_cpus.to_string()),
-        ("memory".to_string(), machine.memory_bytes.to_string()),
-    ]
-    .into();
+    let allocatable = crate::nodestatus::downward_allocatable(
+        &machine,
+        &host.fs_stats(&root_dir).unwrap_or_default(),
+        &cfg.eviction_hard(),
+    );
     let mut volumes = crate::volume_manager::VolumeManager::new(
         root_dir.clone(),
         Arc::new(kubelet_host::mount::RealMounter),

@@ -69,38 +69,10 @@ pub struct RuntimeManager {
 /// Upstream reads at most this much of a termination message file.
 const MAX_TERMINATION_MESSAGE: u64 = 4096;
 /// FallbackToLogsOnError: the last lines and bytes of the log.
-const FALLBACK_LOG_LINES: usize = 80;
+const FALLBACK_LOG_LINES: u64 = 80;
 const FALLBACK_LOG_BYTES: usize = 2048;
 /// Hooks have no deadline upstream; we bound them so a stuck hook cannot wedge a worker.
 const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The content of CRI log lines ("<time> <stream> <P|F> <content>"), last `lines` of them,
-/// at most `bytes` long.
-pub fn log_tail(text: &str, lines: usize, bytes: usize) -> String {
-    let contents: Vec<&str> = text
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(4, ' ');
-            match (f.next(), f.next(), f.next(), f.next()) {
-                (Some(_), Some("stdout" | "stderr"), Some(_), Some(c)) => c,
-                _ => l,
-            }
-        })
-        .collect();
-    let start = contents.len().saturating_sub(lines);
-    let mut out = contents[start..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    if out.len() > bytes {
-        let mut cut = out.len() - bytes;
-        while !out.is_char_boundary(cut) {
-            cut += 1;
-        }
-        out = out[cut..].to_string();
-    }
-    out
-}
 
 /// Per-pod state a worker keeps between syncs.
 #[derive(Debug)]
@@ -514,13 +486,16 @@ impl RuntimeManager {
             && st.exit_code != 0
             && !st.log_path.is_empty()
         {
-            let data = tokio::fs::read(&st.log_path).await.unwrap_or_default();
-            let tail = &data[data.len().saturating_sub(64 * 1024)..];
-            msg = log_tail(
-                &String::from_utf8_lossy(tail),
+            msg = match kubelet_cri::logs::read_last(
+                std::path::Path::new(&st.log_path),
                 FALLBACK_LOG_LINES,
                 FALLBACK_LOG_BYTES,
-            );
+            )
+            .await
+            {
+                Ok(tail) => String::from_utf8_lossy(&tail).into_owned(),
+                Err(e) => format!("Error on reading termination message from logs: {e}"),
+            };
         }
         msg
     }
@@ -1935,15 +1910,6 @@ mod tests {
             .await;
         assert_eq!(res.failures["c"].reason, "RunContainerError");
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn cri_log_tail() {
-        let log = "2026-01-01T00:00:00Z stdout F one\n2026-01-01T00:00:01Z stderr F two\n2026-01-01T00:00:02Z stdout P thr\n";
-        assert_eq!(log_tail(log, 80, 2048), "one\ntwo\nthr\n");
-        assert_eq!(log_tail(log, 1, 2048), "thr\n");
-        assert_eq!(log_tail(log, 80, 4), "thr\n");
-        assert_eq!(log_tail("", 80, 2048), "");
     }
 
     #[test]

@@ -119,6 +119,32 @@ pub fn allocatable(i: &NodeInputs) -> BTreeMap<String, Quantity> {
     a
 }
 
+/// Node allocatable as plain quantities, the downward API's default for unset cpu, memory
+/// and ephemeral-storage limits (upstream reads the node's status.allocatable).
+pub fn downward_allocatable(
+    machine: &MachineInfo,
+    root_fs: &FsStats,
+    eviction_hard: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let i = NodeInputs {
+        machine: machine.clone(),
+        root_fs: *root_fs,
+        memory_available: None,
+        runtime: RuntimeState::default(),
+        images: vec![],
+        addresses: vec![],
+        port: 0,
+        max_pods: 0,
+        eviction_hard: eviction_hard.clone(),
+        health_errors: vec![],
+    };
+    allocatable(&i)
+        .into_iter()
+        .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage"))
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
 fn aggregate(errors: &[String]) -> String {
     let mut uniq: Vec<&String> = vec![];
     for e in errors {

@@ -143,6 +143,11 @@ impl PodWorkers {
             .collect()
     }
 
+    /// The latest status computed for the pod.
+    pub fn cached_status(&self, uid: &str) -> Option<k8s_openapi::api::core::v1::PodStatus> {
+        self.deps.status.cached(uid)
+    }
+
     /// The pod of that namespace and name, if the kubelet runs it.
     pub fn pod_by_name(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.lock()

@@ -127,44 +127,42 @@ impl HostInterface for KubeletHost {
         let p = self
             .workers
             .pod_by_name(namespace, pod)
-            .ok_or_else(|| HostError::not_found(format!("pod {pod:?} does not exist\n")))?;
+            .ok_or_else(|| HostError::not_found(format!("pod {pod:?} does not exist")))?;
         let spec = p.spec.as_ref();
         let known = spec.is_some_and(|s| {
             s.containers
                 .iter()
                 .chain(s.init_containers.iter().flatten())
-                .any(|c| c.name == container)
+                .map(|c| &c.name)
+                .chain(s.ephemeral_containers.iter().flatten().map(|c| &c.name))
+                .any(|n| n == container)
         });
         if !known {
             return Err(HostError::not_found(format!(
-                "container {container:?} not found in pod {pod:?}\n"
+                "container {container:?} not found in pod {pod:?}"
             )));
         }
+        // The status the kubelet last computed, else the API's (just after a restart).
         let uid = p.metadata.uid.clone().unwrap_or_default();
-        let status = self.runtime.pod_status(&uid).await.map_err(|e| HostError {
-            status: axum_status(503),
-            message: e.to_string(),
+        let status = self
+            .workers
+            .cached_status(&uid)
+            .or_else(|| p.status.clone())
+            .unwrap_or_default();
+        let id = kubelet_core::logs::log_container_id(pod, &status, container, previous)
+            .map_err(HostError::bad_request)?;
+        // Upstream has started its 200 response by now: later errors are its body.
+        let st = self.runtime.rt.container_status(&id).await.map_err(|e| {
+            tracing::debug!(%id, error = %e, "no container status for its logs");
+            HostError {
+                status: kubelet_server::server::StatusCode::OK,
+                message: format!(
+                    "unable to retrieve container logs for {}://{id}",
+                    self.runtime.runtime_name
+                ),
+            }
         })?;
-        let (latest, prev) = status.latest_two(container);
-        let c = if previous {
-            prev.ok_or_else(|| {
-                HostError::bad_request(format!(
-                    "previous terminated container {container:?} in pod {pod:?} not found"
-                ))
-            })?
-        } else {
-            latest.ok_or_else(|| {
-                HostError::bad_request(format!(
-                    "container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"
-                ))
-            })?
-        };
-        if c.log_path.is_empty() {
-            return Err(HostError::not_found(format!(
-                "no log for container {container:?} in pod {pod:?}"
-            )));
-        }
-        Ok(PathBuf::from(&c.log_path))
+        Ok(PathBuf::from(st.log_path))
     }
 
     async fn exec_url(

@@ -166,39 +166,56 @@ pub fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, St
     })
 }
 
+/// A container resource in the divisor's units, rounded up (upstream
+/// `ExtractContainerResourceValue` after `MergeContainerResourceLimits`): cpu by millicores,
+/// memory, ephemeral-storage and hugepages by whole units. A divisor left unset, or sent as
+/// the zero quantity by Go clients, means 1. An unset or zero cpu, memory or
+/// ephemeral-storage limit is the node's allocatable.
 pub fn resource_value(
     c: &Container,
     resource: &str,
     divisor: Option<&str>,
     src: &EnvSources,
 ) -> Result<String, String> {
-    let (kind, name) = resource
-        .split_once('.')
-        .ok_or_else(|| format!("unsupported container resource : {resource:?}"))?;
+    let unsupported = || format!("Unsupported container resource : {resource}");
+    let (kind, name) = resource.split_once('.').ok_or_else(unsupported)?;
+    let by_milli = match name {
+        "cpu" => true,
+        "memory" | "ephemeral-storage" => false,
+        n if n.starts_with("hugepages-") => false,
+        _ => return Err(unsupported()),
+    };
     let res = c.resources.as_ref();
     let set = match kind {
         "limits" => res.and_then(|r| r.limits.as_ref()),
         "requests" => res.and_then(|r| r.requests.as_ref()),
-        _ => return Err(format!("unsupported container resource : {resource:?}")),
+        _ => return Err(unsupported()),
     }
     .and_then(|m| m.get(name))
-    .map(|q| q.0.clone());
-    // Unset limits default to the node's allocatable, as upstream's downward API does.
-    let value = match (set, kind) {
-        (Some(v), _) => v,
-        (None, "limits") => src
-            .allocatable
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| "0".into()),
-        (None, _) => "0".into(),
-    };
-    let v = parse_milli(&value).map_err(|e| e.to_string())?;
-    let d = parse_milli(divisor.unwrap_or("1")).map_err(|e| e.to_string())?;
-    if d <= 0 {
-        return Err(format!("invalid divisor {divisor:?}"));
+    .map(|q| q.0.as_str());
+    let quantity = |q: &str| parse_milli(q).map_err(|e| e.to_string());
+    let mut value = set.map(quantity).transpose()?.unwrap_or(0);
+    let merges = kind == "limits" && !name.starts_with("hugepages-");
+    if value == 0
+        && merges
+        && let Some(a) = src.allocatable.get(name)
+    {
+        value = quantity(a)?;
     }
-    // ceil(v / d), both in thousandths.
+    let mut d = divisor.map(quantity).transpose()?.unwrap_or(0);
+    if d == 0 {
+        d = 1000;
+    }
+    // Quantity.Value rounds up to whole units; MilliValue is what parse_milli gives.
+    let whole = |m: i128| (m + 999).div_euclid(1000);
+    let (v, d) = if by_milli {
+        (value, d)
+    } else {
+        (whole(value), whole(d))
+    };
+    if d <= 0 {
+        return Err(format!("invalid divisor {:?}", divisor.unwrap_or_default()));
+    }
     Ok(((v + d - 1).div_euclid(d)).to_string())
 }
 
@@ -517,6 +534,45 @@ mod tests {
             "250"
         );
         assert!(resource_value(&c, "bogus", None, &src).is_err());
+        assert_eq!(
+            resource_value(&c, "requests.nvidia.com/gpu", None, &src).unwrap_err(),
+            "Unsupported container resource : requests.nvidia.com/gpu"
+        );
+    }
+
+    /// Go clients send a divisor they left unset as the zero quantity.
+    #[test]
+    fn zero_divisor_means_one_and_units_follow_upstream() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "1500m", "ephemeral-storage": "1Ki"},
+                "limits": {"memory": "0"}
+            }
+        }))
+        .unwrap();
+        let mut src = EnvSources::default();
+        src.allocatable.insert("cpu".into(), "2".into());
+        src.allocatable.insert("memory".into(), "4Gi".into());
+        src.allocatable
+            .insert("ephemeral-storage".into(), "10Gi".into());
+        let v = |r: &str, d: Option<&str>| resource_value(&c, r, d, &src).unwrap();
+        assert_eq!(v("requests.cpu", Some("0")), "1");
+        assert_eq!(v("requests.cpu", Some("1m")), "250");
+        assert_eq!(v("requests.cpu", Some("0m")), "1");
+        // Memory counts whole bytes, rounded up: 1.5 bytes is 2.
+        assert_eq!(v("requests.memory", Some("0")), "2");
+        assert_eq!(v("requests.memory", Some("1m")), "2");
+        assert_eq!(v("requests.ephemeral-storage", None), "1024");
+        assert_eq!(v("requests.ephemeral-storage", Some("1Ki")), "1");
+        // Unset, and zero, limits are the node's allocatable.
+        assert_eq!(v("limits.cpu", Some("0")), "2");
+        assert_eq!(v("limits.cpu", Some("1m")), "2000");
+        assert_eq!(v("limits.memory", Some("1Mi")), "4096");
+        assert_eq!(v("limits.ephemeral-storage", Some("1Gi")), "10");
+        // Hugepages are never merged with allocatable.
+        assert_eq!(v("limits.hugepages-2Mi", None), "0");
+        assert_eq!(v("requests.memory", Some("1Gi")), "1");
     }
 
     #[test]

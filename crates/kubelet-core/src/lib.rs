@@ -13,6 +13,7 @@ pub mod eviction;
 pub mod hash;
 pub mod hosts;
 pub mod labels;
+pub mod logs;
 pub mod qos;
 pub mod quantity;
 pub mod runtime;

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod fake;
+pub mod logs;
 pub mod remote;
 
 pub use cri_api::runtime::v1 as api;

@@ -1,7 +1,7 @@
 //! TLS listener, request authentication and authorization, and routing.
 
 use crate::auth::{Authenticator, Authorizer, UserInfo, attributes, user_from_cert};
-use crate::logs::{LogOptions, parse, render};
+use crate::logs::LogOptions;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -725,88 +724,113 @@ fn valid_name(s: &str) -> bool {
 async fn container_logs(
     State(st): State<AppState>,
     Path((ns, pod, container)): Path<(String, String, String)>,
-    Query(opts): Query<LogOptions>,
+    query: Result<Query<LogOptions>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, HostError> {
     for (what, v) in [("namespace", &ns), ("pod", &pod), ("container", &container)] {
         if !valid_name(v) {
             return Err(HostError::bad_request(format!("invalid {what} name {v:?}")));
         }
     }
-    opts.validate().map_err(HostError::bad_request)?;
+    // Upstream's bodies for a query it cannot decode or that fails validation.
+    let opts = query
+        .ok()
+        .and_then(|Query(o)| o.normalize().ok())
+        .ok_or_else(|| HostError::bad_request(r#"{"message": "Unable to decode query."}"#))?;
+    opts.validate().map_err(|_| HostError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: r#"{"message": "Invalid request."}"#.into(),
+    })?;
     let path = st
         .host
         .log_path(&ns, &pod, &container, opts.previous == Some(true))
         .await?;
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-        HostError::not_found(format!("failed to open log file {:?}: {e}", path.display()))
-    })?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
+    let ropts = opts.read_options(k8s_openapi::jiff::Timestamp::now());
+    // Upstream has started its 200 response by now: later errors are its body.
+    let opened = open_log(&path, ropts.tail)
         .await
-        .map_err(|e| HostError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
+        .map_err(|message| HostError {
+            status: StatusCode::OK,
+            message,
         })?;
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let first = render(&parse(&text), &opts, now);
+    let reader = kubelet_cri::logs::LogReader::new(opened, ropts);
     let content_type = [(header::CONTENT_TYPE, "text/plain")];
-    if opts.follow != Some(true) {
-        return Ok((content_type, first).into_response());
-    }
-    // Follow: stream what is appended until the container stops or the client goes away.
-    let consumed = text.rfind('\n').map_or(0, |i| i + 1) as u64;
-    let timestamps = opts.timestamps == Some(true);
-    let stream = futures::stream::unfold(
-        (file, consumed, Some(first), false),
-        move |(mut f, mut pos, first, done)| {
-            let st = st.clone();
-            let (ns, pod, container) = (ns.clone(), pod.clone(), container.clone());
-            let path = path.clone();
-            async move {
-                if let Some(first) = first {
-                    return Some((Ok::<_, std::io::Error>(first), (f, pos, None, false)));
+    let follow = opts.follow == Some(true);
+    // Streams what the file holds, then (following) what is appended, until the container
+    // stops or the client goes away; memory stays bounded whatever the log's size.
+    let stream = futures::stream::unfold(Some(reader), move |reader| {
+        let st = st.clone();
+        let (ns, pod, container) = (ns.clone(), pod.clone(), container.clone());
+        let path = path.clone();
+        async move {
+            let mut r = reader?;
+            loop {
+                match r.next().await {
+                    Ok(Some(out)) => return Some((Ok::<_, std::io::Error>(out), Some(r))),
+                    Ok(None) if !follow || r.done() => return None,
+                    Ok(None) => {}
+                    Err(e) => {
+                        debug!(error = %e, "reading a container log");
+                        return None;
+                    }
                 }
-                if done {
-                    return None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Rotated: the runtime now writes a new file at the path; go on there.
+                if let Some(new) = rotated(r.inner(), &path).await {
+                    r.switch(new);
+                    continue;
                 }
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if f.seek(std::io::SeekFrom::Start(pos)).await.is_err() {
-                        return None;
-                    }
-                    let mut buf = String::new();
-                    if f.read_to_string(&mut buf).await.is_err() {
-                        return None;
-                    }
-                    let complete = buf.rfind('\n').map_or(0, |i| i + 1);
-                    if complete > 0 {
-                        pos += complete as u64;
-                        let o = LogOptions {
-                            timestamps: Some(timestamps),
-                            ..Default::default()
-                        };
-                        return Some((
-                            Ok(render(
-                                &parse(&buf[..complete]),
-                                &o,
-                                k8s_openapi::jiff::Timestamp::now(),
-                            )),
-                            (f, pos, None, false),
-                        ));
-                    }
-                    // Rotated: the runtime now writes a new file at the path; go on there.
-                    if let Some(new) = rotated(&f, &path).await {
-                        (f, pos) = (new, 0);
-                        continue;
-                    }
-                    if !st.host.container_running(&ns, &pod, &container).await {
-                        return None;
-                    }
+                if !st.host.container_running(&ns, &pod, &container).await {
+                    // Whatever was written before it stopped.
+                    return match r.next().await {
+                        Ok(Some(out)) => Some((Ok(out), None)),
+                        _ => None,
+                    };
                 }
             }
-        },
-    );
+        }
+    });
     Ok((content_type, Body::from_stream(stream)).into_response())
+}
+
+/// Opens the log at the start of its last `tail` lines, with upstream's error texts.
+async fn open_log(path: &std::path::Path, tail: Option<u64>) -> Result<tokio::fs::File, String> {
+    let shown = path.display().to_string();
+    let real = tokio::fs::canonicalize(path).await.map_err(|e| {
+        format!(
+            "failed to try resolving symlinks in path {shown:?}: lstat {shown}: {}",
+            go_errno(&e)
+        )
+    })?;
+    let file = tokio::fs::File::open(&real).await.map_err(|e| {
+        format!(
+            "failed to open log file {shown:?}: open {shown}: {}",
+            go_errno(&e)
+        )
+    })?;
+    let Some(n) = tail else {
+        return Ok(file);
+    };
+    let mut std_file = file.into_std().await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Seek;
+        let start = kubelet_cri::logs::tail_start(&mut std_file, n)?;
+        std_file.seek(std::io::SeekFrom::Start(start))?;
+        Ok::<_, std::io::Error>(tokio::fs::File::from_std(std_file))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("failed to tail {n} lines of log file {shown:?}: {e}"))
+}
+
+/// An IO error as Go prints it ("no such file or directory").
+fn go_errno(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or(&s);
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// The file now at `path`, when it is no longer the one `f` has open (the log was rotated).

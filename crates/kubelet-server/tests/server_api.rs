@@ -362,12 +362,31 @@ async fn logs_and_hostile_paths() {
         .1,
         "2026-11-24T10:00:00.000000000Z hello"
     );
+    // Upstream's answers to a query that fails validation, and to one it cannot decode.
     assert_eq!(
         get(&f, "/containerLogs/default/web/app?tailLines=-1", None, t)
             .await
+            .unwrap(),
+        (422, r#"{"message": "Invalid request."}"#.to_string())
+    );
+    assert_eq!(
+        get(
+            &f,
+            "/containerLogs/default/web/app?limitBytes=many",
+            None,
+            t
+        )
+        .await
+        .unwrap(),
+        (400, r#"{"message": "Unable to decode query."}"#.to_string())
+    );
+    // The legacy `tail` parameter.
+    assert_eq!(
+        get(&f, "/containerLogs/default/web/app?tail=1", None, t)
+            .await
             .unwrap()
-            .0,
-        400
+            .1,
+        "world\n"
     );
     assert_eq!(
         get(&f, "/containerLogs/default/nope/app", None, t)

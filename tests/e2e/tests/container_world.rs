@@ -89,6 +89,73 @@ async fn environment_from_every_source() {
     ns.cleanup().await;
 }
 
+/// Go clients send a divisor they left unset as "0"; upstream reads it as 1. Unset limits are
+/// the node's allocatable, in env and in downwardAPI volume files alike.
+#[tokio::test]
+async fn zero_divisors_and_allocatable_defaults() {
+    let ns = TestNs::new("divisor").await;
+    let mut c = sh(
+        "env > /dev/termination-log; for f in /info/*; do echo \"$(basename $f)=$(cat $f)\" >> /dev/termination-log; done",
+    );
+    let field = |r: &str, d: &str| json!({"resourceFieldRef": {"resource": r, "divisor": d}});
+    c["env"] = json!([
+        {"name": "CPU_LIMIT", "valueFrom": field("limits.cpu", "0")},
+        {"name": "CPU_LIMIT_MILLI", "valueFrom": field("limits.cpu", "1m")},
+        {"name": "CPU_REQUEST", "valueFrom": field("requests.cpu", "0")},
+        {"name": "MEM_REQUEST", "valueFrom": field("requests.memory", "0")},
+        {"name": "MEM_LIMIT", "valueFrom": field("limits.memory", "0")},
+        {"name": "STORAGE_LIMIT", "valueFrom": field("limits.ephemeral-storage", "0")},
+    ]);
+    c["resources"] = json!({"requests": {"cpu": "250m", "memory": "32Mi"}});
+    c["volumeMounts"] = json!([{"name": "info", "mountPath": "/info"}]);
+    let item = |path: &str, r: &str, d: &str| json!({"path": path, "resourceFieldRef": {"containerName": "main", "resource": r, "divisor": d}});
+    let mut pod = ns.pod("p", "Never", json!([c]));
+    let spec = pod.spec.as_mut().unwrap();
+    spec.volumes = Some(
+        serde_json::from_value(json!([{"name": "info", "downwardAPI": {"items": [
+            item("cpu_request_milli", "requests.cpu", "1m"),
+            item("mem_request", "requests.memory", "0"),
+            item("mem_limit_mi", "limits.memory", "1Mi"),
+            item("cpu_limit", "limits.cpu", "0"),
+        ]}}]))
+        .unwrap(),
+    );
+    ns.create(&pod).await;
+    let out = report(&ns, "p").await;
+    let got: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let node = Api::<k8s_openapi::api::core::v1::Node>::all(ns.client.clone())
+        .get(&kubelet_e2e::node_name())
+        .await
+        .unwrap();
+    let alloc = node.status.unwrap().allocatable.unwrap();
+    let cpus: u64 = alloc["cpu"].0.parse().unwrap();
+    let bytes = |q: &str| -> u64 {
+        for (suffix, shift) in [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40)] {
+            if let Some(n) = q.strip_suffix(suffix) {
+                return n.parse::<u64>().unwrap() << shift;
+            }
+        }
+        q.parse().unwrap()
+    };
+    let mem = bytes(&alloc["memory"].0);
+    let storage = bytes(&alloc["ephemeral-storage"].0);
+    assert_eq!(got["CPU_LIMIT"], cpus.to_string());
+    assert_eq!(got["CPU_LIMIT_MILLI"], (cpus * 1000).to_string());
+    assert_eq!(got["CPU_REQUEST"], "1", "250m rounds up to a whole cpu");
+    assert_eq!(got["MEM_REQUEST"], (32u64 << 20).to_string());
+    assert_eq!(
+        got["MEM_LIMIT"],
+        mem.to_string(),
+        "allocatable, not capacity"
+    );
+    assert_eq!(got["STORAGE_LIMIT"], storage.to_string());
+    assert_eq!(got["cpu_request_milli"], "250");
+    assert_eq!(got["mem_request"], (32u64 << 20).to_string());
+    assert_eq!(got["mem_limit_mi"], (mem.div_ceil(1 << 20)).to_string());
+    assert_eq!(got["cpu_limit"], cpus.to_string());
+    ns.cleanup().await;
+}
+
 #[tokio::test]
 async fn missing_config_map_waits_then_starts() {
     let ns = TestNs::new("envwait").await;

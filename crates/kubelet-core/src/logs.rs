@@ -1,0 +1,186 @@
+//! Which container instance `/containerLogs` serves (upstream `validateContainerLogStatus`),
+//! decided from the pod's reported status alone.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+
+/// The runtime ID (the part after `containerd://`) of the container whose log to read, or the
+/// error text upstream answers with.
+pub fn log_container_id(
+    pod_name: &str,
+    status: &PodStatus,
+    container: &str,
+    previous: bool,
+) -> Result<String, String> {
+    let find = |list: &Option<Vec<ContainerStatus>>| {
+        list.iter().flatten().find(|c| c.name == container).cloned()
+    };
+    let c = find(&status.container_statuses)
+        .or_else(|| find(&status.init_container_statuses))
+        .or_else(|| find(&status.ephemeral_container_statuses))
+        .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is not available"))?;
+    let state = c.state.clone().unwrap_or_default();
+    let last_terminated = c.last_state.as_ref().and_then(|s| s.terminated.clone());
+    let last_id = last_terminated
+        .as_ref()
+        .and_then(|t| t.container_id.clone())
+        .filter(|id| !id.is_empty());
+    let terminated_msg = || format!("container {container:?} in pod {pod_name:?} is terminated");
+    let id = if previous {
+        last_id.ok_or_else(|| {
+            format!("previous terminated container {container:?} in pod {pod_name:?} not found")
+        })?
+    } else if state.running.is_some() {
+        c.container_id.clone().unwrap_or_default()
+    } else if let Some(t) = &state.terminated {
+        match t.container_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => id.to_string(),
+            // The next instance did not start: the last one's log.
+            None => last_id.ok_or_else(terminated_msg)?,
+        }
+    } else if last_terminated.is_some() {
+        last_id.ok_or_else(terminated_msg)?
+    } else if let Some(w) = &state.waiting {
+        let reason = w.reason.as_deref().unwrap_or_default();
+        let why = match reason {
+            "ErrImagePull" => "image can't be pulled",
+            "ImagePullBackOff" => "trying and failing to pull image",
+            r => r,
+        };
+        return Err(format!(
+            "container {container:?} in pod {pod_name:?} is waiting to start: {why}"
+        ));
+    } else {
+        return Err(format!(
+            "container {container:?} in pod {pod_name:?} is waiting to start - no logs yet"
+        ));
+    };
+    // "containerd://<id>" -> "<id>", as kubecontainer.ParseContainerID.
+    Ok(id
+        .split_once("://")
+        .map_or(id.clone(), |(_, id)| id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    };
+
+    fn status(c: ContainerStatus) -> PodStatus {
+        PodStatus {
+            container_statuses: Some(vec![c]),
+            ..Default::default()
+        }
+    }
+
+    fn waiting(reason: &str) -> ContainerStatus {
+        ContainerStatus {
+            name: "c".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn terminated(id: &str) -> ContainerState {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                container_id: Some(id.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn waiting_containers_say_why() {
+        let s = status(waiting("CreateContainerConfigError"));
+        assert_eq!(
+            log_container_id("p", &s, "c", false),
+            Err(
+                r#"container "c" in pod "p" is waiting to start: CreateContainerConfigError"#
+                    .into()
+            )
+        );
+        let s = status(waiting("ErrImagePull"));
+        assert_eq!(
+            log_container_id("p", &s, "c", false),
+            Err(r#"container "c" in pod "p" is waiting to start: image can't be pulled"#.into())
+        );
+        let s = status(waiting("ImagePullBackOff"));
+        assert_eq!(
+            log_container_id("p", &s, "c", false).unwrap_err(),
+            r#"container "c" in pod "p" is waiting to start: trying and failing to pull image"#
+        );
+        assert_eq!(
+            log_container_id("p", &s, "other", false).unwrap_err(),
+            r#"container "other" in pod "p" is not available"#
+        );
+        assert_eq!(
+            log_container_id("p", &s, "c", true).unwrap_err(),
+            r#"previous terminated container "c" in pod "p" not found"#
+        );
+        let mut none = waiting("x");
+        none.state = None;
+        assert_eq!(
+            log_container_id("p", &status(none), "c", false).unwrap_err(),
+            r#"container "c" in pod "p" is waiting to start - no logs yet"#
+        );
+    }
+
+    #[test]
+    fn running_terminated_and_previous_instances() {
+        let mut c = waiting("CrashLoopBackOff");
+        c.last_state = Some(terminated("containerd://old"));
+        // Waiting after a crash: the last instance's log, as kubectl logs shows it.
+        assert_eq!(
+            log_container_id("p", &status(c.clone()), "c", false),
+            Ok("old".into())
+        );
+        assert_eq!(
+            log_container_id("p", &status(c.clone()), "c", true),
+            Ok("old".into())
+        );
+        c.state = Some(ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..Default::default()
+        });
+        c.container_id = Some("containerd://new".into());
+        assert_eq!(
+            log_container_id("p", &status(c.clone()), "c", false),
+            Ok("new".into())
+        );
+        c.state = Some(terminated("containerd://done"));
+        assert_eq!(
+            log_container_id("p", &status(c.clone()), "c", false),
+            Ok("done".into())
+        );
+        // Terminated without an ID (the next instance never started): the last one.
+        c.state = Some(terminated(""));
+        assert_eq!(
+            log_container_id("p", &status(c.clone()), "c", false),
+            Ok("old".into())
+        );
+        c.last_state = None;
+        assert_eq!(
+            log_container_id("p", &status(c), "c", false).unwrap_err(),
+            r#"container "c" in pod "p" is terminated"#
+        );
+        // Init containers are found too.
+        let s = PodStatus {
+            init_container_statuses: Some(vec![ContainerStatus {
+                name: "init".into(),
+                state: Some(terminated("containerd://i")),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(log_container_id("p", &s, "init", false), Ok("i".into()));
+    }
+}

@@ -1,0 +1,230 @@
+//! Container logs as upstream serves them: partial CRI records (output without a trailing
+//! newline, lines the runtime splits at 16 KiB), the errors of `/containerLogs`, and logs
+//! that are complete as soon as the status says the container is done.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kube::api::LogParams;
+use kubelet_e2e::{TestNs, container_state, phase};
+use serde_json::json;
+use std::time::Duration;
+
+fn busybox(script: &str) -> serde_json::Value {
+    json!([{"name": "c", "image": "docker.io/library/busybox:latest", "imagePullPolicy": "Never",
+            "command": ["sh", "-c", script]}])
+}
+
+async fn logs(ns: &TestNs, pod: &str, p: LogParams) -> Result<String, kube::Error> {
+    ns.pods().logs(pod, &p).await
+}
+
+/// The body and status code of a request to the kubelet itself, as the cluster admin.
+fn kubelet_get(path: &str) -> (String, String) {
+    let dir = kubelet_e2e::env("KRS_CLUSTER_DIR");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(["--cert", &format!("{dir}/pki/admin.crt")])
+        .args(["--key", &format!("{dir}/pki/admin.key")])
+        .arg(format!("https://127.0.0.1:10250{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (body.to_string(), code.to_string())
+}
+
+#[tokio::test]
+async fn partial_lines_are_joined_and_keep_their_missing_newline() {
+    let ns = TestNs::new("partial").await;
+    // A 40000-byte line (the runtime writes it as 16 KiB partial records), a line, then
+    // output with no newline at all, which the runtime records as a partial record only.
+    let script = "head -c 40000 /dev/zero | tr '\\0' x; echo; echo mid; printf end-without-newline";
+    ns.create(&ns.pod("p", "Never", busybox(script))).await;
+    ns.wait_pod("p", Duration::from_secs(20), |p| phase(p) == "Succeeded")
+        .await;
+    let long = "x".repeat(40000);
+    let all = logs(&ns, "p", LogParams::default()).await.unwrap();
+    assert_eq!(
+        all.len(),
+        40000 + 1 + 4 + 19,
+        "{:?}",
+        &all[all.len().saturating_sub(40)..]
+    );
+    assert_eq!(all, format!("{long}\nmid\nend-without-newline"));
+    let tail = |n| LogParams {
+        tail_lines: Some(n),
+        ..Default::default()
+    };
+    assert_eq!(
+        logs(&ns, "p", tail(1)).await.unwrap(),
+        "end-without-newline"
+    );
+    assert_eq!(
+        logs(&ns, "p", tail(3)).await.unwrap(),
+        format!("{long}\nmid\nend-without-newline"),
+        "a line split into partial records counts once"
+    );
+    let limited = LogParams {
+        limit_bytes: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(logs(&ns, "p", limited).await.unwrap(), "xxxxx");
+    // One time prefix a line, in upstream's fixed nine-digit format.
+    let ts = logs(
+        &ns,
+        "p",
+        LogParams {
+            timestamps: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = ts.split('\n').collect();
+    assert_eq!(lines.len(), 3, "{:?}", ts.get(..200));
+    for (l, want) in lines
+        .iter()
+        .zip([long.as_str(), "mid", "end-without-newline"])
+    {
+        let (time, rest) = l.split_once(' ').unwrap();
+        assert_eq!(rest, want);
+        let frac = time.split('.').nth(1).unwrap();
+        assert_eq!(frac.len(), "123456789Z".len(), "{time}");
+    }
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn fallback_to_logs_keeps_output_without_newline() {
+    let ns = TestNs::new("fallback").await;
+    let mut c = busybox("echo -n DONE; exit 1");
+    c[0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    ns.create(&ns.pod("p", "Never", c)).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(20), |p| phase(p) == "Failed")
+        .await;
+    let t = &container_state(&p, 0)["terminated"];
+    assert_eq!(t["exitCode"], 1, "{t}");
+    assert_eq!(t["message"], "DONE", "{t}");
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn log_errors_match_upstream() {
+    let ns = TestNs::new("logerr").await;
+    // Never starts: its env names a ConfigMap that does not exist.
+    let waiting = json!([{"name": "c", "image": "docker.io/library/busybox:latest",
+        "imagePullPolicy": "Never", "command": ["sleep", "3600"],
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}]);
+    ns.create(&ns.pod("waits", "Always", waiting)).await;
+    ns.wait_waiting(
+        "waits",
+        "CreateContainerConfigError",
+        Duration::from_secs(20),
+    )
+    .await;
+    let e = logs(&ns, "waits", LogParams::default()).await.unwrap_err();
+    match e {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 400, "{s:?}");
+            assert_eq!(
+                s.message,
+                r#"container "c" in pod "waits" is waiting to start: CreateContainerConfigError"#
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // A running container has no previous instance.
+    ns.create(&ns.pod("runs", "Always", busybox("sleep 3600")))
+        .await;
+    ns.wait_pod("runs", Duration::from_secs(20), |p| phase(p) == "Running")
+        .await;
+    let prev = LogParams {
+        previous: true,
+        ..Default::default()
+    };
+    match logs(&ns, "runs", prev).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 400, "{s:?}");
+            assert_eq!(
+                s.message,
+                r#"previous terminated container "c" in pod "runs" not found"#
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // What only the kubelet itself can be asked: unknown pods and containers.
+    let n = &ns.name;
+    assert_eq!(
+        kubelet_get(&format!("/containerLogs/{n}/nope/c")),
+        (
+            r#"pod "nope" does not exist"#.to_string(),
+            "404".to_string()
+        )
+    );
+    assert_eq!(
+        kubelet_get(&format!("/containerLogs/{n}/runs/other")),
+        (
+            r#"container "other" not found in pod "runs""#.to_string(),
+            "404".to_string()
+        )
+    );
+    assert_eq!(
+        kubelet_get(&format!("/containerLogs/{n}/runs/c?tailLines=-1")).1,
+        "422"
+    );
+    assert_eq!(
+        kubelet_get(&format!("/containerLogs/{n}/runs/c?tailLines=x")),
+        (
+            r#"{"message": "Unable to decode query."}"#.to_string(),
+            "400".to_string()
+        )
+    );
+    ns.cleanup().await;
+}
+
+/// Status must not run ahead of what a client can read back: logs read the moment the pod
+/// is Succeeded, or the moment a container that logged first turns Ready, hold everything the
+/// container wrote. Many pods in a row, some at once to load the node.
+#[tokio::test]
+async fn logs_are_complete_when_the_status_changes() {
+    let ns = TestNs::new("logsnow").await;
+    // Three "files" without trailing newlines, as `cat` of ConfigMap keys prints them.
+    let script = "printf one; printf two; printf three; printf '\\nlast line\\n'; printf tail";
+    let want = "onetwothree\nlast line\ntail";
+    let ready_script = "echo container is alive; touch /tmp/ready; sleep 3600";
+    for round in 0..4 {
+        let mut names = vec![];
+        for i in 0..5 {
+            let name = format!("done-{round}-{i}");
+            ns.create(&ns.pod(&name, "Never", busybox(script))).await;
+            names.push(name);
+        }
+        let ready = format!("ready-{round}");
+        let mut c = busybox(ready_script);
+        c[0]["readinessProbe"] =
+            json!({"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1});
+        ns.create(&ns.pod(&ready, "Never", c)).await;
+        let reads = names.iter().map(|name| {
+            let ns = ns.clone();
+            async move {
+                ns.wait_pod(name, Duration::from_secs(30), |p| phase(p) == "Succeeded")
+                    .await;
+                (
+                    name.clone(),
+                    logs(&ns, name, LogParams::default()).await.unwrap(),
+                )
+            }
+        });
+        for (name, got) in futures::future::join_all(reads).await {
+            assert_eq!(got, want, "pod {name}");
+        }
+        ns.wait_pod(&ready, Duration::from_secs(30), |p| {
+            kubelet_e2e::condition(p, "Ready").is_some_and(|c| c.status == "True")
+        })
+        .await;
+        let got = logs(&ns, &ready, LogParams::default()).await.unwrap();
+        assert_eq!(got, "container is alive\n", "pod {ready}");
+    }
+    ns.cleanup().await;
+}
