@@ -52,10 +52,57 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back a reserved token that was not used.
+    fn refund(&self) {
+        if self.qps <= 0.0 {
+            return;
+        }
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.tokens = (b.tokens + 1.0).min(self.burst);
+    }
+
+    /// Waits for a token. Cancel-safe: a caller dropped while waiting gives its token back,
+    /// so abandoned requests do not delay the ones behind them.
     pub async fn acquire(&self) {
         let wait = self.reserve();
+        if wait.is_zero() {
+            return;
+        }
+        let guard = Refund(Some(self));
+        tokio::time::sleep(wait).await;
+        guard.keep();
+    }
+
+    /// Like [`acquire`](Self::acquire), but gives up (and keeps nothing) when the wait would
+    /// be longer than `max_wait`.
+    pub async fn acquire_within(&self, max_wait: Duration) -> bool {
+        let wait = self.reserve();
+        if wait > max_wait {
+            self.refund();
+            return false;
+        }
         if !wait.is_zero() {
+            let guard = Refund(Some(self));
             tokio::time::sleep(wait).await;
+            guard.keep();
+        }
+        true
+    }
+}
+
+/// Refunds a reservation unless kept.
+struct Refund<'a>(Option<&'a RateLimiter>);
+
+impl Refund<'_> {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Refund<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.0 {
+            l.refund();
         }
     }
 }
@@ -131,5 +178,33 @@ mod tests {
         }
         let waited = Instant::now() - t0;
         assert!(waited >= Duration::from_millis(1199), "{waited:?}");
+    }
+
+    /// Callers that give up while waiting return their tokens: the one who stays is served
+    /// as if they had never asked.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waits_give_their_tokens_back() {
+        let l = RateLimiter::new(5.0, 1);
+        l.acquire().await;
+        // 100 callers queue up (20 s of tokens at 5 QPS), then are cancelled.
+        for _ in 0..100 {
+            let _ = tokio::time::timeout(Duration::from_millis(1), l.acquire()).await;
+        }
+        let t0 = Instant::now();
+        l.acquire().await;
+        let waited = Instant::now() - t0;
+        assert!(waited <= Duration::from_millis(200), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_waits_refuse_and_keep_nothing() {
+        let l = RateLimiter::new(1.0, 1);
+        assert!(l.acquire_within(Duration::ZERO).await);
+        for _ in 0..50 {
+            assert!(!l.acquire_within(Duration::from_millis(500)).await);
+        }
+        // The refusals took nothing: one second later a token is there.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(l.acquire_within(Duration::ZERO).await);
     }
 }

@@ -137,7 +137,22 @@ pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
     })
 }
 
-async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClient, KubeletError> {
+/// The API clients, each with its own connections and budget so no caller waits behind
+/// another kind: the main one (`kubeAPIQPS`/`kubeAPIBurst`), the heartbeat's (lease and node
+/// status, unlimited like upstream's HeartbeatClient, with a request timeout), and the 10250
+/// API's TokenReviews and SubjectAccessReviews (a small budget of their own).
+#[derive(Debug, Clone)]
+pub struct ApiClients {
+    pub main: ApiClient,
+    pub heartbeat: ApiClient,
+    pub auth: ApiClient,
+}
+
+/// What the 10250 API's authentication and authorization may spend on the API server.
+pub const AUTH_QPS: f64 = 10.0;
+pub const AUTH_BURST: u32 = 20;
+
+async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClients, KubeletError> {
     let err = |message: String| KubeletError::Kubeconfig {
         path: path.into(),
         message,
@@ -146,8 +161,24 @@ async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClient
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| err(e.to_string()))?;
-    let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
-    Ok(ApiClient::new(client, cfg.kube_api_qps, cfg.kube_api_burst))
+    let client = |c: kube::Config| kube::Client::try_from(c).map_err(|e| err(e.to_string()));
+    let mut beat = config.clone();
+    // As upstream: a heartbeat request may take no longer than the status update period.
+    let beat_timeout = cfg.node_status_update_frequency.min(Duration::from_secs(
+        u64::from(cfg.node_lease_duration_seconds).max(1),
+    ));
+    beat.read_timeout = Some(beat_timeout);
+    beat.write_timeout = Some(beat_timeout);
+    beat.connect_timeout = Some(beat_timeout);
+    Ok(ApiClients {
+        main: ApiClient::new(
+            client(config.clone())?,
+            cfg.kube_api_qps,
+            cfg.kube_api_burst,
+        ),
+        heartbeat: ApiClient::new(client(beat)?, 0.0, 1),
+        auth: ApiClient::new(client(config)?, AUTH_QPS, AUTH_BURST),
+    })
 }
 
 fn swap_in_use(host: &dyn Host) -> bool {
@@ -248,13 +279,14 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         .map(|t| kubelet_core::dns::parse_resolv_conf(&t))
         .unwrap_or_default();
 
-    let api = match &s.flags.kubeconfig {
+    let clients = match &s.flags.kubeconfig {
         Some(p) => Some(connect_api(p, &cfg).await?),
         None => {
             info!("no --kubeconfig: running standalone");
             None
         }
     };
+    let api = clients.as_ref().map(|c| c.main.clone());
     let mut tasks = tokio::task::JoinSet::new();
     let recorder = match &api {
         Some(api) => {
@@ -473,10 +505,11 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         let h = pleg_health.clone();
         Arc::new(move || h.check().err().into_iter().collect::<Vec<_>>())
     };
-    if let Some(api) = &api {
+    if let Some(clients) = &clients {
+        let api = &clients.main;
         tasks.spawn(
             NodeStatusManager {
-                api: api.clone(),
+                api: clients.heartbeat.clone(),
                 node_name: s.node_name.clone(),
                 host: host.clone(),
                 rt: rt.clone(),
@@ -502,7 +535,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         );
         tasks.spawn(
             LeaseController {
-                api: api.clone(),
+                api: clients.heartbeat.clone(),
                 node_name: s.node_name.clone(),
                 duration_seconds: cfg.node_lease_duration_seconds,
                 clock: clock.clone(),
@@ -583,7 +616,12 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         let bound = kubelet_server::bind(&server_cfg)
             .await
             .map_err(|e| KubeletError::Server(e.to_string()))?;
-        let reviewers = Arc::new(crate::server::ApiReviewers(api.clone()));
+        let reviewers = Arc::new(crate::server::ApiReviewers::new(
+            clients
+                .as_ref()
+                .map(|c| c.auth.clone())
+                .unwrap_or_else(|| api.clone()),
+        ));
         let authn = &cfg.authentication;
         let tokens: Option<Arc<dyn kubelet_server::auth::TokenReviewer>> = authn
             .webhook

@@ -306,8 +306,42 @@ fn axum_status(code: u16) -> kubelet_server::server::StatusCode {
         .unwrap_or(kubelet_server::server::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// TokenReview and SubjectAccessReview for the 10250 API, on a client and budget of their
+/// own: at most `MAX_REVIEWS` at once (a request waits `SLOT_WAIT` for a slot), and a
+/// request that would wait longer than `MAX_REVIEW_WAIT` for the budget is refused, so a
+/// flood of bogus tokens costs the API server a bounded rate, is answered quickly, and never
+/// delays the kubelet's other requests.
 #[derive(Debug, Clone)]
-pub struct ApiReviewers(pub ApiClient);
+pub struct ApiReviewers {
+    api: ApiClient,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+pub const MAX_REVIEWS: usize = 8;
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+pub const MAX_REVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ApiReviewers {
+    pub fn new(api: ApiClient) -> Self {
+        ApiReviewers {
+            api,
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_REVIEWS)),
+        }
+    }
+
+    /// A slot and a token of the review budget, or an error when neither comes in time.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+        let busy = || "too many reviews in flight".to_string();
+        let permit = tokio::time::timeout(SLOT_WAIT, self.slots.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        if !self.api.limiter.acquire_within(MAX_REVIEW_WAIT).await {
+            return Err("review budget exhausted".into());
+        }
+        Ok(permit)
+    }
+}
 
 #[async_trait::async_trait]
 impl TokenReviewer for ApiReviewers {
@@ -319,8 +353,8 @@ impl TokenReviewer for ApiReviewers {
             },
             ..Default::default()
         };
-        self.0.limiter.acquire().await;
-        let api: kube::Api<TokenReview> = kube::Api::all(self.0.client.clone());
+        let _slot = self.admit().await?;
+        let api: kube::Api<TokenReview> = kube::Api::all(self.api.client.clone());
         let r = api
             .create(&PostParams::default(), &review)
             .await
@@ -358,8 +392,8 @@ impl AccessReviewer for ApiReviewers {
             },
             ..Default::default()
         };
-        self.0.limiter.acquire().await;
-        let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.0.client.clone());
+        let _slot = self.admit().await?;
+        let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.api.client.clone());
         let r = api
             .create(&PostParams::default(), &sar)
             .await

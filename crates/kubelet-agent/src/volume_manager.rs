@@ -73,10 +73,20 @@ pub struct VolumeManager {
     dirty: Mutex<HashSet<String>>,
 }
 
-/// A token written earlier, with its lifetime read from the JWT's `iat` and `exp` claims.
+/// A token kept earlier, with its lifetime read from the JWT's `iat` and `exp` claims. Read
+/// only from the kubelet's own store, never from the volume the container sees, and without
+/// following a link.
 fn token_on_disk(path: &Path) -> Option<Token> {
     use base64::Engine;
-    let token = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .ok()?;
+    let mut token = String::new();
+    f.by_ref().take(64 * 1024).read_to_string(&mut token).ok()?;
     let claims = token.split('.').nth(1)?;
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(claims.trim_end_matches('='))
@@ -87,6 +97,28 @@ fn token_on_disk(path: &Path) -> Option<Token> {
         expires_unix: claims.get("exp")?.as_i64()?,
         token,
     })
+}
+
+/// Keeps a token in the kubelet's store (root only, written whole), so a restart can reuse it.
+fn store_token(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn volumes(pod: &Pod) -> &[Volume] {
@@ -102,6 +134,14 @@ fn fs_group(pod: &Pod) -> Option<u32> {
         .and_then(|s| s.security_context.as_ref())
         .and_then(|s| s.fs_group)
         .and_then(|g| u32::try_from(g).ok())
+}
+
+/// Volumes the kubelet fills from API objects: upstream mounts them read-only, always.
+fn api_data(v: &Volume) -> bool {
+    v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
 }
 
 /// The plugin directory of a volume that lives under the pod directory; `None` for hostPath
@@ -370,9 +410,8 @@ impl VolumeManager {
                         .map_err(inv)?;
                     f.secrets.insert(c.name.clone(), obj);
                 } else if let Some(t) = &s.service_account_token {
-                    let written = self.host_path(pod, v).map(|d| d.join(&t.path));
                     let tok = self
-                        .token(pod, t.audience.as_deref(), t.expiration_seconds, written)
+                        .token(pod, t.audience.as_deref(), t.expiration_seconds)
                         .await?;
                     f.tokens.insert(i, tok);
                 }
@@ -382,15 +421,23 @@ impl VolumeManager {
         Ok(Payload::new())
     }
 
+    /// Where the kubelet keeps a pod's token, outside every volume.
+    fn token_path(&self, key: &TokenKey) -> PathBuf {
+        let id = format!("{}\0{}\0{}", key.service_account, key.audience, key.seconds);
+        self.pod_dir(&key.pod_uid)
+            .join("plugins")
+            .join("kubelet-rs~tokens")
+            .join(format!("{:016x}", kubelet_core::hash::fnv1a(id.as_bytes())))
+    }
+
     /// A token for the pod's service account, from the cache while it is young enough. After
-    /// a restart the cache is seeded from the token already in the volume (`written`), so a
-    /// restart does not rotate every pod's token.
+    /// a restart the cache is seeded from the kubelet's own token store, so a restart does not
+    /// rotate every pod's token.
     async fn token(
         &self,
         pod: &Pod,
         audience: Option<&str>,
         seconds: Option<i64>,
-        written: Option<PathBuf>,
     ) -> Result<String, VolumeError> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let sa = pod
@@ -414,7 +461,7 @@ impl VolumeManager {
             .get(&key)
             .cloned();
         let cached = in_memory.or_else(|| {
-            let t = token_on_disk(&written?)?;
+            let t = token_on_disk(&self.token_path(&key))?;
             self.tokens
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -445,6 +492,10 @@ impl VolumeManager {
                     issued_unix: now,
                     expires_unix,
                 };
+                let stored = self.token_path(&key);
+                if let Err(e) = store_token(&stored, &token) {
+                    warn!(path = %stored.display(), error = %e, "keeping the token failed");
+                }
                 self.tokens
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -518,7 +569,8 @@ impl VolumeManager {
             out.push(api::Mount {
                 container_path: m.mount_path.clone(),
                 host_path: host.to_string_lossy().into_owned(),
-                readonly: m.read_only == Some(true),
+                // API data is never writable by the container (CVE-2017-1002102).
+                readonly: m.read_only == Some(true) || api_data(v),
                 selinux_relabel: false,
                 propagation: propagation(m.mount_propagation.as_deref())?,
             });
@@ -683,7 +735,7 @@ mod tests {
             ]),
             serde_json::json!([
                 {"name": "scratch", "mountPath": "/s", "subPath": "a/b"},
-                {"name": "info", "mountPath": "/info", "readOnly": true}
+                {"name": "info", "mountPath": "/info"}
             ]),
         );
         assert_eq!(vm.mount_pod(&p).await, Ok(()));
@@ -710,7 +762,9 @@ mod tests {
                 .join("a/b")
                 .is_dir()
         );
+        // API data is read-only even when the pod does not ask; an emptyDir stays writable.
         assert!(mounts[1].readonly);
+        assert!(!mounts[0].readonly);
         // Mounted again (the container restarted): the old bind is replaced.
         assert!(vm.container_mounts(&p, &c, &[]).is_ok());
 
@@ -835,7 +889,11 @@ mod tests {
         assert_eq!(vm.mount_pod(&p).await, Ok(()));
         let first = std::fs::read_to_string(&file).unwrap_or_default();
         assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // A new manager (the kubelet restarted) finds the token on disk, still young.
+        // The container rewrote the token in its volume: a restart must not trust it.
+        let data = std::fs::read_link(file.parent().unwrap().join("..data")).unwrap();
+        let real = file.parent().unwrap().join(data).join("token");
+        std::fs::write(&real, "forged.eyJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OTl9.x").unwrap();
+        // A new manager (the kubelet restarted) finds the token in its own store, still young.
         let vm = new_manager();
         assert_eq!(vm.mount_pod(&p).await, Ok(()));
         assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -858,6 +916,9 @@ mod tests {
         std::fs::write(dir.join("garbage"), "not a jwt").unwrap();
         assert!(token_on_disk(&dir.join("garbage")).is_none());
         assert!(token_on_disk(&dir.join("missing")).is_none());
+        // A link is not followed, even to a valid token.
+        std::os::unix::fs::symlink(dir.join("token"), dir.join("link")).unwrap();
+        assert!(token_on_disk(&dir.join("link")).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

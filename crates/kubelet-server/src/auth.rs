@@ -74,7 +74,10 @@ pub trait AccessReviewer: Send + Sync + std::fmt::Debug {
     async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, String>;
 }
 
-/// A small TTL cache, as upstream's webhook caches.
+/// Entries a cache holds at most: a flood of distinct tokens cannot grow it further.
+pub const CACHE_MAX: usize = 4096;
+
+/// A small TTL cache, as upstream's webhook caches, bounded to [`CACHE_MAX`] entries.
 #[derive(Debug)]
 struct Cache<K, V> {
     entries: Mutex<HashMap<K, (Instant, V)>>,
@@ -96,12 +99,35 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Cache<K, V> {
 
     fn put(&self, k: K, v: V, ttl: Duration) {
         let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if g.len() > 10_000 {
-            let now = Instant::now();
+        let now = Instant::now();
+        if g.len() >= CACHE_MAX && !g.contains_key(&k) {
             g.retain(|_, (until, _)| now < *until);
         }
-        g.insert(k, (Instant::now() + ttl, v));
+        if g.len() >= CACHE_MAX && !g.contains_key(&k) {
+            // Still full of live entries: drop the one closest to expiring.
+            if let Some(oldest) = g
+                .iter()
+                .min_by_key(|(_, (until, _))| *until)
+                .map(|(k, _)| k.clone())
+            {
+                g.remove(&oldest);
+            }
+        }
+        g.insert(k, (now + ttl, v));
     }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The cache key of a bearer token: its SHA-256, so tokens are not kept in memory.
+fn token_key(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    k
 }
 
 #[derive(Debug)]
@@ -109,7 +135,7 @@ pub struct Authenticator {
     pub anonymous: bool,
     pub tokens: Option<Arc<dyn TokenReviewer>>,
     pub ttl: Duration,
-    cache: Cache<String, Option<UserInfo>>,
+    cache: Cache<[u8; 32], Option<UserInfo>>,
 }
 
 impl Authenticator {
@@ -139,12 +165,13 @@ impl Authenticator {
             if token.is_empty() {
                 return None;
             }
-            if let Some(cached) = self.cache.get(&token.to_string()) {
+            let key = token_key(token);
+            if let Some(cached) = self.cache.get(&key) {
                 return cached;
             }
             return match reviewer.review(token).await {
                 Ok(user) => {
-                    self.cache.put(token.to_string(), user.clone(), self.ttl);
+                    self.cache.put(key, user.clone(), self.ttl);
                     user
                 }
                 // The reviewer failed: not cached, refused.
@@ -292,5 +319,31 @@ mod tests {
             anon.authenticate(None, None).await,
             Some(UserInfo::anonymous())
         );
+    }
+
+    /// A flood of distinct tokens leaves the cache at its bound, and a token that was
+    /// reviewed stays served from the cache while younger entries come and go.
+    #[tokio::test]
+    async fn token_cache_is_bounded_and_keyed_by_hash() {
+        let a = Authenticator::new(false, Some(Arc::new(Tokens)), Duration::from_secs(60));
+        for i in 0..(CACHE_MAX + 500) {
+            assert!(
+                a.authenticate(None, Some(&format!("Bearer bogus-{i}")))
+                    .await
+                    .is_none()
+            );
+        }
+        assert_eq!(a.cache.len(), CACHE_MAX);
+        assert!(
+            a.cache.get(&token_key("bogus-0")).is_none(),
+            "oldest dropped"
+        );
+        assert_eq!(
+            a.cache
+                .get(&token_key(&format!("bogus-{}", CACHE_MAX + 499))),
+            Some(None)
+        );
+        let keys = a.cache.entries.lock().map(|g| g.len()).unwrap_or(0);
+        assert_eq!(keys, CACHE_MAX);
     }
 }

@@ -2,17 +2,105 @@
 //! timestamped directory, `..data` is a symlink to it, and each user-visible name is a symlink
 //! through `..data`. An update writes a new directory and swaps `..data` with one rename, so a
 //! reader sees the old set or the new set of files, never a mix.
+//!
+//! A container may write into the volume while the kubelet works on it, so nothing here goes
+//! by path: the target is opened once and every name below it is resolved from a descriptor
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`. A planted symlink then makes an
+//! operation fail (or a comparison differ) instead of leading the kubelet to a host file.
 
 use crate::payload::{FileProjection, Payload};
 use crate::{Result, VolumeError};
+use rustix::fs::{
+    AtFlags, CWD, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, chownat, fchmod, fchown,
+    fstat, mkdirat, openat, openat2, readlinkat, renameat, statat, symlinkat, unlinkat,
+};
+use rustix::io::Errno;
+use rustix::path::Arg;
 use std::collections::BTreeSet;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
+
+/// No symlink may be crossed at all, and nothing may resolve outside the starting directory.
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+/// `NONBLOCK`: should a fifo get past the type check, opening it must not hang the kubelet.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC);
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> VolumeError {
+    let f = VolumeError::io(op, path);
+    move |e| f(std::io::Error::from(e))
+}
+
+fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+fn open_dir_beneath<P: Arg>(dir: BorrowedFd<'_>, rel: P) -> rustix::io::Result<OwnedFd> {
+    openat2(dir, rel, DIR_FLAGS, Mode::empty(), RESOLVE)
+}
+
+/// Opens `name` in `dir` for reading if it is a regular file: checked before opening, so a
+/// fifo or device is never opened, and after, in case it was swapped in between.
+fn open_regular<P: Arg + Copy>(
+    dir: BorrowedFd<'_>,
+    name: P,
+    beneath: bool,
+) -> rustix::io::Result<Option<(OwnedFd, Stat)>> {
+    if file_type(&statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let fd = if beneath {
+        openat2(dir, name, READ_FLAGS, Mode::empty(), RESOLVE)?
+    } else {
+        openat(dir, name, READ_FLAGS, Mode::empty())?
+    };
+    let st = fstat(&fd)?;
+    Ok((file_type(&st) == FileType::RegularFile).then_some((fd, st)))
+}
+
+/// The names in `dir`, without `.` and `..`.
+fn list(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<CString>> {
+    let mut names = Vec::new();
+    for e in Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+fn child(path: &Path, name: &CString) -> PathBuf {
+    path.join(OsStr::from_bytes(name.as_bytes()))
+}
+
+/// Removes `name` in `dir`, a directory with all it holds; symlinks are removed, not followed.
+fn remove_tree<P: Arg + Copy>(dir: BorrowedFd<'_>, name: P) -> rustix::io::Result<()> {
+    if file_type(&statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?) != FileType::Directory {
+        return unlinkat(dir, name, AtFlags::empty());
+    }
+    let sub = open_dir_beneath(dir, name)?;
+    for n in list(sub.as_fd())? {
+        remove_tree(sub.as_fd(), n.as_c_str())?;
+    }
+    unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
 
 /// Rejects absolute paths, `..` anywhere, a leading `..` name and over-long paths, as
 /// upstream's `validatePath`.
@@ -41,40 +129,76 @@ pub fn validate_path(p: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether `dir` holds exactly the payload; `extra_mode` is what ownership added to modes.
-fn same_contents(dir: &Path, payload: &Payload, extra_mode: u32) -> bool {
-    let mut seen = 0usize;
-    for (rel, f) in payload {
-        let p = dir.join(rel);
-        match (fs::symlink_metadata(&p), fs::read(&p)) {
-            (Ok(m), Ok(data)) if m.is_file() => {
-                if data != f.data || m.permissions().mode() & 0o777 != (f.mode | extra_mode) & 0o777
-                {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-        seen += 1;
+/// A validated path's names, cleaned as `filepath.Join` does. The first must not be one of
+/// the writer's own `..` names even after cleaning (`./..data/x`).
+fn segments(p: &str) -> Result<Vec<&str>> {
+    let segs: Vec<&str> = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    match segs.first() {
+        None => Err(VolumeError::Invalid(format!(
+            "invalid path {p:?}: no file name"
+        ))),
+        Some(first) if first.starts_with("..") => Err(VolumeError::Invalid(format!(
+            "invalid path {p:?}: must not start with '..'"
+        ))),
+        Some(_) => Ok(segs),
     }
-    // No extra files: count the regular files under dir.
-    fn count(d: &Path) -> usize {
-        fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => count(&e.path()),
-                Ok(t) if t.is_file() => 1,
-                _ => 0,
-            })
-            .sum()
-    }
-    seen == count(dir)
 }
 
-fn top_level(rel: &str) -> &str {
-    rel.split('/').next().unwrap_or(rel)
+type Files<'a> = [(Vec<&'a str>, &'a FileProjection)];
+
+/// Whether the data directory `old` holds exactly the payload; `extra_mode` is what
+/// ownership added to modes. Nothing is followed: a symlink, fifo or device anywhere in it
+/// makes it differ, so it is rewritten rather than trusted.
+fn same_contents(root: BorrowedFd<'_>, old: &str, files: &Files<'_>, extra_mode: u32) -> bool {
+    let Ok(dir) = open_dir_beneath(root, old) else {
+        return false;
+    };
+    for (segs, f) in files {
+        let Some((name, parents)) = segs.split_last() else {
+            return false;
+        };
+        let parent = if parents.is_empty() {
+            None
+        } else {
+            match open_dir_beneath(dir.as_fd(), parents.join("/")) {
+                Ok(fd) => Some(fd),
+                Err(_) => return false,
+            }
+        };
+        let at = parent.as_ref().map_or(dir.as_fd(), |p| p.as_fd());
+        let Ok(Some((fd, st))) = open_regular(at, *name, true) else {
+            return false;
+        };
+        let len = f.data.len() as u64;
+        if st.st_mode & 0o777 != (f.mode | extra_mode) & 0o777
+            || u64::try_from(st.st_size).ok() != Some(len)
+        {
+            return false;
+        }
+        // Bounded: the file may grow while it is read.
+        let mut data = Vec::with_capacity(f.data.len());
+        if File::from(fd).take(len + 1).read_to_end(&mut data).is_err() || data != f.data {
+            return false;
+        }
+    }
+    count_files(dir.as_fd()) == Some(files.len())
+}
+
+/// Regular files under `dir`; `None` if it holds anything but files and directories.
+fn count_files(dir: BorrowedFd<'_>) -> Option<usize> {
+    let mut n = 0;
+    for name in list(dir).ok()? {
+        let st = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        match file_type(&st) {
+            FileType::RegularFile => n += 1,
+            FileType::Directory => n += count_files(open_dir_beneath(dir, &name).ok()?.as_fd())?,
+            _ => return None,
+        }
+    }
+    Some(n)
 }
 
 fn timestamp_name() -> String {
@@ -84,132 +208,204 @@ fn timestamp_name() -> String {
 
 /// Group ownership for fsGroup, as upstream's `SetVolumeOwnership`: the group owns every
 /// file, which gains group read (and write unless `read_only`); directories gain setgid.
+/// `dir` is trusted up to its last name, which is not followed if it is a symlink.
 pub fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> Result<()> {
-    let gid = rustix::fs::Gid::from_raw(gid);
     let mask = if read_only { 0o440 } else { 0o660 };
-    fn walk(p: &Path, gid: rustix::fs::Gid, mask: u32) -> Result<()> {
-        let m = fs::symlink_metadata(p).map_err(VolumeError::io("stat", p))?;
-        if m.file_type().is_symlink() {
-            // chmod would follow it to the file; the file itself is walked on its own.
-            rustix::fs::chownat(
-                rustix::fs::CWD,
-                p,
-                None,
-                Some(gid),
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| VolumeError::io("chown", p)(e.into()))?;
-            return Ok(());
-        }
-        rustix::fs::chown(p, None, Some(gid)).map_err(|e| VolumeError::io("chown", p)(e.into()))?;
-        let mut mode = m.permissions().mode() | mask;
-        if m.is_dir() {
-            mode |= 0o2000 | 0o110;
-        }
-        fs::set_permissions(p, fs::Permissions::from_mode(mode))
-            .map_err(VolumeError::io("chmod", p))?;
-        if m.is_dir() {
-            for e in fs::read_dir(p).map_err(VolumeError::io("reading", p))? {
-                let e = e.map_err(VolumeError::io("reading", p))?;
-                walk(&e.path(), gid, mask)?;
+    own(CWD, dir, false, dir, Gid::from_raw(gid), mask)
+}
+
+/// Gives `name` in `dir` to the group. `beneath` says `name` is a single name under an
+/// already opened directory (the root is a caller's path, opened from the cwd).
+fn own<P: Arg + Copy>(
+    dir: BorrowedFd<'_>,
+    name: P,
+    beneath: bool,
+    path: &Path,
+    gid: Gid,
+    mask: u32,
+) -> Result<()> {
+    let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err("stat", path))?;
+    match file_type(&st) {
+        // The link itself only; a chmod would reach its target, which may be a host file.
+        FileType::Symlink => chownat(dir, name, None, Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err("chown", path)),
+        FileType::Directory => {
+            let fd = if beneath {
+                open_dir_beneath(dir, name)
+            } else {
+                openat(dir, name, DIR_FLAGS, Mode::empty())
             }
+            .map_err(io_err("opening", path))?;
+            own_dir(fd.as_fd(), path, gid, mask)
         }
-        Ok(())
+        FileType::RegularFile => {
+            let Some((fd, st)) =
+                open_regular(dir, name, beneath).map_err(io_err("opening", path))?
+            else {
+                return Ok(());
+            };
+            fchown(&fd, None, Some(gid)).map_err(io_err("chown", path))?;
+            fchmod(&fd, Mode::from_raw_mode(st.st_mode | mask)).map_err(io_err("chmod", path))
+        }
+        // Fifos, sockets, devices: opening one could block or act on a device.
+        _ => Ok(()),
     }
-    walk(dir, gid, mask)
+}
+
+fn own_dir(fd: BorrowedFd<'_>, path: &Path, gid: Gid, mask: u32) -> Result<()> {
+    let st = fstat(fd).map_err(io_err("stat", path))?;
+    fchown(fd, None, Some(gid)).map_err(io_err("chown", path))?;
+    fchmod(fd, Mode::from_raw_mode(st.st_mode | mask | 0o2000 | 0o110))
+        .map_err(io_err("chmod", path))?;
+    for name in list(fd).map_err(io_err("reading", path))? {
+        own(fd, name.as_c_str(), true, &child(path, &name), gid, mask)?;
+    }
+    Ok(())
+}
+
+/// The directory `..data` names, if the writer could have made it: one name starting with
+/// `..` other than its links. Anything else is neither compared against nor removed.
+fn current_data_dir(root: BorrowedFd<'_>) -> Option<String> {
+    let name = readlinkat(root, DATA, Vec::new())
+        .ok()?
+        .into_string()
+        .ok()?;
+    let ours = name.starts_with("..")
+        && name != ".."
+        && !name.contains('/')
+        && name != DATA
+        && name != DATA_TMP;
+    ours.then_some(name)
 }
 
 /// Writes `payload` into `target` (which must exist). Returns whether anything changed.
 pub fn write(target: &Path, payload: &Payload, gid: Option<u32>) -> Result<bool> {
-    for rel in payload.keys() {
+    let mut files = Vec::with_capacity(payload.len());
+    for (rel, f) in payload {
         validate_path(rel)?;
+        files.push((segments(rel)?, f));
     }
-    let data_link = target.join(DATA);
-    let old_dir = fs::read_link(&data_link).ok();
+    // Opened once; everything below is relative to it.
+    let root = openat(CWD, target, DIR_FLAGS, Mode::empty()).map_err(io_err("opening", target))?;
+    let root = root.as_fd();
+    let old_dir = current_data_dir(root);
     if let Some(old) = &old_dir
-        && same_contents(
-            &target.join(old),
-            payload,
-            if gid.is_some() { 0o440 } else { 0 },
-        )
+        && same_contents(root, old, &files, if gid.is_some() { 0o440 } else { 0 })
     {
         return Ok(false);
     }
 
     let ts_name = timestamp_name();
-    let ts_dir = target.join(&ts_name);
-    fs::create_dir(&ts_dir).map_err(VolumeError::io("creating", &ts_dir))?;
-    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755))
-        .map_err(VolumeError::io("chmod", &ts_dir))?;
-    let written = write_files(&ts_dir, payload).and_then(|()| match gid {
-        Some(g) => set_ownership(&ts_dir, g, true),
-        None => Ok(()),
-    });
-    if let Err(e) = written {
-        let _ = fs::remove_dir_all(&ts_dir);
+    let ts_path = target.join(&ts_name);
+    mkdirat(root, ts_name.as_str(), Mode::from_raw_mode(0o755))
+        .map_err(io_err("creating", &ts_path))?;
+    if let Err(e) = fill(root, &ts_name, &ts_path, &files, gid) {
+        let _ = remove_tree(root, ts_name.as_str());
         return Err(e);
     }
 
-    let tmp_link = target.join(DATA_TMP);
-    let _ = fs::remove_file(&tmp_link);
-    std::os::unix::fs::symlink(&ts_name, &tmp_link)
-        .map_err(VolumeError::io("symlink", &tmp_link))?;
-    fs::rename(&tmp_link, &data_link).map_err(VolumeError::io("renaming", &tmp_link))?;
+    // `..data_tmp` is the writer's name: whatever is there is a leftover or planted.
+    let tmp_path = target.join(DATA_TMP);
+    let _ = remove_tree(root, DATA_TMP);
+    if let Err(e) = symlinkat(ts_name.as_str(), root, DATA_TMP) {
+        let _ = remove_tree(root, ts_name.as_str());
+        return Err(io_err("symlink", &tmp_path)(e));
+    }
+    if let Err(e) = renameat(root, DATA_TMP, root, DATA) {
+        let _ = unlinkat(root, DATA_TMP, AtFlags::empty());
+        let _ = remove_tree(root, ts_name.as_str());
+        return Err(io_err("renaming", &tmp_path)(e));
+    }
 
     // User-visible names: add the new ones, drop those no longer in the payload.
-    let wanted: BTreeSet<&str> = payload.keys().map(|k| top_level(k)).collect();
+    let wanted: BTreeSet<&str> = files
+        .iter()
+        .filter_map(|(s, _)| s.first().copied())
+        .collect();
     for name in &wanted {
         let link = target.join(name);
-        if fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(Path::new(DATA).join(name), &link)
-                .map_err(VolumeError::io("symlink", &link))?;
+        match statat(root, *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => {}
+            Err(Errno::NOENT) => symlinkat(format!("{DATA}/{name}").as_str(), root, *name)
+                .map_err(io_err("symlink", &link))?,
+            Err(e) => return Err(io_err("stat", &link)(e)),
         }
     }
-    for e in fs::read_dir(target).map_err(VolumeError::io("reading", target))? {
-        let e = e.map_err(VolumeError::io("reading", target))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("..") || wanted.contains(name.as_str()) {
+    for name in list(root).map_err(io_err("reading", target))? {
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b"..") || std::str::from_utf8(bytes).is_ok_and(|s| wanted.contains(s))
+        {
             continue;
         }
         // Only the symlinks the writer made; anything else is not ours to remove.
-        if e.file_type().is_ok_and(|t| t.is_symlink()) {
-            let _ = fs::remove_file(e.path());
+        if statat(root, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| file_type(&st) == FileType::Symlink)
+        {
+            let _ = unlinkat(root, &name, AtFlags::empty());
         }
     }
     if let Some(old) = old_dir
-        && old.components().count() == 1
-        && matches!(old.components().next(), Some(Component::Normal(_)))
-        && old != Path::new(&ts_name)
+        && old != ts_name
     {
-        let _ = fs::remove_dir_all(target.join(old));
+        let _ = remove_tree(root, old.as_str());
     }
     Ok(true)
 }
 
-fn write_files(dir: &Path, payload: &Payload) -> Result<()> {
-    for (rel, FileProjection { data, mode }) in payload {
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(VolumeError::io("creating", parent))?;
-        }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(*mode)
-            .open(&p)
-            .map_err(VolumeError::io("creating", &p))?;
+/// Fills the new data directory `ts_name` under `root`.
+fn fill(
+    root: BorrowedFd<'_>,
+    ts_name: &str,
+    ts_path: &Path,
+    files: &Files<'_>,
+    gid: Option<u32>,
+) -> Result<()> {
+    let dir = open_dir_beneath(root, ts_name).map_err(io_err("opening", ts_path))?;
+    fchmod(&dir, Mode::from_raw_mode(0o755)).map_err(io_err("chmod", ts_path))?;
+    for (segs, FileProjection { data, mode }) in files {
+        let p = ts_path.join(segs.join("/"));
+        let Some((name, parents)) = segs.split_last() else {
+            continue;
+        };
+        let parent = make_dirs(dir.as_fd(), parents, ts_path)?;
+        let at = parent.as_ref().map_or(dir.as_fd(), |p| p.as_fd());
+        let mode = Mode::from_raw_mode(*mode);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = openat2(at, *name, flags | OFlags::CLOEXEC, mode, RESOLVE)
+            .map_err(io_err("creating", &p))?;
+        let mut f = File::from(fd);
         f.write_all(data).map_err(VolumeError::io("writing", &p))?;
         // The umask must not narrow the requested mode.
-        fs::set_permissions(&p, fs::Permissions::from_mode(*mode))
-            .map_err(VolumeError::io("chmod", &p))?;
+        fchmod(&f, mode).map_err(io_err("chmod", &p))?;
+    }
+    if let Some(g) = gid {
+        own_dir(dir.as_fd(), ts_path, Gid::from_raw(g), 0o440)?;
     }
     Ok(())
+}
+
+/// Makes and opens `parents` under `dir` one name at a time, each opened without following
+/// a symlink before the next is made in it. `None` when there are no parents.
+fn make_dirs(dir: BorrowedFd<'_>, parents: &[&str], base: &Path) -> Result<Option<OwnedFd>> {
+    let mut cur: Option<OwnedFd> = None;
+    let mut path = base.to_path_buf();
+    for seg in parents {
+        path.push(seg);
+        let at = cur.as_ref().map_or(dir, |c| c.as_fd());
+        match mkdirat(at, *seg, Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(io_err("creating", &path)(e)),
+        }
+        cur = Some(open_dir_beneath(at, *seg).map_err(io_err("opening", &path))?);
+    }
+    Ok(cur)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("krs-aw-{}-{name}", std::process::id()));
@@ -223,6 +419,38 @@ mod tests {
             data: data.as_bytes().to_vec(),
             mode,
         }
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// The entries of `d`, sorted, with their contents for files.
+    fn snapshot(d: &Path) -> Vec<(String, u32, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let p = e.path();
+                let data = fs::read(&p).unwrap_or_default();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    mode_of(&p),
+                    data,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `..data` names a real timestamped directory inside `d`.
+    fn data_dir_inside(d: &Path) -> PathBuf {
+        let name = fs::read_link(d.join(DATA)).unwrap();
+        let s = name.to_str().unwrap();
+        assert!(s.starts_with("..2") && !s.contains('/'), "{s}");
+        assert!(fs::symlink_metadata(d.join(s)).unwrap().is_dir());
+        d.join(s)
     }
 
     #[test]
@@ -273,6 +501,162 @@ mod tests {
         p.insert("../escape".into(), file("x", 0o644));
         assert!(write(&d, &p, None).is_err());
         assert!(!d.parent().unwrap_or(&d).join("escape").exists());
+        // Only a cleaned path reveals these.
+        for bad in ["./..data/x", ".", "./"] {
+            let mut p = Payload::new();
+            p.insert(bad.into(), file("x", 0o644));
+            assert!(write(&d, &p, None).is_err(), "{bad}");
+        }
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn umask_does_not_narrow_modes() {
+        let d = tmp("umask");
+        let mut p = Payload::new();
+        p.insert("x/y/z".into(), file("1", 0o666));
+        assert!(write(&d, &p, None).unwrap());
+        assert_eq!(mode_of(&data_dir_inside(&d).join("x/y/z")), 0o666);
+        assert_eq!(mode_of(&data_dir_inside(&d)), 0o755);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn symlink_planted_in_data_dir_is_not_followed() {
+        let d = tmp("plant-sub");
+        let out = tmp("plant-sub-out");
+        let mut p = Payload::new();
+        p.insert("a".into(), file("kubelet", 0o644));
+        p.insert("sub/f".into(), file("1", 0o644));
+        assert!(write(&d, &p, None).unwrap());
+        // The container swaps `sub` for a link to a host directory holding a copy of the
+        // payload, and keeps the file count equal.
+        let cur = data_dir_inside(&d);
+        fs::remove_dir_all(cur.join("sub")).unwrap();
+        symlink(&out, cur.join("sub")).unwrap();
+        fs::write(cur.join("extra"), "x").unwrap();
+        fs::write(out.join("f"), "1").unwrap();
+        fs::set_permissions(out.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+        let before = snapshot(&out);
+
+        // Same payload: the planted tree must not pass for the kubelet's.
+        assert!(write(&d, &p, None).unwrap(), "planted data dir trusted");
+        let cur = data_dir_inside(&d);
+        assert!(fs::symlink_metadata(cur.join("sub")).unwrap().is_dir());
+        assert!(fs::symlink_metadata(cur.join("extra")).is_err());
+        assert_eq!(fs::read_to_string(d.join("sub/f")).unwrap(), "1");
+
+        // Updated payload under the planted link: written inside, nothing outside.
+        fs::remove_dir_all(cur.join("sub")).unwrap();
+        symlink(&out, cur.join("sub")).unwrap();
+        fs::remove_file(d.join("sub")).unwrap();
+        symlink(&out, d.join("sub")).unwrap();
+        p.insert("sub/f".into(), file("2", 0o600));
+        p.insert("sub/g/h".into(), file("3", 0o600));
+        assert!(write(&d, &p, None).unwrap());
+        let cur = data_dir_inside(&d);
+        assert_eq!(fs::read_to_string(cur.join("sub/f")).unwrap(), "2");
+        assert_eq!(fs::read_to_string(cur.join("sub/g/h")).unwrap(), "3");
+        assert_eq!(mode_of(&cur.join("sub/f")), 0o600);
+        assert_eq!(snapshot(&out), before, "wrote outside the volume");
+        let _ = fs::remove_dir_all(&d);
+        let _ = fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn data_links_pointing_outside_are_replaced() {
+        let d = tmp("plant-data");
+        let out = tmp("plant-data-out");
+        fs::write(out.join("a"), "1").unwrap();
+        fs::set_permissions(out.join("a"), fs::Permissions::from_mode(0o644)).unwrap();
+        let before = snapshot(&out);
+        let mut p = Payload::new();
+        p.insert("a".into(), file("1", 0o644));
+        assert!(write(&d, &p, None).unwrap());
+        let first = data_dir_inside(&d);
+
+        // `..data` to a host directory that looks like the payload, `..data_tmp` to it too.
+        fs::remove_file(d.join(DATA)).unwrap();
+        symlink(&out, d.join(DATA)).unwrap();
+        symlink(&out, d.join(DATA_TMP)).unwrap();
+        assert!(
+            write(&d, &p, None).unwrap(),
+            "host directory trusted as data"
+        );
+        let cur = data_dir_inside(&d);
+        assert_ne!(cur, first);
+        assert!(fs::symlink_metadata(d.join(DATA_TMP)).is_err());
+        assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "1");
+        assert_eq!(snapshot(&out), before);
+
+        // `..data` escaping with `..`, `..data_tmp` a planted directory.
+        let rel = Path::new("..").join(out.file_name().unwrap());
+        fs::remove_file(d.join(DATA)).unwrap();
+        symlink(&rel, d.join(DATA)).unwrap();
+        fs::create_dir(d.join(DATA_TMP)).unwrap();
+        symlink(&out, d.join(DATA_TMP).join("l")).unwrap();
+        p.insert("a".into(), file("2", 0o644));
+        assert!(write(&d, &p, None).unwrap());
+        data_dir_inside(&d);
+        assert!(fs::symlink_metadata(d.join(DATA_TMP)).is_err());
+        assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "2");
+        assert_eq!(snapshot(&out), before);
+        let _ = fs::remove_dir_all(&d);
+        let _ = fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn fifo_in_data_dir_does_not_hang() {
+        let d = tmp("fifo");
+        let mut p = Payload::new();
+        p.insert("a".into(), file("1", 0o644));
+        assert!(write(&d, &p, None).unwrap());
+        let cur = data_dir_inside(&d);
+        fs::remove_file(cur.join("a")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            cur.join("a").as_path(),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (d2, p2) = (d.clone(), p.clone());
+        std::thread::spawn(move || tx.send(write(&d2, &p2, None).ok()));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(Some(true)), "write blocked on a fifo");
+        assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "1");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn ownership_does_not_follow_symlinks() {
+        let d = tmp("own");
+        let out = tmp("own-out");
+        fs::write(out.join("secret"), "s").unwrap();
+        fs::set_permissions(out.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(d.join("f"), "f").unwrap();
+        fs::set_permissions(d.join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        symlink(out.join("secret"), d.join("link")).unwrap();
+        symlink(&out, d.join("sub/dirlink")).unwrap();
+        let fifo = d.join("fifo");
+        let m = Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(CWD, fifo.as_path(), FileType::Fifo, m, 0).unwrap();
+
+        let me = rustix::process::getgid().as_raw();
+        set_ownership(&d, me, false).unwrap();
+        assert_eq!(mode_of(&d.join("f")), 0o660);
+        assert_eq!(mode_of(&d.join("sub")) & 0o2000, 0o2000);
+        assert_eq!(mode_of(&d.join("fifo")), 0o600, "fifo skipped");
+        // A symlink as the root is not followed either.
+        set_ownership(&d.join("link"), me, false).unwrap();
+        set_ownership(&d.join("sub/dirlink"), me, false).unwrap();
+        assert_eq!(mode_of(&out.join("secret")), 0o600);
+        assert_eq!(mode_of(&out), 0o700);
+        let _ = fs::remove_dir_all(&d);
+        let _ = fs::remove_dir_all(&out);
     }
 }

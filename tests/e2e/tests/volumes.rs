@@ -456,3 +456,157 @@ async fn mount_propagation_between_host_and_containers() {
     assert!(umount.success());
     std::fs::remove_dir_all(&shared).unwrap();
 }
+
+/// A root container cannot change what the kubelet writes into API-data volumes: they are
+/// mounted read-only whatever the pod says (CVE-2017-1002102).
+#[tokio::test]
+async fn api_data_volumes_are_read_only_to_root() {
+    let ns = TestNs::new("volro").await;
+    config_map(&ns, "cfg", json!({"k": "v"})).await;
+    secret(&ns, "sec", json!({"k": "s"})).await;
+    let dirs = ["/cfg", "/sec", "/dapi", "/proj"];
+    let script = dirs
+        .iter()
+        .map(|d| {
+            format!(
+                "touch {d}/new 2>>/dev/termination-log; rm -f {d}/..data 2>>/dev/termination-log; echo '{d} done' >> /dev/termination-log"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut c = sh("main", &script);
+    c["securityContext"] = json!({"runAsUser": 0});
+    c["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/cfg"},
+        {"name": "sec", "mountPath": "/sec"},
+        {"name": "dapi", "mountPath": "/dapi"},
+        {"name": "proj", "mountPath": "/proj", "readOnly": false},
+    ]);
+    let pod = with_volumes(
+        ns.pod("p", "Never", json!([c])),
+        json!([
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "sec", "secret": {"secretName": "sec"}},
+            {"name": "dapi", "downwardAPI": {"items": [
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "proj", "projected": {"sources": [{"configMap": {"name": "cfg"}}]}},
+        ]),
+    );
+    ns.create(&pod).await;
+    let p = ns
+        .wait_pod("p", Duration::from_secs(30), |p| {
+            phase(p) == "Succeeded" || phase(p) == "Failed"
+        })
+        .await;
+    let out = container_state(&p, 0)["terminated"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for d in dirs {
+        assert!(out.contains(&format!("{d} done")), "{out}");
+        let erofs = out
+            .lines()
+            .filter(|l| l.contains(d) && l.contains("Read-only file system"))
+            .count();
+        assert_eq!(erofs, 2, "both writes into {d} fail with EROFS: {out}");
+    }
+    ns.cleanup().await;
+}
+
+/// A symlink planted in a configMap volume while the kubelet writes an update (as a
+/// container with write access, or anyone on the host, could) is not followed: the kubelet
+/// writes nothing outside the volume, refuses that update, and recovers after.
+#[tokio::test]
+async fn planted_symlink_is_not_followed_by_an_update() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ns = TestNs::new("volsym").await;
+    // Many files sort before "sub/cron", so the window between the new data directory's
+    // creation and the write under "sub/" is wide enough to plant a link in.
+    let mut data = serde_json::Map::new();
+    let mut items = vec![];
+    for i in 0..200 {
+        data.insert(format!("a{i:03}"), json!("x".repeat(4096)));
+        items.push(json!({"key": format!("a{i:03}"), "path": format!("a{i:03}")}));
+    }
+    data.insert("k".into(), json!("v1"));
+    data.insert("cron".into(), json!("c1"));
+    items.push(json!({"key": "k", "path": "k"}));
+    items.push(json!({"key": "cron", "path": "sub/cron"}));
+    config_map(&ns, "cfg", serde_json::Value::Object(data)).await;
+    let mut c = sh("main", "sleep 3600");
+    c["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/cfg"}]);
+    let pod = with_volumes(
+        ns.pod("p", "Always", json!([c])),
+        json!([{"name": "cfg", "configMap": {"name": "cfg", "items": items}}]),
+    );
+    let uid = ns.create(&pod).await.metadata.uid.unwrap();
+    ns.wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Running")
+        .await;
+    let vol = kubelet_root()
+        .join("pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~configmap/cfg");
+    let outside = std::env::temp_dir().join(format!("krs-e2e-planted-{uid}"));
+    std::fs::create_dir_all(&outside).unwrap();
+    // The planter: each new data directory gets "sub" -> outside as soon as it appears.
+    let stop = Arc::new(AtomicBool::new(false));
+    let planter = {
+        let (vol, outside, stop) = (vol.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut planted = 0;
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                for e in std::fs::read_dir(&vol).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with("..2") && seen.insert(name) {
+                        planted += std::os::unix::fs::symlink(&outside, e.path().join("sub"))
+                            .is_ok() as u32;
+                    }
+                }
+            }
+            planted
+        })
+    };
+    Api::<ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v2", "cron": "* * * * * root evil"}})),
+        )
+        .await
+        .unwrap();
+    let refused = ns
+        .wait_event("p", "FailedMount", Duration::from_secs(30))
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let planted = planter.join().unwrap();
+    assert!(planted > 0, "the test never planted a link");
+    let leaked: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+    assert!(leaked.is_empty(), "written outside the volume: {leaked:?}");
+    assert!(
+        refused.message.unwrap_or_default().contains("cfg"),
+        "the refusal names the volume"
+    );
+    // With nobody planting, the next update goes through.
+    Api::<ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v3"}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "updated volume contents",
+        || async {
+            let out = ns.exec("p", "main", "cat /cfg/k").await;
+            (out == "v3").then_some(())
+        },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&outside);
+    ns.cleanup().await;
+}
