@@ -48,7 +48,7 @@ impl RateLimiter {
         if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-b.tokens / self.qps)
+            Duration::try_from_secs_f64(-b.tokens / self.qps).unwrap_or(Duration::MAX)
         }
     }
 

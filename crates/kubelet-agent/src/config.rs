@@ -62,7 +62,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         total += num * mult;
         rest = &rest[u..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Go's durations are int64 nanoseconds: about 292 years at most.
+    if !total.is_finite() || total * 1e9 > i64::MAX as f64 {
+        return Err(format!("invalid duration {s:?}: out of range"));
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 /// Go's `time.Duration.String()`: "0s", "250ms", "10s", "1m0s", "1h30m0s", "1.5s".
@@ -323,6 +327,23 @@ pub struct KubeletConfiguration {
     pub container_log_max_size: String,
     #[serde(default = "default_log_max_files")]
     pub container_log_max_files: i32,
+    /// `false`: no listener on `port` at all.
+    #[serde(default = "yes")]
+    pub enable_server: bool,
+    /// `false`: exec, attach, portForward, run, containerLogs and runningpods answer 405.
+    #[serde(default = "yes")]
+    pub enable_debugging_handlers: bool,
+    /// An exec, attach or port-forward stream with no traffic for this long is closed.
+    #[serde(
+        default = "four_hours",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub streaming_connection_idle_timeout: Duration,
+}
+
+fn four_hours() -> Duration {
+    Duration::from_secs(4 * 3600)
 }
 
 fn default_log_max_size() -> String {
@@ -401,105 +422,119 @@ impl Default for KubeletConfiguration {
             allowed_unsafe_sysctls: vec![],
             container_log_max_size: default_log_max_size(),
             container_log_max_files: default_log_max_files(),
+            enable_server: true,
+            enable_debugging_handlers: true,
+            streaming_connection_idle_timeout: four_hours(),
         }
     }
 }
 
-/// Fields of v1beta1 we accept but do not act on yet.
-const V1BETA1_FIELDS: &[&str] = &[
-    "enableServer",
-    "staticPodPath",
-    "syncFrequency",
+/// Fields of v1beta1 that only tune what this kubelet does not do (static pod polling,
+/// metrics visibility, log format...): accepted with any value, and reported as ignored.
+const IGNORED: &[&str] = &[
     "fileCheckFrequency",
     "httpCheckFrequency",
-    "staticPodURL",
-    "staticPodURLHeader",
-    "address",
-    "port",
-    "readOnlyPort",
-    "tlsCertFile",
-    "tlsPrivateKeyFile",
-    "tlsCipherSuites",
-    "tlsMinVersion",
-    "rotateCertificates",
-    "serverTLSBootstrap",
-    "authentication",
-    "authorization",
-    "registryPullQPS",
-    "registryBurst",
-    "eventRecordQPS",
-    "eventBurst",
-    "enableDebuggingHandlers",
-    "enableContentionProfiling",
-    "healthzPort",
-    "healthzBindAddress",
-    "oomScoreAdj",
-    "clusterDomain",
-    "clusterDNS",
-    "streamingConnectionIdleTimeout",
-    "nodeStatusUpdateFrequency",
-    "nodeStatusReportFrequency",
-    "nodeLeaseDurationSeconds",
-    "imageMinimumGCAge",
-    "imageGCHighThresholdPercent",
-    "imageGCLowThresholdPercent",
     "volumeStatsAggPeriod",
-    "kubeletCgroups",
-    "systemCgroups",
-    "cgroupRoot",
-    "cgroupsPerQOS",
-    "cgroupDriver",
-    "cpuManagerPolicy",
     "cpuManagerReconcilePeriod",
-    "topologyManagerPolicy",
-    "topologyManagerScope",
-    "qosReserved",
-    "runtimeRequestTimeout",
-    "hairpinMode",
-    "maxPods",
-    "podCIDR",
-    "podPidsLimit",
-    "resolvConf",
-    "runOnce",
-    "cpuCFSQuota",
-    "cpuCFSQuotaPeriod",
-    "nodeStatusMaxImages",
-    "maxOpenFiles",
     "contentType",
-    "kubeAPIQPS",
-    "kubeAPIBurst",
-    "serializeImagePulls",
-    "evictionHard",
-    "evictionSoft",
-    "evictionSoftGracePeriod",
-    "evictionPressureTransitionPeriod",
-    "evictionMaxPodGracePeriod",
-    "evictionMinimumReclaim",
-    "podsPerCore",
-    "enableControllerAttachDetach",
-    "protectKernelDefaults",
-    "makeIPTablesUtilChains",
-    "iptablesMasqueradeBit",
-    "iptablesDropBit",
-    "featureGates",
-    "failSwapOn",
-    "configMapAndSecretChangeDetectionStrategy",
-    "systemReserved",
-    "kubeReserved",
-    "reservedSystemCPUs",
     "showHiddenMetricsForVersion",
-    "systemReservedCgroup",
-    "kubeReservedCgroup",
-    "enforceNodeAllocatable",
-    "allowedUnsafeSysctls",
-    "volumePluginDir",
-    "providerID",
-    "kernelMemcgNotification",
     "logging",
     "enableSystemLogHandler",
-    "shutdownGracePeriod",
-    "shutdownGracePeriodCriticalPods",
+    "hairpinMode",
+    "podCIDR",
+    "serializeImagePulls",
+    "configMapAndSecretChangeDetectionStrategy",
+    "volumePluginDir",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "evictionPressureTransitionPeriod",
+    "maxOpenFiles",
+    // The default (true) is not built yet: see makeIPTablesUtilChains in the README.
+    "makeIPTablesUtilChains",
 ];
+
+/// Fields of v1beta1 this kubelet does not honour yet: accepted only with values that ask for
+/// what it does anyway (upstream's default, or the zero value that means it), refused
+/// otherwise, since a user would rely on them.
+const DEFAULT_ONLY: &[(&str, &str)] = &[
+    ("staticPodPath", r#""""#),
+    ("staticPodURL", r#""""#),
+    ("staticPodURLHeader", "{}"),
+    ("rotateCertificates", "false"),
+    ("serverTLSBootstrap", "false"),
+    ("registryPullQPS", "5"),
+    ("registryBurst", "10"),
+    ("enableContentionProfiling", "false"),
+    ("oomScoreAdj", "-999"),
+    ("imageMinimumGCAge", r#""2m0s""#),
+    ("imageGCHighThresholdPercent", "85"),
+    ("imageGCLowThresholdPercent", "80"),
+    ("kubeletCgroups", r#""""#),
+    ("systemCgroups", r#""""#),
+    ("cgroupRoot", r#""""#),
+    ("cgroupsPerQOS", "true"),
+    ("cpuManagerPolicy", r#""none""#),
+    ("topologyManagerPolicy", r#""none""#),
+    ("topologyManagerScope", r#""container""#),
+    ("qosReserved", "{}"),
+    ("runOnce", "false"),
+    ("cpuCFSQuota", "true"),
+    ("cpuCFSQuotaPeriod", r#""100ms""#),
+    ("evictionSoft", "{}"),
+    ("evictionSoftGracePeriod", "{}"),
+    ("evictionMaxPodGracePeriod", "0"),
+    ("evictionMinimumReclaim", "{}"),
+    ("podsPerCore", "0"),
+    ("enableControllerAttachDetach", "true"),
+    ("protectKernelDefaults", "false"),
+    ("featureGates", "{}"),
+    ("systemReserved", "{}"),
+    ("kubeReserved", "{}"),
+    ("reservedSystemCPUs", r#""""#),
+    ("systemReservedCgroup", r#""""#),
+    ("kubeReservedCgroup", r#""""#),
+    ("enforceNodeAllocatable", r#"["pods"]"#),
+    ("providerID", r#""""#),
+    ("kernelMemcgNotification", "false"),
+    ("shutdownGracePeriod", r#""0s""#),
+    ("shutdownGracePeriodCriticalPods", r#""0s""#),
+];
+
+/// Whether `v` asks for the default `default` (JSON): the same value, the zero value that
+/// upstream's defaulting replaces, or the same duration written another way.
+fn asks_for_default(v: &serde_yaml::Value, default: &str) -> bool {
+    let Ok(v) = serde_json::to_value(v) else {
+        return false;
+    };
+    let Ok(d) = serde_json::from_str::<serde_json::Value>(default) else {
+        return false;
+    };
+    let zero = match &v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Bool(b) => !b,
+        serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+        serde_json::Value::String(s) => s.is_empty() || parse_go_duration(s) == Ok(Duration::ZERO),
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+    };
+    // A false boolean is only a default where the default is false.
+    let zero = zero
+        && !matches!(
+            (&v, &d),
+            (serde_json::Value::Bool(_), serde_json::Value::Bool(true))
+        );
+    let same_duration = match (&v, &d) {
+        (serde_json::Value::String(a), serde_json::Value::String(b)) => {
+            parse_go_duration(a).is_ok() && parse_go_duration(a) == parse_go_duration(b)
+        }
+        _ => false,
+    };
+    let same_number = match (&v, &d) {
+        (serde_json::Value::Number(a), serde_json::Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => false,
+    };
+    v == d || zero || same_duration || same_number
+}
 
 const SUPPORTED: &[&str] = &[
     "authentication",
@@ -534,6 +569,9 @@ const SUPPORTED: &[&str] = &[
     "allowedUnsafeSysctls",
     "containerLogMaxSize",
     "containerLogMaxFiles",
+    "enableServer",
+    "enableDebuggingHandlers",
+    "streamingConnectionIdleTimeout",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -572,8 +610,20 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
             k if SUPPORTED.contains(&k) => {
                 kept.insert(serde_yaml::Value::String(k.into()), v);
             }
-            k if V1BETA1_FIELDS.contains(&k) => unsupported.push(k.to_string()),
-            k => unknown.push(k.to_string()),
+            k if IGNORED.contains(&k) => unsupported.push(k.to_string()),
+            k => match DEFAULT_ONLY.iter().find(|(f, _)| *f == k) {
+                Some((_, d)) if asks_for_default(&v, d) => {}
+                Some((f, d)) => {
+                    return Err(ConfigError::Invalid {
+                        field: (*f).to_string(),
+                        message: format!(
+                            "is not supported by kubelet-rs yet: only its default ({d}) is accepted, got {}",
+                            serde_json::to_string(&v).unwrap_or_default()
+                        ),
+                    });
+                }
+                None => unknown.push(k.to_string()),
+            },
         }
     }
     if api_version.as_deref() != Some("kubelet.config.k8s.io/v1beta1") {
@@ -614,6 +664,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     parse(&p, &text)
 }
 
+/// The smallest client QPS accepted: one request every 100 s.
+pub const MIN_QPS: f64 = 0.01;
+
 pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     let bad = |field: &str, message: &str| {
         Err(ConfigError::Invalid {
@@ -621,11 +674,19 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
             message: message.into(),
         })
     };
-    if c.kube_api_qps <= 0.0 || !c.kube_api_qps.is_finite() {
-        return bad("kubeAPIQPS", "must be a positive number");
+    // Below MIN_QPS a single request waits longer than any timeout the kubelet has.
+    if c.kube_api_qps.is_nan() || c.kube_api_qps < MIN_QPS || !c.kube_api_qps.is_finite() {
+        return bad(
+            "kubeAPIQPS",
+            &format!("must be a number of at least {MIN_QPS}"),
+        );
     }
-    if c.event_record_qps < 0.0 || !c.event_record_qps.is_finite() {
-        return bad("eventRecordQPS", "must not be negative");
+    let eq = c.event_record_qps;
+    if eq.is_nan() || (eq != 0.0 && eq < MIN_QPS) || !eq.is_finite() {
+        return bad(
+            "eventRecordQPS",
+            &format!("must be 0 (no limit) or at least {MIN_QPS}"),
+        );
     }
     if c.kube_api_burst == 0 {
         return bad("kubeAPIBurst", "must be at least 1");
@@ -755,7 +816,7 @@ mod tests {
     #[test]
     fn reference_file() {
         let text = format!(
-            "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nimageGCHighThresholdPercent: 90\nbogusField: 1\n"
+            "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nfileCheckFrequency: 20s\nbogusField: 1\n"
         );
         let l = parse("k.yaml", &text).unwrap();
         assert_eq!(
@@ -769,7 +830,7 @@ mod tests {
         );
         assert_eq!(l.config.kube_api_qps, 50.0);
         assert!(!l.config.fail_swap_on);
-        assert_eq!(l.unsupported, vec!["imageGCHighThresholdPercent"]);
+        assert_eq!(l.unsupported, vec!["fileCheckFrequency"]);
         assert_eq!(l.unknown, vec!["bogusField"]);
     }
 
@@ -812,6 +873,88 @@ mod tests {
         let ok = parse("k.yaml", &format!("{HEAD}containerLogMaxSize: 1Mi\n")).unwrap();
         assert_eq!(ok.config.container_log_max_bytes(), Some(1 << 20));
         assert!(ok.unsupported.is_empty(), "{:?}", ok.unsupported);
+    }
+
+    /// Settings this kubelet cannot honour are refused unless they ask for what it does.
+    #[test]
+    fn unhonoured_settings_are_refused_unless_default() {
+        for bad in [
+            "staticPodPath: /etc/kubernetes/manifests",
+            "rotateCertificates: true",
+            "protectKernelDefaults: true",
+            "imageGCHighThresholdPercent: 90",
+            "featureGates: {RotateKubeletServerCertificate: true}",
+            "kubeReserved: {cpu: 100m}",
+            "cgroupsPerQOS: false",
+            "shutdownGracePeriod: 30s",
+            "enforceNodeAllocatable: [pods, kube-reserved]",
+        ] {
+            let field = bad.split(':').next().unwrap_or_default();
+            let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("not supported"), "{e}");
+        }
+        // What kubeadm writes: zero values that mean "the default", and the defaults.
+        for ok in [
+            "staticPodPath: \"\"",
+            "rotateCertificates: false",
+            "imageMinimumGCAge: 0s",
+            "imageMinimumGCAge: 2m",
+            "cpuCFSQuotaPeriod: 100ms",
+            "evictionMaxPodGracePeriod: 0",
+            "cgroupsPerQOS: true",
+            "enforceNodeAllocatable: [pods]",
+            "shutdownGracePeriod: 0s",
+            "registryPullQPS: 5",
+            "oomScoreAdj: -999",
+        ] {
+            assert!(parse("k.yaml", &format!("{HEAD}{ok}\n")).is_ok(), "{ok}");
+        }
+        let l = parse(
+            "k.yaml",
+            &format!(
+                "{HEAD}enableServer: false\nenableDebuggingHandlers: false\nstreamingConnectionIdleTimeout: 5m\n"
+            ),
+        )
+        .unwrap();
+        assert!(!l.config.enable_server && !l.config.enable_debugging_handlers);
+        assert_eq!(
+            l.config.streaming_connection_idle_timeout,
+            Duration::from_secs(300)
+        );
+        let d = KubeletConfiguration::default();
+        assert!(d.enable_server && d.enable_debugging_handlers);
+        assert_eq!(
+            d.streaming_connection_idle_timeout,
+            Duration::from_secs(4 * 3600)
+        );
+    }
+
+    /// Values that would overflow or stall are field errors, never a panic.
+    #[test]
+    fn absurd_values_are_field_errors() {
+        for (bad, field) in [
+            ("syncFrequency: 99999999999999999999h", "syncFrequency"),
+            (
+                "nodeStatusUpdateFrequency: 1e400s",
+                "nodeStatusUpdateFrequency",
+            ),
+            ("kubeAPIQPS: 0.0000000000001", "kubeAPIQPS"),
+            ("kubeAPIQPS: .nan", "kubeAPIQPS"),
+            ("eventRecordQPS: 1e-300", "eventRecordQPS"),
+            (
+                "streamingConnectionIdleTimeout: 3000000h",
+                "streamingConnectionIdleTimeout",
+            ),
+        ] {
+            let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+        assert!(parse_go_duration("2562047h").is_ok(), "Go's maximum");
+        assert!(parse_go_duration("2562048h").is_err());
     }
 
     #[test]

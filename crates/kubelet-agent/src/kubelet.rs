@@ -585,8 +585,16 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         pleg: pleg_health.clone(),
         stats,
         config: serde_json::to_value(&cfg).unwrap_or_default(),
+        debugging_handlers: cfg.enable_debugging_handlers,
+        streaming_idle_timeout: cfg.streaming_connection_idle_timeout,
     });
-    if let (Some(api), Some((cert, key))) = (&api, &tls_files) {
+    if !cfg.enable_server {
+        info!(
+            "enableServer is false: no kubelet API on port {} or readOnlyPort",
+            cfg.port
+        );
+    }
+    if let (true, Some(api), Some((cert, key))) = (cfg.enable_server, &api, &tls_files) {
         let read = |p: &str| {
             std::fs::read(p).map_err(|source| KubeletError::Io {
                 what: "reading",
@@ -653,7 +661,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         ));
     }
 
-    if cfg.read_only_port != 0 {
+    if cfg.enable_server && cfg.read_only_port != 0 {
         let addr = format!("{}:{}", cfg.address, cfg.read_only_port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

@@ -26,6 +26,10 @@ pub struct KubeletHost {
     pub stats: Arc<crate::stats::StatsProvider>,
     /// The configuration in effect, for /configz.
     pub config: serde_json::Value,
+    /// `enableDebuggingHandlers`.
+    pub debugging_handlers: bool,
+    /// `streamingConnectionIdleTimeout`.
+    pub streaming_idle_timeout: std::time::Duration,
 }
 
 #[async_trait::async_trait]
@@ -36,6 +40,14 @@ impl HostInterface for KubeletHost {
 
     fn healthz(&self) -> Result<(), String> {
         self.pleg.check().map_err(|e| format!("pleg failed: {e}"))
+    }
+
+    fn debugging_handlers(&self) -> bool {
+        self.debugging_handlers
+    }
+
+    fn streaming_idle_timeout(&self) -> std::time::Duration {
+        self.streaming_idle_timeout
     }
 
     async fn pods(&self) -> Vec<Pod> {

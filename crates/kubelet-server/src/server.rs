@@ -128,6 +128,16 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<String, HostError> {
         Err(HostError::not_found("404 page not found\n"))
     }
+    /// `enableDebuggingHandlers`: when false, exec, attach, portForward, run, containerLogs,
+    /// runningpods, pprof and logs answer 405, as upstream.
+    fn debugging_handlers(&self) -> bool {
+        true
+    }
+    /// `streamingConnectionIdleTimeout`: an exec, attach or port-forward stream with no
+    /// traffic either way for this long is closed.
+    fn streaming_idle_timeout(&self) -> Duration {
+        Duration::from_secs(4 * 3600)
+    }
     /// The configuration in effect (`/configz`), as upstream: `{"kubeletconfig": {...}}`.
     async fn configz(&self) -> Result<serde_json::Value, HostError> {
         Err(HostError::not_found("404 page not found\n"))
@@ -289,6 +299,7 @@ pub fn router(
     authz: Arc<Authorizer>,
     cancel: CancellationToken,
 ) -> Router {
+    let debugging = host.debugging_handlers();
     let state = AppState {
         host,
         authn,
@@ -331,8 +342,41 @@ pub fn router(
             get(port_forward_uid).post(port_forward_uid),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            debug_gate(debugging, req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// The paths upstream serves only with `enableDebuggingHandlers`.
+const DEBUG_PATHS: &[&str] = &[
+    "/run/",
+    "/exec/",
+    "/attach/",
+    "/portForward/",
+    "/containerLogs/",
+    "/runningpods/",
+    "/debug/pprof/",
+    "/logs/",
+];
+
+/// After authentication and authorization (as upstream's filter chain), a disabled debugging
+/// endpoint answers 405.
+async fn debug_gate(enabled: bool, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !enabled && DEBUG_PATHS.iter().any(|p| path.starts_with(p)) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            "Debug endpoints are disabled.\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// The read-only API (`readOnlyPort`, upstream `ListenAndServeKubeletReadOnlyServer`): the
@@ -703,7 +747,10 @@ async fn stream(
         }
     };
     match url {
-        Ok(url) => crate::streaming::proxy(req, &url, st.cancel.clone()).await,
+        Ok(url) => {
+            let idle = st.host.streaming_idle_timeout();
+            crate::streaming::proxy(req, &url, st.cancel.clone(), idle).await
+        }
         Err(e) => e.into_response(),
     }
 }

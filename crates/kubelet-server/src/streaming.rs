@@ -93,7 +93,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Proxies the upgrade request to `url` and, once the runtime switches protocols, splices the
 /// two connections until either side closes or the server stops.
-pub async fn proxy(mut req: Request, url: &str, cancel: CancellationToken) -> Response {
+pub async fn proxy(
+    mut req: Request,
+    url: &str,
+    cancel: CancellationToken,
+    idle: Duration,
+) -> Response {
     let Ok(uri) = url.parse::<axum::http::Uri>() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -216,7 +221,7 @@ pub async fn proxy(mut req: Request, url: &str, cancel: CancellationToken) -> Re
             return;
         }
         tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
+            r = splice(client, backend, idle) => {
                 debug!(result = ?r, "stream closed");
             }
             _ = cancel.cancelled() => {}
@@ -224,6 +229,44 @@ pub async fn proxy(mut req: Request, url: &str, cancel: CancellationToken) -> Re
     });
     resp.body(Body::empty())
         .unwrap_or_else(|_| error(StatusCode::BAD_GATEWAY, "bad runtime response"))
+}
+
+/// Copies both ways until both sides have finished, or until nothing has moved either way
+/// for `idle` (`streamingConnectionIdleTimeout`).
+pub async fn splice<A, B>(a: A, b: B, idle: Duration) -> std::io::Result<()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let (mut abuf, mut bbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        tokio::select! {
+            n = ar.read(&mut abuf), if a_open => match n? {
+                0 => {
+                    a_open = false;
+                    let _ = bw.shutdown().await;
+                }
+                n => bw.write_all(&abuf[..n]).await?,
+            },
+            n = br.read(&mut bbuf), if b_open => match n? {
+                0 => {
+                    b_open = false;
+                    let _ = aw.shutdown().await;
+                }
+                n => aw.write_all(&bbuf[..n]).await?,
+            },
+            _ = tokio::time::sleep(idle) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "stream idle for longer than streamingConnectionIdleTimeout",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,5 +312,31 @@ mod tests {
         );
         assert!(ports(&q(&[("port", "0")])).is_err());
         assert!(ports(&q(&[("port", "x")])).is_err());
+    }
+
+    /// A stream with traffic stays up; one with none for the idle timeout is closed.
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_are_closed() {
+        let (client, mut client_peer) = tokio::io::duplex(1024);
+        let (backend, mut backend_peer) = tokio::io::duplex(1024);
+        let idle = Duration::from_secs(60);
+        let task = tokio::spawn(splice(client, backend, idle));
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            client_peer.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            backend_peer.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
+        }
+        assert!(
+            !task.is_finished(),
+            "active for 250 s with no gap over 60 s"
+        );
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let r = task.await.unwrap();
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        // The peers see the streams end.
+        let mut rest = vec![];
+        assert_eq!(client_peer.read_to_end(&mut rest).await.unwrap(), 0);
     }
 }
