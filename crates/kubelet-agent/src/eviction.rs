@@ -60,11 +60,38 @@ pub async fn local_storage_evictions(
         else {
             continue;
         };
-        if let Some(message) = ephemeral_storage_over_limit(pod, ps) {
+        let files = pod_files_bytes(&volumes.root_dir, &ps.pod_ref.uid);
+        if let Some(message) = ephemeral_storage_over_limit(pod, ps, files) {
             info!(pod = ?pod.metadata.name, uid = %ps.pod_ref.uid, %message, "evicting pod");
             workers.evict(&ps.pod_ref.uid, message);
         }
     }
+}
+
+/// The bytes of the pod's etc-hosts and termination-log files (`<root>/pods/<uid>/etc-hosts`,
+/// `<root>/pods/<uid>/containers/<name>/<file>`), which its containers can write. Links are
+/// not followed.
+pub fn pod_files_bytes(root: &std::path::Path, uid: &str) -> u64 {
+    let dir = root.join("pods").join(uid);
+    let size = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len())
+    };
+    let mut total = size(&dir.join("etc-hosts"));
+    let containers = std::fs::read_dir(dir.join("containers"))
+        .into_iter()
+        .flatten();
+    for c in containers.flatten() {
+        if !c.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for f in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+            total = total.saturating_add(size(&f.path()));
+        }
+    }
+    total
 }
 
 /// Upstream's `emptyDirLimitEviction` for one pod; whether it was evicted.
@@ -108,4 +135,22 @@ async fn empty_dir_evicted(workers: &PodWorkers, volumes: &VolumeManager, pod: &
         return true;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_files_count_hosts_and_termination_logs_not_links() {
+        let root = std::env::temp_dir().join(format!("krs-podfiles-{}", std::process::id()));
+        let dir = root.join("pods/u1");
+        std::fs::create_dir_all(dir.join("containers/c")).unwrap();
+        std::fs::write(dir.join("etc-hosts"), vec![b'x'; 100]).unwrap();
+        std::fs::write(dir.join("containers/c/abc"), vec![b'y'; 20]).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("containers/c/link")).unwrap();
+        assert_eq!(pod_files_bytes(&root, "u1"), 120);
+        assert_eq!(pod_files_bytes(&root, "nope"), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

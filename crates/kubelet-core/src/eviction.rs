@@ -115,13 +115,16 @@ pub fn pod_ephemeral_limit(pod: &Pod) -> Option<(u64, String)> {
 /// Upstream's pod- and container-level local-storage eviction checks, in its order, on the
 /// pod's summary stats: the pod's ephemeral-storage use against the summed limit, then each
 /// container's rootfs plus logs against its own (this node has no separate image filesystem).
-pub fn ephemeral_storage_over_limit(pod: &Pod, stats: &PodStats) -> Option<String> {
+/// `pod_files` is what the pod's own files on the node take that the stats leave out: its
+/// etc-hosts and termination-log files, which its containers can write (CVE-2020-8557).
+pub fn ephemeral_storage_over_limit(pod: &Pod, stats: &PodStats, pod_files: u64) -> Option<String> {
     if let Some((limit, text)) = pod_ephemeral_limit(pod) {
         let used = stats
             .ephemeral_storage
             .as_ref()
             .and_then(|f| f.used_bytes)
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .saturating_add(pod_files);
         if used > limit {
             return Some(pod_ephemeral_message(&text));
         }
@@ -220,20 +223,30 @@ mod tests {
         // the pod total (emptyDirs included) over the 3Mi sum
         let s = usage(Some((3 << 20) + 1), &[("a", 0, 0), ("b", 0, 0)]);
         assert_eq!(
-            ephemeral_storage_over_limit(&p, &s).as_deref(),
+            ephemeral_storage_over_limit(&p, &s, 0).as_deref(),
             Some("Pod ephemeral local storage usage exceeds the total limit of containers 3Mi. ")
         );
         // a container's rootfs plus logs over its own limit, the pod still under
         let s = usage(Some(2 << 20), &[("a", 1 << 20, 1), ("b", 0, 0)]);
         assert_eq!(
-            ephemeral_storage_over_limit(&p, &s).as_deref(),
+            ephemeral_storage_over_limit(&p, &s, 0).as_deref(),
             Some("Container a exceeded its local ephemeral storage limit \"1Mi\". ")
         );
         // exactly at the limits: nothing
         let s = usage(Some(3 << 20), &[("a", 1 << 20, 0), ("b", 1 << 20, 1 << 20)]);
-        assert_eq!(ephemeral_storage_over_limit(&p, &s), None);
+        assert_eq!(ephemeral_storage_over_limit(&p, &s, 0), None);
         // unmeasured: nothing
-        assert_eq!(ephemeral_storage_over_limit(&p, &usage(None, &[])), None);
+        assert_eq!(ephemeral_storage_over_limit(&p, &usage(None, &[]), 0), None);
+        // the pod's etc-hosts and termination logs count toward its total
+        let s = usage(Some(3 << 20), &[("a", 0, 0), ("b", 0, 0)]);
+        assert_eq!(
+            ephemeral_storage_over_limit(&p, &s, 1).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 3Mi. ")
+        );
+        assert_eq!(
+            ephemeral_storage_over_limit(&p, &usage(None, &[]), (3 << 20) + 1).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 3Mi. ")
+        );
     }
 
     #[test]

@@ -228,3 +228,94 @@ async fn logs_are_complete_when_the_status_changes() {
     }
     ns.cleanup().await;
 }
+
+/// The kubelet's peak resident memory, in KiB.
+fn kubelet_hwm_kib() -> u64 {
+    let pid = std::fs::read_to_string(kubelet_e2e::env("KRS_KUBELET_PIDFILE")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The raw bytes of a request to the kubelet itself, as the cluster admin.
+fn kubelet_get_bytes(path: &str) -> (Vec<u8>, String) {
+    let dir = kubelet_e2e::env("KRS_CLUSTER_DIR");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "60", "-o", "-", "-D", "/dev/stderr"])
+        .args(["--cert", &format!("{dir}/pki/admin.crt")])
+        .args(["--key", &format!("{dir}/pki/admin.key")])
+        .arg(format!("https://127.0.0.1:10250{path}"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (out.stdout, code)
+}
+
+/// A 64 MiB log is served from its end for tailLines=1, without the kubelet holding it in
+/// memory; bytes that are not UTF-8 pass through with 200.
+#[tokio::test]
+async fn big_and_binary_logs_are_streamed() {
+    let ns = TestNs::new("biglog").await;
+    ns.create(&ns.pod("bin", "Never", busybox("printf '\\377\\376 raw\\n'")))
+        .await;
+    ns.create(&ns.pod("big", "Never", busybox("echo start")))
+        .await;
+    let n = ns.name.clone();
+    ns.wait_pod("bin", Duration::from_secs(30), |p| phase(p) == "Succeeded")
+        .await;
+    let (body, code) = kubelet_get_bytes(&format!("/containerLogs/{n}/bin/c"));
+    assert_eq!(
+        (body.as_slice(), code.as_str()),
+        (&b"\xff\xfe raw\n"[..], "200")
+    );
+
+    let p = ns
+        .wait_pod("big", Duration::from_secs(30), |p| phase(p) == "Succeeded")
+        .await;
+    // Grow the exited container's log to 64 MiB (no rotation touches an exited container's).
+    let uid = p.metadata.uid.unwrap();
+    let log = std::path::PathBuf::from(format!("/var/log/pods/{n}_big_{uid}/c/0.log"));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let line = format!(
+            "2026-11-30T10:00:00.000000000Z stdout F {}\n",
+            "y".repeat(1000)
+        );
+        let block = line.repeat(1024);
+        for _ in 0..64 {
+            f.write_all(block.as_bytes()).unwrap();
+        }
+        f.write_all(b"2026-11-30T10:00:01.000000000Z stdout F the end\n")
+            .unwrap();
+    }
+    assert!(std::fs::metadata(&log).unwrap().len() > 64 << 20);
+    let before = kubelet_hwm_kib();
+    let (body, code) = kubelet_get_bytes(&format!("/containerLogs/{n}/big/c?tailLines=1"));
+    assert_eq!(
+        (String::from_utf8_lossy(&body).as_ref(), code.as_str()),
+        ("the end\n", "200")
+    );
+    let (body, code) = kubelet_get_bytes(&format!("/containerLogs/{n}/big/c?limitBytes=10"));
+    assert_eq!(
+        (body.as_slice(), code.as_str()),
+        (&b"start\nyyyy"[..], "200")
+    );
+    // The whole log, streamed.
+    let (body, _) = kubelet_get_bytes(&format!("/containerLogs/{n}/big/c"));
+    assert_eq!(body.len(), 6 + 64 * 1024 * 1001 + 8);
+    let grown = kubelet_hwm_kib().saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "the kubelet's peak RSS grew by {grown} KiB"
+    );
+    ns.cleanup().await;
+}

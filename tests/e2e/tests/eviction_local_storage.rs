@@ -96,3 +96,29 @@ async fn container_and_pod_ephemeral_storage_limits() {
     );
     ns.cleanup().await;
 }
+
+/// A container that fills the files the kubelet gives it on the node's disk, /etc/hosts and
+/// its termination log, is evicted like one filling its root (CVE-2020-8557).
+#[tokio::test]
+async fn filling_etc_hosts_or_the_termination_log_evicts() {
+    let ns = TestNs::new("evict-hosts").await;
+    let script = |file: &str| format!("dd if=/dev/zero of={file} bs=1M count=6 && sleep 3600");
+    for (name, file) in [("hosts", "/etc/hosts"), ("termlog", "/dev/termination-log")] {
+        let c = json!([{
+            "name": "main", "image": BB, "imagePullPolicy": "Never",
+            "command": ["sh", "-c", script(file)],
+            "resources": {"limits": {"ephemeral-storage": "4Mi"}},
+        }]);
+        ns.create(&ns.pod(name, "Always", c)).await;
+    }
+    let msg = "Pod ephemeral local storage usage exceeds the total limit of containers 4Mi. ";
+    for pod in ["hosts", "termlog"] {
+        let p = ns
+            .wait_pod(pod, Duration::from_secs(60), |p| phase(p) == "Failed")
+            .await;
+        let st = p.status.unwrap();
+        assert_eq!(st.reason.as_deref(), Some("Evicted"), "{pod}");
+        assert_eq!(st.message.as_deref(), Some(msg), "{pod}");
+    }
+    ns.cleanup().await;
+}
