@@ -33,19 +33,24 @@ pub fn respond(request: &[u8], check: &Check) -> String {
 }
 
 pub async fn serve(listener: TcpListener, check: Check, cancel: CancellationToken) {
-    loop {
-        let conn = tokio::select! {
-            _ = cancel.cancelled() => return,
-            c = listener.accept() => c,
-        };
-        let Ok((mut sock, _)) = conn else { continue };
+    let open =
+        kubelet_server::listener::Connections::new(kubelet_server::listener::MAX_SMALL_CONNECTIONS);
+    while let Some((mut sock, _, slot)) =
+        kubelet_server::listener::accept(&listener, &open, &cancel).await
+    {
         let check = check.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
+            let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf));
+            let n = tokio::select! {
+                r = read => match r {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                },
+                // Displaced by a newer connection while still idle.
+                _ = slot.cancel.cancelled() => return,
             };
+            slot.mark_active();
             let resp = respond(&buf[..n], &check);
             if let Err(e) = sock.write_all(resp.as_bytes()).await {
                 warn!(error = %e, "healthz write failed");

@@ -188,6 +188,11 @@ fn swap_in_use(host: &dyn Host) -> bool {
 
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
     let cfg = s.config.clone();
+    // As Go's runtime does: connection caps, not EMFILE, bound the servers.
+    match kubelet_server::listener::raise_nofile_limit() {
+        Some(n) => info!(limit = n, "open files limit"),
+        None => warn!("could not raise the open files limit"),
+    }
     let host: Arc<dyn Host> = Arc::new(RealHost);
     if cfg.fail_swap_on && swap_in_use(host.as_ref()) {
         return Err(KubeletError::Flag {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod fuzzing;
+pub mod listener;
 pub mod logs;
 pub mod server;
 pub mod streaming;

@@ -414,21 +414,14 @@ pub async fn serve_read_only(
 ) {
     let app = read_only_router(host);
     let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            c = listener.accept() => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
+    let open = crate::listener::Connections::new(crate::listener::MAX_SMALL_CONNECTIONS);
+    while let Some((tcp, remote, slot)) = crate::listener::accept(&listener, &open, &cancel).await {
         let app = app.clone();
-        let cancel = cancel.clone();
+        let slot = Arc::new(slot);
+        let cancel = slot.cancel.clone();
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                slot.mark_active();
                 app.clone().oneshot(req.map(Body::new))
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -936,22 +929,19 @@ pub async fn serve(
     let Bound { listener, acceptor } = bound;
     let app = router(host, authn, authz, cancel.clone());
     let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            c = listener.accept() => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
+    let open = crate::listener::Connections::new(crate::listener::MAX_API_CONNECTIONS);
+    while let Some((tcp, remote, slot)) = crate::listener::accept(&listener, &open, &cancel).await {
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let cancel = cancel.clone();
+        let slot = Arc::new(slot);
+        let cancel = slot.cancel.clone();
         conns.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+            let tls = match tokio::select! {
+                r = handshake => r,
+                // Displaced by a newer connection while still idle.
+                _ = cancel.cancelled() => return,
+            } {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     debug!(%remote, error = %e, "TLS handshake failed");
@@ -965,6 +955,7 @@ pub async fn serve(
             let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_cert(c));
             let peer = Peer(user);
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                slot.mark_active();
                 req.extensions_mut().insert(peer.clone());
                 app.clone().oneshot(req.map(Body::new))
             });

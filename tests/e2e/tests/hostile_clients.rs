@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+/// The floods run one at a time: one would displace the other's connections.
+static ONE_FLOOD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Accepts whatever certificate the kubelet shows: the test is the attacker here.
 #[derive(Debug)]
 struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
@@ -95,6 +98,7 @@ fn ready(n: &Node) -> bool {
 
 #[tokio::test]
 async fn token_flood_does_not_starve_the_heartbeat() {
+    let _one = ONE_FLOOD.lock().await;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -170,4 +174,76 @@ async fn token_flood_does_not_starve_the_heartbeat() {
         refused >= TOTAL * 9 / 10,
         "only {refused} of {TOTAL} answered 401"
     );
+}
+
+fn kubelet_open_fds() -> usize {
+    let pid = std::fs::read_to_string(kubelet_e2e::env("KRS_KUBELET_PIDFILE")).unwrap();
+    std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .unwrap()
+        .count()
+}
+
+fn curl_code(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// 3000 connections that never say a word: the kubelet keeps at most its cap of them open,
+/// displacing the oldest idle ones, and /healthz and the API keep answering.
+#[tokio::test]
+async fn idle_connection_flood_is_bounded() {
+    let _one = ONE_FLOOD.lock().await;
+    // This process needs a descriptor per connection it holds.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if let Some(hard) = lim.maximum {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        );
+    }
+    let before = kubelet_open_fds();
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        match tokio::net::TcpStream::connect("127.0.0.1:10250").await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connecting: {e} after {}", idle.len()),
+        }
+    }
+    let dir = kubelet_e2e::env("KRS_CLUSTER_DIR");
+    let (cert, key) = (
+        format!("{dir}/pki/admin.crt"),
+        format!("{dir}/pki/admin.key"),
+    );
+    let t0 = Instant::now();
+    let api = curl_code(&[
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "https://127.0.0.1:10250/pods",
+    ]);
+    assert_eq!(api, "200", "the API during the flood");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(curl_code(&["http://127.0.0.1:10248/healthz"]), "200");
+    let during = kubelet_open_fds();
+    assert!(
+        during < before + 1024 + 64,
+        "the kubelet holds {during} descriptors (from {before}) for 3000 idle connections"
+    );
+    drop(idle);
 }
