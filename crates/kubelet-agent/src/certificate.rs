@@ -1,19 +1,68 @@
 //! The serving certificate when none is configured (upstream `kubelet.go`
 //! `initializeServerCertificate`: a self-signed pair in `--cert-dir`, made once, reused after).
+//! Each file is written whole (temporary file, fsync, rename), and a pair that does not load
+//! (unreadable, truncated, or a key that is not the certificate's) is made afresh, so a crash
+//! mid-write never leaves a kubelet that cannot start.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// `<dir>/kubelet.crt` and `<dir>/kubelet.key`: read if both exist, else made for `host`
-/// (and `localhost`, 127.0.0.1 and the given IPs) and written, the key readable by root only.
+/// Whether the files hold a certificate and its own private key that TLS can serve with.
+fn usable_pair(crt: &Path, key: &Path) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Ok(certs) =
+        CertificateDer::pem_file_iter(crt).and_then(|i| i.collect::<Result<Vec<_>, _>>())
+    else {
+        return false;
+    };
+    let Ok(k) = PrivateKeyDer::from_pem_file(key) else {
+        return false;
+    };
+    if certs.is_empty() {
+        return false;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(signing) = provider.key_provider.load_private_key(k) else {
+        return false;
+    };
+    rustls::sign::CertifiedKey::new(certs, signing)
+        .keys_match()
+        .is_ok()
+}
+
+/// Writes `data` to `p` whole: a temporary file beside it, synced, then renamed over it.
+fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("writing {}: {e}", p.display());
+    let tmp = p.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(data.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, p).map_err(err)?;
+    // The rename itself must reach the disk too.
+    if let Some(d) = p.parent() {
+        let _ = std::fs::File::open(d).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// `<dir>/kubelet.crt` and `<dir>/kubelet.key`: reused if they load as a pair, else made for
+/// `host` (and `localhost`, 127.0.0.1 and the given IPs) and written, the key readable by root
+/// only.
 pub fn self_signed(
     dir: &Path,
     host: &str,
     ips: &[std::net::IpAddr],
 ) -> Result<(PathBuf, PathBuf), String> {
     let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
-    if crt.exists() && key.exists() {
+    if usable_pair(&crt, &key) {
         return Ok((crt, key));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -36,19 +85,10 @@ pub fn self_signed(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&pair).map_err(|e| e.to_string())?;
-    let write = |p: &Path, data: &str, mode: u32| -> Result<(), String> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(p)
-            .map_err(|e| format!("writing {}: {e}", p.display()))?;
-        f.write_all(data.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", p.display()))
-    };
-    write(&key, &pair.serialize_pem(), 0o600)?;
-    write(&crt, &cert.pem(), 0o644)?;
+    // The key first: a crash between the two leaves a pair that does not match, made afresh
+    // at the next start.
+    write_atomic(&key, &pair.serialize_pem(), 0o600)?;
+    write_atomic(&crt, &cert.pem(), 0o644)?;
     Ok((crt, key))
 }
 
@@ -70,6 +110,20 @@ mod tests {
         );
         let (c2, _) = self_signed(&dir, "node-a", &[]).unwrap();
         assert_eq!(std::fs::read_to_string(c2).unwrap(), first);
+        // A truncated certificate (a crash mid-write by an older kubelet) is made afresh.
+        std::fs::write(&c, &first[..first.len() / 2]).unwrap();
+        let (c3, k3) = self_signed(&dir, "node-a", &[]).unwrap();
+        let third = std::fs::read_to_string(&c3).unwrap();
+        assert_ne!(third, first);
+        assert!(usable_pair(&c3, &k3));
+        // A key from another pair: made afresh too.
+        let other = dir.join("other");
+        let (_, k_other) = self_signed(&other, "node-b", &[]).unwrap();
+        std::fs::copy(&k_other, &k3).unwrap();
+        assert!(!usable_pair(&c3, &k3));
+        let (c4, k4) = self_signed(&dir, "node-a", &[]).unwrap();
+        assert!(usable_pair(&c4, &k4));
+        assert!(!dir.join("kubelet.crt.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

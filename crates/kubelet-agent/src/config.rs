@@ -137,6 +137,7 @@ pub struct WebhookAuthentication {
     pub enabled: bool,
     #[serde(
         default = "two_minutes",
+        rename = "cacheTTL",
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
@@ -175,12 +176,14 @@ pub struct Authentication {
 pub struct WebhookAuthorization {
     #[serde(
         default = "five_minutes",
+        rename = "cacheAuthorizedTTL",
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
     pub cache_authorized_ttl: Duration,
     #[serde(
         default = "thirty_seconds",
+        rename = "cacheUnauthorizedTTL",
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
@@ -340,6 +343,10 @@ pub struct KubeletConfiguration {
         serialize_with = "ser_duration"
     )]
     pub streaming_connection_idle_timeout: Duration,
+    /// `true`: kernel settings that differ from what the kubelet expects stop it; `false`:
+    /// the kubelet sets them.
+    #[serde(default)]
+    pub protect_kernel_defaults: bool,
 }
 
 fn four_hours() -> Duration {
@@ -425,6 +432,7 @@ impl Default for KubeletConfiguration {
             enable_server: true,
             enable_debugging_handlers: true,
             streaming_connection_idle_timeout: four_hours(),
+            protect_kernel_defaults: false,
         }
     }
 }
@@ -486,7 +494,6 @@ const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("evictionMinimumReclaim", "{}"),
     ("podsPerCore", "0"),
     ("enableControllerAttachDetach", "true"),
-    ("protectKernelDefaults", "false"),
     ("featureGates", "{}"),
     ("systemReserved", "{}"),
     ("kubeReserved", "{}"),
@@ -572,6 +579,7 @@ const SUPPORTED: &[&str] = &[
     "enableServer",
     "enableDebuggingHandlers",
     "streamingConnectionIdleTimeout",
+    "protectKernelDefaults",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -647,6 +655,8 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
             field: e.path().to_string(),
             message: e.inner().to_string(),
         })?;
+    let mut config = config;
+    zero_means_default(&mut config);
     validate(&config)?;
     Ok(Loaded {
         config,
@@ -655,13 +665,73 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
     })
 }
 
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: p.clone(),
-        source,
-    })?;
+    // A config file is small; a device or a runaway file must not hold start-up.
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Syntax {
+            path: p,
+            message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        });
+    }
     parse(&p, &text)
+}
+
+/// Upstream's defaulting replaces these zero values (kubeadm writes durations as "0s").
+fn zero_means_default(c: &mut KubeletConfiguration) {
+    let d = KubeletConfiguration::default();
+    let dur = |v: &mut Duration, default: Duration| {
+        if v.is_zero() {
+            *v = default;
+        }
+    };
+    dur(&mut c.sync_frequency, d.sync_frequency);
+    dur(
+        &mut c.node_status_update_frequency,
+        d.node_status_update_frequency,
+    );
+    dur(&mut c.runtime_request_timeout, d.runtime_request_timeout);
+    dur(
+        &mut c.streaming_connection_idle_timeout,
+        d.streaming_connection_idle_timeout,
+    );
+    let (w, dw) = (&mut c.authentication.webhook, &d.authentication.webhook);
+    dur(&mut w.cache_ttl, dw.cache_ttl);
+    let (w, dw) = (&mut c.authorization.webhook, &d.authorization.webhook);
+    dur(&mut w.cache_authorized_ttl, dw.cache_authorized_ttl);
+    dur(&mut w.cache_unauthorized_ttl, dw.cache_unauthorized_ttl);
+    if c.node_status_report_frequency == Some(Duration::ZERO) {
+        c.node_status_report_frequency = None;
+    }
+    if c.node_lease_duration_seconds == 0 {
+        c.node_lease_duration_seconds = d.node_lease_duration_seconds;
+    }
+    if c.max_pods == 0 {
+        c.max_pods = d.max_pods;
+    }
+    if c.kube_api_burst == 0 {
+        c.kube_api_burst = d.kube_api_burst;
+    }
+    if c.event_burst == 0 {
+        c.event_burst = d.event_burst;
+    }
+    if c.port == 0 {
+        c.port = d.port;
+    }
+    if c.address.is_empty() {
+        c.address = d.address;
+    }
 }
 
 /// The smallest client QPS accepted: one request every 100 s.
@@ -881,7 +951,6 @@ mod tests {
         for bad in [
             "staticPodPath: /etc/kubernetes/manifests",
             "rotateCertificates: true",
-            "protectKernelDefaults: true",
             "imageGCHighThresholdPercent: 90",
             "featureGates: {RotateKubeletServerCertificate: true}",
             "kubeReserved: {cpu: 100m}",
@@ -929,6 +998,54 @@ mod tests {
             d.streaming_connection_idle_timeout,
             Duration::from_secs(4 * 3600)
         );
+    }
+
+    /// What kubeadm 1.20 writes: upstream's field names, zero durations meaning defaults.
+    #[test]
+    fn kubeadm_style_file_loads_with_defaults() {
+        let text = format!(
+            "{HEAD}authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    cacheTTL: 0s\n    enabled: true\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\nauthorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 0s\n    cacheUnauthorizedTTL: 0s\ncgroupDriver: cgroupfs\nclusterDNS:\n- 10.96.0.10\nclusterDomain: cluster.local\ncpuManagerReconcilePeriod: 0s\nevictionPressureTransitionPeriod: 0s\nfileCheckFrequency: 0s\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nhttpCheckFrequency: 0s\nimageMinimumGCAge: 0s\nlogging: {{}}\nnodeStatusReportFrequency: 0s\nnodeStatusUpdateFrequency: 0s\nrotateCertificates: false\nruntimeRequestTimeout: 0s\nshutdownGracePeriod: 0s\nshutdownGracePeriodCriticalPods: 0s\nstaticPodPath: \"\"\nstreamingConnectionIdleTimeout: 0s\nsyncFrequency: 0s\nvolumeStatsAggPeriod: 0s\n"
+        );
+        let l = parse("config.yaml", &text).unwrap();
+        let c = l.config;
+        assert_eq!(c.authentication.webhook.cache_ttl, Duration::from_secs(120));
+        assert_eq!(
+            c.authorization.webhook.cache_authorized_ttl,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.authorization.webhook.cache_unauthorized_ttl,
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.sync_frequency, Duration::from_secs(60));
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(
+            c.streaming_connection_idle_timeout,
+            Duration::from_secs(4 * 3600)
+        );
+        assert_eq!(c.node_status_report_frequency, None);
+        // /configz shows upstream's names.
+        let z = serde_json::to_value(&c).unwrap();
+        assert_eq!(z["authentication"]["webhook"]["cacheTTL"], "2m0s");
+        assert_eq!(z["authorization"]["webhook"]["cacheAuthorizedTTL"], "5m0s");
+    }
+
+    /// The documented production file loads, with nothing ignored or unknown.
+    #[test]
+    fn production_example_loads() {
+        let text = include_str!("../../../examples/kubelet-config-production.yaml");
+        let l = parse("examples/kubelet-config-production.yaml", text).unwrap();
+        assert!(l.unsupported.is_empty() && l.unknown.is_empty(), "{l:?}");
+        let c = l.config;
+        assert!(!c.authentication.anonymous.enabled);
+        assert!(c.protect_kernel_defaults);
+        assert_eq!(c.read_only_port, 0);
+        assert_eq!(
+            c.streaming_connection_idle_timeout,
+            Duration::from_secs(4 * 3600)
+        );
+        assert_eq!(c.tls_cipher_suites.len(), 6);
     }
 
     /// Values that would overflow or stall are field errors, never a panic.

@@ -47,6 +47,37 @@ pub enum KubeletError {
     },
     #[error("kubelet API server: {0}")]
     Server(String),
+    #[error("kernel settings: {0}")]
+    Kernel(String),
+}
+
+/// Upstream's `setupKernelTunables`: with `protect`, a kernel setting that differs from what
+/// the kubelet expects is an error; without, the kubelet sets it.
+pub fn setup_kernel_tunables(host: &dyn Host, protect: bool) -> Result<(), KubeletError> {
+    use kubelet_core::kernel::{KERNEL_TUNABLES, plan};
+    let path = |f: &str| std::path::Path::new("/proc/sys").join(f);
+    let current: Vec<(&'static str, Result<i64, String>)> = KERNEL_TUNABLES
+        .iter()
+        .map(|(f, _)| {
+            let v = host
+                .read_to_string(&path(f))
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.trim().parse::<i64>().map_err(|e| format!("{f}: {e}")));
+            (*f, v)
+        })
+        .collect();
+    let (set, mut errors) = plan(&current, protect);
+    for (flag, value) in set {
+        info!(flag, value, "updating kernel flag");
+        if let Err(e) = host.write_string(&path(flag), &value.to_string()) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(KubeletError::Kernel(errors.join(", ")))
+    }
 }
 
 /// Everything resolved from flags and the config file before anything starts.
@@ -200,6 +231,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             message: "running with swap on is not supported, please disable swap or set failSwapOn to false".into(),
         });
     }
+    setup_kernel_tunables(host.as_ref(), cfg.protect_kernel_defaults)?;
     let root_dir = PathBuf::from(&s.flags.root_dir);
     for dir in [
         root_dir.join("pods"),
@@ -210,6 +242,18 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             .await
             .map_err(|source| KubeletError::Io {
                 what: "creating",
+                path: dir.display().to_string(),
+                source,
+            })?;
+    }
+    // Pod directories hold secrets and tokens: root's (and its group's) alone, as upstream's
+    // 0750; enforced on a directory an older kubelet made too.
+    for dir in [root_dir.clone(), root_dir.join("pods")] {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))
+            .await
+            .map_err(|source| KubeletError::Io {
+                what: "chmod",
                 path: dir.display().to_string(),
                 source,
             })?;
@@ -711,4 +755,40 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     .await;
     tasks.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubelet_host::FakeHost;
+
+    fn host_with(overcommit: &str) -> FakeHost {
+        let h = FakeHost::default();
+        for (f, v) in kubelet_core::kernel::KERNEL_TUNABLES {
+            let v = if *f == "vm/overcommit_memory" {
+                overcommit.to_string()
+            } else {
+                format!("{v}\n")
+            };
+            let _ = h.write_string(&std::path::Path::new("/proc/sys").join(f), &v);
+        }
+        h
+    }
+
+    #[test]
+    fn kernel_tunables_are_set_or_protected() {
+        let h = host_with("0\n");
+        let e = setup_kernel_tunables(&h, true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "kernel settings: invalid kernel flag: vm/overcommit_memory, expected value: 1, actual value: 0"
+        );
+        // Not protected: set, after which protection passes.
+        setup_kernel_tunables(&h, false).unwrap();
+        let path = std::path::Path::new("/proc/sys/vm/overcommit_memory");
+        assert_eq!(h.read_to_string(path).unwrap(), "1");
+        setup_kernel_tunables(&h, true).unwrap();
+        // Unreadable: an error either way.
+        assert!(setup_kernel_tunables(&FakeHost::default(), false).is_err());
+    }
 }

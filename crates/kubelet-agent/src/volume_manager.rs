@@ -71,6 +71,21 @@ pub struct VolumeManager {
     tokens: Mutex<HashMap<TokenKey, Token>>,
     /// Pods whose sources changed since their volumes were last refreshed.
     dirty: Mutex<HashSet<String>>,
+    /// Pods whose volumes are set up (`true`) or whose directory the orphan clean-up is
+    /// removing (`false`): the one excludes the other.
+    claims: Mutex<HashMap<String, bool>>,
+}
+
+/// Ends a clean-up claim.
+struct Release<'a>(&'a VolumeManager, &'a str);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut c = self.0.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if c.get(self.1) == Some(&false) {
+            c.remove(self.1);
+        }
+    }
 }
 
 /// A token kept earlier, with its lifetime read from the JWT's `iat` and `exp` claims. Read
@@ -201,6 +216,7 @@ impl VolumeManager {
             objects: None,
             tokens: Mutex::default(),
             dirty: Mutex::default(),
+            claims: Mutex::default(),
         }
     }
 
@@ -233,9 +249,30 @@ impl VolumeManager {
         plugin_of(v).map(|p| volume_dir(&self.root_dir, uid, p, &v.name))
     }
 
+    /// Claims a pod directory for the orphan clean-up; `false` when its volumes are being set
+    /// up (a worker has the pod).
+    fn claim_for_cleanup(&self, uid: &str) -> bool {
+        let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match c.get(uid) {
+            Some(true) => false,
+            _ => {
+                c.insert(uid.to_string(), false);
+                true
+            }
+        }
+    }
+
     /// Sets up (or refreshes) every volume of the pod. Each failure is a `FailedMount` event;
     /// `Err` names the volumes not ready, and the containers must not start.
     pub async fn mount_pod(&self, pod: &Pod) -> Result<(), String> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        {
+            let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+            if c.get(uid) == Some(&false) {
+                return Err("the pod's directory is being cleaned up; retrying".into());
+            }
+            c.insert(uid.to_string(), true);
+        }
         if let Some(o) = &self.objects {
             o.register_pod(pod);
         }
@@ -619,6 +656,12 @@ impl VolumeManager {
     /// pod directory is then left alone, since deleting through a mount would delete data.
     pub fn unmount_pod(&self, uid: &str) -> Result<(), String> {
         let dir = self.pod_dir(uid);
+        {
+            let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+            if c.get(uid) == Some(&true) {
+                c.remove(uid);
+            }
+        }
         if let Some(o) = &self.objects {
             o.unregister_pod(uid);
         }
@@ -640,9 +683,8 @@ impl VolumeManager {
         }
         for sub in ["volumes", "volume-subpaths", "plugins"] {
             let d = dir.join(sub);
-            if let Err(e) = std::fs::remove_dir_all(&d)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
+            // Never through a mount the table did not show.
+            if let Err(e) = kubelet_host::fs::remove_all_one_fs(&d) {
                 return Err(format!("removing {}: {e}", d.display()));
             }
         }
@@ -665,10 +707,16 @@ impl VolumeManager {
             if active.contains(&uid) {
                 continue;
             }
-            match self.unmount_pod(&uid) {
+            // A pod given to a worker since `active` was taken sets its volumes up: leave it.
+            if !self.claim_for_cleanup(&uid) {
+                continue;
+            }
+            let result = self.unmount_pod(&uid);
+            let _release = Release(self, &uid);
+            match result {
                 Ok(()) => {
                     let dir = self.pod_dir(&uid);
-                    match std::fs::remove_dir_all(&dir) {
+                    match kubelet_host::fs::remove_all_one_fs(&dir) {
                         Ok(()) => info!(uid, "orphaned pod directory removed"),
                         Err(e) => warn!(uid, error = %e, "removing orphaned pod directory failed"),
                     }
@@ -809,6 +857,18 @@ mod tests {
         *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = None;
         vm.cleanup_orphans(&HashSet::from(["u1".to_string()]));
         assert!(root.join("pods/u1").exists());
+        vm.cleanup_orphans(&HashSet::new());
+        assert!(!root.join("pods/u1").exists());
+        // A pod whose volumes were set up after the active set was taken is not an orphan.
+        let q = pod(
+            serde_json::json!([{"name": "e", "emptyDir": {}}]),
+            serde_json::json!([]),
+        );
+        assert_eq!(vm.mount_pod(&q).await, Ok(()));
+        vm.cleanup_orphans(&HashSet::new());
+        assert!(root.join("pods/u1/volumes").exists(), "a worker's pod kept");
+        // Once torn down by its worker, it is fair game.
+        assert_eq!(vm.unmount_pod("u1"), Ok(()));
         vm.cleanup_orphans(&HashSet::new());
         assert!(!root.join("pods/u1").exists());
         let _ = std::fs::remove_dir_all(&root);

@@ -12,6 +12,7 @@ pub mod envvars;
 pub mod eviction;
 pub mod hash;
 pub mod hosts;
+pub mod kernel;
 pub mod labels;
 pub mod logs;
 pub mod qos;

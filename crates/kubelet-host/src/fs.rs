@@ -79,3 +79,88 @@ mod tests {
         assert!(disk_usage(&d).is_err());
     }
 }
+
+/// Removes `root` and everything under it, as `rm -rf --one-file-system`: symlinks are removed,
+/// never followed, and a directory on another filesystem (a mount left behind) stops the
+/// removal with an error instead of emptying that filesystem. A missing `root` is not an error.
+pub fn remove_all_one_fs(root: &Path) -> io::Result<()> {
+    let top = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !top.is_dir() {
+        return std::fs::remove_file(root);
+    }
+    fn walk(dir: &Path, dev: u64) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let p = entry.path();
+            let m = std::fs::symlink_metadata(&p)?;
+            if m.is_dir() {
+                if m.dev() != dev {
+                    return Err(io::Error::other(format!(
+                        "{} is on another filesystem (still mounted?)",
+                        p.display()
+                    )));
+                }
+                walk(&p, dev)?;
+                std::fs::remove_dir(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+    walk(root, top.dev())?;
+    std::fs::remove_dir(root)
+}
+
+#[cfg(test)]
+mod one_fs_tests {
+    use super::*;
+
+    #[test]
+    fn removes_a_tree_without_following_links() {
+        let base = std::env::temp_dir().join(format!("krs-rmfs-{}", std::process::id()));
+        let keep = base.join("keep");
+        let tree = base.join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(keep.join("precious"), "x").unwrap();
+        std::fs::write(tree.join("a/b/f"), "y").unwrap();
+        std::os::unix::fs::symlink(&keep, tree.join("a/link")).unwrap();
+        remove_all_one_fs(&tree).unwrap();
+        assert!(!tree.exists());
+        assert!(
+            keep.join("precious").exists(),
+            "a link's target is left alone"
+        );
+        remove_all_one_fs(&tree).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn stops_at_another_filesystem() {
+        // A tmpfs left mounted inside the tree (needs root, as the kubelet and CI run).
+        let base = std::env::temp_dir().join(format!("krs-rmfs2-{}", std::process::id()));
+        let m = base.join("vol/mnt");
+        std::fs::create_dir_all(&m).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &m,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .expect("mounting a tmpfs (run as root)");
+        std::fs::write(m.join("data"), "keep").unwrap();
+        std::os::unix::fs::symlink("/proc", base.join("proc")).unwrap();
+        let e = remove_all_one_fs(&base).unwrap_err();
+        assert!(e.to_string().contains("another filesystem"), "{e}");
+        assert_eq!(std::fs::read_to_string(m.join("data")).unwrap(), "keep");
+        rustix::mount::unmount(&m, rustix::mount::UnmountFlags::empty()).unwrap();
+        remove_all_one_fs(&base).unwrap();
+        assert!(!base.exists());
+    }
+}

@@ -23,6 +23,11 @@ pub enum HostError {
     },
     #[error("parsing {what}: {detail}")]
     Parse { what: &'static str, detail: String },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = HostError> = std::result::Result<T, E>;
@@ -59,6 +64,8 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     /// The IPv4 address of the interface carrying the default route.
     fn default_route_ip(&self) -> Option<IpAddr>;
     fn read_to_string(&self, path: &Path) -> Result<String>;
+    /// Writes a small file in place (a sysctl under /proc/sys).
+    fn write_string(&self, path: &Path, contents: &str) -> Result<()>;
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +189,13 @@ impl Host for RealHost {
             source,
         })
     }
+
+    fn write_string(&self, path: &Path, contents: &str) -> Result<()> {
+        std::fs::write(path, contents).map_err(|source| HostError::Write {
+            path: path.into(),
+            source,
+        })
+    }
 }
 
 /// A scriptable host for tests.
@@ -217,6 +231,12 @@ impl Host for FakeHost {
                 path: path.into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             })
+    }
+    fn write_string(&self, path: &Path, contents: &str) -> Result<()> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.retain(|(p, _)| p != path);
+        files.push((path.to_path_buf(), contents.to_string()));
+        Ok(())
     }
 }
 
