@@ -118,6 +118,9 @@ cgroupDriver: cgroupfs
 failSwapOn: false
 clusterDNS: [10.0.0.10]
 clusterDomain: cluster.local
+# The test host's firewall is not ours to change (CI machines are shared); the e2e test
+# makes the kubelet's iptables chains in a network namespace instead.
+makeIPTablesUtilChains: false
 EOF
 put audit-policy.yaml <<'EOF'
 apiVersion: audit.k8s.io/v1

@@ -347,6 +347,20 @@ pub struct KubeletConfiguration {
     /// the kubelet sets them.
     #[serde(default)]
     pub protect_kernel_defaults: bool,
+    /// KUBE-FIREWALL (dropping martian traffic to localhost) and the mark chains.
+    #[serde(default = "yes", rename = "makeIPTablesUtilChains")]
+    pub make_iptables_util_chains: bool,
+    #[serde(default = "default_masquerade_bit", rename = "iptablesMasqueradeBit")]
+    pub iptables_masquerade_bit: i32,
+    #[serde(default = "default_drop_bit", rename = "iptablesDropBit")]
+    pub iptables_drop_bit: i32,
+}
+
+fn default_masquerade_bit() -> i32 {
+    14
+}
+fn default_drop_bit() -> i32 {
+    15
 }
 
 fn four_hours() -> Duration {
@@ -433,6 +447,9 @@ impl Default for KubeletConfiguration {
             enable_debugging_handlers: true,
             streaming_connection_idle_timeout: four_hours(),
             protect_kernel_defaults: false,
+            make_iptables_util_chains: true,
+            iptables_masquerade_bit: default_masquerade_bit(),
+            iptables_drop_bit: default_drop_bit(),
         }
     }
 }
@@ -453,12 +470,8 @@ const IGNORED: &[&str] = &[
     "serializeImagePulls",
     "configMapAndSecretChangeDetectionStrategy",
     "volumePluginDir",
-    "iptablesMasqueradeBit",
-    "iptablesDropBit",
     "evictionPressureTransitionPeriod",
     "maxOpenFiles",
-    // The default (true) is not built yet: see makeIPTablesUtilChains in the README.
-    "makeIPTablesUtilChains",
 ];
 
 /// Fields of v1beta1 this kubelet does not honour yet: accepted only with values that ask for
@@ -580,6 +593,9 @@ const SUPPORTED: &[&str] = &[
     "enableDebuggingHandlers",
     "streamingConnectionIdleTimeout",
     "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
 ];
 
 /// The parsed file plus what the operator should be told about it.
@@ -766,6 +782,17 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     }
     if c.node_status_update_frequency.is_zero() {
         return bad("nodeStatusUpdateFrequency", "must be positive");
+    }
+    for (field, bit) in [
+        ("iptablesMasqueradeBit", c.iptables_masquerade_bit),
+        ("iptablesDropBit", c.iptables_drop_bit),
+    ] {
+        if !(0..=31).contains(&bit) {
+            return bad(field, "must be between 0 and 31");
+        }
+    }
+    if c.iptables_masquerade_bit == c.iptables_drop_bit {
+        return bad("iptablesDropBit", "must differ from iptablesMasqueradeBit");
     }
     if c.max_pods == 0 {
         return bad("maxPods", "must be positive");

@@ -727,6 +727,33 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         ));
     }
 
+    if cfg.make_iptables_util_chains {
+        // As upstream: made at start and checked every minute.
+        let (masq, drop) = (
+            cfg.iptables_masquerade_bit.unsigned_abs(),
+            cfg.iptables_drop_bit.unsigned_abs(),
+        );
+        let stop = cancel.child_token();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let ipt = kubelet_host::iptables::IptablesCmd::default();
+                let errors = tokio::task::spawn_blocking(move || {
+                    kubelet_host::iptables::sync_network_util(&ipt, masq, drop)
+                })
+                .await
+                .unwrap_or_else(|e| vec![e.to_string()]);
+                for e in errors {
+                    warn!(error = %e, "making the iptables util chains failed");
+                }
+            }
+        });
+    }
+
     if cfg.healthz_port != 0 {
         let addr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port);
         let listener = tokio::net::TcpListener::bind(&addr)

@@ -2,6 +2,7 @@
 
 pub mod cgroups;
 pub mod fs;
+pub mod iptables;
 pub mod mount;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};

@@ -1,0 +1,303 @@
+//! The kubelet's iptables chains (upstream `kubelet_network_linux.go` syncNetworkUtil, with
+//! `makeIPTablesUtilChains`): KUBE-MARK-DROP and KUBE-FIREWALL, which drops marked packets and
+//! packets to 127.0.0.0/8 from elsewhere (CVE-2020-8558, "martian" localhost traffic), jumped
+//! to from INPUT and OUTPUT; KUBE-MARK-MASQ and KUBE-POSTROUTING for masquerading.
+//! [`Iptables`] is the seam: [`IptablesCmd`] runs the `iptables` binary.
+
+use std::io;
+
+/// Runs one iptables invocation; `Ok(true)` when it exited 0, `Ok(false)` otherwise (with
+/// its error output), `Err` when it could not run.
+pub trait Iptables: Send + Sync + std::fmt::Debug {
+    fn run(&self, args: &[&str]) -> io::Result<(bool, String)>;
+}
+
+/// The `iptables` program, waiting for the xtables lock (`-w`); `prefix` runs it through
+/// another command (`ip netns exec NAME`), for tests in a network namespace of their own.
+#[derive(Debug, Default)]
+pub struct IptablesCmd {
+    pub prefix: Vec<String>,
+}
+
+impl Iptables for IptablesCmd {
+    fn run(&self, args: &[&str]) -> io::Result<(bool, String)> {
+        let mut argv: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        argv.extend(["iptables", "-w"]);
+        argv.extend_from_slice(args);
+        let out = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+pub const KUBE_MARK_DROP: &str = "KUBE-MARK-DROP";
+pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
+pub const KUBE_FIREWALL: &str = "KUBE-FIREWALL";
+pub const KUBE_POSTROUTING: &str = "KUBE-POSTROUTING";
+
+/// Upstream's mark for a bit, as Go's `%#08x`: `0x004000` for bit 14.
+pub fn mark(bit: u32) -> String {
+    format!("{:#08x}", 1u64 << bit)
+}
+
+fn ensure_chain(ipt: &dyn Iptables, table: &str, chain: &str) -> Result<(), String> {
+    let (ok, err) = ipt
+        .run(&["-t", table, "-N", chain])
+        .map_err(|e| format!("running iptables: {e}"))?;
+    if ok || err.contains("already exists") {
+        Ok(())
+    } else {
+        Err(format!(
+            "error ensuring chain {chain} in table {table}: {err}"
+        ))
+    }
+}
+
+/// Adds the rule unless `-C` finds it; `prepend` puts it first.
+fn ensure_rule(
+    ipt: &dyn Iptables,
+    prepend: bool,
+    table: &str,
+    chain: &str,
+    rule: &[&str],
+) -> Result<(), String> {
+    let mut check = vec!["-t", table, "-C", chain];
+    check.extend_from_slice(rule);
+    let (exists, _) = ipt
+        .run(&check)
+        .map_err(|e| format!("running iptables: {e}"))?;
+    if exists {
+        return Ok(());
+    }
+    let mut add = vec!["-t", table, if prepend { "-I" } else { "-A" }, chain];
+    add.extend_from_slice(rule);
+    let (ok, err) = ipt
+        .run(&add)
+        .map_err(|e| format!("running iptables: {e}"))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("error ensuring rule in {table}/{chain}: {err}"))
+    }
+}
+
+/// Makes sure the chains and rules are in place; the errors, each already worded.
+pub fn sync_network_util(ipt: &dyn Iptables, masquerade_bit: u32, drop_bit: u32) -> Vec<String> {
+    let mut errors = vec![];
+    let mut run = |r: Result<(), String>| {
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    };
+    let drop = mark(drop_bit);
+    let drop_match = format!("{drop}/{drop}");
+    run(ensure_chain(ipt, "nat", KUBE_MARK_DROP));
+    run(ensure_rule(
+        ipt,
+        false,
+        "nat",
+        KUBE_MARK_DROP,
+        &["-j", "MARK", "--or-mark", &drop],
+    ));
+    run(ensure_chain(ipt, "filter", KUBE_FIREWALL));
+    run(ensure_rule(
+        ipt,
+        false,
+        "filter",
+        KUBE_FIREWALL,
+        &[
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes firewall for dropping marked packets",
+            "-m",
+            "mark",
+            "--mark",
+            &drop_match,
+            "-j",
+            "DROP",
+        ],
+    ));
+    // Packets to localhost that did not come from it, unless part of a forwarded
+    // connection: a pod or a neighbour reaching a localhost-only service (CVE-2020-8558).
+    run(ensure_rule(
+        ipt,
+        false,
+        "filter",
+        KUBE_FIREWALL,
+        &[
+            "-m",
+            "comment",
+            "--comment",
+            "block incoming localnet connections",
+            "--dst",
+            "127.0.0.0/8",
+            "!",
+            "--src",
+            "127.0.0.0/8",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-j",
+            "DROP",
+        ],
+    ));
+    run(ensure_rule(
+        ipt,
+        true,
+        "filter",
+        "OUTPUT",
+        &["-j", KUBE_FIREWALL],
+    ));
+    run(ensure_rule(
+        ipt,
+        true,
+        "filter",
+        "INPUT",
+        &["-j", KUBE_FIREWALL],
+    ));
+    let masq = mark(masquerade_bit);
+    let masq_match = format!("{masq}/{masq}");
+    run(ensure_chain(ipt, "nat", KUBE_MARK_MASQ));
+    run(ensure_chain(ipt, "nat", KUBE_POSTROUTING));
+    run(ensure_rule(
+        ipt,
+        false,
+        "nat",
+        KUBE_MARK_MASQ,
+        &["-j", "MARK", "--or-mark", &masq],
+    ));
+    run(ensure_rule(
+        ipt,
+        true,
+        "nat",
+        "POSTROUTING",
+        &[
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes postrouting rules",
+            "-j",
+            KUBE_POSTROUTING,
+        ],
+    ));
+    run(ensure_rule(
+        ipt,
+        false,
+        "nat",
+        KUBE_POSTROUTING,
+        &["-m", "mark", "!", "--mark", &masq_match, "-j", "RETURN"],
+    ));
+    // Clear the mark so a packet that goes through the stack again is not masqueraded twice.
+    run(ensure_rule(
+        ipt,
+        false,
+        "nat",
+        KUBE_POSTROUTING,
+        &["-j", "MARK", "--xor-mark", &masq],
+    ));
+    run(ensure_rule(
+        ipt,
+        false,
+        "nat",
+        KUBE_POSTROUTING,
+        &[
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes service traffic requiring SNAT",
+            "-j",
+            "MASQUERADE",
+        ],
+    ));
+    errors
+}
+
+/// A recording iptables that keeps rules in memory, for tests.
+#[derive(Debug, Default)]
+pub struct FakeIptables {
+    /// (table, chain, rule) in order; chains are rules with an empty rule.
+    pub rules: std::sync::Mutex<Vec<(String, String, String)>>,
+    pub calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Iptables for FakeIptables {
+    fn run(&self, args: &[&str]) -> io::Result<(bool, String)> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(args.join(" "));
+        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let (table, op, chain) = match args {
+            ["-t", t, op, c, ..] => (t.to_string(), *op, c.to_string()),
+            _ => return Ok((false, "bad arguments".into())),
+        };
+        let rule = args[4..].join(" ");
+        let has = |r: &[(String, String, String)], rule: &str| {
+            r.iter()
+                .any(|(t, c, x)| *t == table && *c == chain && x == rule)
+        };
+        Ok(match op {
+            "-N" if has(&rules, "") => (false, "iptables: Chain already exists.".into()),
+            "-N" => {
+                rules.push((table, chain, String::new()));
+                (true, String::new())
+            }
+            "-C" => (has(&rules, &rule), String::new()),
+            "-A" => {
+                rules.push((table, chain, rule));
+                (true, String::new())
+            }
+            "-I" => {
+                rules.insert(0, (table, chain, rule));
+                (true, String::new())
+            }
+            _ => (false, format!("unsupported {op}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_as_go_prints_them() {
+        assert_eq!(mark(14), "0x004000");
+        assert_eq!(mark(15), "0x008000");
+        assert_eq!(mark(0), "0x000001");
+    }
+
+    #[test]
+    fn chains_and_rules_are_made_once() {
+        let ipt = FakeIptables::default();
+        assert!(sync_network_util(&ipt, 14, 15).is_empty());
+        let first = ipt.rules.lock().unwrap().clone();
+        assert!(first.iter().any(|(t, c, r)| t == "filter"
+            && c == KUBE_FIREWALL
+            && r.contains("--dst 127.0.0.0/8 ! --src 127.0.0.0/8")
+            && r.contains("! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")));
+        assert!(
+            first
+                .iter()
+                .any(|(t, c, r)| t == "filter" && c == "INPUT" && r == "-j KUBE-FIREWALL")
+        );
+        assert!(
+            first
+                .iter()
+                .any(|(t, c, r)| t == "filter" && c == "OUTPUT" && r == "-j KUBE-FIREWALL")
+        );
+        assert!(first.iter().any(|(t, c, r)| t == "nat"
+            && c == KUBE_MARK_DROP
+            && r == "-j MARK --or-mark 0x008000"));
+        // A second pass finds everything and adds nothing.
+        assert!(sync_network_util(&ipt, 14, 15).is_empty());
+        assert_eq!(*ipt.rules.lock().unwrap(), first);
+    }
+}
