@@ -357,3 +357,35 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// curl with the given arguments (certificates not checked): the body and the status code.
+pub fn curl(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (body.to_string(), code.to_string())
+}
+
+/// A request to the kubelet itself (10250) as the cluster admin: the body and status code.
+pub fn kubelet_get(path: &str) -> (String, String) {
+    let dir = env("KRS_CLUSTER_DIR");
+    curl(&[
+        "--cert",
+        &format!("{dir}/pki/admin.crt"),
+        "--key",
+        &format!("{dir}/pki/admin.key"),
+        &format!("https://127.0.0.1:10250{path}"),
+    ])
+}
+
+/// The status code and message of an API error, or a panic naming what came instead.
+pub fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
+    match r {
+        Err(kube::Error::Api(s)) => (s.code, s.message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::LogParams;
-use kubelet_e2e::{TestNs, container_state, phase};
+use kubelet_e2e::{TestNs, api_error, container_state, kubelet_get, phase};
 use serde_json::json;
 use std::time::Duration;
 
@@ -16,21 +16,6 @@ fn busybox(script: &str) -> serde_json::Value {
 
 async fn logs(ns: &TestNs, pod: &str, p: LogParams) -> Result<String, kube::Error> {
     ns.pods().logs(pod, &p).await
-}
-
-/// The body and status code of a request to the kubelet itself, as the cluster admin.
-fn kubelet_get(path: &str) -> (String, String) {
-    let dir = kubelet_e2e::env("KRS_CLUSTER_DIR");
-    let out = std::process::Command::new("curl")
-        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(["--cert", &format!("{dir}/pki/admin.crt")])
-        .args(["--key", &format!("{dir}/pki/admin.key")])
-        .arg(format!("https://127.0.0.1:10250{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (body.to_string(), code.to_string())
 }
 
 #[tokio::test]
@@ -123,17 +108,14 @@ async fn log_errors_match_upstream() {
         Duration::from_secs(20),
     )
     .await;
-    let e = logs(&ns, "waits", LogParams::default()).await.unwrap_err();
-    match e {
-        kube::Error::Api(s) => {
-            assert_eq!(s.code, 400, "{s:?}");
-            assert_eq!(
-                s.message,
-                r#"container "c" in pod "waits" is waiting to start: CreateContainerConfigError"#
-            );
-        }
-        other => panic!("{other}"),
-    }
+    assert_eq!(
+        api_error(logs(&ns, "waits", LogParams::default()).await),
+        (
+            400,
+            r#"container "c" in pod "waits" is waiting to start: CreateContainerConfigError"#
+                .to_string()
+        )
+    );
     // A running container has no previous instance.
     ns.create(&ns.pod("runs", "Always", busybox("sleep 3600")))
         .await;
@@ -143,16 +125,13 @@ async fn log_errors_match_upstream() {
         previous: true,
         ..Default::default()
     };
-    match logs(&ns, "runs", prev).await.unwrap_err() {
-        kube::Error::Api(s) => {
-            assert_eq!(s.code, 400, "{s:?}");
-            assert_eq!(
-                s.message,
-                r#"previous terminated container "c" in pod "runs" not found"#
-            );
-        }
-        other => panic!("{other}"),
-    }
+    assert_eq!(
+        api_error(logs(&ns, "runs", prev).await),
+        (
+            400,
+            r#"previous terminated container "c" in pod "runs" not found"#.to_string()
+        )
+    );
     // What only the kubelet itself can be asked: unknown pods and containers.
     let n = &ns.name;
     assert_eq!(

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::LogParams;
-use kubelet_e2e::{TestNs, env, phase};
+use kubelet_e2e::{TestNs, env, kubelet_get, phase};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,20 +46,6 @@ impl Drop for Restore {
     fn drop(&mut self) {
         restart_kubelet(None);
     }
-}
-
-fn kubelet_get(path: &str) -> (String, String) {
-    let dir = env("KRS_CLUSTER_DIR");
-    let out = std::process::Command::new("curl")
-        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(["--cert", &format!("{dir}/pki/admin.crt")])
-        .args(["--key", &format!("{dir}/pki/admin.key")])
-        .arg(format!("https://127.0.0.1:10250{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (body.to_string(), code.to_string())
 }
 
 #[tokio::test]

@@ -3,20 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::LogParams;
-use kubelet_e2e::{TestNs, node_name, phase};
+use kubelet_e2e::{TestNs, curl, node_name, phase};
 use serde_json::json;
 use std::time::Duration;
-
-fn curl(args: &[&str]) -> (String, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (body.to_string(), code.to_string())
-}
 
 #[tokio::test]
 async fn logs_through_the_api_server() {
