@@ -3,7 +3,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 need=(containerd runc containernetworking-plugins busybox-static umoci skopeo gcc libc6-dev
-      golang-go rsync jq etcd-server etcd-client openssl iproute2 iptables make)
+      golang-go rsync jq etcd-server etcd-client openssl iproute2 iptables make curl)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
