@@ -5,6 +5,7 @@
 //! [`fake::FakeRuntime`] keeps state in memory and records calls for unit tests.
 
 pub mod error;
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod logs;
 pub mod remote;

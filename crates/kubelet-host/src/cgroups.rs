@@ -162,12 +162,14 @@ impl CgroupV1 {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// Records calls and keeps a set of paths, for unit tests.
 #[derive(Debug, Default)]
 pub struct FakeCgroups {
     pub state: std::sync::Mutex<std::collections::BTreeMap<String, PodLimits>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Cgroups for FakeCgroups {
     fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
         self.state

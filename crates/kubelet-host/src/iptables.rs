@@ -219,6 +219,7 @@ pub fn sync_network_util(ipt: &dyn Iptables, masquerade_bit: u32, drop_bit: u32)
     errors
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// A recording iptables that keeps rules in memory, for tests.
 #[derive(Debug, Default)]
 pub struct FakeIptables {
@@ -227,6 +228,7 @@ pub struct FakeIptables {
     pub calls: std::sync::Mutex<Vec<String>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Iptables for FakeIptables {
     fn run(&self, args: &[&str]) -> io::Result<(bool, String)> {
         self.calls

@@ -199,6 +199,7 @@ impl Host for RealHost {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// A scriptable host for tests.
 #[derive(Debug, Default)]
 pub struct FakeHost {
@@ -209,6 +210,7 @@ pub struct FakeHost {
     pub files: Mutex<Vec<(PathBuf, String)>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Host for FakeHost {
     fn machine_info(&self) -> Result<MachineInfo> {
         Ok(self.info.clone())

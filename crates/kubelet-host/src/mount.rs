@@ -117,6 +117,7 @@ impl Mounter for RealMounter {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// Records calls and keeps a mount table in memory; directories are left as they are.
 #[derive(Debug, Default)]
 pub struct FakeMounter {
@@ -126,6 +127,7 @@ pub struct FakeMounter {
     pub fail_on: Mutex<Option<String>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl FakeMounter {
     fn record(&self, call: String, target: &Path) -> io::Result<()> {
         self.calls
@@ -150,6 +152,7 @@ impl FakeMounter {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Mounter for FakeMounter {
     fn mount_tmpfs(&self, target: &Path, size: Option<u64>) -> io::Result<()> {
         self.record(format!("tmpfs {} {size:?}", target.display()), target)?;

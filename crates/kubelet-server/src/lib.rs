@@ -3,6 +3,7 @@
 //! `/pods`, `/containerLogs`). The kubelet provides its state through [`HostInterface`].
 
 pub mod auth;
+#[cfg(any(test, feature = "test-util"))]
 pub mod fuzzing;
 pub mod listener;
 pub mod logs;
