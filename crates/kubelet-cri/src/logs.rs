@@ -359,19 +359,24 @@ pub fn tail_start<F: Read + Seek>(f: &mut F, n: u64) -> io::Result<u64> {
     Ok(if n == 0 { size } else { 0 })
 }
 
+/// Positions an open log at the start of its last `lines` lines ([`tail_start`], off the
+/// runtime's threads).
+pub async fn seek_to_tail(file: tokio::fs::File, lines: u64) -> io::Result<tokio::fs::File> {
+    let mut f = file.into_std().await;
+    tokio::task::spawn_blocking(move || {
+        let start = tail_start(&mut f, lines)?;
+        f.seek(SeekFrom::Start(start))?;
+        Ok(tokio::fs::File::from_std(f))
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
 /// The last `lines` lines of the log, at most its last `bytes` bytes (upstream's
 /// FallbackToLogsOnError: a tail of 80 lines into a 2 KiB ring buffer).
 pub async fn read_last(path: &std::path::Path, lines: u64, bytes: usize) -> io::Result<Vec<u8>> {
-    let path = path.to_path_buf();
-    let file = tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path)?;
-        let start = tail_start(&mut f, lines)?;
-        f.seek(SeekFrom::Start(start))?;
-        Ok::<_, io::Error>(f)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    let mut r = LogReader::new(tokio::fs::File::from_std(file), ReadOptions::default());
+    let file = seek_to_tail(tokio::fs::File::open(path).await?, lines).await?;
+    let mut r = LogReader::new(file, ReadOptions::default());
     let mut ring = Vec::new();
     while let Some(out) = r.next().await? {
         ring.extend_from_slice(&out);

@@ -850,16 +850,9 @@ async fn open_log(path: &std::path::Path, tail: Option<u64>) -> Result<tokio::fs
     let Some(n) = tail else {
         return Ok(file);
     };
-    let mut std_file = file.into_std().await;
-    tokio::task::spawn_blocking(move || {
-        use std::io::Seek;
-        let start = kubelet_cri::logs::tail_start(&mut std_file, n)?;
-        std_file.seek(std::io::SeekFrom::Start(start))?;
-        Ok::<_, std::io::Error>(tokio::fs::File::from_std(std_file))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("failed to tail {n} lines of log file {shown:?}: {e}"))
+    kubelet_cri::logs::seek_to_tail(file, n)
+        .await
+        .map_err(|e| format!("failed to tail {n} lines of log file {shown:?}: {e}"))
 }
 
 /// An IO error as Go prints it ("no such file or directory").
