@@ -643,7 +643,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             cfg.port
         );
     }
-    if let (true, Some(api), Some((cert, key))) = (cfg.enable_server, &api, &tls_files) {
+    if let (true, Some(clients), Some((cert, key))) = (cfg.enable_server, &clients, &tls_files) {
         let read = |p: &str| {
             std::fs::read(p).map_err(|source| KubeletError::Io {
                 what: "reading",
@@ -673,12 +673,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         let bound = kubelet_server::bind(&server_cfg)
             .await
             .map_err(|e| KubeletError::Server(e.to_string()))?;
-        let reviewers = Arc::new(crate::server::ApiReviewers::new(
-            clients
-                .as_ref()
-                .map(|c| c.auth.clone())
-                .unwrap_or_else(|| api.clone()),
-        ));
+        let reviewers = Arc::new(crate::server::ApiReviewers::new(clients.auth.clone()));
         let authn = &cfg.authentication;
         let tokens: Option<Arc<dyn kubelet_server::auth::TokenReviewer>> = authn
             .webhook
