@@ -94,29 +94,29 @@ pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
 
 pub fn allocatable(i: &NodeInputs) -> BTreeMap<String, Quantity> {
     let mut a = capacity(i);
-    let mem_res = i
-        .eviction_hard
-        .get("memory.available")
-        .map(|v| threshold_bytes(v, i.machine.memory_bytes))
-        .unwrap_or(0);
-    let fs_res = i
-        .eviction_hard
-        .get("nodefs.available")
-        .map(|v| threshold_bytes(v, i.root_fs.capacity_bytes))
-        .unwrap_or(0);
-    a.insert(
-        "memory".into(),
-        q(format_binary_si(
-            i.machine.memory_bytes.saturating_sub(mem_res),
-        )),
-    );
-    a.insert(
-        "ephemeral-storage".into(),
-        q(format_binary_si(
-            i.root_fs.capacity_bytes.saturating_sub(fs_res),
-        )),
-    );
+    let (memory, storage) = allocatable_bytes(&i.machine, &i.root_fs, &i.eviction_hard);
+    a.insert("memory".into(), q(format_binary_si(memory)));
+    a.insert("ephemeral-storage".into(), q(format_binary_si(storage)));
     a
+}
+
+/// Allocatable memory and ephemeral storage: capacity less the hard eviction thresholds.
+fn allocatable_bytes(
+    machine: &MachineInfo,
+    root_fs: &FsStats,
+    eviction_hard: &BTreeMap<String, String>,
+) -> (u64, u64) {
+    let reserved = |signal: &str, capacity: u64| {
+        eviction_hard
+            .get(signal)
+            .map_or(0, |v| threshold_bytes(v, capacity))
+    };
+    let mem = machine.memory_bytes;
+    let fs = root_fs.capacity_bytes;
+    (
+        mem.saturating_sub(reserved("memory.available", mem)),
+        fs.saturating_sub(reserved("nodefs.available", fs)),
+    )
 }
 
 /// Node allocatable as plain quantities, the downward API's default for unset cpu, memory
@@ -126,23 +126,12 @@ pub fn downward_allocatable(
     root_fs: &FsStats,
     eviction_hard: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let i = NodeInputs {
-        machine: machine.clone(),
-        root_fs: *root_fs,
-        memory_available: None,
-        runtime: RuntimeState::default(),
-        images: vec![],
-        addresses: vec![],
-        port: 0,
-        max_pods: 0,
-        eviction_hard: eviction_hard.clone(),
-        health_errors: vec![],
-    };
-    allocatable(&i)
-        .into_iter()
-        .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage"))
-        .map(|(k, v)| (k, v.0))
-        .collect()
+    let (memory, storage) = allocatable_bytes(machine, root_fs, eviction_hard);
+    BTreeMap::from([
+        ("cpu".to_string(), format_decimal(machine.num_cpus)),
+        ("memory".to_string(), format_binary_si(memory)),
+        ("ephemeral-storage".to_string(), format_binary_si(storage)),
+    ])
 }
 
 fn aggregate(errors: &[String]) -> String {
