@@ -7,6 +7,7 @@ pub mod mount;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::Mutex;
 use thiserror::Error;
 

@@ -1,9 +1,11 @@
 //! Mounts behind the [`Mounter`] trait (upstream `k8s.io/utils/mount`), so the volume manager
 //! runs against a [`FakeMounter`] that records every call.
 
+#[cfg(any(test, feature = "test-util"))]
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::Mutex;
 
 pub trait Mounter: Send + Sync + std::fmt::Debug {

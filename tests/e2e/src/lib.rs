@@ -389,3 +389,12 @@ pub fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String)
         other => panic!("expected an API error, got {other:?}"),
     }
 }
+
+/// The pid of the kubelet under test, from its pid file; `None` when it is not running.
+pub fn kubelet_pid() -> Option<i32> {
+    std::fs::read_to_string(env("KRS_KUBELET_PIDFILE"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

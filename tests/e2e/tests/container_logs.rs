@@ -210,8 +210,8 @@ async fn logs_are_complete_when_the_status_changes() {
 
 /// The kubelet's peak resident memory, in KiB.
 fn kubelet_hwm_kib() -> u64 {
-    let pid = std::fs::read_to_string(kubelet_e2e::env("KRS_KUBELET_PIDFILE")).unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let pid = kubelet_e2e::kubelet_pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -5,18 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::LogParams;
-use kubelet_e2e::{TestNs, env, kubelet_get, phase};
+use kubelet_e2e::{TestNs, env, kubelet_get, kubelet_pid, phase};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn kubelet_pid() -> Option<i32> {
-    std::fs::read_to_string(env("KRS_KUBELET_PIDFILE"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
 
 /// Stops the running kubelet and starts it again, with `config` if given.
 fn restart_kubelet(config: Option<&std::path::Path>) {

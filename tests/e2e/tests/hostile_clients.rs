@@ -177,8 +177,8 @@ async fn token_flood_does_not_starve_the_heartbeat() {
 }
 
 fn kubelet_open_fds() -> usize {
-    let pid = std::fs::read_to_string(kubelet_e2e::env("KRS_KUBELET_PIDFILE")).unwrap();
-    std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+    let pid = kubelet_e2e::kubelet_pid().unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
 }

@@ -6,18 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::DeleteParams;
-use kubelet_e2e::{TestNs, env, eventually, kubelet_root, phase, pod_mounts, runtime_objects};
+use kubelet_e2e::{
+    TestNs, env, eventually, kubelet_pid, kubelet_root, phase, pod_mounts, runtime_objects,
+};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn kubelet_pid() -> i32 {
-    std::fs::read_to_string(env("KRS_KUBELET_PIDFILE"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn restart_adopts_running_containers() {
@@ -60,7 +54,7 @@ async fn restart_adopts_running_containers() {
     ));
     let token = std::fs::read_to_string(&token_file).unwrap();
 
-    let pid = kubelet_pid();
+    let pid = kubelet_pid().expect("the kubelet's pid");
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
