@@ -40,8 +40,20 @@ impl Drop for Restore {
     }
 }
 
+/// The tests restart the one kubelet: one at a time.
+static ONE_RESTART: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The usual config plus `extra`, in a file of the test's own.
+fn config_with(extra: &str, tag: &str) -> std::path::PathBuf {
+    let base = std::fs::read_to_string(env("KRS_KUBELET_CONFIG")).unwrap();
+    let p = std::env::temp_dir().join(format!("krs-e2e-{tag}-{}.yaml", std::process::id()));
+    std::fs::write(&p, format!("{base}\n{extra}\n")).unwrap();
+    p
+}
+
 #[tokio::test]
 async fn disabled_debugging_handlers_answer_405() {
+    let _one = ONE_RESTART.lock().await;
     let ns = TestNs::new("nodebug").await;
     let c = json!([{"name": "c", "image": "docker.io/library/busybox:latest",
         "imagePullPolicy": "Never", "command": ["sh", "-c", "echo hi; sleep 3600"]}]);
@@ -49,9 +61,7 @@ async fn disabled_debugging_handlers_answer_405() {
     ns.wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Running")
         .await;
 
-    let base = std::fs::read_to_string(env("KRS_KUBELET_CONFIG")).unwrap();
-    let config = std::env::temp_dir().join(format!("krs-e2e-nodebug-{}.yaml", std::process::id()));
-    std::fs::write(&config, format!("{base}\nenableDebuggingHandlers: false\n")).unwrap();
+    let config = config_with("enableDebuggingHandlers: false", "nodebug");
     let restore = Restore;
     restart_kubelet(Some(&config));
 
@@ -98,5 +108,59 @@ async fn disabled_debugging_handlers_answer_405() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = std::fs::remove_file(&config);
+    ns.cleanup().await;
+}
+
+fn kubectl_exec(ns: &str, script: &str) -> (String, Duration) {
+    let t0 = Instant::now();
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", env("KRS_KUBECONFIG"))
+        .args(["exec", "-n", ns, "p", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        t0.elapsed(),
+    )
+}
+
+/// `enableServer: false` leaves 10250 closed while the node stays Ready;
+/// `streamingConnectionIdleTimeout` closes an exec stream idle for longer.
+#[tokio::test]
+async fn enable_server_and_stream_idle_timeout() {
+    let _one = ONE_RESTART.lock().await;
+    let ns = TestNs::new("srvcfg").await;
+    let c = json!([{"name": "c", "image": "docker.io/library/busybox:latest",
+        "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]);
+    ns.create(&ns.pod("p", "Always", c)).await;
+    ns.wait_pod("p", Duration::from_secs(30), |p| phase(p) == "Running")
+        .await;
+    let restore = Restore;
+
+    let no_server = config_with("enableServer: false", "noserver");
+    restart_kubelet(Some(&no_server));
+    assert_eq!(kubelet_get("/pods").1, "000", "nothing listens on 10250");
+    let node = kube::Api::<k8s_openapi::api::core::v1::Node>::all(ns.client.clone())
+        .get(&kubelet_e2e::node_name())
+        .await
+        .unwrap();
+    let ready = node.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        ready
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+
+    let idle = config_with("streamingConnectionIdleTimeout: 3s", "idle");
+    restart_kubelet(Some(&idle));
+    let (out, _) = kubectl_exec(&ns.name, "sleep 1; echo quick");
+    assert_eq!(out, "quick\n", "a stream with traffic in time");
+    let (out, took) = kubectl_exec(&ns.name, "sleep 10; echo done");
+    assert!(!out.contains("done"), "an idle stream was kept: {out:?}");
+    assert!(took < Duration::from_secs(9), "closed after {took:?}");
+
+    drop(restore);
+    let _ = std::fs::remove_file(&no_server);
+    let _ = std::fs::remove_file(&idle);
     ns.cleanup().await;
 }
