@@ -140,7 +140,7 @@ cm_ok() { cs_ok controller-manager; }
 sched_ok() { cs_ok scheduler; }
 alive() { # $1 name: the recorded pid runs the expected program ($2)
   local p; p=$(cat "$DIR/$1.pid" 2>/dev/null) || return 1
-  [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -- "$2" >/dev/null
+  [ -n "$p" ] && tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -- "$2" >/dev/null
 }
 ensure() { # $1 name, $2 readiness check, $3 seconds, then the command line
   local name=$1 check=$2 secs=$3 prog; shift 3; prog=$(basename "$1")

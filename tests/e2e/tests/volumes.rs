@@ -265,7 +265,12 @@ async fn missing_sources_fail_the_mount_until_they_appear() {
         ev.message.as_deref(),
         Some("MountVolume.SetUp failed for volume \"cfg\" : configmap \"late\" not found")
     );
-    let p = ns.pods().get("p").await.unwrap();
+    // The status patch and the event travel separately: wait for the status, do not race it.
+    let p = ns
+        .wait_pod("p", Duration::from_secs(10), |p| {
+            kubelet_e2e::waiting_reason(p, 0).is_some()
+        })
+        .await;
     assert_eq!(phase(&p), "Pending");
     assert_eq!(
         kubelet_e2e::waiting_reason(&p, 0).as_deref(),
