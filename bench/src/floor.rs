@@ -137,7 +137,7 @@ pub async fn run(endpoint: &str, pods: usize, warmup: usize, image: &str) -> Res
         .context("CRI Version: is containerd up?")?;
     let run = format!(
         "{:x}",
-        std::time::SystemTime::now()
+        crate::wall_now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros()

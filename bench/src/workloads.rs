@@ -90,7 +90,7 @@ impl Watch {
             let mut stream = watcher::watcher(pods, cfg).boxed();
             while let Some(ev) = stream.next().await {
                 let now = Instant::now();
-                let wall = SystemTime::now();
+                let wall = crate::wall_now();
                 let failed = ev.is_err();
                 {
                     let mut g = lock(&s);
@@ -170,7 +170,7 @@ impl Drop for Watch {
 pub async fn namespace(client: &Client, prefix: &str) -> Result<String> {
     let name = format!(
         "{prefix}-{:x}",
-        SystemTime::now()
+        crate::wall_now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis()
@@ -256,7 +256,7 @@ async fn lifecycle_in(client: &Client, node: &str, o: &LifecycleOpts, ns: &str) 
         .collect::<Result<Vec<_>>>()?;
 
     // --- startup
-    let wall0 = SystemTime::now();
+    let wall0 = crate::wall_now();
     let t0 = Instant::now();
     let created = join_all(specs.iter().map(|p| {
         let api = api.clone();
@@ -302,10 +302,10 @@ async fn lifecycle_in(client: &Client, node: &str, o: &LifecycleOpts, ns: &str) 
     let footprint = match o.footprint {
         Some((pid, settle, window)) => {
             tokio::time::sleep(settle).await;
-            let w0 = SystemTime::now();
+            let w0 = crate::wall_now();
             let mut f = crate::footprint::measure(pid, window).await?;
             if let Some(a) = &o.audit {
-                f["api"] = crate::audit::count(&a.path, &a.user, w0, SystemTime::now())?;
+                f["api"] = crate::audit::count(&a.path, &a.user, w0, crate::wall_now())?;
             }
             f["pods"] = json!(o.pods);
             Some(f)
@@ -358,7 +358,7 @@ async fn lifecycle_in(client: &Client, node: &str, o: &LifecycleOpts, ns: &str) 
     };
     let all_gone_s = all_gone.then(|| r4(last_gone.duration_since(d0).as_secs_f64()));
     tokio::time::sleep(o.tail).await;
-    let wall1 = SystemTime::now();
+    let wall1 = crate::wall_now();
     let api_count = match &o.audit {
         Some(a) => Some(crate::audit::count(&a.path, &a.user, wall0, wall1)?),
         None => None,

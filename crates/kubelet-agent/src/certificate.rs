@@ -55,11 +55,12 @@ fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), String> {
 
 /// `<dir>/kubelet.crt` and `<dir>/kubelet.key`: reused if they load as a pair, else made for
 /// `host` (and `localhost`, 127.0.0.1 and the given IPs) and written, the key readable by root
-/// only.
+/// only. Valid for a year from `now`.
 pub fn self_signed(
     dir: &Path,
     host: &str,
     ips: &[std::net::IpAddr],
+    now: k8s_openapi::jiff::Timestamp,
 ) -> Result<(PathBuf, PathBuf), String> {
     let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
     if usable_pair(&crt, &key) {
@@ -70,7 +71,8 @@ pub fn self_signed(
     sans.extend(ips.iter().map(|i| i.to_string()));
     sans.dedup();
     let mut params = rcgen::CertificateParams::new(sans).map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now();
+    let since_epoch = u64::try_from(now.as_nanosecond()).unwrap_or(0);
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(since_epoch);
     params.not_before = now.into();
     params.not_after = (now + std::time::Duration::from_secs(365 * 24 * 3600)).into();
     params.distinguished_name.push(
@@ -101,27 +103,37 @@ mod tests {
     fn made_once_then_reused() {
         let dir = std::env::temp_dir().join(format!("krs-cert-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (c, k) = self_signed(&dir, "node-a", &["10.0.0.5".parse().unwrap()]).unwrap();
+        let (c, k) = self_signed(
+            &dir,
+            "node-a",
+            &["10.0.0.5".parse().unwrap()],
+            kubelet_core::clock::system().now(),
+        )
+        .unwrap();
         let first = std::fs::read_to_string(&c).unwrap();
         assert!(first.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(
             std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let (c2, _) = self_signed(&dir, "node-a", &[]).unwrap();
+        let (c2, _) =
+            self_signed(&dir, "node-a", &[], kubelet_core::clock::system().now()).unwrap();
         assert_eq!(std::fs::read_to_string(c2).unwrap(), first);
         // A truncated certificate (a crash mid-write by an older kubelet) is made afresh.
         std::fs::write(&c, &first[..first.len() / 2]).unwrap();
-        let (c3, k3) = self_signed(&dir, "node-a", &[]).unwrap();
+        let (c3, k3) =
+            self_signed(&dir, "node-a", &[], kubelet_core::clock::system().now()).unwrap();
         let third = std::fs::read_to_string(&c3).unwrap();
         assert_ne!(third, first);
         assert!(usable_pair(&c3, &k3));
         // A key from another pair: made afresh too.
         let other = dir.join("other");
-        let (_, k_other) = self_signed(&other, "node-b", &[]).unwrap();
+        let (_, k_other) =
+            self_signed(&other, "node-b", &[], kubelet_core::clock::system().now()).unwrap();
         std::fs::copy(&k_other, &k3).unwrap();
         assert!(!usable_pair(&c3, &k3));
-        let (c4, k4) = self_signed(&dir, "node-a", &[]).unwrap();
+        let (c4, k4) =
+            self_signed(&dir, "node-a", &[], kubelet_core::clock::system().now()).unwrap();
         assert!(usable_pair(&c4, &k4));
         assert!(!dir.join("kubelet.crt.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kubelet_cri::api::AuthConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Default, Deserialize)]
 struct Entry {
@@ -273,37 +274,15 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
 
 #[derive(Clone)]
 pub struct ApiSecrets {
-    pub api: crate::client::ApiClient,
+    pub api: Arc<dyn kubelet_api::ObjectSource>,
     pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
     /// Watched ConfigMaps and Secrets, read before asking the API server.
-    pub objects: Option<crate::object_manager::ObjectManager>,
+    pub objects: Option<kubelet_api::object_manager::ObjectManager>,
 }
 
 impl std::fmt::Debug for ApiSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSecrets").finish()
-    }
-}
-
-async fn get_optional<K>(
-    api: &crate::client::ApiClient,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<K>, String>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    api.limiter.acquire().await;
-    let a: kube::Api<K> = kube::Api::namespaced(api.client.clone(), namespace);
-    match a.get(name).await {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if crate::client::is_status(&e, 404) => Ok(None),
-        Err(kube::Error::Api(s)) => Err(s.message.clone()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -323,7 +302,10 @@ impl SecretSource for ApiSecrets {
         {
             return Ok(s);
         }
-        get_optional(&self.api, namespace, name).await
+        self.api
+            .get_secret(namespace, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn get_config_map(
@@ -338,17 +320,16 @@ impl SecretSource for ApiSecrets {
         {
             return Ok(c);
         }
-        get_optional(&self.api, namespace, name).await
+        self.api
+            .get_config_map(namespace, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn runtime_handler(&self, class: &str) -> Result<String, String> {
-        self.api.limiter.acquire().await;
-        let a: kube::Api<k8s_openapi::api::node::v1::RuntimeClass> = self.api.cluster_api();
-        match a.get(class).await {
-            Ok(rc) => Ok(rc.handler),
-            Err(e) if crate::client::is_status(&e, 404) => {
-                Err(format!("runtimeclass.node.k8s.io {class:?} not found"))
-            }
+        match self.api.get_runtime_class(class).await {
+            Ok(Some(rc)) => Ok(rc.handler),
+            Ok(None) => Err(format!("runtimeclass.node.k8s.io {class:?} not found")),
             Err(e) => Err(format!("failed to lookup RuntimeClass {class}: {e}")),
         }
     }
@@ -397,16 +378,11 @@ impl SecretSource for ApiSecrets {
             },
             ..Default::default()
         };
-        self.api.limiter.acquire().await;
-        let a: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
-            kube::Api::namespaced(self.api.client.clone(), namespace);
-        let got: TokenRequest = a
-            .create_subresource("token", service_account, &Default::default(), &req)
+        let got = self
+            .api
+            .create_token(namespace, service_account, &req)
             .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) => s.message.clone(),
-                e => e.to_string(),
-            })?;
+            .map_err(|e| e.to_string())?;
         let status = got
             .status
             .ok_or_else(|| "the token request came back without a token".to_string())?;

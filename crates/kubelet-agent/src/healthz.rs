@@ -35,11 +35,14 @@ pub fn respond(request: &[u8], check: &Check) -> String {
 pub async fn serve(listener: TcpListener, check: Check, cancel: CancellationToken) {
     let open =
         kubelet_server::listener::Connections::new(kubelet_server::listener::MAX_SMALL_CONNECTIONS);
+    // The connections, owned here: they end with the server.
+    let mut conns = tokio::task::JoinSet::new();
     while let Some((mut sock, _, slot)) =
         kubelet_server::listener::accept(&listener, &open, &cancel).await
     {
+        while conns.try_join_next().is_some() {}
         let check = check.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let mut buf = vec![0u8; 4096];
             let read = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf));
             let n = tokio::select! {

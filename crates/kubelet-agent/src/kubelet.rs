@@ -1,19 +1,21 @@
 //! Wires the parts together and runs them until cancelled (upstream `kubelet.go` + `server.go`).
 
-use crate::client::ApiClient;
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::{self, ConfigError, KubeletConfiguration};
-use crate::events::Recorder;
-use crate::kubelet_node_status::{NodeStatusManager, watch_runtime};
+use crate::healthz;
 use crate::kuberuntime::{RuntimeConfig, RuntimeManager};
-use crate::nodelease::LeaseController;
-use crate::nodestatus::RuntimeState;
+use crate::node_facts::{HostFacts, watch_runtime};
 use crate::options::{self, Flags};
 use crate::pleg::{Pleg, PlegHealth};
 use crate::pod_workers::{PodWorkers, WorkerDeps};
-use crate::status_manager::StatusManager;
-use crate::{config_source, healthz};
 use k8s_openapi::api::core::v1::NodeAddress;
+use kubelet_api::client::ApiClient;
+use kubelet_api::events::Recorder;
+use kubelet_api::kubelet_node_status::NodeStatusManager;
+use kubelet_api::nodelease::LeaseController;
+use kubelet_api::pod_source::{self, PodUpdate};
+use kubelet_api::status_manager::StatusManager;
+use kubelet_config::{self as config, ConfigError, KubeletConfiguration};
+use kubelet_core::clock::{SharedClock, SystemClock};
+use kubelet_core::nodestatus::RuntimeState;
 use kubelet_cri::remote::RemoteRuntime;
 use kubelet_cri::{CriError, RuntimeService};
 use kubelet_host::{Host, HostError, RealHost};
@@ -25,7 +27,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Error)]
 pub enum KubeletError {
@@ -35,6 +37,8 @@ pub enum KubeletError {
     Flag { flag: &'static str, message: String },
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskExit),
     #[error("container runtime: {0}")]
     Runtime(#[from] CriError),
     #[error("host: {0}")]
@@ -261,7 +265,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let clock: SharedClock = Arc::new(SystemClock);
     let cgroups: Arc<dyn kubelet_host::cgroups::Cgroups> =
         Arc::new(kubelet_host::cgroups::CgroupV1::default());
-    if cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs {
+    if cfg.cgroup_driver == kubelet_config::CgroupDriver::Cgroupfs {
         // The QoS tiers: best-effort pods share the minimum weight.
         let tiers = [
             ("/kubepods/burstable", None),
@@ -336,62 +340,58 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         }
     };
     let api = clients.as_ref().map(|c| c.main.clone());
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = crate::tasks::Tasks::new();
     let recorder = match &api {
         Some(api) => {
             // Events have their own budget (eventRecordQPS/eventBurst), as upstream's recorder.
-            let events_api =
-                ApiClient::new(api.client.clone(), cfg.event_record_qps, cfg.event_burst);
-            let (r, handle) = Recorder::start(events_api, s.node_name.clone());
-            tasks.spawn(async move {
-                let _ = handle.await;
-            });
+            let events_api = api.with_limits(cfg.event_record_qps, cfg.event_burst);
+            let (r, sender) =
+                Recorder::new(Arc::new(events_api), s.node_name.clone(), clock.clone());
+            tasks.spawn("event recorder", sender);
             r
         }
         None => Recorder::disabled(),
     };
-    let status = StatusManager::new(api.clone());
-    tasks.spawn(status.clone().run(cancel.child_token()));
+    let status = StatusManager::new(
+        api.clone()
+            .map(|a| Arc::new(a) as Arc<dyn kubelet_api::PodStatusWriter>),
+    );
+    tasks.spawn("status manager", status.clone().run(cancel.child_token()));
 
     let (objects_tx, mut objects_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let objects = api.as_ref().map(|a| {
-        crate::object_manager::ObjectManager::new(a.clone(), objects_tx, cancel.child_token())
+        kubelet_api::object_manager::ObjectManager::new(
+            Arc::new(a.clone()),
+            objects_tx,
+            cancel.child_token(),
+        )
     });
     let secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>> = api.as_ref().map(|a| {
         // Services for the containers' environment, from one watch on all of them.
-        let (store, writer) = kube::runtime::reflector::store();
-        let services = kube::runtime::reflector::reflector(
-            writer,
-            kube::runtime::watcher(
-                kube::Api::<k8s_openapi::api::core::v1::Service>::all(a.client.clone()),
-                Default::default(),
-            ),
-        );
+        let (store, mut writer) = kube::runtime::reflector::store();
+        let mut services = kubelet_api::ObjectSource::watch_services(a);
         let stop = cancel.child_token();
-        tasks.spawn(async move {
+        tasks.spawn("service watch", async move {
             use futures::StreamExt;
-            let mut s = std::pin::pin!(services);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    item = s.next() => match item {
+                    item = services.next() => match item {
                         None => return,
-                        Some(Err(e)) => {
-                            warn!(error = %e, "service watch failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                        Some(Ok(_)) => {}
+                        // The stream backs off before it retries.
+                        Some(Err(e)) => warn!(error = %e, "service watch failed; retrying"),
+                        Some(Ok(ev)) => writer.apply_watcher_event(&ev),
                     },
                 }
             }
         });
         Arc::new(crate::credentialprovider::ApiSecrets {
-            api: a.clone(),
+            api: Arc::new(a.clone()),
             services: store,
             objects: objects.clone(),
         }) as Arc<dyn crate::credentialprovider::SecretSource>
     });
-    let allocatable = crate::nodestatus::downward_allocatable(
+    let allocatable = kubelet_core::nodestatus::downward_allocatable(
         &machine,
         &host.fs_stats(&root_dir).unwrap_or_default(),
         &cfg.eviction_hard(),
@@ -421,7 +421,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             root_dir: root_dir.clone(),
             host_ip: node_ip.map(|i| i.to_string()),
             allocatable,
-            systemd_cgroups: cfg.cgroup_driver == crate::config::CgroupDriver::Systemd,
+            systemd_cgroups: cfg.cgroup_driver == kubelet_config::CgroupDriver::Systemd,
         },
         recorder,
         clock: clock.clone(),
@@ -437,6 +437,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         runtime.recorder.clone(),
         probe_tx,
         workers_cancel.child_token(),
+        clock.clone(),
     );
     let workers = PodWorkers::new(
         Arc::new(WorkerDeps {
@@ -451,9 +452,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         workers_cancel.clone(),
     );
     // A changed ConfigMap or Secret refreshes the volumes of the pods using it.
-    {
+    // (Standalone, nothing is watched and the channel is closed.)
+    if api.is_some() {
         let (workers, volumes) = (workers.clone(), volumes.clone());
-        tasks.spawn(async move {
+        tasks.spawn("object changes", async move {
             while let Some(uid) = objects_rx.recv().await {
                 volumes.mark_dirty(&uid);
                 workers.kick(&uid);
@@ -463,7 +465,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     // A changed probe result wakes the pod's worker.
     {
         let workers = workers.clone();
-        tasks.spawn(async move {
+        tasks.spawn("probe results", async move {
             while let Some(uid) = probe_rx.recv().await {
                 workers.kick(&uid);
             }
@@ -472,6 +474,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let pods_synced = Arc::new(AtomicBool::new(api.is_none()));
     let pleg_health = PlegHealth::new();
     tasks.spawn(
+        "pleg",
         Pleg {
             runtime: runtime.clone(),
             workers: workers.clone(),
@@ -486,7 +489,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         s.node_name.clone(),
         rt.clone(),
         host.clone(),
-        (cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs)
+        (cfg.cgroup_driver == kubelet_config::CgroupDriver::Cgroupfs)
             .then(kubelet_host::cgroups::CgroupV1::default),
         root_dir.clone(),
         PathBuf::from("/var/log/pods"),
@@ -501,9 +504,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 max_bytes,
                 max_files: usize::try_from(cfg.container_log_max_files).unwrap_or(5),
             },
+            clock.clone(),
         );
         let stop = cancel.child_token();
-        tasks.spawn(async move {
+        tasks.spawn("log rotation", async move {
             let mut tick = tokio::time::interval(crate::logs::LOG_MONITOR_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -525,7 +529,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             stats.clone(),
         );
         let stop = cancel.child_token();
-        tasks.spawn(async move {
+        tasks.spawn("housekeeping", async move {
             let mut tick = tokio::time::interval(crate::volume_manager::HOUSEKEEPING_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -543,12 +547,15 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         });
     }
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
-    tasks.spawn(watch_runtime(
-        rt.clone(),
-        rt_tx,
-        Duration::from_secs(5),
-        cancel.child_token(),
-    ));
+    tasks.spawn(
+        "runtime state",
+        watch_runtime(
+            rt.clone(),
+            rt_tx,
+            Duration::from_secs(5),
+            cancel.child_token(),
+        ),
+    );
 
     let health_errors = {
         let h = pleg_health.clone();
@@ -557,47 +564,69 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     if let Some(clients) = &clients {
         let api = &clients.main;
         tasks.spawn(
+            "node status",
             NodeStatusManager {
-                api: clients.heartbeat.clone(),
+                api: Arc::new(clients.heartbeat.clone()),
                 node_name: s.node_name.clone(),
-                host: host.clone(),
-                rt: rt.clone(),
+                facts: Arc::new(HostFacts {
+                    host: host.clone(),
+                    rt: rt.clone(),
+                    runtime_state: rt_rx.clone(),
+                    root_dir: root_dir.clone(),
+                    addresses,
+                    port: cfg.port,
+                    max_pods: cfg.max_pods,
+                    eviction_hard: cfg.eviction_hard(),
+                    max_images: cfg.node_status_max_images,
+                    health: health_errors,
+                }),
                 runtime_state: rt_rx,
                 clock: clock.clone(),
-                root_dir: root_dir.clone(),
-                labels: crate::nodestatus::node_labels(
+                labels: kubelet_core::nodestatus::node_labels(
                     &s.node_name,
                     &s.node_name,
                     &machine.architecture,
                     &s.node_labels,
                 ),
-                addresses,
-                port: cfg.port,
-                max_pods: cfg.max_pods,
-                eviction_hard: cfg.eviction_hard(),
-                max_images: cfg.node_status_max_images,
                 update_frequency: cfg.node_status_update_frequency,
                 register: s.flags.register_node,
-                health: health_errors,
             }
             .run(cancel.child_token()),
         );
         tasks.spawn(
+            "node lease",
             LeaseController {
-                api: clients.heartbeat.clone(),
+                api: Arc::new(clients.heartbeat.clone()),
                 node_name: s.node_name.clone(),
                 duration_seconds: cfg.node_lease_duration_seconds,
                 clock: clock.clone(),
             }
             .run(cancel.child_token()),
         );
-        tasks.spawn(config_source::run(
-            api.clone(),
-            s.node_name.clone(),
-            workers.clone(),
-            pods_synced.clone(),
-            cancel.child_token(),
-        ));
+        let (pods_tx, mut pods_rx) = tokio::sync::mpsc::channel(pod_source::QUEUE);
+        tasks.spawn(
+            "pod source",
+            pod_source::run(
+                Arc::new(api.clone()),
+                s.node_name.clone(),
+                pods_tx,
+                cancel.child_token(),
+            ),
+        );
+        let (workers, synced) = (workers.clone(), pods_synced.clone());
+        tasks.spawn("pod updates", async move {
+            while let Some(u) = pods_rx.recv().await {
+                match u {
+                    PodUpdate::Apply(p) => workers.update(p),
+                    PodUpdate::Remove(p) => workers.remove(p),
+                    PodUpdate::Synced { pods } => {
+                        if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                            info!(pods, "initial pod list synced");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
@@ -615,6 +644,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 &dir,
                 &s.node_name,
                 &node_ip.into_iter().collect::<Vec<_>>(),
+                clock.now(),
             )
             .map_err(KubeletError::Server)?;
             info!(cert = %c.display(), "no tlsCertFile: serving with a self-signed certificate");
@@ -686,8 +716,8 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         ));
         let access: Option<Arc<dyn kubelet_server::auth::AccessReviewer>> =
             match cfg.authorization.mode {
-                crate::config::AuthorizationMode::Webhook => Some(reviewers),
-                crate::config::AuthorizationMode::AlwaysAllow => None,
+                kubelet_config::AuthorizationMode::Webhook => Some(reviewers),
+                kubelet_config::AuthorizationMode::AlwaysAllow => None,
             };
         let w = &cfg.authorization.webhook;
         let authorizer = Arc::new(kubelet_server::auth::Authorizer::new(
@@ -696,13 +726,16 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             w.cache_unauthorized_ttl,
         ));
         info!(%addr, "serving the kubelet API");
-        tasks.spawn(kubelet_server::serve(
-            bound,
-            api_host.clone(),
-            authenticator,
-            authorizer,
-            cancel.child_token(),
-        ));
+        tasks.spawn(
+            "kubelet API server",
+            kubelet_server::serve(
+                bound,
+                api_host.clone(),
+                authenticator,
+                authorizer,
+                cancel.child_token(),
+            ),
+        );
     }
 
     if cfg.enable_server && cfg.read_only_port != 0 {
@@ -715,11 +748,14 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 source,
             })?;
         warn!(%addr, "serving the read-only kubelet API without authentication (readOnlyPort)");
-        tasks.spawn(kubelet_server::server::serve_read_only(
-            listener,
-            api_host.clone(),
-            cancel.child_token(),
-        ));
+        tasks.spawn(
+            "read-only API server",
+            kubelet_server::server::serve_read_only(
+                listener,
+                api_host.clone(),
+                cancel.child_token(),
+            ),
+        );
     }
 
     if cfg.make_iptables_util_chains {
@@ -729,7 +765,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             cfg.iptables_drop_bit.unsigned_abs(),
         );
         let stop = cancel.child_token();
-        tasks.spawn(async move {
+        tasks.spawn("iptables", async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
@@ -761,22 +797,31 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         let h = pleg_health.clone();
         let check: healthz::Check =
             Arc::new(move || h.check().map_err(|e| format!("pleg failed: {e}")));
-        tasks.spawn(healthz::serve(listener, check, cancel.child_token()));
+        tasks.spawn(
+            "healthz server",
+            healthz::serve(listener, check, cancel.child_token()),
+        );
     }
     info!(node = %s.node_name, "kubelet started");
 
-    cancel.cancelled().await;
-    info!("shutting down; pods keep running");
+    let died = tokio::select! {
+        _ = cancel.cancelled() => None,
+        exit = tasks.first_exit() => Some(exit),
+    };
+    match &died {
+        None => info!("shutting down; pods keep running"),
+        Some(exit) => error!(%exit, "a kubelet task ended early; stopping (pods keep running)"),
+    }
+    cancel.cancel();
     workers_cancel.cancel();
     workers.shutdown().await;
     prober.shutdown().await;
     // Give the tasks a moment to finish what they are sending, then stop the rest.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    tasks.shutdown().await;
-    Ok(())
+    tasks.shutdown(Duration::from_secs(1)).await;
+    match died {
+        None => Ok(()),
+        Some(exit) => Err(KubeletError::Task(exit)),
+    }
 }
 
 #[cfg(test)]

@@ -2,24 +2,16 @@
 //! packages; see docs/architecture.md for the data flow.
 
 pub mod certificate;
-pub mod client;
-pub mod clock;
-pub mod config;
-pub mod config_source;
 pub mod credentialprovider;
-pub mod events;
 pub mod eviction;
 pub mod healthz;
 pub mod instrumented_services;
 pub mod kubelet;
-pub mod kubelet_node_status;
 pub mod kuberuntime;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
-pub mod nodelease;
-pub mod nodestatus;
-pub mod object_manager;
+pub mod node_facts;
 pub mod options;
 pub mod pleg;
 pub mod pod_workers;
@@ -27,5 +19,5 @@ pub mod prober;
 pub mod security_context;
 pub mod server;
 pub mod stats;
-pub mod status_manager;
+pub mod tasks;
 pub mod volume_manager;

@@ -123,11 +123,17 @@ pub fn prepare_rotation(
 pub struct ContainerLogManager {
     rt: Arc<dyn RuntimeService>,
     policy: LogPolicy,
+    /// Names the rotated files.
+    clock: kubelet_core::clock::SharedClock,
 }
 
 impl ContainerLogManager {
-    pub fn new(rt: Arc<dyn RuntimeService>, policy: LogPolicy) -> Self {
-        ContainerLogManager { rt, policy }
+    pub fn new(
+        rt: Arc<dyn RuntimeService>,
+        policy: LogPolicy,
+        clock: kubelet_core::clock::SharedClock,
+    ) -> Self {
+        ContainerLogManager { rt, policy, clock }
     }
 
     /// One pass over the running containers, as upstream's `rotateLogs`.
@@ -184,9 +190,7 @@ impl ContainerLogManager {
     }
 
     async fn rotate(&self, id: &str, log: &Path) -> Result<PathBuf, RotateError> {
-        let stamp = k8s_openapi::jiff::Timestamp::now()
-            .strftime("%Y%m%d-%H%M%S")
-            .to_string();
+        let stamp = self.clock.now().strftime("%Y%m%d-%H%M%S").to_string();
         let (policy, path) = (self.policy, log.to_path_buf());
         // Compressing reads and writes whole files: off the runtime's threads.
         let rotated = tokio::task::spawn_blocking(move || prepare_rotation(&path, policy, &stamp))
@@ -300,6 +304,7 @@ mod tests {
                 max_bytes: 50,
                 max_files: 5,
             },
+            kubelet_core::clock::system(),
         );
         m.rotate_logs().await;
         let reopened: Vec<String> = rt

@@ -74,7 +74,9 @@ impl Pleg {
     pub async fn run(self, cancel: CancellationToken) {
         let (tx, mut rx) = mpsc::channel::<RuntimeEvent>(1024);
         let streaming = Arc::new(AtomicBool::new(false));
-        tokio::spawn(subscribe(
+        // The event subscription and the exit checks; dropped (aborted) with the PLEG.
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(subscribe(
             self.runtime.clone(),
             tx,
             streaming.clone(),
@@ -86,6 +88,11 @@ impl Pleg {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = done.map_err(|e| e.try_into_panic()) {
+                        warn!(panic = ?e.ok(), "a PLEG task failed");
+                    }
+                }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return };
                     let id = match &ev {
@@ -105,7 +112,7 @@ impl Pleg {
                                 // containerd's CRI plugin records an exit a moment after the
                                 // event goes out: wake the worker once CRI shows it.
                                 RuntimeEvent::Exited { .. } => {
-                                    tokio::spawn(kick_when_exited(self.runtime.clone(), self.workers.clone(), id.clone(), uid.clone()));
+                                    tasks.spawn(kick_when_exited(self.runtime.clone(), self.workers.clone(), id.clone(), uid.clone()));
                                 }
                                 _ => self.workers.kick(uid),
                             }

@@ -3,10 +3,10 @@
 //! so a busy pod never queues stale work. Workers are owned by a `TaskTracker` and cancelled
 //! with the kubelet.
 
-use crate::clock::SharedClock;
 use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
-use crate::status_manager::StatusManager;
 use k8s_openapi::api::core::v1::Pod;
+use kubelet_api::status_manager::StatusManager;
+use kubelet_core::clock::SharedClock;
 use kubelet_core::eviction::EVICTED;
 use kubelet_core::labels::PodRef;
 use kubelet_core::status::{DEADLINE_EXCEEDED, StatusInput, active_deadline_left, generate};
@@ -315,8 +315,8 @@ impl PodWorkers {
                 kubelet_core::admission::admit_sysctls(pod, &deps.allowed_unsafe_sysctls)
         {
             deps.runtime.recorder.emit(
-                crate::events::pod_ref(pod, None),
-                crate::events::WARNING,
+                kubelet_api::events::pod_ref(pod, None),
+                kubelet_api::events::WARNING,
                 &reason,
                 message.clone(),
             );
@@ -427,8 +427,8 @@ impl PodWorkers {
     ) -> Result<(), String> {
         let deps = &self.deps;
         deps.runtime.recorder.emit(
-            crate::events::pod_ref(pod, None),
-            crate::events::WARNING,
+            kubelet_api::events::pod_ref(pod, None),
+            kubelet_api::events::WARNING,
             reason,
             message.to_string(),
         );

@@ -3,9 +3,9 @@
 //! workers and fresh results), with upstream's thresholds, initial delay and random start
 //! jitter. Result changes wake the pod's worker at once.
 
-use crate::events::{Recorder, WARNING, pod_ref};
 use crate::lifecycle::{http_get_scheme, resolve_port};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use kubelet_api::events::{Recorder, WARNING, pod_ref};
 use kubelet_core::actions::{ProbeFailure, init_containers, is_sidecar};
 use kubelet_core::runtime::{ContainerState, ContainerStatus, PodStatus};
 use kubelet_cri::RuntimeService;
@@ -67,6 +67,8 @@ pub struct ProbeManager {
     changed: mpsc::UnboundedSender<String>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Turns the container's start time into a delay.
+    clock: kubelet_core::clock::SharedClock,
 }
 
 fn probe_of(c: &Container, kind: ProbeKind) -> Option<&Probe> {
@@ -102,6 +104,7 @@ impl ProbeManager {
         recorder: Recorder,
         changed: mpsc::UnboundedSender<String>,
         cancel: CancellationToken,
+        clock: kubelet_core::clock::SharedClock,
     ) -> Self {
         ProbeManager {
             entries: Arc::default(),
@@ -110,6 +113,7 @@ impl ProbeManager {
             changed,
             tracker: TaskTracker::new(),
             cancel,
+            clock,
         }
     }
 
@@ -292,12 +296,7 @@ impl Worker {
             .status
             .started_at
             .saturating_add(initial_delay * 1_000_000_000);
-        let left_ns = delay_end_ns.saturating_sub(
-            k8s_openapi::jiff::Timestamp::now()
-                .as_nanosecond()
-                .try_into()
-                .unwrap_or(i64::MAX),
-        );
+        let left_ns = delay_end_ns.saturating_sub(self.mgr.clock.now_unix_ns());
         let not_before = tokio::time::Instant::now() + Duration::from_nanos(left_ns.max(0) as u64);
         loop {
             tokio::select! {
@@ -789,7 +788,10 @@ mod tests {
             "spec": {"containers": [c]},
         }))
         .unwrap();
-        let now = k8s_openapi::jiff::Timestamp::now().as_nanosecond() as i64;
+        // The harness's fake clock stands still at this time.
+        let now = kubelet_core::clock::FakeClock::new()
+            .now_ts()
+            .as_nanosecond() as i64;
         let st = PodStatus {
             sandboxes: vec![kubelet_core::runtime::SandboxStatus {
                 id: "s1".into(),
@@ -839,6 +841,7 @@ mod tests {
                 Recorder::disabled(),
                 tx,
                 CancellationToken::new(),
+                kubelet_core::clock::FakeClock::new(),
             );
             Harness {
                 rt,

@@ -1,7 +1,6 @@
 //! The kubelet's side of the 10250 API (upstream `Kubelet` as `server.HostInterface`), and
 //! the webhook authenticator and authorizer backed by TokenReview and SubjectAccessReview.
 
-use crate::client::ApiClient;
 use crate::kuberuntime::RuntimeManager;
 use crate::pleg::PlegHealth;
 use crate::pod_workers::PodWorkers;
@@ -10,7 +9,6 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::PostParams;
 use kubelet_core::runtime::ContainerState;
 use kubelet_server::auth::{AccessReviewer, Attributes, TokenReviewer, UserInfo};
 use kubelet_server::{HostError, HostInterface};
@@ -34,6 +32,10 @@ pub struct KubeletHost {
 
 #[async_trait::async_trait]
 impl HostInterface for KubeletHost {
+    fn now(&self) -> k8s_openapi::jiff::Timestamp {
+        self.runtime.clock.now()
+    }
+
     fn node_name(&self) -> String {
         self.node_name.clone()
     }
@@ -325,7 +327,8 @@ fn axum_status(code: u16) -> kubelet_server::server::StatusCode {
 /// delays the kubelet's other requests.
 #[derive(Debug, Clone)]
 pub struct ApiReviewers {
-    api: ApiClient,
+    /// A client whose requests wait at most [`MAX_REVIEW_WAIT`] for a token.
+    api: Arc<dyn kubelet_api::Reviewer>,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -334,23 +337,20 @@ pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(250)
 pub const MAX_REVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl ApiReviewers {
-    pub fn new(api: ApiClient) -> Self {
+    pub fn new(api: kubelet_api::ApiClient) -> Self {
         ApiReviewers {
-            api,
+            api: Arc::new(api.with_max_wait(MAX_REVIEW_WAIT)),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_REVIEWS)),
         }
     }
 
-    /// A slot and a token of the review budget, or an error when neither comes in time.
+    /// A slot among the reviews in flight, or an error when none comes in time.
     async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
         let busy = || "too many reviews in flight".to_string();
         let permit = tokio::time::timeout(SLOT_WAIT, self.slots.acquire())
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
-        if !self.api.limiter.acquire_within(MAX_REVIEW_WAIT).await {
-            return Err("review budget exhausted".into());
-        }
         Ok(permit)
     }
 }
@@ -366,9 +366,9 @@ impl TokenReviewer for ApiReviewers {
             ..Default::default()
         };
         let _slot = self.admit().await?;
-        let api: kube::Api<TokenReview> = kube::Api::all(self.api.client.clone());
-        let r = api
-            .create(&PostParams::default(), &review)
+        let r = self
+            .api
+            .token_review(&review)
             .await
             .map_err(|e| e.to_string())?;
         let status = r.status.unwrap_or_default();
@@ -405,9 +405,9 @@ impl AccessReviewer for ApiReviewers {
             ..Default::default()
         };
         let _slot = self.admit().await?;
-        let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.api.client.clone());
-        let r = api
-            .create(&PostParams::default(), &sar)
+        let r = self
+            .api
+            .access_review(&sar)
             .await
             .map_err(|e| e.to_string())?;
         Ok(r.status.is_some_and(|s| s.allowed))

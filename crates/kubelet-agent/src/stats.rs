@@ -3,10 +3,10 @@
 //! as cadvisor does; pod and node CPU and memory from cgroups; networks from the sandbox's
 //! `/proc/<pid>/net/dev`; volumes, logs and ephemeral storage measured on disk.
 
-use crate::clock::SharedClock;
 use crate::volume_manager::VolumeManager;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kubelet_core::clock::SharedClock;
 use kubelet_core::stats::{
     ContainerStats, CpuStats, FsStats, InterfaceStats, MemoryStats, NetworkStats, NodeStats,
     PodReference, PodStats, RlimitStats, RuntimeStats, Summary, VolumeStats, ephemeral_storage,

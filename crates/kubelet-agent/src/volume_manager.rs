@@ -5,8 +5,8 @@
 //! removes what is left of pods the kubelet no longer knows, also after a restart.
 
 use crate::credentialprovider::SecretSource;
-use crate::events::{Recorder, WARNING, pod_ref};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use kubelet_api::events::{Recorder, WARNING, pod_ref};
 use kubelet_cri::api;
 use kubelet_host::mount::{Mounter, mount_points_under};
 use kubelet_volume::payload::{self, Fetched, Payload};
@@ -65,9 +65,9 @@ pub struct VolumeManager {
     /// For the downward API: node allocatable (default limits) and the node IP.
     pub allocatable: BTreeMap<String, String>,
     pub host_ip: String,
-    pub clock: crate::clock::SharedClock,
+    pub clock: kubelet_core::clock::SharedClock,
     /// Watches of the ConfigMaps and Secrets the pods use; `None` in standalone mode.
-    pub objects: Option<crate::object_manager::ObjectManager>,
+    pub objects: Option<kubelet_api::object_manager::ObjectManager>,
     tokens: Mutex<HashMap<TokenKey, Token>>,
     /// Pods whose sources changed since their volumes were last refreshed.
     dirty: Mutex<HashSet<String>>,
@@ -203,7 +203,7 @@ impl VolumeManager {
         mounter: Arc<dyn Mounter>,
         sources: Option<Arc<dyn SecretSource>>,
         recorder: Recorder,
-        clock: crate::clock::SharedClock,
+        clock: kubelet_core::clock::SharedClock,
     ) -> Self {
         VolumeManager {
             root_dir,
@@ -363,7 +363,7 @@ impl VolumeManager {
                 .map_err(VolumeError::io("mounting tmpfs at", &dir))?;
         }
         let payload = self.payload(pod, v).await?;
-        let changed = atomic_writer::write(&dir, &payload, gid)?;
+        let changed = atomic_writer::write(&dir, &payload, gid, self.clock.now())?;
         if changed {
             debug!(volume = %v.name, files = payload.len(), "volume contents written");
         }
@@ -741,7 +741,7 @@ pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use kubelet_core::clock::SystemClock;
     use kubelet_host::mount::FakeMounter;
 
     fn tmp(name: &str) -> PathBuf {
@@ -918,7 +918,7 @@ mod tests {
             let n = self
                 .issued
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let iat = crate::clock::Clock::now_unix_ns(&SystemClock) / 1_000_000_000;
+            let iat = kubelet_core::clock::Clock::now_unix_ns(&SystemClock) / 1_000_000_000;
             let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(serde_json::json!({"iat": iat, "exp": iat + seconds, "n": n}).to_string());
             Ok((format!("h.{claims}.s"), iat + seconds))

@@ -2,8 +2,8 @@
 //! configuration or an error naming what is wrong), never a panic.
 
 use clap::Parser;
-use kubelet_agent::config::parse;
 use kubelet_agent::options::Flags;
+use kubelet_config::parse;
 use proptest::prelude::*;
 
 const HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
@@ -71,7 +71,7 @@ proptest! {
         }
         if let Ok(l) = parse("k.yaml", &text) {
             // Accepted: what the kubelet will act on is within its bounds.
-            prop_assert!(l.config.kube_api_qps >= kubelet_agent::config::MIN_QPS);
+            prop_assert!(l.config.kube_api_qps >= kubelet_config::MIN_QPS);
             prop_assert!(l.config.kube_api_burst >= 1);
         }
     }

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod admission;
 pub mod backoff;
+pub mod clock;
 pub mod dns;
 pub mod envvars;
 pub mod eviction;
@@ -15,6 +16,8 @@ pub mod hosts;
 pub mod kernel;
 pub mod labels;
 pub mod logs;
+pub mod machine;
+pub mod nodestatus;
 pub mod qos;
 pub mod quantity;
 pub mod runtime;

@@ -34,29 +34,7 @@ pub enum HostError {
 
 pub type Result<T, E = HostError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MachineInfo {
-    pub num_cpus: u64,
-    pub memory_bytes: u64,
-    pub machine_id: String,
-    pub system_uuid: String,
-    pub boot_id: String,
-    pub kernel_version: String,
-    pub os_image: String,
-    /// GOARCH-style name: amd64, arm64, ...
-    pub architecture: String,
-    pub hostname: String,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsStats {
-    pub capacity_bytes: u64,
-    pub available_bytes: u64,
-    pub inodes: u64,
-    pub inodes_free: u64,
-    /// Blocks in use (total less free), as upstream's `FsInfo.Usage`.
-    pub used_bytes: u64,
-}
+pub use kubelet_core::machine::{FsStats, MachineInfo};
 
 pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     fn machine_info(&self) -> Result<MachineInfo>;

@@ -22,6 +22,10 @@ struct StubHost {
 
 #[async_trait::async_trait]
 impl HostInterface for StubHost {
+    fn now(&self) -> jiff::Timestamp {
+        kubelet_core::clock::system().now()
+    }
+
     fn node_name(&self) -> String {
         "n1".into()
     }

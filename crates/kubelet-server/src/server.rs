@@ -82,6 +82,8 @@ impl IntoResponse for HostError {
 #[async_trait::async_trait]
 pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     fn node_name(&self) -> String;
+    /// The kubelet's clock (for `sinceSeconds`).
+    fn now(&self) -> jiff::Timestamp;
     fn healthz(&self) -> Result<(), String>;
     /// The pods bound to this node, as the kubelet knows them.
     async fn pods(&self) -> Vec<Pod>;
@@ -784,7 +786,7 @@ async fn container_logs(
         .host
         .log_path(&ns, &pod, &container, opts.previous == Some(true))
         .await?;
-    let ropts = opts.read_options(k8s_openapi::jiff::Timestamp::now());
+    let ropts = opts.read_options(st.host.now());
     // Upstream has started its 200 response by now: later errors are its body.
     let opened = open_log(&path, ropts.tail)
         .await

@@ -23,6 +23,10 @@ struct Host {
 
 #[async_trait::async_trait]
 impl HostInterface for Host {
+    fn now(&self) -> jiff::Timestamp {
+        kubelet_core::clock::system().now()
+    }
+
     fn node_name(&self) -> String {
         "n1".into()
     }

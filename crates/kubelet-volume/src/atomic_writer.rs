@@ -201,8 +201,7 @@ fn count_files(dir: BorrowedFd<'_>) -> Option<usize> {
     Some(n)
 }
 
-fn timestamp_name() -> String {
-    let now = jiff::Timestamp::now();
+fn timestamp_name(now: jiff::Timestamp) -> String {
     format!("..{}", now.strftime("%Y_%m_%d_%H_%M_%S.%f"))
 }
 
@@ -278,8 +277,14 @@ fn current_data_dir(root: BorrowedFd<'_>) -> Option<String> {
     ours.then_some(name)
 }
 
-/// Writes `payload` into `target` (which must exist). Returns whether anything changed.
-pub fn write(target: &Path, payload: &Payload, gid: Option<u32>) -> Result<bool> {
+/// Writes `payload` into `target` (which must exist), in a data directory named after `now`.
+/// Returns whether anything changed.
+pub fn write(
+    target: &Path,
+    payload: &Payload,
+    gid: Option<u32>,
+    now: jiff::Timestamp,
+) -> Result<bool> {
     let mut files = Vec::with_capacity(payload.len());
     for (rel, f) in payload {
         validate_path(rel)?;
@@ -295,7 +300,7 @@ pub fn write(target: &Path, payload: &Payload, gid: Option<u32>) -> Result<bool>
         return Ok(false);
     }
 
-    let ts_name = timestamp_name();
+    let ts_name = timestamp_name(now);
     let ts_path = target.join(&ts_name);
     mkdirat(root, ts_name.as_str(), Mode::from_raw_mode(0o755))
         .map_err(io_err("creating", &ts_path))?;
@@ -407,6 +412,13 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
+    /// A distinct time for each write (the data directory is named after it).
+    fn now() -> jiff::Timestamp {
+        static N: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        jiff::Timestamp::from_second(1_767_225_600 + n).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("krs-aw-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -459,24 +471,24 @@ mod tests {
         let mut p = Payload::new();
         p.insert("a".into(), file("1", 0o644));
         p.insert("sub/b".into(), file("2", 0o400));
-        assert!(write(&d, &p, None).unwrap_or(false));
+        assert!(write(&d, &p, None, now()).unwrap_or(false));
         assert_eq!(fs::read_to_string(d.join("a")).unwrap_or_default(), "1");
         assert_eq!(fs::read_to_string(d.join("sub/b")).unwrap_or_default(), "2");
         let mode = fs::metadata(d.join("sub/b")).map(|m| m.permissions().mode() & 0o777);
         assert_eq!(mode.unwrap_or(0), 0o400);
         assert!(fs::symlink_metadata(d.join("a")).is_ok_and(|m| m.is_symlink()));
         // Same payload: nothing to do, also when ownership widened the modes.
-        assert!(!write(&d, &p, None).unwrap_or(true));
+        assert!(!write(&d, &p, None, now()).unwrap_or(true));
         let me = rustix::process::getgid().as_raw();
-        assert!(write(&d, &p, Some(me)).unwrap_or(false));
-        assert!(!write(&d, &p, Some(me)).unwrap_or(true));
+        assert!(write(&d, &p, Some(me), now()).unwrap_or(false));
+        assert!(!write(&d, &p, Some(me), now()).unwrap_or(true));
         let mode = fs::metadata(d.join("sub/b")).map(|m| m.permissions().mode() & 0o777);
         assert_eq!(mode.unwrap_or(0), 0o440);
 
         let first = fs::read_link(d.join(DATA)).unwrap_or_default();
         p.remove("sub/b");
         p.insert("a".into(), file("3", 0o644));
-        assert!(write(&d, &p, None).unwrap_or(false));
+        assert!(write(&d, &p, None, now()).unwrap_or(false));
         assert_eq!(fs::read_to_string(d.join("a")).unwrap_or_default(), "3");
         assert!(fs::symlink_metadata(d.join("sub")).is_err());
         assert!(!d.join(first).exists(), "old data directory removed");
@@ -499,13 +511,13 @@ mod tests {
         let d = tmp("hostile");
         let mut p = Payload::new();
         p.insert("../escape".into(), file("x", 0o644));
-        assert!(write(&d, &p, None).is_err());
+        assert!(write(&d, &p, None, now()).is_err());
         assert!(!d.parent().unwrap_or(&d).join("escape").exists());
         // Only a cleaned path reveals these.
         for bad in ["./..data/x", ".", "./"] {
             let mut p = Payload::new();
             p.insert(bad.into(), file("x", 0o644));
-            assert!(write(&d, &p, None).is_err(), "{bad}");
+            assert!(write(&d, &p, None, now()).is_err(), "{bad}");
         }
         let _ = fs::remove_dir_all(&d);
     }
@@ -515,7 +527,7 @@ mod tests {
         let d = tmp("umask");
         let mut p = Payload::new();
         p.insert("x/y/z".into(), file("1", 0o666));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         assert_eq!(mode_of(&data_dir_inside(&d).join("x/y/z")), 0o666);
         assert_eq!(mode_of(&data_dir_inside(&d)), 0o755);
         let _ = fs::remove_dir_all(&d);
@@ -528,7 +540,7 @@ mod tests {
         let mut p = Payload::new();
         p.insert("a".into(), file("kubelet", 0o644));
         p.insert("sub/f".into(), file("1", 0o644));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         // The container swaps `sub` for a link to a host directory holding a copy of the
         // payload, and keeps the file count equal.
         let cur = data_dir_inside(&d);
@@ -540,7 +552,10 @@ mod tests {
         let before = snapshot(&out);
 
         // Same payload: the planted tree must not pass for the kubelet's.
-        assert!(write(&d, &p, None).unwrap(), "planted data dir trusted");
+        assert!(
+            write(&d, &p, None, now()).unwrap(),
+            "planted data dir trusted"
+        );
         let cur = data_dir_inside(&d);
         assert!(fs::symlink_metadata(cur.join("sub")).unwrap().is_dir());
         assert!(fs::symlink_metadata(cur.join("extra")).is_err());
@@ -553,7 +568,7 @@ mod tests {
         symlink(&out, d.join("sub")).unwrap();
         p.insert("sub/f".into(), file("2", 0o600));
         p.insert("sub/g/h".into(), file("3", 0o600));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         let cur = data_dir_inside(&d);
         assert_eq!(fs::read_to_string(cur.join("sub/f")).unwrap(), "2");
         assert_eq!(fs::read_to_string(cur.join("sub/g/h")).unwrap(), "3");
@@ -572,7 +587,7 @@ mod tests {
         let before = snapshot(&out);
         let mut p = Payload::new();
         p.insert("a".into(), file("1", 0o644));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         let first = data_dir_inside(&d);
 
         // `..data` to a host directory that looks like the payload, `..data_tmp` to it too.
@@ -580,7 +595,7 @@ mod tests {
         symlink(&out, d.join(DATA)).unwrap();
         symlink(&out, d.join(DATA_TMP)).unwrap();
         assert!(
-            write(&d, &p, None).unwrap(),
+            write(&d, &p, None, now()).unwrap(),
             "host directory trusted as data"
         );
         let cur = data_dir_inside(&d);
@@ -596,7 +611,7 @@ mod tests {
         fs::create_dir(d.join(DATA_TMP)).unwrap();
         symlink(&out, d.join(DATA_TMP).join("l")).unwrap();
         p.insert("a".into(), file("2", 0o644));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         data_dir_inside(&d);
         assert!(fs::symlink_metadata(d.join(DATA_TMP)).is_err());
         assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "2");
@@ -610,7 +625,7 @@ mod tests {
         let d = tmp("fifo");
         let mut p = Payload::new();
         p.insert("a".into(), file("1", 0o644));
-        assert!(write(&d, &p, None).unwrap());
+        assert!(write(&d, &p, None, now()).unwrap());
         let cur = data_dir_inside(&d);
         fs::remove_file(cur.join("a")).unwrap();
         rustix::fs::mknodat(
@@ -623,7 +638,7 @@ mod tests {
         .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let (d2, p2) = (d.clone(), p.clone());
-        std::thread::spawn(move || tx.send(write(&d2, &p2, None).ok()));
+        std::thread::spawn(move || tx.send(write(&d2, &p2, None, now()).ok()));
         let got = rx.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(got, Ok(Some(true)), "write blocked on a fifo");
         assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "1");

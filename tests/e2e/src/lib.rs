@@ -79,10 +79,11 @@ pub struct TestNs {
 impl TestNs {
     pub async fn new(prefix: &str) -> Self {
         let client = client().await;
+        #[allow(clippy::disallowed_methods)] // a unique name, not a time
+        let now = std::time::SystemTime::now();
         let suffix = format!(
             "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
+            now.duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos()
                 % 0xffffff

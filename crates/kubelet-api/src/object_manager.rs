@@ -3,15 +3,15 @@
 //! `configMapAndSecretChangeDetectionStrategy: Watch`). Reads come from the watch's cache, so
 //! a pod sync costs no API request, and a change wakes the pods that use the object at once.
 
-use crate::client::ApiClient;
+use crate::api::{ObjectSource, WatchStream};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +43,9 @@ struct Entry {
 
 #[derive(Debug)]
 struct Shared {
-    api: ApiClient,
+    api: Arc<dyn ObjectSource>,
+    /// The watch tasks, one per object.
+    tasks: TaskTracker,
     entries: Mutex<HashMap<ObjectKey, Entry>>,
     /// Pod UIDs to wake: an object they use changed.
     changed: UnboundedSender<String>,
@@ -97,13 +99,14 @@ pub fn referenced(pod: &Pod) -> HashSet<ObjectKey> {
 
 impl ObjectManager {
     pub fn new(
-        api: ApiClient,
+        api: Arc<dyn ObjectSource>,
         changed: UnboundedSender<String>,
         cancel: CancellationToken,
     ) -> Self {
         ObjectManager {
             shared: Arc::new(Shared {
                 api,
+                tasks: TaskTracker::new(),
                 entries: Mutex::default(),
                 changed,
                 cancel,
@@ -189,6 +192,12 @@ impl ObjectManager {
         self.entries().len()
     }
 
+    /// Waits for the watch tasks to end (after cancellation).
+    pub async fn shutdown(&self) {
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
     fn spawn_watch(
         &self,
         key: ObjectKey,
@@ -196,36 +205,34 @@ impl ObjectManager {
         stop: CancellationToken,
     ) {
         let me = self.clone();
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
-        let client = self.shared.api.client.clone();
-        tokio::spawn(async move {
-            match key.kind {
-                Kind::ConfigMap => {
-                    let api = kube::Api::<ConfigMap>::namespaced(client, &key.namespace);
-                    let s = watcher::watcher(api, cfg).default_backoff();
-                    me.follow(&key, s, &cached, &stop, Cached::ConfigMap).await;
-                }
-                Kind::Secret => {
-                    let api = kube::Api::<Secret>::namespaced(client, &key.namespace);
-                    let s = watcher::watcher(api, cfg).default_backoff();
-                    me.follow(&key, s, &cached, &stop, Cached::Secret).await;
-                }
+        let api = &self.shared.api;
+        let task = match key.kind {
+            Kind::ConfigMap => {
+                let s = api.watch_config_map(&key.namespace, &key.name);
+                futures::future::Either::Left(async move {
+                    me.follow(&key, s, &cached, &stop, Cached::ConfigMap).await
+                })
             }
-        });
+            Kind::Secret => {
+                let s = api.watch_secret(&key.namespace, &key.name);
+                futures::future::Either::Right(async move {
+                    me.follow(&key, s, &cached, &stop, Cached::Secret).await
+                })
+            }
+        };
+        self.shared.tasks.spawn(task);
     }
 
-    async fn follow<K, S>(
+    async fn follow<K>(
         &self,
         key: &ObjectKey,
-        stream: S,
+        mut stream: WatchStream<K>,
         cached: &Mutex<Option<Cached>>,
         stop: &CancellationToken,
         wrap: fn(Option<K>) -> Cached,
     ) where
         K: kube::Resource + Clone,
-        S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
     {
-        let mut stream = std::pin::pin!(stream);
         let mut listed: Option<K> = None;
         let mut current_rv: Option<Option<String>> = None;
         loop {

@@ -4,9 +4,8 @@
 //! flight, so an old status can never overwrite a newer one. Once a deleted pod's resources
 //! are reclaimed, its final status is written and the object is deleted with a UID precondition.
 
-use crate::client::{ApiClient, is_status};
+use crate::api::PodStatusWriter;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kubelet_core::labels::PodRef;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +15,8 @@ use tracing::{debug, warn};
 
 /// How many pods' updates may be in flight at once.
 const CONCURRENCY: usize = 16;
+/// Pause before retrying a failed request.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -40,12 +41,12 @@ struct Inner {
 pub struct StatusManager {
     inner: Arc<Mutex<Inner>>,
     notify: Arc<Notify>,
-    api: Option<ApiClient>,
+    api: Option<Arc<dyn PodStatusWriter>>,
 }
 
 impl StatusManager {
     /// `api` is `None` in standalone mode: statuses are kept, never sent.
-    pub fn new(api: Option<ApiClient>) -> Self {
+    pub fn new(api: Option<Arc<dyn PodStatusWriter>>) -> Self {
         StatusManager {
             inner: Arc::default(),
             notify: Arc::new(Notify::new()),
@@ -158,7 +159,7 @@ impl StatusManager {
                 let me = self.clone();
                 tasks.spawn(async move {
                     let outcome =
-                        sync_one(&api, &pod, status.as_ref(), sent.as_ref(), delete).await;
+                        sync_one(api.as_ref(), &pod, status.as_ref(), sent.as_ref(), delete).await;
                     me.finish(&uid, version, status, outcome);
                 });
             }
@@ -222,61 +223,36 @@ enum Outcome {
     Retry,
 }
 
-/// The strategic-merge patch: conditions merge by type (keeping other writers' conditions),
-/// and `metadata.uid` makes it apply only to this incarnation of the pod.
-pub fn status_patch(uid: &str, status: &PodStatus) -> serde_json::Value {
-    serde_json::json!({ "metadata": { "uid": uid }, "status": status })
-}
-
 async fn sync_one(
-    api: &ApiClient,
+    api: &dyn PodStatusWriter,
     pod: &PodRef,
     status: Option<&PodStatus>,
     sent: Option<&PodStatus>,
     delete: bool,
 ) -> Outcome {
-    let pods: kube::Api<Pod> = kube::Api::namespaced(api.client.clone(), &pod.namespace);
     if let Some(status) = status.filter(|s| Some(*s) != sent) {
-        api.limiter.acquire().await;
-        let patch = status_patch(&pod.uid, status);
-        match pods
-            .patch_status(
-                &pod.name,
-                &PatchParams::default(),
-                &Patch::Strategic(&patch),
-            )
-            .await
-        {
-            Ok(_) => debug!(pod = %pod.key(), "status patched"),
-            Err(e) if is_status(&e, 404) => return Outcome::Gone,
+        match api.patch_pod_status(pod, status).await {
+            Ok(()) => debug!(pod = %pod.key(), "status patched"),
+            Err(e) if e.is_not_found() => return Outcome::Gone,
             // A UID mismatch (409/422): the pod was recreated under the same name.
-            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
+            Err(e) if e.is_status(409) || e.is_status(422) => {
                 warn!(pod = %pod.key(), error = %e, "status patch refused; dropping status of an old pod");
                 return Outcome::Gone;
             }
             Err(e) => {
                 warn!(pod = %pod.key(), error = %e, "status patch failed; will retry");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(RETRY).await;
                 return Outcome::Retry;
             }
         }
     }
     if delete {
-        api.limiter.acquire().await;
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(pod.uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match pods.delete(&pod.name, &dp).await {
-            Ok(_) => debug!(pod = %pod.key(), "pod deleted"),
-            Err(e) if is_status(&e, 404) || is_status(&e, 409) => return Outcome::Gone,
+        match api.delete_pod(pod).await {
+            Ok(()) => debug!(pod = %pod.key(), "pod deleted"),
+            Err(e) if e.is_not_found() || e.is_status(409) => return Outcome::Gone,
             Err(e) => {
                 warn!(pod = %pod.key(), error = %e, "final delete failed; will retry");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(RETRY).await;
                 return Outcome::Retry;
             }
         }

@@ -1,6 +1,7 @@
 //! The API client: kube's client plus client-side rate limiting with upstream's semantics
 //! (`kubeAPIQPS` tokens per second, bursts of `kubeAPIBurst`).
 
+use crate::error::ApiError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -107,17 +108,20 @@ impl Drop for Refund<'_> {
     }
 }
 
-/// The kube client and its limiter, shared by every component that talks to the API server.
+/// The kube client and its limiter. Every request waits for a token first; a client with
+/// `max_wait` refuses instead of waiting longer than that (the 10250 reviewers' budget).
 #[derive(Clone)]
 pub struct ApiClient {
-    pub client: kube::Client,
+    pub(crate) client: kube::Client,
     pub limiter: RateLimiter,
+    max_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiClient")
             .field("limiter", &self.limiter)
+            .field("max_wait", &self.max_wait)
             .finish()
     }
 }
@@ -127,32 +131,32 @@ impl ApiClient {
         ApiClient {
             client,
             limiter: RateLimiter::new(qps, burst),
+            max_wait: None,
         }
     }
 
-    pub fn api<K>(&self, namespace: Option<&str>) -> kube::Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        match namespace {
-            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
-            None => kube::Api::default_namespaced(self.client.clone()),
+    /// Another client on the same connection, with a budget of its own.
+    pub fn with_limits(&self, qps: f64, burst: u32) -> Self {
+        ApiClient::new(self.client.clone(), qps, burst)
+    }
+
+    /// Requests that would wait longer than `max_wait` for a token fail with `Throttled`.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
+        self
+    }
+
+    /// Waits for this request's token.
+    pub(crate) async fn throttle(&self) -> Result<(), ApiError> {
+        match self.max_wait {
+            None => {
+                self.limiter.acquire().await;
+                Ok(())
+            }
+            Some(max) if self.limiter.acquire_within(max).await => Ok(()),
+            Some(_) => Err(ApiError::Throttled("client request budget exhausted")),
         }
     }
-
-    pub fn cluster_api<K>(&self) -> kube::Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        kube::Api::all(self.client.clone())
-    }
-}
-
-/// Whether an API error is the given HTTP status.
-pub fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
 #[cfg(test)]

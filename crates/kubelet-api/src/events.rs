@@ -2,12 +2,12 @@
 //! bounded queue (a flood is dropped, never blocks a pod worker), and repeats of the same
 //! event within 10 minutes are folded into one object whose `count` grows.
 
-use crate::client::ApiClient;
+use crate::api::EventSink;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kubelet_core::clock::SharedClock;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -67,11 +67,15 @@ impl Recorder {
         }
     }
 
-    /// Starts the sender task; it ends when every recorder is dropped.
-    pub fn start(api: ApiClient, node: String) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(1000);
-        let handle = tokio::spawn(run(api, node, rx));
-        (Recorder { tx: Some(tx) }, handle)
+    /// A recorder and its sender task, for the caller to own; the task ends when every
+    /// recorder is dropped.
+    pub fn new(
+        sink: Arc<dyn EventSink>,
+        node: String,
+        clock: SharedClock,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Recorder { tx: Some(tx) }, run(sink, node, clock, rx))
     }
 }
 
@@ -81,6 +85,8 @@ struct Seen {
     at: Instant,
 }
 
+/// Events waiting to be sent; more are dropped.
+const QUEUE: usize = 1000;
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 /// Upstream's spam filter: per involved object, bursts of 25, then one every 5 minutes.
 const SPAM_BURST: f64 = 25.0;
@@ -114,7 +120,12 @@ impl SpamFilter {
     }
 }
 
-async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>) {
+async fn run(
+    sink: Arc<dyn EventSink>,
+    node: String,
+    clock: SharedClock,
+    mut rx: mpsc::Receiver<PendingEvent>,
+) {
     let mut seen: HashMap<(String, String, String, String), Seen> = HashMap::new();
     let mut spam = SpamFilter::default();
     while let Some(e) = rx.recv().await {
@@ -140,10 +151,8 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
             e.reason.clone(),
             e.message.clone(),
         );
-        let now = Timestamp::now();
-        let events: kube::Api<Event> = kube::Api::namespaced(api.client.clone(), &ns);
+        let now = clock.now();
         seen.retain(|_, s| s.at.elapsed() < AGGREGATE_WINDOW);
-        api.limiter.acquire().await;
         if let Some(s) = seen.get_mut(&key) {
             s.count += 1;
             s.at = Instant::now();
@@ -151,10 +160,7 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
                 "count": s.count,
                 "lastTimestamp": kubelet_core::status::time_of(now),
             });
-            if let Err(err) = events
-                .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            if let Err(err) = sink.patch_event(&ns, &s.name, &patch).await {
                 debug!(%err, "event patch failed");
             }
             continue;
@@ -181,7 +187,7 @@ async fn run(api: ApiClient, node: String, mut rx: mpsc::Receiver<PendingEvent>)
             count: Some(1),
             ..Default::default()
         };
-        match events.create(&PostParams::default(), &ev).await {
+        match sink.create_event(&ev).await {
             Ok(_) => {
                 seen.insert(
                     key,

@@ -1,12 +1,12 @@
 //! The node's heartbeat Lease in `kube-node-lease` (upstream component-helpers lease
 //! controller): renewed every quarter of its duration with a full update, re-read on conflict.
 
-use crate::client::{ApiClient, is_status};
-use crate::clock::SharedClock;
+use crate::api::NodeClient;
+use crate::error::ApiError;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::PostParams;
+use kubelet_core::clock::SharedClock;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -15,7 +15,7 @@ pub const NAMESPACE: &str = "kube-node-lease";
 
 #[derive(Debug)]
 pub struct LeaseController {
-    pub api: ApiClient,
+    pub api: Arc<dyn NodeClient>,
     pub node_name: String,
     pub duration_seconds: u32,
     pub clock: SharedClock,
@@ -57,17 +57,15 @@ impl LeaseController {
     }
 
     async fn node_uid(&self) -> Option<String> {
-        let nodes: kube::Api<Node> = self.api.cluster_api();
-        self.api.limiter.acquire().await;
-        nodes
-            .get(&self.node_name)
+        self.api
+            .get_node(&self.node_name)
             .await
             .ok()
             .and_then(|n| n.metadata.uid)
     }
 
     /// Writes `l` back with a fresh renewTime (and the Node as owner, if it has none yet).
-    async fn renew(&self, leases: &kube::Api<Lease>, l: Lease) -> Result<Lease, kube::Error> {
+    async fn renew(&self, l: Lease) -> Result<Lease, ApiError> {
         let ownerless = l
             .metadata
             .owner_references
@@ -78,37 +76,25 @@ impl LeaseController {
         } else {
             None
         };
-        self.api.limiter.acquire().await;
-        leases
-            .replace(
-                &self.node_name,
-                &PostParams::default(),
-                &self.desired(Some(l), owner),
-            )
-            .await
+        self.api.replace_lease(&self.desired(Some(l), owner)).await
     }
 
     /// One renewal; returns the lease as stored, for the next update.
-    async fn sync(&self, cached: Option<Lease>) -> Result<Lease, kube::Error> {
-        let leases: kube::Api<Lease> = kube::Api::namespaced(self.api.client.clone(), NAMESPACE);
+    async fn sync(&self, cached: Option<Lease>) -> Result<Lease, ApiError> {
         if let Some(l) = cached {
-            match self.renew(&leases, l).await {
+            match self.renew(l).await {
                 Ok(l) => return Ok(l),
                 Err(e) => debug!(error = %e, "lease update failed; re-reading"),
             }
         }
-        self.api.limiter.acquire().await;
-        match leases.get(&self.node_name).await {
-            Ok(l) => self.renew(&leases, l).await,
-            Err(e) if is_status(&e, 404) => {
+        match self.api.get_lease(NAMESPACE, &self.node_name).await {
+            Ok(l) => self.renew(l).await,
+            Err(e) if e.is_not_found() => {
                 // Upstream creates the lease only once it can name the Node as its owner.
                 let Some(uid) = self.node_uid().await else {
                     return Err(e);
                 };
-                self.api.limiter.acquire().await;
-                leases
-                    .create(&PostParams::default(), &self.desired(None, Some(uid)))
-                    .await
+                self.api.create_lease(&self.desired(None, Some(uid))).await
             }
             Err(e) => Err(e),
         }
@@ -126,7 +112,7 @@ impl LeaseController {
                 }
                 Err(e) => {
                     // Before the Node exists there is nothing to own the lease yet.
-                    if is_status(&e, 404) {
+                    if e.is_not_found() {
                         debug!(error = %e, "node lease not created yet");
                     } else {
                         warn!(error = %e, "renewing node lease failed");

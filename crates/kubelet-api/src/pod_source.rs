@@ -1,28 +1,41 @@
 //! Pods bound to this node, from the API server (upstream `pkg/kubelet/config/apiserver.go`):
-//! a list+watch on `spec.nodeName`, resumed after errors by kube's watcher, with deletes
-//! found either as watch events or by diffing a fresh list against what we knew.
+//! a list+watch on `spec.nodeName`, resumed after errors, with deletes found either as watch
+//! events or by diffing a fresh list against what we knew. Updates go to the pod workers
+//! over a channel.
 
-use crate::client::ApiClient;
-use crate::pod_workers::PodWorkers;
+use crate::api::PodSource;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
+/// What the pod workers are told.
+#[derive(Debug, Clone)]
+pub enum PodUpdate {
+    /// Added or changed.
+    Apply(Arc<Pod>),
+    /// Gone from the API server.
+    Remove(Arc<Pod>),
+    /// Every pod of a full list was handed over before this (sent after each relist), so
+    /// pods the workers know and the list lacks are orphans.
+    Synced { pods: usize },
+}
+
+/// Pod updates waiting for the workers; a full queue holds up the watch, never drops.
+pub const QUEUE: usize = 1024;
+
+/// Follows the node's pods until cancelled (or the workers stop listening).
 pub async fn run(
-    api: ApiClient,
+    source: Arc<dyn PodSource>,
     node: String,
-    workers: PodWorkers,
-    synced: Arc<AtomicBool>,
+    tx: mpsc::Sender<PodUpdate>,
     cancel: CancellationToken,
 ) {
-    let pods: kube::Api<Pod> = kube::Api::all(api.client.clone());
-    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let mut stream = watcher::watcher(pods, cfg).boxed();
+    let mut stream = source.watch_pods(&node);
     let mut known: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut relisting: Option<HashMap<String, Arc<Pod>>> = None;
     loop {
@@ -31,19 +44,20 @@ pub async fn run(
             ev = stream.next() => ev,
         };
         let Some(ev) = ev else { return };
+        let mut out = vec![];
         match ev {
             Ok(watcher::Event::Apply(p)) => {
                 let p = Arc::new(p);
                 if let Some(uid) = p.metadata.uid.clone() {
                     known.insert(uid, p.clone());
                 }
-                workers.update(p);
+                out.push(PodUpdate::Apply(p));
             }
             Ok(watcher::Event::Delete(p)) => {
                 if let Some(uid) = &p.metadata.uid {
                     known.remove(uid);
                 }
-                workers.remove(Arc::new(p));
+                out.push(PodUpdate::Remove(Arc::new(p)));
             }
             Ok(watcher::Event::Init) => relisting = Some(HashMap::new()),
             Ok(watcher::Event::InitApply(p)) => {
@@ -51,27 +65,25 @@ pub async fn run(
                 if let (Some(uid), Some(r)) = (p.metadata.uid.clone(), relisting.as_mut()) {
                     r.insert(uid, p.clone());
                 }
-                workers.update(p);
+                out.push(PodUpdate::Apply(p));
             }
             Ok(watcher::Event::InitDone) => {
                 let fresh = relisting.take().unwrap_or_default();
                 for (uid, p) in known.drain() {
                     if !fresh.contains_key(&uid) {
-                        workers.remove(p);
+                        out.push(PodUpdate::Remove(p));
                     }
                 }
                 known = fresh;
-                if !synced.swap(true, Ordering::AcqRel) {
-                    info!(pods = known.len(), "initial pod list synced");
-                }
+                out.push(PodUpdate::Synced { pods: known.len() });
             }
-            Err(e) => {
-                warn!(error = %e, "pod watch failed; retrying");
-                // kube's watcher does not back off on its own.
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                }
+            // The stream backs off before it retries.
+            Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+        }
+        for u in out {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = tx.send(u) => if r.is_err() { return },
             }
         }
     }

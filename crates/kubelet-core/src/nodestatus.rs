@@ -1,6 +1,9 @@
 //! The Node object and its status as pure functions of what the host and runtime report
 //! (upstream `pkg/kubelet/nodestatus/setters.go`).
 
+use crate::machine::{FsStats, ImageSummary, MachineInfo};
+use crate::quantity::{format_binary_si, format_decimal, parse_milli};
+use crate::status::time_of;
 use k8s_openapi::api::core::v1::{
     ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
     NodeSpec, NodeStatus, NodeSystemInfo,
@@ -8,9 +11,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kubelet_core::quantity::{format_binary_si, format_decimal, parse_milli};
-use kubelet_core::status::time_of;
-use kubelet_host::{FsStats, MachineInfo};
 use std::collections::BTreeMap;
 
 /// The version we report as kubeletVersion: the API level we implement, marked as ours.
@@ -354,8 +354,8 @@ pub fn initial_node(name: &str, labels: BTreeMap<String, String>, status: NodeSt
 }
 
 /// Up to `max` images, largest first, each with at most 5 names (digests, then tags).
-pub fn node_images(images: &[kubelet_cri::api::Image], max: i32) -> Vec<ContainerImage> {
-    let mut imgs: Vec<&kubelet_cri::api::Image> = images.iter().collect();
+pub fn node_images(images: &[ImageSummary], max: i32) -> Vec<ContainerImage> {
+    let mut imgs: Vec<&ImageSummary> = images.iter().collect();
     imgs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| b.id.cmp(&a.id)));
     if max >= 0 {
         imgs.truncate(max as usize);
@@ -433,7 +433,15 @@ mod tests {
             addresses: vec![],
             port: 10250,
             max_pods: 110,
-            eviction_hard: crate::config::KubeletConfiguration::default().eviction_hard(),
+            eviction_hard: [
+                ("memory.available", "100Mi"),
+                ("nodefs.available", "10%"),
+                ("nodefs.inodesFree", "5%"),
+                ("imagefs.available", "15%"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             health_errors: vec![],
         }
     }
@@ -534,18 +542,17 @@ mod tests {
         assert_eq!(l["kubernetes.io/hostname"], "override");
         assert_eq!(l["beta.kubernetes.io/arch"], "amd64");
         let imgs = vec![
-            kubelet_cri::api::Image {
+            ImageSummary {
                 id: "a".into(),
                 repo_tags: vec!["small".into()],
                 size: 1,
                 ..Default::default()
             },
-            kubelet_cri::api::Image {
+            ImageSummary {
                 id: "b".into(),
                 repo_tags: vec!["big".into()],
                 repo_digests: vec!["big@sha256:1".into()],
                 size: 9,
-                ..Default::default()
             },
         ];
         let n = node_images(&imgs, 50);

@@ -1,0 +1,529 @@
+//! An in-memory API server for unit tests: objects in maps, every request recorded, failures
+//! injected per operation, and watches fed from what tests store.
+
+use crate::api::{
+    EventSink, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer, WatchStream,
+};
+use crate::error::{ApiError, Result};
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus, TokenReview};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret, Service};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::watcher::Event as WatchEvent;
+use kubelet_core::labels::PodRef;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, mpsc};
+
+type Key = (String, String);
+type Senders<K> = Vec<(Key, mpsc::UnboundedSender<Result<WatchEvent<K>>>)>;
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub pods: BTreeMap<Key, Pod>,
+    /// Every accepted pod status patch, in order.
+    pub status_patches: Vec<(PodRef, PodStatus)>,
+    pub deleted_pods: Vec<PodRef>,
+    pub nodes: BTreeMap<String, Node>,
+    pub node_status_patches: usize,
+    pub leases: BTreeMap<Key, Lease>,
+    pub events: Vec<Event>,
+    pub event_patches: Vec<(String, String, serde_json::Value)>,
+    pub secrets: BTreeMap<Key, Secret>,
+    pub config_maps: BTreeMap<Key, ConfigMap>,
+    pub runtime_classes: BTreeMap<String, RuntimeClass>,
+    pub services: BTreeMap<Key, Service>,
+    /// Every request by operation name, in order.
+    pub calls: Vec<String>,
+    /// Errors to answer the next requests of an operation with.
+    failures: HashMap<String, VecDeque<ApiError>>,
+    next_rv: u64,
+    pod_watches: Senders<Pod>,
+    config_map_watches: Senders<ConfigMap>,
+    secret_watches: Senders<Secret>,
+    service_watches: Senders<Service>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+fn key(ns: &str, name: &str) -> Key {
+    (ns.to_string(), name.to_string())
+}
+
+fn conflict(what: &str) -> ApiError {
+    ApiError::status(
+        409,
+        "Conflict",
+        format!("{what}: the object has been modified"),
+    )
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next `n` requests of `op` (a trait method's name) fail with `code`.
+    pub fn fail(&self, op: &str, n: usize, code: u16) {
+        let mut s = self.state();
+        let q = s.failures.entry(op.to_string()).or_default();
+        for _ in 0..n {
+            q.push_back(ApiError::status(
+                code,
+                "Injected",
+                format!("injected {code} for {op}"),
+            ));
+        }
+    }
+
+    /// How many requests of `op` were made.
+    pub fn count(&self, op: &str) -> usize {
+        self.state().calls.iter().filter(|c| *c == op).count()
+    }
+
+    /// Waits until `cond` holds of the state (checked after every request).
+    pub async fn wait_for(&self, cond: impl Fn(&State) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            if cond(&self.state()) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn call(&self, op: &str) -> Result<MutexGuard<'_, State>> {
+        let mut s = self.state();
+        s.calls.push(op.to_string());
+        self.changed.notify_waiters();
+        match s.failures.get_mut(op).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(s),
+        }
+    }
+
+    fn bump(s: &mut State) -> String {
+        s.next_rv += 1;
+        s.next_rv.to_string()
+    }
+
+    /// Stores a pod (as the scheduler's binding would) and tells the pod watches.
+    pub fn put_pod(&self, mut pod: Pod) {
+        let mut s = self.state();
+        pod.metadata.resource_version = Some(Self::bump(&mut s));
+        let k = key(
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        );
+        s.pods.insert(k, pod.clone());
+        s.pod_watches
+            .retain(|(_, tx)| tx.send(Ok(WatchEvent::Apply(pod.clone()))).is_ok());
+        drop(s);
+        self.changed.notify_waiters();
+    }
+
+    /// Removes a pod and tells the pod watches.
+    pub fn remove_pod(&self, namespace: &str, name: &str) {
+        let mut s = self.state();
+        if let Some(pod) = s.pods.remove(&key(namespace, name)) {
+            s.pod_watches
+                .retain(|(_, tx)| tx.send(Ok(WatchEvent::Delete(pod.clone()))).is_ok());
+        }
+        drop(s);
+        self.changed.notify_waiters();
+    }
+
+    /// Makes every pod watch list afresh, as kube's watcher does after a lost watch.
+    pub fn relist_pod_watches(&self) {
+        let mut s = self.state();
+        let pods: Vec<Pod> = s.pods.values().cloned().collect();
+        s.pod_watches.retain(|(_, tx)| {
+            std::iter::once(WatchEvent::Init)
+                .chain(pods.iter().cloned().map(WatchEvent::InitApply))
+                .chain(std::iter::once(WatchEvent::InitDone))
+                .all(|ev| tx.send(Ok(ev)).is_ok())
+        });
+    }
+
+    /// Removes a pod without telling the watches (a delete the watch missed).
+    pub fn lose_pod(&self, namespace: &str, name: &str) {
+        self.state().pods.remove(&key(namespace, name));
+    }
+
+    pub fn put_config_map(&self, mut cm: ConfigMap) {
+        let mut s = self.state();
+        cm.metadata.resource_version = Some(Self::bump(&mut s));
+        let k = key(
+            cm.metadata.namespace.as_deref().unwrap_or_default(),
+            cm.metadata.name.as_deref().unwrap_or_default(),
+        );
+        s.config_maps.insert(k.clone(), cm.clone());
+        s.config_map_watches
+            .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Apply(cm.clone()))).is_ok());
+    }
+
+    pub fn put_secret(&self, mut sec: Secret) {
+        let mut s = self.state();
+        sec.metadata.resource_version = Some(Self::bump(&mut s));
+        let k = key(
+            sec.metadata.namespace.as_deref().unwrap_or_default(),
+            sec.metadata.name.as_deref().unwrap_or_default(),
+        );
+        s.secrets.insert(k.clone(), sec.clone());
+        s.secret_watches
+            .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Apply(sec.clone()))).is_ok());
+    }
+
+    pub fn delete_config_map(&self, namespace: &str, name: &str) {
+        let mut s = self.state();
+        let k = key(namespace, name);
+        if let Some(cm) = s.config_maps.remove(&k) {
+            s.config_map_watches
+                .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Delete(cm.clone()))).is_ok());
+        }
+    }
+
+    /// Live watches of single ConfigMaps and Secrets.
+    pub fn watchers(&self) -> usize {
+        let s = self.state();
+        s.config_map_watches
+            .iter()
+            .filter(|(_, tx)| !tx.is_closed())
+            .count()
+            + s.secret_watches
+                .iter()
+                .filter(|(_, tx)| !tx.is_closed())
+                .count()
+    }
+}
+
+/// A watch that starts with the initial list of `items`.
+fn open<K: Send + 'static>(
+    items: Vec<K>,
+) -> (mpsc::UnboundedSender<Result<WatchEvent<K>>>, WatchStream<K>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(Ok(WatchEvent::Init));
+    for i in items {
+        let _ = tx.send(Ok(WatchEvent::InitApply(i)));
+    }
+    let _ = tx.send(Ok(WatchEvent::InitDone));
+    let stream = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+    )
+    .boxed();
+    (tx, stream)
+}
+
+#[async_trait]
+impl PodStatusWriter for FakeApi {
+    async fn patch_pod_status(&self, pod: &PodRef, status: &PodStatus) -> Result<()> {
+        let mut s = self.call("patch_pod_status")?;
+        let k = key(&pod.namespace, &pod.name);
+        let Some(p) = s.pods.get_mut(&k) else {
+            return Err(ApiError::not_found(format!(
+                "pods \"{}\" not found",
+                pod.name
+            )));
+        };
+        if p.metadata.uid.as_deref() != Some(pod.uid.as_str()) {
+            return Err(ApiError::status(
+                409,
+                "Conflict",
+                "Precondition failed: UID in precondition",
+            ));
+        }
+        p.status = Some(status.clone());
+        s.status_patches.push((pod.clone(), status.clone()));
+        Ok(())
+    }
+
+    async fn delete_pod(&self, pod: &PodRef) -> Result<()> {
+        let mut s = self.call("delete_pod")?;
+        let k = key(&pod.namespace, &pod.name);
+        match s.pods.get(&k) {
+            None => Err(ApiError::not_found(format!(
+                "pods \"{}\" not found",
+                pod.name
+            ))),
+            Some(p) if p.metadata.uid.as_deref() != Some(pod.uid.as_str()) => Err(
+                ApiError::status(409, "Conflict", "Precondition failed: UID in precondition"),
+            ),
+            Some(_) => {
+                s.pods.remove(&k);
+                s.deleted_pods.push(pod.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn merge(into: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (into, patch) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                if v.is_null() {
+                    a.remove(k);
+                } else {
+                    merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+fn patched<K: serde::Serialize + serde::de::DeserializeOwned>(
+    obj: &K,
+    patch: &serde_json::Value,
+) -> Result<K> {
+    let bad = |e: serde_json::Error| ApiError::status(422, "Invalid", e.to_string());
+    let mut v = serde_json::to_value(obj).map_err(bad)?;
+    merge(&mut v, patch);
+    serde_json::from_value(v).map_err(bad)
+}
+
+#[async_trait]
+impl NodeClient for FakeApi {
+    async fn get_node(&self, name: &str) -> Result<Node> {
+        let s = self.call("get_node")?;
+        s.nodes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))
+    }
+
+    async fn create_node(&self, node: &Node) -> Result<Node> {
+        let mut s = self.call("create_node")?;
+        let name = node.metadata.name.clone().unwrap_or_default();
+        if s.nodes.contains_key(&name) {
+            return Err(ApiError::status(
+                409,
+                "AlreadyExists",
+                format!("nodes \"{name}\" already exists"),
+            ));
+        }
+        let mut n = node.clone();
+        n.metadata.uid = Some(format!("uid-{name}"));
+        n.metadata.resource_version = Some(Self::bump(&mut s));
+        s.nodes.insert(name, n.clone());
+        Ok(n)
+    }
+
+    async fn patch_node(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
+        let mut s = self.call("patch_node")?;
+        let n = s
+            .nodes
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))?;
+        let n = patched(n, patch)?;
+        s.nodes.insert(name.to_string(), n.clone());
+        Ok(n)
+    }
+
+    async fn patch_node_status(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
+        let mut s = self.call("patch_node_status")?;
+        let n = s
+            .nodes
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))?;
+        // Only the status may change through the subresource.
+        let mut n2 = patched(n, patch)?;
+        n2.metadata = n.metadata.clone();
+        n2.spec = n.spec.clone();
+        s.node_status_patches += 1;
+        s.nodes.insert(name.to_string(), n2.clone());
+        Ok(n2)
+    }
+
+    async fn get_lease(&self, namespace: &str, name: &str) -> Result<Lease> {
+        let s = self.call("get_lease")?;
+        s.leases
+            .get(&key(namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("leases \"{name}\" not found")))
+    }
+
+    async fn create_lease(&self, lease: &Lease) -> Result<Lease> {
+        let mut s = self.call("create_lease")?;
+        let k = key(
+            lease.metadata.namespace.as_deref().unwrap_or_default(),
+            lease.metadata.name.as_deref().unwrap_or_default(),
+        );
+        if s.leases.contains_key(&k) {
+            return Err(ApiError::status(
+                409,
+                "AlreadyExists",
+                "lease already exists",
+            ));
+        }
+        let mut l = lease.clone();
+        l.metadata.resource_version = Some(Self::bump(&mut s));
+        s.leases.insert(k, l.clone());
+        Ok(l)
+    }
+
+    async fn replace_lease(&self, lease: &Lease) -> Result<Lease> {
+        let mut s = self.call("replace_lease")?;
+        let k = key(
+            lease.metadata.namespace.as_deref().unwrap_or_default(),
+            lease.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let Some(cur) = s.leases.get(&k) else {
+            return Err(ApiError::not_found("lease not found"));
+        };
+        if cur.metadata.resource_version != lease.metadata.resource_version {
+            return Err(conflict("leases"));
+        }
+        let mut l = lease.clone();
+        l.metadata.resource_version = Some(Self::bump(&mut s));
+        s.leases.insert(k, l.clone());
+        Ok(l)
+    }
+}
+
+impl FakeApi {
+    /// Changes a stored lease behind the kubelet's back (another writer).
+    pub fn touch_lease(&self, namespace: &str, name: &str) {
+        let mut s = self.state();
+        let rv = Self::bump(&mut s);
+        if let Some(l) = s.leases.get_mut(&key(namespace, name)) {
+            l.metadata.resource_version = Some(rv);
+        }
+    }
+}
+
+#[async_trait]
+impl EventSink for FakeApi {
+    async fn create_event(&self, event: &Event) -> Result<()> {
+        let mut s = self.call("create_event")?;
+        s.events.push(event.clone());
+        Ok(())
+    }
+
+    async fn patch_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<()> {
+        let mut s = self.call("patch_event")?;
+        s.event_patches
+            .push((namespace.to_string(), name.to_string(), patch.clone()));
+        if let Some(e) = s
+            .events
+            .iter_mut()
+            .find(|e| e.metadata.name.as_deref() == Some(name))
+        {
+            if let Some(c) = patch.get("count").and_then(|c| c.as_i64()) {
+                e.count = Some(c as i32);
+            }
+            if let Some(t) = patch
+                .get("lastTimestamp")
+                .and_then(|t| serde_json::from_value::<Time>(t.clone()).ok())
+            {
+                e.last_timestamp = Some(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PodSource for FakeApi {
+    fn watch_pods(&self, _node: &str) -> WatchStream<Pod> {
+        let mut s = self.state();
+        s.calls.push("watch_pods".into());
+        let (tx, stream) = open(s.pods.values().cloned().collect());
+        s.pod_watches.push((key("", ""), tx));
+        drop(s);
+        self.changed.notify_waiters();
+        stream
+    }
+}
+
+#[async_trait]
+impl ObjectSource for FakeApi {
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>> {
+        let s = self.call("get_secret")?;
+        Ok(s.secrets.get(&key(namespace, name)).cloned())
+    }
+
+    async fn get_config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
+        let s = self.call("get_config_map")?;
+        Ok(s.config_maps.get(&key(namespace, name)).cloned())
+    }
+
+    async fn get_runtime_class(&self, name: &str) -> Result<Option<RuntimeClass>> {
+        let s = self.call("get_runtime_class")?;
+        Ok(s.runtime_classes.get(name).cloned())
+    }
+
+    async fn create_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest> {
+        let _s = self.call("create_token")?;
+        let mut r = request.clone();
+        let secs = request.spec.expiration_seconds.unwrap_or(3600);
+        r.status = Some(TokenRequestStatus {
+            token: format!("token-{namespace}-{service_account}-{secs}"),
+            expiration_timestamp: Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_767_225_600 + secs)
+                    .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            ),
+        });
+        Ok(r)
+    }
+
+    fn watch_config_map(&self, namespace: &str, name: &str) -> WatchStream<ConfigMap> {
+        let mut s = self.state();
+        s.calls.push("watch_config_map".into());
+        let k = key(namespace, name);
+        let (tx, stream) = open(s.config_maps.get(&k).cloned().into_iter().collect());
+        s.config_map_watches.push((k, tx));
+        stream
+    }
+
+    fn watch_secret(&self, namespace: &str, name: &str) -> WatchStream<Secret> {
+        let mut s = self.state();
+        s.calls.push("watch_secret".into());
+        let k = key(namespace, name);
+        let (tx, stream) = open(s.secrets.get(&k).cloned().into_iter().collect());
+        s.secret_watches.push((k, tx));
+        stream
+    }
+
+    fn watch_services(&self) -> WatchStream<Service> {
+        let mut s = self.state();
+        let (tx, stream) = open(s.services.values().cloned().collect());
+        s.service_watches.push((key("", ""), tx));
+        stream
+    }
+}
+
+#[async_trait]
+impl Reviewer for FakeApi {
+    async fn token_review(&self, review: &TokenReview) -> Result<TokenReview> {
+        let _s = self.call("token_review")?;
+        Ok(review.clone())
+    }
+
+    async fn access_review(&self, review: &SubjectAccessReview) -> Result<SubjectAccessReview> {
+        let _s = self.call("access_review")?;
+        Ok(review.clone())
+    }
+}

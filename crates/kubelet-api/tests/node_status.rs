@@ -1,0 +1,219 @@
+//! Node registration and status updates against the in-memory API server, on a paused clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{ContainerImage, Node};
+use kubelet_api::NodeClient;
+use kubelet_api::fake::FakeApi;
+use kubelet_api::kubelet_node_status::{NodeFacts, NodeStatusManager};
+use kubelet_core::clock::FakeClock;
+use kubelet_core::machine::{FsStats, MachineInfo};
+use kubelet_core::nodestatus::{NodeInputs, RuntimeCondition, RuntimeState};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+struct Facts {
+    memory_available: Mutex<u64>,
+    runtime: watch::Receiver<RuntimeState>,
+}
+
+#[async_trait]
+impl NodeFacts for Facts {
+    async fn images(&self) -> Vec<ContainerImage> {
+        vec![]
+    }
+
+    fn inputs(&self, images: &[ContainerImage]) -> NodeInputs {
+        NodeInputs {
+            machine: MachineInfo {
+                num_cpus: 2,
+                memory_bytes: 4 << 30,
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+            root_fs: FsStats {
+                capacity_bytes: 100 << 30,
+                available_bytes: 50 << 30,
+                ..Default::default()
+            },
+            memory_available: Some(*self.memory_available.lock().unwrap()),
+            runtime: self.runtime.borrow().clone(),
+            images: images.to_vec(),
+            addresses: vec![],
+            port: 10250,
+            max_pods: 110,
+            eviction_hard: BTreeMap::from([("memory.available".into(), "100Mi".into())]),
+            health_errors: vec![],
+        }
+    }
+}
+
+fn ready_runtime() -> RuntimeState {
+    let cond = |kind: &str| RuntimeCondition {
+        kind: kind.into(),
+        status: true,
+        reason: String::new(),
+        message: String::new(),
+    };
+    RuntimeState {
+        synced: Some(true),
+        version: "containerd://1.6.20".into(),
+        conditions: vec![cond("RuntimeReady"), cond("NetworkReady")],
+        error: None,
+    }
+}
+
+struct Setup {
+    api: FakeApi,
+    facts: Arc<Facts>,
+    runtime: watch::Sender<RuntimeState>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(api: FakeApi) -> Setup {
+    let (tx, rx) = watch::channel(ready_runtime());
+    let facts = Arc::new(Facts {
+        memory_available: Mutex::new(2 << 30),
+        runtime: rx.clone(),
+    });
+    let m = NodeStatusManager {
+        api: Arc::new(api.clone()),
+        node_name: "n1".into(),
+        facts: facts.clone(),
+        runtime_state: rx,
+        clock: FakeClock::new(),
+        labels: BTreeMap::from([("kubernetes.io/hostname".into(), "n1".into())]),
+        update_frequency: Duration::from_secs(10),
+        register: true,
+    };
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(m.run(cancel.clone()));
+    Setup {
+        api,
+        facts,
+        runtime: tx,
+        cancel,
+        task,
+    }
+}
+
+impl Setup {
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+fn condition(n: &Node, kind: &str) -> (String, Option<String>) {
+    let c = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
+        .unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn registers_then_reports_every_update_period() {
+    let s = start(FakeApi::new());
+    s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    let n = s.api.get_node("n1").await.unwrap();
+    assert_eq!(condition(&n, "Ready").0, "True");
+    assert_eq!(n.metadata.labels.unwrap()["kubernetes.io/hostname"], "n1");
+    assert_eq!(
+        n.status.unwrap().capacity.unwrap()["cpu"].0,
+        "2",
+        "capacity from the host's facts"
+    );
+    // Unchanged: one patch per period.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let patches = s.api.state().node_status_patches;
+    assert!((3..=4).contains(&patches), "{patches} patches in 35 s");
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_runtime_change_is_reported_at_once() {
+    let s = start(FakeApi::new());
+    s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rs = ready_runtime();
+    rs.conditions[0].status = false;
+    rs.conditions[0].reason = "Broken".into();
+    s.runtime.send(rs).unwrap();
+    s.api
+        .wait_for(|st| {
+            st.nodes["n1"]
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "False"))
+        })
+        .await;
+    let n = s.api.get_node("n1").await.unwrap();
+    assert_eq!(
+        condition(&n, "Ready"),
+        ("False".to_string(), Some("KubeletNotReady".to_string()))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_pressure_shows_within_a_period() {
+    let s = start(FakeApi::new());
+    s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    *s.facts.memory_available.lock().unwrap() = 50 << 20;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let n = s.api.get_node("n1").await.unwrap();
+    assert_eq!(condition(&n, "MemoryPressure").0, "True");
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_existing_node_is_reconciled_not_replaced() {
+    let api = FakeApi::new();
+    let mut old = Node::default();
+    old.metadata.name = Some("n1".into());
+    old.metadata.labels = Some(BTreeMap::from([("keep".into(), "me".into())]));
+    api.create_node(&old).await.unwrap();
+    let s = start(api);
+    s.api
+        .wait_for(|st| st.calls.iter().any(|c| c == "patch_node"))
+        .await;
+    let n = s.api.get_node("n1").await.unwrap();
+    let labels = n.metadata.labels.unwrap();
+    assert_eq!(labels["keep"], "me");
+    assert_eq!(labels["kubernetes.io/hostname"], "n1");
+    assert_eq!(
+        n.metadata.annotations.unwrap()["volumes.kubernetes.io/controller-managed-attach-detach"],
+        "true"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_updates_are_retried_each_second() {
+    let api = FakeApi::new();
+    api.fail("patch_node_status", 3, 500);
+    let s = start(api);
+    s.api.wait_for(|st| st.node_status_patches >= 1).await;
+    assert_eq!(s.api.count("patch_node_status"), 4);
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn registration_is_retried_until_it_succeeds() {
+    let api = FakeApi::new();
+    api.fail("create_node", 4, 503);
+    let s = start(api);
+    s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    assert_eq!(s.api.count("create_node"), 5);
+    s.stop().await;
+}

@@ -1,0 +1,104 @@
+//! The pod source against the in-memory API server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use k8s_openapi::api::core::v1::Pod;
+use kubelet_api::fake::FakeApi;
+use kubelet_api::pod_source::{self, PodUpdate};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "ns", "name": name, "uid": format!("uid-{name}")},
+        "spec": {"nodeName": "n1", "containers": []},
+    }))
+    .unwrap()
+}
+
+fn describe(u: &PodUpdate) -> String {
+    match u {
+        PodUpdate::Apply(p) => format!("apply {}", p.metadata.name.as_deref().unwrap_or("")),
+        PodUpdate::Remove(p) => format!("remove {}", p.metadata.name.as_deref().unwrap_or("")),
+        PodUpdate::Synced { pods } => format!("synced {pods}"),
+    }
+}
+
+async fn next(rx: &mut mpsc::Receiver<PodUpdate>) -> String {
+    let u = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    describe(&u)
+}
+
+#[tokio::test(start_paused = true)]
+async fn lists_then_follows_then_relists() {
+    let api = FakeApi::new();
+    api.put_pod(pod("a"));
+    api.put_pod(pod("b"));
+    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(pod_source::run(
+        Arc::new(api.clone()),
+        "n1".into(),
+        tx,
+        cancel.clone(),
+    ));
+    assert_eq!(next(&mut rx).await, "apply a");
+    assert_eq!(next(&mut rx).await, "apply b");
+    assert_eq!(
+        next(&mut rx).await,
+        "synced 2",
+        "the list is handed over before it is called synced"
+    );
+    api.put_pod(pod("c"));
+    assert_eq!(next(&mut rx).await, "apply c");
+    api.remove_pod("ns", "a");
+    assert_eq!(next(&mut rx).await, "remove a");
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relist_removes_pods_deleted_while_not_watching() {
+    let api = FakeApi::new();
+    api.put_pod(pod("a"));
+    api.put_pod(pod("b"));
+    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
+    let cancel = CancellationToken::new();
+    let source = Arc::new(api.clone());
+    let task = tokio::spawn(pod_source::run(source, "n1".into(), tx, cancel.clone()));
+    for _ in 0..3 {
+        next(&mut rx).await;
+    }
+    // "b" goes away while the watch is down; the watch lists afresh.
+    api.lose_pod("ns", "b");
+    api.relist_pod_watches();
+    assert_eq!(next(&mut rx).await, "apply a");
+    assert_eq!(next(&mut rx).await, "remove b");
+    assert_eq!(next(&mut rx).await, "synced 1");
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_when_the_workers_stop_listening() {
+    let api = FakeApi::new();
+    api.put_pod(pod("a"));
+    let (tx, rx) = mpsc::channel(pod_source::QUEUE);
+    drop(rx);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(pod_source::run(
+        Arc::new(api.clone()),
+        "n1".into(),
+        tx,
+        cancel.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,398 @@
+//! `kubelet.config.k8s.io/v1beta1` KubeletConfiguration: the fields we honour, with
+//! upstream's defaults; every other v1beta1 field is accepted and reported as not yet supported.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config file {path}: field {field}: {message}")]
+    Field {
+        path: String,
+        field: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    Kind { path: String, message: String },
+    #[error("invalid value for {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+mod duration;
+mod load;
+#[cfg(test)]
+mod tests;
+
+pub use duration::{DurationError, format_go_duration, parse_go_duration};
+use duration::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
+pub use load::{Loaded, MAX_CONFIG_BYTES, MIN_QPS, load, parse, validate};
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X509Authentication {
+    #[serde(default, rename = "clientCAFile")]
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAuthentication {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(
+        default = "two_minutes",
+        rename = "cacheTTL",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cache_ttl: Duration,
+}
+
+impl Default for WebhookAuthentication {
+    fn default() -> Self {
+        WebhookAuthentication {
+            enabled: true,
+            cache_ttl: two_minutes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousAuthentication {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authentication {
+    #[serde(default)]
+    pub x509: X509Authentication,
+    #[serde(default)]
+    pub webhook: WebhookAuthentication,
+    #[serde(default)]
+    pub anonymous: AnonymousAuthentication,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAuthorization {
+    #[serde(
+        default = "five_minutes",
+        rename = "cacheAuthorizedTTL",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cache_authorized_ttl: Duration,
+    #[serde(
+        default = "thirty_seconds",
+        rename = "cacheUnauthorizedTTL",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cache_unauthorized_ttl: Duration,
+}
+
+impl Default for WebhookAuthorization {
+    fn default() -> Self {
+        WebhookAuthorization {
+            cache_authorized_ttl: five_minutes(),
+            cache_unauthorized_ttl: thirty_seconds(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum AuthorizationMode {
+    AlwaysAllow,
+    #[default]
+    Webhook,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default)]
+    pub mode: AuthorizationMode,
+    #[serde(default)]
+    pub webhook: WebhookAuthorization,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+fn yes() -> bool {
+    true
+}
+fn two_minutes() -> Duration {
+    Duration::from_secs(120)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The fields kubelet-rs honours. Names, types and defaults are upstream's.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeletConfiguration {
+    #[serde(default)]
+    pub authentication: Authentication,
+    #[serde(default)]
+    pub authorization: Authorization,
+    #[serde(default)]
+    pub cgroup_driver: CgroupDriver,
+    #[serde(default, rename = "clusterDNS")]
+    pub cluster_dns: Vec<String>,
+    #[serde(default)]
+    pub cluster_domain: String,
+    #[serde(default)]
+    pub tls_cert_file: Option<String>,
+    #[serde(default)]
+    pub tls_private_key_file: Option<String>,
+    #[serde(default)]
+    pub read_only_port: u16,
+    /// Go cipher suite names for TLS 1.2 (TLS 1.3's are fixed, as in Go).
+    #[serde(default)]
+    pub tls_cipher_suites: Vec<String>,
+    /// "VersionTLS12" or "VersionTLS13"; older versions are raised to 1.2.
+    #[serde(default)]
+    pub tls_min_version: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_address")]
+    pub address: String,
+    #[serde(default = "yes")]
+    pub fail_swap_on: bool,
+    #[serde(default = "default_max_pods")]
+    pub max_pods: u32,
+    #[serde(default = "default_pids_limit")]
+    pub pod_pids_limit: i64,
+    #[serde(
+        default = "ten_seconds",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub node_status_update_frequency: Duration,
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_status_report_frequency: Option<Duration>,
+    #[serde(default = "default_lease_seconds")]
+    pub node_lease_duration_seconds: u32,
+    #[serde(default = "default_qps", rename = "kubeAPIQPS")]
+    pub kube_api_qps: f64,
+    #[serde(default = "default_burst", rename = "kubeAPIBurst")]
+    pub kube_api_burst: u32,
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: String,
+    #[serde(
+        default = "two_minutes",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub runtime_request_timeout: Duration,
+    #[serde(
+        default = "one_minute",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub sync_frequency: Duration,
+    #[serde(default)]
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    #[serde(default = "default_healthz_port")]
+    pub healthz_port: u16,
+    #[serde(default = "default_healthz_address")]
+    pub healthz_bind_address: String,
+    #[serde(default = "default_max_images")]
+    pub node_status_max_images: i32,
+    #[serde(default = "default_qps", rename = "eventRecordQPS")]
+    pub event_record_qps: f64,
+    #[serde(default = "default_burst")]
+    pub event_burst: u32,
+    #[serde(default)]
+    pub allowed_unsafe_sysctls: Vec<String>,
+    /// A quantity ("10Mi"): a running container's log of this size is rotated.
+    #[serde(default = "default_log_max_size")]
+    pub container_log_max_size: String,
+    #[serde(default = "default_log_max_files")]
+    pub container_log_max_files: i32,
+    /// `false`: no listener on `port` at all.
+    #[serde(default = "yes")]
+    pub enable_server: bool,
+    /// `false`: exec, attach, portForward, run, containerLogs and runningpods answer 405.
+    #[serde(default = "yes")]
+    pub enable_debugging_handlers: bool,
+    /// An exec, attach or port-forward stream with no traffic for this long is closed.
+    #[serde(
+        default = "four_hours",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub streaming_connection_idle_timeout: Duration,
+    /// `true`: kernel settings that differ from what the kubelet expects stop it; `false`:
+    /// the kubelet sets them.
+    #[serde(default)]
+    pub protect_kernel_defaults: bool,
+    /// KUBE-FIREWALL (dropping martian traffic to localhost) and the mark chains.
+    #[serde(default = "yes", rename = "makeIPTablesUtilChains")]
+    pub make_iptables_util_chains: bool,
+    #[serde(default = "default_masquerade_bit", rename = "iptablesMasqueradeBit")]
+    pub iptables_masquerade_bit: i32,
+    #[serde(default = "default_drop_bit", rename = "iptablesDropBit")]
+    pub iptables_drop_bit: i32,
+}
+
+fn default_masquerade_bit() -> i32 {
+    14
+}
+fn default_drop_bit() -> i32 {
+    15
+}
+
+fn four_hours() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
+fn default_log_max_size() -> String {
+    "10Mi".into()
+}
+fn default_log_max_files() -> i32 {
+    5
+}
+
+fn default_port() -> u16 {
+    10250
+}
+fn default_address() -> String {
+    "0.0.0.0".into()
+}
+fn default_max_pods() -> u32 {
+    110
+}
+fn default_pids_limit() -> i64 {
+    -1
+}
+fn default_lease_seconds() -> u32 {
+    40
+}
+fn default_qps() -> f64 {
+    5.0
+}
+fn default_burst() -> u32 {
+    10
+}
+fn default_resolv_conf() -> String {
+    "/etc/resolv.conf".into()
+}
+fn default_healthz_port() -> u16 {
+    10248
+}
+fn default_healthz_address() -> String {
+    "127.0.0.1".into()
+}
+fn default_max_images() -> i32 {
+    50
+}
+
+impl Default for KubeletConfiguration {
+    fn default() -> Self {
+        KubeletConfiguration {
+            authentication: Authentication::default(),
+            authorization: Authorization::default(),
+            cgroup_driver: CgroupDriver::default(),
+            cluster_dns: vec![],
+            cluster_domain: String::new(),
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            read_only_port: 0,
+            tls_cipher_suites: vec![],
+            tls_min_version: String::new(),
+            port: default_port(),
+            address: default_address(),
+            fail_swap_on: true,
+            max_pods: default_max_pods(),
+            pod_pids_limit: default_pids_limit(),
+            node_status_update_frequency: ten_seconds(),
+            node_status_report_frequency: None,
+            node_lease_duration_seconds: default_lease_seconds(),
+            kube_api_qps: default_qps(),
+            kube_api_burst: default_burst(),
+            resolv_conf: default_resolv_conf(),
+            runtime_request_timeout: two_minutes(),
+            sync_frequency: one_minute(),
+            eviction_hard: None,
+            healthz_port: default_healthz_port(),
+            healthz_bind_address: default_healthz_address(),
+            node_status_max_images: default_max_images(),
+            event_record_qps: default_qps(),
+            event_burst: default_burst(),
+            allowed_unsafe_sysctls: vec![],
+            container_log_max_size: default_log_max_size(),
+            container_log_max_files: default_log_max_files(),
+            enable_server: true,
+            enable_debugging_handlers: true,
+            streaming_connection_idle_timeout: four_hours(),
+            protect_kernel_defaults: false,
+            make_iptables_util_chains: true,
+            iptables_masquerade_bit: default_masquerade_bit(),
+            iptables_drop_bit: default_drop_bit(),
+        }
+    }
+}
+
+impl KubeletConfiguration {
+    /// `containerLogMaxSize` in bytes; `None` when it is not a positive quantity.
+    pub fn container_log_max_bytes(&self) -> Option<u64> {
+        let milli = kubelet_core::quantity::parse_milli(&self.container_log_max_size).ok()?;
+        u64::try_from((milli + 999) / 1000).ok().filter(|b| *b > 0)
+    }
+
+    /// Upstream: the report frequency defaults to 5m only when neither is set; with just
+    /// the update frequency set, reports follow it.
+    pub fn report_frequency(&self) -> Duration {
+        self.node_status_report_frequency
+            .unwrap_or(self.node_status_update_frequency)
+    }
+
+    /// Hard eviction thresholds, with upstream's Linux defaults when the map is absent.
+    pub fn eviction_hard(&self) -> BTreeMap<String, String> {
+        self.eviction_hard.clone().unwrap_or_else(|| {
+            [
+                ("memory.available", "100Mi"),
+                ("nodefs.available", "10%"),
+                ("nodefs.inodesFree", "5%"),
+                ("imagefs.available", "15%"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        })
+    }
+}

@@ -1,0 +1,365 @@
+//! Reading a KubeletConfiguration file: what is honoured, what must stay at its default,
+//! what is ignored, and the checks upstream's validation makes.
+
+use crate::*;
+use std::path::Path;
+
+/// Fields of v1beta1 that only tune what this kubelet does not do (static pod polling,
+/// metrics visibility, log format...): accepted with any value, and reported as ignored.
+pub(crate) const IGNORED: &[&str] = &[
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "volumeStatsAggPeriod",
+    "cpuManagerReconcilePeriod",
+    "contentType",
+    "showHiddenMetricsForVersion",
+    "logging",
+    "enableSystemLogHandler",
+    "hairpinMode",
+    "podCIDR",
+    "serializeImagePulls",
+    "configMapAndSecretChangeDetectionStrategy",
+    "volumePluginDir",
+    "evictionPressureTransitionPeriod",
+    "maxOpenFiles",
+];
+
+/// Fields of v1beta1 this kubelet does not honour yet: accepted only with values that ask for
+/// what it does anyway (upstream's default, or the zero value that means it), refused
+/// otherwise, since a user would rely on them.
+pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
+    ("staticPodPath", r#""""#),
+    ("staticPodURL", r#""""#),
+    ("staticPodURLHeader", "{}"),
+    ("rotateCertificates", "false"),
+    ("serverTLSBootstrap", "false"),
+    ("registryPullQPS", "5"),
+    ("registryBurst", "10"),
+    ("enableContentionProfiling", "false"),
+    ("oomScoreAdj", "-999"),
+    ("imageMinimumGCAge", r#""2m0s""#),
+    ("imageGCHighThresholdPercent", "85"),
+    ("imageGCLowThresholdPercent", "80"),
+    ("kubeletCgroups", r#""""#),
+    ("systemCgroups", r#""""#),
+    ("cgroupRoot", r#""""#),
+    ("cgroupsPerQOS", "true"),
+    ("cpuManagerPolicy", r#""none""#),
+    ("topologyManagerPolicy", r#""none""#),
+    ("topologyManagerScope", r#""container""#),
+    ("qosReserved", "{}"),
+    ("runOnce", "false"),
+    ("cpuCFSQuota", "true"),
+    ("cpuCFSQuotaPeriod", r#""100ms""#),
+    ("evictionSoft", "{}"),
+    ("evictionSoftGracePeriod", "{}"),
+    ("evictionMaxPodGracePeriod", "0"),
+    ("evictionMinimumReclaim", "{}"),
+    ("podsPerCore", "0"),
+    ("enableControllerAttachDetach", "true"),
+    ("featureGates", "{}"),
+    ("systemReserved", "{}"),
+    ("kubeReserved", "{}"),
+    ("reservedSystemCPUs", r#""""#),
+    ("systemReservedCgroup", r#""""#),
+    ("kubeReservedCgroup", r#""""#),
+    ("enforceNodeAllocatable", r#"["pods"]"#),
+    ("providerID", r#""""#),
+    ("kernelMemcgNotification", "false"),
+    ("shutdownGracePeriod", r#""0s""#),
+    ("shutdownGracePeriodCriticalPods", r#""0s""#),
+];
+
+/// Whether `v` asks for the default `default` (JSON): the same value, the zero value that
+/// upstream's defaulting replaces, or the same duration written another way.
+pub(crate) fn asks_for_default(v: &serde_yaml::Value, default: &str) -> bool {
+    let Ok(v) = serde_json::to_value(v) else {
+        return false;
+    };
+    let Ok(d) = serde_json::from_str::<serde_json::Value>(default) else {
+        return false;
+    };
+    let zero = match &v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Bool(b) => !b,
+        serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+        serde_json::Value::String(s) => s.is_empty() || parse_go_duration(s) == Ok(Duration::ZERO),
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+    };
+    // A false boolean is only a default where the default is false.
+    let zero = zero
+        && !matches!(
+            (&v, &d),
+            (serde_json::Value::Bool(_), serde_json::Value::Bool(true))
+        );
+    let same_duration = match (&v, &d) {
+        (serde_json::Value::String(a), serde_json::Value::String(b)) => {
+            parse_go_duration(a).is_ok() && parse_go_duration(a) == parse_go_duration(b)
+        }
+        _ => false,
+    };
+    let same_number = match (&v, &d) {
+        (serde_json::Value::Number(a), serde_json::Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => false,
+    };
+    v == d || zero || same_duration || same_number
+}
+
+pub(crate) const SUPPORTED: &[&str] = &[
+    "authentication",
+    "authorization",
+    "cgroupDriver",
+    "clusterDNS",
+    "clusterDomain",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "readOnlyPort",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "port",
+    "address",
+    "failSwapOn",
+    "maxPods",
+    "podPidsLimit",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "resolvConf",
+    "runtimeRequestTimeout",
+    "syncFrequency",
+    "evictionHard",
+    "healthzPort",
+    "healthzBindAddress",
+    "nodeStatusMaxImages",
+    "eventRecordQPS",
+    "eventBurst",
+    "allowedUnsafeSysctls",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "enableServer",
+    "enableDebuggingHandlers",
+    "streamingConnectionIdleTimeout",
+    "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+];
+
+/// The parsed file plus what the operator should be told about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: KubeletConfiguration,
+    pub unsupported: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err(ConfigError::Syntax {
+            path: path.into(),
+            message: "expected a YAML mapping".into(),
+        });
+    };
+    let mut kept = serde_yaml::Mapping::new();
+    let (mut unsupported, mut unknown) = (vec![], vec![]);
+    let mut api_version = None;
+    let mut kind = None;
+    for (k, v) in map {
+        let Some(key) = k.as_str() else {
+            return Err(ConfigError::Syntax {
+                path: path.into(),
+                message: format!("non-string key {k:?}"),
+            });
+        };
+        match key {
+            "apiVersion" => api_version = v.as_str().map(str::to_string),
+            "kind" => kind = v.as_str().map(str::to_string),
+            k if SUPPORTED.contains(&k) => {
+                kept.insert(serde_yaml::Value::String(k.into()), v);
+            }
+            k if IGNORED.contains(&k) => unsupported.push(k.to_string()),
+            k => match DEFAULT_ONLY.iter().find(|(f, _)| *f == k) {
+                Some((_, d)) if asks_for_default(&v, d) => {}
+                Some((f, d)) => {
+                    return Err(ConfigError::Invalid {
+                        field: (*f).to_string(),
+                        message: format!(
+                            "is not supported by kubelet-rs yet: only its default ({d}) is accepted, got {}",
+                            serde_json::to_string(&v).unwrap_or_default()
+                        ),
+                    });
+                }
+                None => unknown.push(k.to_string()),
+            },
+        }
+    }
+    if api_version.as_deref() != Some("kubelet.config.k8s.io/v1beta1") {
+        return Err(ConfigError::Kind {
+            path: path.into(),
+            message: format!(
+                "apiVersion must be kubelet.config.k8s.io/v1beta1, got {api_version:?}"
+            ),
+        });
+    }
+    if kind.as_deref() != Some("KubeletConfiguration") {
+        return Err(ConfigError::Kind {
+            path: path.into(),
+            message: format!("kind must be KubeletConfiguration, got {kind:?}"),
+        });
+    }
+    let de = serde_yaml::Value::Mapping(kept);
+    let config: KubeletConfiguration =
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+            path: path.into(),
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    let mut config = config;
+    zero_means_default(&mut config);
+    validate(&config)?;
+    Ok(Loaded {
+        config,
+        unsupported,
+        unknown,
+    })
+}
+
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let p = path.display().to_string();
+    // A config file is small; a device or a runaway file must not hold start-up.
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Syntax {
+            path: p,
+            message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        });
+    }
+    parse(&p, &text)
+}
+
+/// Upstream's defaulting replaces these zero values (kubeadm writes durations as "0s").
+pub(crate) fn zero_means_default(c: &mut KubeletConfiguration) {
+    let d = KubeletConfiguration::default();
+    let dur = |v: &mut Duration, default: Duration| {
+        if v.is_zero() {
+            *v = default;
+        }
+    };
+    dur(&mut c.sync_frequency, d.sync_frequency);
+    dur(
+        &mut c.node_status_update_frequency,
+        d.node_status_update_frequency,
+    );
+    dur(&mut c.runtime_request_timeout, d.runtime_request_timeout);
+    dur(
+        &mut c.streaming_connection_idle_timeout,
+        d.streaming_connection_idle_timeout,
+    );
+    let (w, dw) = (&mut c.authentication.webhook, &d.authentication.webhook);
+    dur(&mut w.cache_ttl, dw.cache_ttl);
+    let (w, dw) = (&mut c.authorization.webhook, &d.authorization.webhook);
+    dur(&mut w.cache_authorized_ttl, dw.cache_authorized_ttl);
+    dur(&mut w.cache_unauthorized_ttl, dw.cache_unauthorized_ttl);
+    if c.node_status_report_frequency == Some(Duration::ZERO) {
+        c.node_status_report_frequency = None;
+    }
+    if c.node_lease_duration_seconds == 0 {
+        c.node_lease_duration_seconds = d.node_lease_duration_seconds;
+    }
+    if c.max_pods == 0 {
+        c.max_pods = d.max_pods;
+    }
+    if c.kube_api_burst == 0 {
+        c.kube_api_burst = d.kube_api_burst;
+    }
+    if c.event_burst == 0 {
+        c.event_burst = d.event_burst;
+    }
+    if c.port == 0 {
+        c.port = d.port;
+    }
+    if c.address.is_empty() {
+        c.address = d.address;
+    }
+}
+
+/// The smallest client QPS accepted: one request every 100 s.
+pub const MIN_QPS: f64 = 0.01;
+
+pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: &str| {
+        Err(ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        })
+    };
+    // Below MIN_QPS a single request waits longer than any timeout the kubelet has.
+    if c.kube_api_qps.is_nan() || c.kube_api_qps < MIN_QPS || !c.kube_api_qps.is_finite() {
+        return bad(
+            "kubeAPIQPS",
+            &format!("must be a number of at least {MIN_QPS}"),
+        );
+    }
+    let eq = c.event_record_qps;
+    if eq.is_nan() || (eq != 0.0 && eq < MIN_QPS) || !eq.is_finite() {
+        return bad(
+            "eventRecordQPS",
+            &format!("must be 0 (no limit) or at least {MIN_QPS}"),
+        );
+    }
+    if c.kube_api_burst == 0 {
+        return bad("kubeAPIBurst", "must be at least 1");
+    }
+    if c.node_lease_duration_seconds == 0 {
+        return bad("nodeLeaseDurationSeconds", "must be positive");
+    }
+    if c.node_status_update_frequency.is_zero() {
+        return bad("nodeStatusUpdateFrequency", "must be positive");
+    }
+    for (field, bit) in [
+        ("iptablesMasqueradeBit", c.iptables_masquerade_bit),
+        ("iptablesDropBit", c.iptables_drop_bit),
+    ] {
+        if !(0..=31).contains(&bit) {
+            return bad(field, "must be between 0 and 31");
+        }
+    }
+    if c.iptables_masquerade_bit == c.iptables_drop_bit {
+        return bad("iptablesDropBit", "must differ from iptablesMasqueradeBit");
+    }
+    if c.max_pods == 0 {
+        return bad("maxPods", "must be positive");
+    }
+    if c.address.parse::<std::net::IpAddr>().is_err() {
+        return bad("address", "must be an IP address");
+    }
+    if c.container_log_max_files < 2 {
+        return bad("containerLogMaxFiles", "must be greater than 1");
+    }
+    if c.container_log_max_bytes().is_none() {
+        return bad("containerLogMaxSize", "must be a positive quantity");
+    }
+    for ip in &c.cluster_dns {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
+        }
+    }
+    Ok(())
+}
