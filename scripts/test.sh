@@ -14,7 +14,7 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "unit and integration tests"
 cargo test --workspace --exclude kubelet-e2e --locked
-log "coverage-guided fuzzing of the 10250 API's request parsing"
+log "coverage-guided fuzzing of request and config parsing"
 "$here/fuzz.sh" "${KRS_FUZZ_SECONDS:-60}"
 
 log "end-to-end tests"

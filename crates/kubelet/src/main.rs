@@ -1,9 +1,12 @@
 //! The kubelet binary: parse flags, set up logging, run until SIGTERM/SIGINT.
 
+use ::kubelet::{kubelet, options::Flags};
 use clap::Parser;
-use kubelet_agent::kubelet;
-use kubelet_agent::options::Flags;
 use tokio_util::sync::CancellationToken;
+
+/// The log targets `-v` sets the level of (the kubelet's own decisions and actions); every
+/// other target logs warnings.
+const OUR_CRATES: &[&str] = &["kubelet", "kubelet_pod", "kubelet_api"];
 
 fn init_logging(verbosity: i32) {
     let level = match verbosity {
@@ -12,7 +15,11 @@ fn init_logging(verbosity: i32) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBELET_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,kubelet={level},kubelet_agent={level}"))
+        let ours = OUR_CRATES
+            .iter()
+            .map(|c| format!(",{c}={level}"))
+            .collect::<String>();
+        tracing_subscriber::EnvFilter::new(format!("warn{ours}"))
     });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

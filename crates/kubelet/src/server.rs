@@ -1,15 +1,15 @@
 //! The kubelet's side of the 10250 API (upstream `Kubelet` as `server.HostInterface`), and
 //! the webhook authenticator and authorizer backed by TokenReview and SubjectAccessReview.
 
-use crate::kuberuntime::RuntimeManager;
-use crate::pleg::PlegHealth;
-use crate::pod_workers::PodWorkers;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_core::runtime::ContainerState;
+use kubelet_pod::kuberuntime::RuntimeManager;
+use kubelet_pod::pleg::PlegHealth;
+use kubelet_pod::pod_workers::PodWorkers;
 use kubelet_server::auth::{AccessReviewer, Attributes, TokenReviewer, UserInfo};
 use kubelet_server::{HostError, HostInterface};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub struct KubeletHost {
     pub workers: PodWorkers,
     pub runtime: Arc<RuntimeManager>,
     pub pleg: PlegHealth,
-    pub stats: Arc<crate::stats::StatsProvider>,
+    pub stats: Arc<kubelet_pod::stats::StatsProvider>,
     /// The configuration in effect, for /configz.
     pub config: serde_json::Value,
     /// `enableDebuggingHandlers`.
@@ -100,7 +100,7 @@ impl HostInterface for KubeletHost {
     async fn metrics(&self, which: &str) -> Result<(String, &'static str), HostError> {
         const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
         const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-        let m = &crate::metrics::METRICS;
+        let m = &kubelet_pod::metrics::METRICS;
         Ok(match which {
             "" => (m.render(), OPENMETRICS),
             "probes" => (m.render_probes(), OPENMETRICS),

@@ -1,11 +1,8 @@
 //! Wires the parts together and runs them until cancelled (upstream `kubelet.go` + `server.go`).
 
 use crate::healthz;
-use crate::kuberuntime::{RuntimeConfig, RuntimeManager};
 use crate::node_facts::{HostFacts, watch_runtime};
 use crate::options::{self, Flags};
-use crate::pleg::{Pleg, PlegHealth};
-use crate::pod_workers::{PodWorkers, WorkerDeps};
 use k8s_openapi::api::core::v1::NodeAddress;
 use kubelet_api::client::ApiClient;
 use kubelet_api::events::Recorder;
@@ -19,6 +16,9 @@ use kubelet_core::nodestatus::RuntimeState;
 use kubelet_cri::remote::RemoteRuntime;
 use kubelet_cri::{CriError, RuntimeService};
 use kubelet_host::{Host, HostError, RealHost};
+use kubelet_pod::kuberuntime::{RuntimeConfig, RuntimeManager};
+use kubelet_pod::pleg::{Pleg, PlegHealth};
+use kubelet_pod::pod_workers::{PodWorkers, WorkerDeps};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -281,13 +281,13 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             }
         }
     }
-    let rt: Arc<dyn RuntimeService> = Arc::new(crate::instrumented_services::InstrumentedRuntime(
-        Arc::new(RemoteRuntime::connect(
+    let rt: Arc<dyn RuntimeService> = Arc::new(
+        kubelet_pod::instrumented_services::InstrumentedRuntime(Arc::new(RemoteRuntime::connect(
             &s.flags.container_runtime_endpoint,
             cfg.runtime_request_timeout,
-        )?),
-    ));
-    crate::metrics::METRICS
+        )?)),
+    );
+    kubelet_pod::metrics::METRICS
         .node_name
         .get_or_create(&vec![("node".to_string(), s.node_name.clone())])
         .set(1);
@@ -366,37 +366,38 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             cancel.child_token(),
         )
     });
-    let secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>> = api.as_ref().map(|a| {
-        // Services for the containers' environment, from one watch on all of them.
-        let (store, mut writer) = kube::runtime::reflector::store();
-        let mut services = kubelet_api::ObjectSource::watch_services(a);
-        let stop = cancel.child_token();
-        tasks.spawn("service watch", async move {
-            use futures::StreamExt;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    item = services.next() => match item {
-                        None => return,
-                        // The stream backs off before it retries.
-                        Some(Err(e)) => warn!(error = %e, "service watch failed; retrying"),
-                        Some(Ok(ev)) => writer.apply_watcher_event(&ev),
-                    },
+    let secrets: Option<Arc<dyn kubelet_pod::credentialprovider::SecretSource>> =
+        api.as_ref().map(|a| {
+            // Services for the containers' environment, from one watch on all of them.
+            let (store, mut writer) = kube::runtime::reflector::store();
+            let mut services = kubelet_api::ObjectSource::watch_services(a);
+            let stop = cancel.child_token();
+            tasks.spawn("service watch", async move {
+                use futures::StreamExt;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        item = services.next() => match item {
+                            None => return,
+                            // The stream backs off before it retries.
+                            Some(Err(e)) => warn!(error = %e, "service watch failed; retrying"),
+                            Some(Ok(ev)) => writer.apply_watcher_event(&ev),
+                        },
+                    }
                 }
-            }
+            });
+            Arc::new(kubelet_pod::credentialprovider::ApiSecrets {
+                api: Arc::new(a.clone()),
+                services: store,
+                objects: objects.clone(),
+            }) as Arc<dyn kubelet_pod::credentialprovider::SecretSource>
         });
-        Arc::new(crate::credentialprovider::ApiSecrets {
-            api: Arc::new(a.clone()),
-            services: store,
-            objects: objects.clone(),
-        }) as Arc<dyn crate::credentialprovider::SecretSource>
-    });
     let allocatable = kubelet_core::nodestatus::downward_allocatable(
         &machine,
         &host.fs_stats(&root_dir).unwrap_or_default(),
         &cfg.eviction_hard(),
     );
-    let mut volumes = crate::volume_manager::VolumeManager::new(
+    let mut volumes = kubelet_pod::volume_manager::VolumeManager::new(
         root_dir.clone(),
         Arc::new(kubelet_host::mount::RealMounter),
         secrets.clone(),
@@ -432,7 +433,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     });
     let workers_cancel = cancel.child_token();
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let prober = crate::prober::ProbeManager::new(
+    let prober = kubelet_pod::prober::ProbeManager::new(
         rt.clone(),
         runtime.recorder.clone(),
         probe_tx,
@@ -485,7 +486,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         .run(cancel.child_token()),
     );
 
-    let stats = Arc::new(crate::stats::StatsProvider::new(
+    let stats = Arc::new(kubelet_pod::stats::StatsProvider::new(
         s.node_name.clone(),
         rt.clone(),
         host.clone(),
@@ -498,9 +499,9 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     ));
     // Container log rotation, every 10 s as upstream.
     if let Some(max_bytes) = cfg.container_log_max_bytes() {
-        let logs = crate::logs::ContainerLogManager::new(
+        let logs = kubelet_pod::logs::ContainerLogManager::new(
             rt.clone(),
-            crate::logs::LogPolicy {
+            kubelet_pod::logs::LogPolicy {
                 max_bytes,
                 max_files: usize::try_from(cfg.container_log_max_files).unwrap_or(5),
             },
@@ -508,7 +509,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         );
         let stop = cancel.child_token();
         tasks.spawn("log rotation", async move {
-            let mut tick = tokio::time::interval(crate::logs::LOG_MONITOR_PERIOD);
+            let mut tick = tokio::time::interval(kubelet_pod::logs::LOG_MONITOR_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -530,7 +531,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         );
         let stop = cancel.child_token();
         tasks.spawn("housekeeping", async move {
-            let mut tick = tokio::time::interval(crate::volume_manager::HOUSEKEEPING_PERIOD);
+            let mut tick = tokio::time::interval(kubelet_pod::volume_manager::HOUSEKEEPING_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -542,7 +543,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                         workers.known().into_iter().collect();
                     volumes.cleanup_orphans(&active);
                 }
-                crate::eviction::local_storage_evictions(&workers, &volumes, &stats).await;
+                kubelet_pod::eviction::local_storage_evictions(&workers, &volumes, &stats).await;
             }
         });
     }

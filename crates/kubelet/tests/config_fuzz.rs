@@ -2,7 +2,7 @@
 //! configuration or an error naming what is wrong), never a panic.
 
 use clap::Parser;
-use kubelet_agent::options::Flags;
+use kubelet::options::Flags;
 use kubelet_config::parse;
 use proptest::prelude::*;
 
@@ -100,7 +100,7 @@ proptest! {
         let argv = std::iter::once("kubelet".to_string()).chain(args);
         if let Ok(flags) = Flags::try_parse_from(argv) {
             // Settings read no config file here (none given) or fail cleanly.
-            let _ = kubelet_agent::kubelet::settings(flags);
+            let _ = kubelet::kubelet::settings(flags);
         }
     }
 }

@@ -1,0 +1,10 @@
+//! The kubelet binary's library: flags, wiring and serving (upstream `cmd/kubelet/app` and
+//! `kubelet.go`'s start-up). `main.rs` only parses flags and runs [`kubelet::run`].
+
+pub mod certificate;
+pub mod healthz;
+pub mod kubelet;
+pub mod node_facts;
+pub mod options;
+pub mod server;
+pub mod tasks;
