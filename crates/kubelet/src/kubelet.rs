@@ -221,7 +221,73 @@ fn swap_in_use(host: &dyn Host) -> bool {
         .is_ok_and(|s| s.lines().count() > 1)
 }
 
+/// What start-up learned about the node, for the later steps.
+struct NodeSetup {
+    cfg: KubeletConfiguration,
+    host: Arc<dyn Host>,
+    root_dir: PathBuf,
+    clock: SharedClock,
+    cgroups: Arc<dyn kubelet_host::cgroups::Cgroups>,
+    machine: kubelet_core::machine::MachineInfo,
+    node_ip: Option<IpAddr>,
+    addresses: Vec<NodeAddress>,
+    host_dns: kubelet_core::dns::DnsConfig,
+}
+
+/// The container runtime, connected.
+struct Cri {
+    rt: Arc<dyn RuntimeService>,
+    runtime_name: String,
+}
+
+/// The API side, or the little of it standalone mode has.
+struct ApiSide {
+    /// The main client; `None` standalone.
+    api: Option<ApiClient>,
+    recorder: Recorder,
+    status: StatusManager,
+    objects: Option<kubelet_api::object_manager::ObjectManager>,
+    /// UIDs of pods whose ConfigMaps or Secrets changed.
+    objects_rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    secrets: Option<Arc<dyn kubelet_pod::credentialprovider::SecretSource>>,
+}
+
+/// The running pod pipeline.
+struct Pipeline {
+    runtime: Arc<RuntimeManager>,
+    volumes: Arc<kubelet_pod::volume_manager::VolumeManager>,
+    workers: PodWorkers,
+    workers_cancel: CancellationToken,
+    prober: kubelet_pod::prober::ProbeManager,
+    pleg_health: PlegHealth,
+    pods_synced: Arc<AtomicBool>,
+    stats: Arc<kubelet_pod::stats::StatsProvider>,
+}
+
+/// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
+    let node = prepare_node(&s).await?;
+    let cri = connect_runtime(&s, &node.cfg).await?;
+    let clients = match &s.flags.kubeconfig {
+        Some(p) => Some(connect_api(p, &node.cfg).await?),
+        None => {
+            info!("no --kubeconfig: running standalone");
+            None
+        }
+    };
+    let mut tasks = crate::tasks::Tasks::new();
+    let api = build_api_side(&s, &node, clients.as_ref(), &mut tasks, &cancel);
+    let pipeline = start_pod_pipeline(&s, &node, &cri, api, &mut tasks, &cancel);
+    if let Some(clients) = &clients {
+        start_node_status(&s, &node, &cri, clients, &pipeline, &mut tasks, &cancel);
+    }
+    serve(&s, &node, clients.as_ref(), &pipeline, &mut tasks, &cancel).await?;
+    info!(node = %s.node_name, "kubelet started");
+    supervise(tasks, pipeline, cancel).await
+}
+
+/// Host checks and set-up: swap, kernel settings, directories, QoS cgroups, addresses.
+async fn prepare_node(s: &Settings) -> Result<NodeSetup, KubeletError> {
     let cfg = s.config.clone();
     // As Go's runtime does: connection caps, not EMFILE, bound the servers.
     match kubelet_server::listener::raise_nofile_limit() {
@@ -281,6 +347,42 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             }
         }
     }
+    let machine = host.machine_info()?;
+    let node_ip: Option<IpAddr> = match &s.flags.node_ip {
+        Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
+        None => host.default_route_ip(),
+    };
+    let mut addresses = vec![];
+    if let Some(ip) = node_ip {
+        addresses.push(NodeAddress {
+            type_: "InternalIP".into(),
+            address: ip.to_string(),
+        });
+    }
+    addresses.push(NodeAddress {
+        type_: "Hostname".into(),
+        address: s.node_name.clone(),
+    });
+    let host_dns = tokio::fs::read_to_string(&cfg.resolv_conf)
+        .await
+        .map(|t| kubelet_core::dns::parse_resolv_conf(&t))
+        .unwrap_or_default();
+
+    Ok(NodeSetup {
+        cfg,
+        host,
+        root_dir,
+        clock,
+        cgroups,
+        machine,
+        node_ip,
+        addresses,
+        host_dns,
+    })
+}
+
+/// Connects to the CRI runtime and waits (up to 30 s) for it to answer.
+async fn connect_runtime(s: &Settings, cfg: &KubeletConfiguration) -> Result<Cri, KubeletError> {
     let rt: Arc<dyn RuntimeService> = Arc::new(
         kubelet_pod::instrumented_services::InstrumentedRuntime(Arc::new(RemoteRuntime::connect(
             &s.flags.container_runtime_endpoint,
@@ -311,36 +413,19 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         Err(_) => rt.version().await?.runtime_name,
     };
 
-    let machine = host.machine_info()?;
-    let node_ip: Option<IpAddr> = match &s.flags.node_ip {
-        Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
-        None => host.default_route_ip(),
-    };
-    let mut addresses = vec![];
-    if let Some(ip) = node_ip {
-        addresses.push(NodeAddress {
-            type_: "InternalIP".into(),
-            address: ip.to_string(),
-        });
-    }
-    addresses.push(NodeAddress {
-        type_: "Hostname".into(),
-        address: s.node_name.clone(),
-    });
-    let host_dns = tokio::fs::read_to_string(&cfg.resolv_conf)
-        .await
-        .map(|t| kubelet_core::dns::parse_resolv_conf(&t))
-        .unwrap_or_default();
+    Ok(Cri { rt, runtime_name })
+}
 
-    let clients = match &s.flags.kubeconfig {
-        Some(p) => Some(connect_api(p, &cfg).await?),
-        None => {
-            info!("no --kubeconfig: running standalone");
-            None
-        }
-    };
-    let api = clients.as_ref().map(|c| c.main.clone());
-    let mut tasks = crate::tasks::Tasks::new();
+/// The API clients, the event recorder, the status manager and the object cache.
+fn build_api_side(
+    s: &Settings,
+    node: &NodeSetup,
+    clients: Option<&ApiClients>,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) -> ApiSide {
+    let NodeSetup { cfg, clock, .. } = node;
+    let api = clients.map(|c| c.main.clone());
     let recorder = match &api {
         Some(api) => {
             // Events have their own budget (eventRecordQPS/eventBurst), as upstream's recorder.
@@ -358,7 +443,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     );
     tasks.spawn("status manager", status.clone().run(cancel.child_token()));
 
-    let (objects_tx, mut objects_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (objects_tx, objects_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let objects = api.as_ref().map(|a| {
         kubelet_api::object_manager::ObjectManager::new(
             Arc::new(a.clone()),
@@ -392,9 +477,49 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
                 objects: objects.clone(),
             }) as Arc<dyn kubelet_pod::credentialprovider::SecretSource>
         });
+    ApiSide {
+        api,
+        recorder,
+        status,
+        objects,
+        objects_rx,
+        secrets,
+    }
+}
+
+/// Volumes, the runtime manager, prober, pod workers, PLEG, stats, log rotation and
+/// housekeeping.
+fn start_pod_pipeline(
+    s: &Settings,
+    node: &NodeSetup,
+    cri: &Cri,
+    api: ApiSide,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) -> Pipeline {
+    let NodeSetup {
+        cfg,
+        host,
+        root_dir,
+        clock,
+        cgroups,
+        machine,
+        node_ip,
+        host_dns,
+        ..
+    } = node;
+    let Cri { rt, runtime_name } = cri;
+    let ApiSide {
+        api,
+        recorder,
+        status,
+        objects,
+        mut objects_rx,
+        secrets,
+    } = api;
     let allocatable = kubelet_core::nodestatus::downward_allocatable(
-        &machine,
-        &host.fs_stats(&root_dir).unwrap_or_default(),
+        machine,
+        &host.fs_stats(root_dir).unwrap_or_default(),
         &cfg.eviction_hard(),
     );
     let mut volumes = kubelet_pod::volume_manager::VolumeManager::new(
@@ -411,11 +536,11 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let volumes = Arc::new(volumes);
     let runtime = Arc::new(RuntimeManager {
         rt: rt.clone(),
-        runtime_name,
+        runtime_name: runtime_name.clone(),
         cfg: RuntimeConfig {
             cluster_dns: cfg.cluster_dns.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
-            host_dns,
+            host_dns: host_dns.clone(),
             pod_logs_root: PathBuf::from("/var/log/pods"),
             container_logs_root: PathBuf::from("/var/log/containers"),
             pod_pids_limit: cfg.pod_pids_limit,
@@ -497,6 +622,30 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         volumes.clone(),
         clock.clone(),
     ));
+    let pipeline = Pipeline {
+        runtime,
+        volumes,
+        workers,
+        workers_cancel,
+        prober,
+        pleg_health,
+        pods_synced,
+        stats,
+    };
+    start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
+    pipeline
+}
+
+/// Container log rotation, and housekeeping: orphaned pod volumes and directories, and the
+/// eviction manager's local-storage checks.
+fn start_housekeeping(
+    cfg: &KubeletConfiguration,
+    rt: &Arc<dyn RuntimeService>,
+    clock: &SharedClock,
+    pipeline: &Pipeline,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) {
     // Container log rotation, every 10 s as upstream.
     if let Some(max_bytes) = cfg.container_log_max_bytes() {
         let logs = kubelet_pod::logs::ContainerLogManager::new(
@@ -524,10 +673,10 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     // eviction manager's local-storage checks (both every 10 s, as upstream).
     {
         let (workers, synced, volumes, stats) = (
-            workers.clone(),
-            pods_synced.clone(),
-            volumes.clone(),
-            stats.clone(),
+            pipeline.workers.clone(),
+            pipeline.pods_synced.clone(),
+            pipeline.volumes.clone(),
+            pipeline.stats.clone(),
         );
         let stop = cancel.child_token();
         tasks.spawn("housekeeping", async move {
@@ -547,6 +696,34 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             }
         });
     }
+}
+
+/// The runtime's state, node registration and status, the lease, and the pod source.
+fn start_node_status(
+    s: &Settings,
+    node: &NodeSetup,
+    cri: &Cri,
+    clients: &ApiClients,
+    pipeline: &Pipeline,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) {
+    let NodeSetup {
+        cfg,
+        host,
+        root_dir,
+        clock,
+        machine,
+        addresses,
+        ..
+    } = node;
+    let rt = &cri.rt;
+    let Pipeline {
+        workers,
+        pleg_health,
+        pods_synced,
+        ..
+    } = pipeline;
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
     tasks.spawn(
         "runtime state",
@@ -562,79 +739,101 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         let h = pleg_health.clone();
         Arc::new(move || h.check().err().into_iter().collect::<Vec<_>>())
     };
-    if let Some(clients) = &clients {
-        let api = &clients.main;
-        tasks.spawn(
-            "node status",
-            NodeStatusManager {
-                api: Arc::new(clients.heartbeat.clone()),
-                node_name: s.node_name.clone(),
-                facts: Arc::new(HostFacts {
-                    host: host.clone(),
-                    rt: rt.clone(),
-                    runtime_state: rt_rx.clone(),
-                    root_dir: root_dir.clone(),
-                    addresses,
-                    port: cfg.port,
-                    max_pods: cfg.max_pods,
-                    eviction_hard: cfg.eviction_hard(),
-                    max_images: cfg.node_status_max_images,
-                    health: health_errors,
-                }),
-                runtime_state: rt_rx,
-                clock: clock.clone(),
-                labels: kubelet_core::nodestatus::node_labels(
-                    &s.node_name,
-                    &s.node_name,
-                    &machine.architecture,
-                    &s.node_labels,
-                ),
-                update_frequency: cfg.node_status_update_frequency,
-                register: s.flags.register_node,
-            }
-            .run(cancel.child_token()),
-        );
-        tasks.spawn(
-            "node lease",
-            LeaseController {
-                api: Arc::new(clients.heartbeat.clone()),
-                node_name: s.node_name.clone(),
-                duration_seconds: cfg.node_lease_duration_seconds,
-                clock: clock.clone(),
-            }
-            .run(cancel.child_token()),
-        );
-        let (pods_tx, mut pods_rx) = tokio::sync::mpsc::channel(pod_source::QUEUE);
-        tasks.spawn(
-            "pod source",
-            pod_source::run(
-                Arc::new(api.clone()),
-                s.node_name.clone(),
-                pods_tx,
-                cancel.child_token(),
+    let api = &clients.main;
+    tasks.spawn(
+        "node status",
+        NodeStatusManager {
+            api: Arc::new(clients.heartbeat.clone()),
+            node_name: s.node_name.clone(),
+            facts: Arc::new(HostFacts {
+                host: host.clone(),
+                rt: rt.clone(),
+                runtime_state: rt_rx.clone(),
+                root_dir: root_dir.clone(),
+                addresses: addresses.clone(),
+                port: cfg.port,
+                max_pods: cfg.max_pods,
+                eviction_hard: cfg.eviction_hard(),
+                max_images: cfg.node_status_max_images,
+                health: health_errors,
+            }),
+            runtime_state: rt_rx,
+            clock: clock.clone(),
+            labels: kubelet_core::nodestatus::node_labels(
+                &s.node_name,
+                &s.node_name,
+                &machine.architecture,
+                &s.node_labels,
             ),
-        );
-        let (workers, synced) = (workers.clone(), pods_synced.clone());
-        tasks.spawn("pod updates", async move {
-            while let Some(u) = pods_rx.recv().await {
-                match u {
-                    PodUpdate::Apply(p) => workers.update(p),
-                    PodUpdate::Remove(p) => workers.remove(p),
-                    PodUpdate::Synced { pods } => {
-                        if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                            info!(pods, "initial pod list synced");
-                        }
+            update_frequency: cfg.node_status_update_frequency,
+            register: s.flags.register_node,
+        }
+        .run(cancel.child_token()),
+    );
+    tasks.spawn(
+        "node lease",
+        LeaseController {
+            api: Arc::new(clients.heartbeat.clone()),
+            node_name: s.node_name.clone(),
+            duration_seconds: cfg.node_lease_duration_seconds,
+            clock: clock.clone(),
+        }
+        .run(cancel.child_token()),
+    );
+    let (pods_tx, mut pods_rx) = tokio::sync::mpsc::channel(pod_source::QUEUE);
+    tasks.spawn(
+        "pod source",
+        pod_source::run(
+            Arc::new(api.clone()),
+            s.node_name.clone(),
+            pods_tx,
+            cancel.child_token(),
+        ),
+    );
+    let (workers, synced) = (workers.clone(), pods_synced.clone());
+    tasks.spawn("pod updates", async move {
+        while let Some(u) = pods_rx.recv().await {
+            match u {
+                PodUpdate::Apply(p) => workers.update(p),
+                PodUpdate::Remove(p) => workers.remove(p),
+                PodUpdate::Synced { pods } => {
+                    if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        info!(pods, "initial pod list synced");
                     }
                 }
             }
-        });
-    }
+        }
+    });
+}
 
+/// The kubelet API on 10250, the read-only port, the iptables chains and healthz.
+async fn serve(
+    s: &Settings,
+    node: &NodeSetup,
+    clients: Option<&ApiClients>,
+    pipeline: &Pipeline,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) -> Result<(), KubeletError> {
+    let NodeSetup {
+        cfg,
+        root_dir,
+        clock,
+        node_ip,
+        ..
+    } = node;
+    let Pipeline {
+        runtime,
+        workers,
+        pleg_health,
+        stats,
+        ..
+    } = pipeline;
     let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let tls_files = match (set(&cfg.tls_cert_file), set(&cfg.tls_private_key_file)) {
         (Some(c), Some(k)) => Some((c, k)),
         // As upstream: no files configured, a self-signed pair in --cert-dir.
-        (None, None) if api.is_some() => {
+        (None, None) if clients.is_some() => {
             let dir = s
                 .flags
                 .cert_dir
@@ -644,7 +843,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             let (c, k) = crate::certificate::self_signed(
                 &dir,
                 &s.node_name,
-                &node_ip.into_iter().collect::<Vec<_>>(),
+                &node_ip.iter().copied().collect::<Vec<_>>(),
                 clock.now(),
             )
             .map_err(KubeletError::Server)?;
@@ -663,8 +862,8 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         workers: workers.clone(),
         runtime: runtime.clone(),
         pleg: pleg_health.clone(),
-        stats,
-        config: serde_json::to_value(&cfg).unwrap_or_default(),
+        stats: stats.clone(),
+        config: serde_json::to_value(cfg).unwrap_or_default(),
         debugging_handlers: cfg.enable_debugging_handlers,
         streaming_idle_timeout: cfg.streaming_connection_idle_timeout,
     });
@@ -674,7 +873,7 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             cfg.port
         );
     }
-    if let (true, Some(clients), Some((cert, key))) = (cfg.enable_server, &clients, &tls_files) {
+    if let (true, Some(clients), Some((cert, key))) = (cfg.enable_server, clients, &tls_files) {
         let read = |p: &str| {
             std::fs::read(p).map_err(|source| KubeletError::Io {
                 what: "reading",
@@ -759,6 +958,16 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
         );
     }
 
+    start_host_chores(cfg, pleg_health, tasks, cancel).await
+}
+
+/// The iptables util chains (checked every minute) and the healthz server.
+async fn start_host_chores(
+    cfg: &KubeletConfiguration,
+    pleg_health: &PlegHealth,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) -> Result<(), KubeletError> {
     if cfg.make_iptables_util_chains {
         // As upstream: made at start and checked every minute.
         let (masq, drop) = (
@@ -803,11 +1012,27 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
             healthz::serve(listener, check, cancel.child_token()),
         );
     }
-    info!(node = %s.node_name, "kubelet started");
+    Ok(())
+}
+
+/// Waits for shutdown or for a task to end early, then stops everything; pods keep running.
+async fn supervise(
+    mut tasks: crate::tasks::Tasks,
+    pipeline: Pipeline,
+    cancel: CancellationToken,
+) -> Result<(), KubeletError> {
+    let Pipeline {
+        workers,
+        workers_cancel,
+        prober,
+        ..
+    } = pipeline;
 
     let died = tokio::select! {
+        // Shutdown ends tasks too: it must win over their exits.
+        biased;
         _ = cancel.cancelled() => None,
-        exit = tasks.first_exit() => Some(exit),
+        exit = tasks.first_exit() => (!cancel.is_cancelled()).then_some(exit),
     };
     match &died {
         None => info!("shutting down; pods keep running"),
