@@ -491,3 +491,267 @@ impl PodWorkers {
         self.tracker.wait().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kuberuntime::tests::{manager, pod, tmp};
+    use kubelet_api::events::Recorder;
+    use kubelet_core::clock::FakeClock;
+    use kubelet_cri::fake::FakeRuntime;
+
+    struct Setup {
+        rt: Arc<FakeRuntime>,
+        runtime: Arc<RuntimeManager>,
+        workers: PodWorkers,
+        status: StatusManager,
+        clock: Arc<FakeClock>,
+        dir: std::path::PathBuf,
+        cancel: CancellationToken,
+        _probes: tokio::sync::mpsc::UnboundedReceiver<String>,
+    }
+
+    fn setup(allowed_unsafe_sysctls: &[&str]) -> Setup {
+        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
+        let dir = tmp();
+        // The fake runtime's clock starts at the epoch and moves a second per call; this one
+        // stays at the epoch, so the runtime's times are never in the kubelet's past (a fresh
+        // crash's back-off has not run out).
+        let clock = FakeClock::at(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let mut m = manager(rt.clone(), &dir);
+        m.clock = clock.clone();
+        let runtime = Arc::new(m);
+        // Standalone: statuses are kept, not sent.
+        let status = StatusManager::new(None);
+        let cancel = CancellationToken::new();
+        let (tx, probes) = tokio::sync::mpsc::unbounded_channel();
+        let prober = crate::prober::ProbeManager::new(
+            rt.clone(),
+            Recorder::disabled(),
+            tx,
+            cancel.child_token(),
+            clock.clone(),
+        );
+        let workers = PodWorkers::new(
+            Arc::new(WorkerDeps {
+                runtime: runtime.clone(),
+                status: status.clone(),
+                host_ip: None,
+                clock: clock.clone(),
+                resync: Duration::from_secs(60),
+                prober,
+                allowed_unsafe_sysctls: allowed_unsafe_sysctls
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            }),
+            cancel.clone(),
+        );
+        Setup {
+            rt,
+            runtime,
+            workers,
+            status,
+            clock,
+            dir,
+            cancel,
+            _probes: probes,
+        }
+    }
+
+    impl Setup {
+        fn phase(&self) -> Option<String> {
+            self.status.cached("u1").and_then(|s| s.phase)
+        }
+
+        fn reason(&self) -> Option<String> {
+            self.status.cached("u1").and_then(|s| s.reason)
+        }
+
+        /// Waits for `cond`, failing the test after 10 s.
+        async fn until(&self, what: &str, cond: impl Fn(&Self) -> bool) {
+            let waited = tokio::time::timeout(Duration::from_secs(10), async {
+                while !cond(self) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(
+                waited.is_ok(),
+                "{what}: phase {:?}, reason {:?}, running {:?}",
+                self.phase(),
+                self.reason(),
+                self.rt.running_containers()
+            );
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            self.workers.shutdown().await;
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_is_started_and_reported_running() {
+        let s = setup(&[]);
+        s.workers
+            .update(Arc::new(pod("busybox", "Never", "Always")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        assert_eq!(s.rt.running_containers(), ["c"]);
+        assert_eq!(s.workers.known(), ["u1"]);
+        let st = s.status.cached("u1").unwrap();
+        assert!(st.container_statuses.unwrap()[0].ready);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_pod_is_stopped_and_forgotten() {
+        let s = setup(&[]);
+        let p = Arc::new(pod("busybox", "Never", "Always"));
+        s.workers.update(p.clone());
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        s.workers.remove(p);
+        s.until("gone", |s| {
+            s.rt.sandbox_count() == 0 && s.workers.known().is_empty()
+        })
+        .await;
+        assert!(s.rt.running_containers().is_empty());
+        assert!(s.status.cached("u1").is_none(), "its status is forgotten");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_sysctl_fails_the_pod_before_anything_runs() {
+        let s = setup(&["net.core.somaxconn"]);
+        let mut p = pod("busybox", "Never", "Always");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.security_context = serde_json::from_value(serde_json::json!({
+                "sysctls": [{"name": "kernel.msgmax", "value": "1"}]
+            }))
+            .ok();
+        }
+        s.workers.update(Arc::new(p));
+        s.until("failed", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("SysctlForbidden"));
+        assert_eq!(
+            s.status.cached("u1").and_then(|st| st.message).as_deref(),
+            Some("Pod forbidden sysctl: \"kernel.msgmax\" not whitelisted")
+        );
+        assert_eq!(s.rt.sandbox_count(), 0, "nothing was started");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_evicted_pod_is_killed_and_failed() {
+        let s = setup(&[]);
+        s.workers
+            .update(Arc::new(pod("busybox", "Never", "Always")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let msg = "Pod ephemeral local storage usage exceeds the total limit of containers 1Mi.";
+        s.workers.evict("u1", msg.into());
+        s.until("evicted", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("Evicted"));
+        assert_eq!(
+            s.status.cached("u1").and_then(|st| st.message).as_deref(),
+            Some(msg)
+        );
+        assert!(s.rt.running_containers().is_empty());
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_active_deadline_fails_the_pod() {
+        let s = setup(&[]);
+        let mut p = pod("busybox", "Never", "Always");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.active_deadline_seconds = Some(30);
+        }
+        s.workers.update(Arc::new(p));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        // The wall clock passes the deadline; a runtime event wakes the worker.
+        s.clock.advance(Duration::from_secs(31));
+        s.workers.kick("u1");
+        s.until("deadline", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("DeadlineExceeded"));
+        assert!(s.rt.running_containers().is_empty());
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_container_that_exits_zero_under_restart_never_completes_the_pod() {
+        let s = setup(&[]);
+        s.workers.update(Arc::new(pod("busybox", "Never", "Never")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let st = s.runtime.pod_status("u1").await.unwrap();
+        let id = st.find("c").unwrap().id.clone();
+        s.rt.exit_container(&id, 0);
+        s.workers.kick("u1");
+        s.until("succeeded", |s| s.phase().as_deref() == Some("Succeeded"))
+            .await;
+        let cs = s.status.cached("u1").unwrap().container_statuses.unwrap();
+        let term = cs[0].state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (term.exit_code, term.reason.as_deref()),
+            (0, Some("Completed"))
+        );
+        assert_eq!(
+            s.rt.sandbox_count(),
+            1,
+            "a finished pod's sandbox is stopped, not removed"
+        );
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_crashing_container_is_restarted_with_back_off() {
+        let s = setup(&[]);
+        s.workers
+            .update(Arc::new(pod("busybox", "Never", "Always")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let st = s.runtime.pod_status("u1").await.unwrap();
+        let id = st.find("c").unwrap().id.clone();
+        s.rt.exit_container(&id, 1);
+        s.workers.kick("u1");
+        // The first restart is immediate; the crash after it waits out a back-off.
+        s.until("restarted", |s| {
+            s.status
+                .cached("u1")
+                .and_then(|st| st.container_statuses)
+                .is_some_and(|cs| cs[0].restart_count == 1)
+        })
+        .await;
+        assert_eq!(s.phase().as_deref(), Some("Running"));
+        let st = s.runtime.pod_status("u1").await.unwrap();
+        let id = st
+            .containers
+            .iter()
+            .find(|c| c.state == kubelet_core::runtime::ContainerState::Running)
+            .unwrap()
+            .id
+            .clone();
+        s.rt.exit_container(&id, 1);
+        s.workers.kick("u1");
+        s.until("back-off", |s| {
+            s.status
+                .cached("u1")
+                .and_then(|st| st.container_statuses)
+                .and_then(|cs| cs[0].state.clone())
+                .and_then(|st| st.waiting)
+                .and_then(|w| w.reason)
+                .as_deref()
+                == Some("CrashLoopBackOff")
+        })
+        .await;
+        s.stop().await;
+    }
+}

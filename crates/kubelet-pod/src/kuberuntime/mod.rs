@@ -8,7 +8,7 @@ mod gc;
 mod images;
 mod sandbox;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use container::legacy_log_name;
 pub use images::validate_image;

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::clock::SystemClock;
 use kubelet_cri::fake::FakeRuntime;
 
-fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeManager {
+pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeManager {
     RuntimeManager {
         rt,
         runtime_name: "fake".into(),
@@ -36,7 +36,7 @@ fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeManager {
     }
 }
 
-fn pod(image: &str, policy: &str, restart: &str) -> Pod {
+pub(crate) fn pod(image: &str, policy: &str, restart: &str) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some("p".into()),
@@ -58,7 +58,7 @@ fn pod(image: &str, policy: &str, restart: &str) -> Pod {
     }
 }
 
-fn tmp() -> PathBuf {
+pub(crate) fn tmp() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "krs-test-{}-{:?}",
         std::process::id(),
