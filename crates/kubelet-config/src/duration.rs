@@ -10,26 +10,23 @@ pub struct DurationError(String);
 
 /// Parses Go's `time.Duration` text form ("10s", "1m0s", "1h30m", "250ms").
 pub fn parse_go_duration(s: &str) -> Result<Duration, DurationError> {
-    parse(s).map_err(DurationError)
-}
-
-fn parse(s: &str) -> Result<Duration, String> {
+    let bad = DurationError;
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() || s.starts_with('-') {
-        return Err(format!("invalid duration {s:?}"));
+        return Err(bad(format!("invalid duration {s:?}")));
     }
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
         let n = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(format!("missing unit in duration {s:?}"))?;
+            .ok_or_else(|| bad(format!("missing unit in duration {s:?}")))?;
         let num: f64 = rest[..n]
             .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
+            .map_err(|_| bad(format!("invalid duration {s:?}")))?;
         rest = &rest[n..];
         let u = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -41,16 +38,16 @@ fn parse(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            unit => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+            unit => return Err(bad(format!("unknown unit {unit:?} in duration {s:?}"))),
         };
         total += num * mult;
         rest = &rest[u..];
     }
     // Go's durations are int64 nanoseconds: about 292 years at most.
     if !total.is_finite() || total * 1e9 > i64::MAX as f64 {
-        return Err(format!("invalid duration {s:?}: out of range"));
+        return Err(bad(format!("invalid duration {s:?}: out of range")));
     }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
+    Duration::try_from_secs_f64(total).map_err(|_| bad(format!("invalid duration {s:?}")))
 }
 
 /// Go's `time.Duration.String()`: "0s", "250ms", "10s", "1m0s", "1h30m0s", "1.5s".

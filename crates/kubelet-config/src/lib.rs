@@ -383,16 +383,8 @@ impl KubeletConfiguration {
 
     /// Hard eviction thresholds, with upstream's Linux defaults when the map is absent.
     pub fn eviction_hard(&self) -> BTreeMap<String, String> {
-        self.eviction_hard.clone().unwrap_or_else(|| {
-            [
-                ("memory.available", "100Mi"),
-                ("nodefs.available", "10%"),
-                ("nodefs.inodesFree", "5%"),
-                ("imagefs.available", "15%"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-        })
+        self.eviction_hard
+            .clone()
+            .unwrap_or_else(kubelet_core::eviction::default_eviction_hard)
     }
 }

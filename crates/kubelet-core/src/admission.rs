@@ -39,12 +39,22 @@ pub fn admit_sysctls(pod: &Pod, allowlist: &[String]) -> Result<(), (String, Str
     Ok(())
 }
 
+/// A `setHostnameAsFQDN` name longer than a hostname may be (upstream's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long (64 characters is the max, {} characters requested)",
+    fqdn.len()
+)]
+pub struct FqdnTooLong {
+    pub fqdn: String,
+}
+
 /// The FQDN hostname of `setHostnameAsFQDN`, or an error when it is longer than a hostname may be.
 pub fn fqdn_hostname(
     pod: &Pod,
     hostname: &str,
     cluster_domain: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, FqdnTooLong> {
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.set_hostname_as_fqdn) != Some(true) {
         return Ok(None);
@@ -58,10 +68,7 @@ pub fn fqdn_hostname(
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let fqdn = format!("{hostname}.{sub}.{ns}.svc.{cluster_domain}");
     if fqdn.len() > 64 {
-        return Err(format!(
-            "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long (64 characters is the max, {} characters requested)",
-            fqdn.len()
-        ));
+        return Err(FqdnTooLong { fqdn });
     }
     Ok(Some(fqdn))
 }

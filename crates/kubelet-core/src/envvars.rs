@@ -138,7 +138,32 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
     out
 }
 
-pub fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, String> {
+/// Why a container's environment (or a downwardAPI file) cannot be made; the text is
+/// upstream's, as the CreateContainerConfigError or FailedMount message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("unsupported fieldPath: {0}")]
+    UnsupportedFieldPath(String),
+    #[error("Unsupported container resource : {0}")]
+    UnsupportedResource(String),
+    #[error(transparent)]
+    Quantity(#[from] crate::quantity::QuantityError),
+    #[error("invalid divisor {0:?}")]
+    InvalidDivisor(String),
+    /// `kind` is the API's plural: configmaps, secrets.
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    /// `kind` is ConfigMap or Secret.
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    MissingKey {
+        kind: &'static str,
+        key: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+pub fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, EnvError> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| -> Option<String> {
@@ -162,7 +187,7 @@ pub fn field_value(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, St
         "status.hostIP" => src.host_ip.clone(),
         "status.podIP" => src.pod_ips.first().cloned().unwrap_or_default(),
         "status.podIPs" => src.pod_ips.join(","),
-        other => return Err(format!("unsupported fieldPath: {other}")),
+        other => return Err(EnvError::UnsupportedFieldPath(other.into())),
     })
 }
 
@@ -176,8 +201,8 @@ pub fn resource_value(
     resource: &str,
     divisor: Option<&str>,
     src: &EnvSources,
-) -> Result<String, String> {
-    let unsupported = || format!("Unsupported container resource : {resource}");
+) -> Result<String, EnvError> {
+    let unsupported = || EnvError::UnsupportedResource(resource.into());
     let (kind, name) = resource.split_once('.').ok_or_else(unsupported)?;
     let by_milli = match name {
         "cpu" => true,
@@ -193,7 +218,7 @@ pub fn resource_value(
     }
     .and_then(|m| m.get(name))
     .map(|q| q.0.as_str());
-    let quantity = |q: &str| parse_milli(q).map_err(|e| e.to_string());
+    let quantity = |q: &str| parse_milli(q).map_err(EnvError::from);
     let mut value = set.map(quantity).transpose()?.unwrap_or(0);
     let merges = kind == "limits" && !name.starts_with("hugepages-");
     if value == 0
@@ -214,7 +239,7 @@ pub fn resource_value(
         (whole(value), whole(d))
     };
     if d <= 0 {
-        return Err(format!("invalid divisor {:?}", divisor.unwrap_or_default()));
+        return Err(EnvError::InvalidDivisor(divisor.unwrap_or_default().into()));
     }
     Ok(((v + d - 1).div_euclid(d)).to_string())
 }
@@ -222,7 +247,7 @@ pub fn resource_value(
 /// The container's environment in upstream's order of precedence: envFrom, then env (each
 /// value expanded against what is defined so far and the service variables), then service
 /// variables not otherwise defined. `Err` is the CreateContainerConfigError message.
-pub fn container_env(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Env, String> {
+pub fn container_env(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Env, EnvError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut env = Env::default();
     let enable_links = pod
@@ -243,7 +268,10 @@ pub fn container_env(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Env, 
         .collect();
     let mut service_vars: BTreeMap<String, String> = service_env(&services).into_iter().collect();
     let mut tmp: BTreeMap<String, String> = BTreeMap::new();
-    let missing = |kind: &str, name: &str| format!("{kind} {name:?} not found");
+    let missing = |kind: &'static str, name: &str| EnvError::NotFound {
+        kind,
+        name: name.into(),
+    };
 
     for f in c.env_from.iter().flatten() {
         let prefix = f.prefix.clone().unwrap_or_default();
@@ -317,10 +345,12 @@ pub fn container_env(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Env, 
                             Some(v) => v,
                             None if optional => continue,
                             None => {
-                                return Err(format!(
-                                    "couldn't find key {} in ConfigMap {ns}/{}",
-                                    r.key, r.name
-                                ));
+                                return Err(EnvError::MissingKey {
+                                    kind: "ConfigMap",
+                                    key: r.key.clone(),
+                                    namespace: ns.clone(),
+                                    name: r.name.clone(),
+                                });
                             }
                         },
                     }
@@ -333,10 +363,12 @@ pub fn container_env(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Env, 
                             Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                             None if optional => continue,
                             None => {
-                                return Err(format!(
-                                    "couldn't find key {} in Secret {ns}/{}",
-                                    r.key, r.name
-                                ));
+                                return Err(EnvError::MissingKey {
+                                    kind: "Secret",
+                                    key: r.key.clone(),
+                                    namespace: ns.clone(),
+                                    name: r.name.clone(),
+                                });
                             }
                         },
                     }
@@ -504,7 +536,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            container_env(&pod(), &bad, &src).unwrap_err(),
+            container_env(&pod(), &bad, &src).unwrap_err().to_string(),
             "couldn't find key nope in ConfigMap ns/cfg"
         );
         let bad = Container {
@@ -516,7 +548,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            container_env(&pod(), &bad, &src).unwrap_err(),
+            container_env(&pod(), &bad, &src).unwrap_err().to_string(),
             "secrets \"s\" not found"
         );
     }
@@ -535,7 +567,9 @@ mod tests {
         );
         assert!(resource_value(&c, "bogus", None, &src).is_err());
         assert_eq!(
-            resource_value(&c, "requests.nvidia.com/gpu", None, &src).unwrap_err(),
+            resource_value(&c, "requests.nvidia.com/gpu", None, &src)
+                .unwrap_err()
+                .to_string(),
             "Unsupported container resource : requests.nvidia.com/gpu"
         );
     }

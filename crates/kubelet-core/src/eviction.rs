@@ -6,6 +6,22 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 /// The pod status reason and the event reason of an eviction.
 pub const EVICTED: &str = "Evicted";
 
+/// Upstream's Linux default hard eviction thresholds (`evictionHard` when unset).
+pub const DEFAULT_EVICTION_HARD: [(&str, &str); 4] = [
+    ("memory.available", "100Mi"),
+    ("nodefs.available", "10%"),
+    ("nodefs.inodesFree", "5%"),
+    ("imagefs.available", "15%"),
+];
+
+/// [`DEFAULT_EVICTION_HARD`] as the config's map.
+pub fn default_eviction_hard() -> std::collections::BTreeMap<String, String> {
+    DEFAULT_EVICTION_HARD
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Upstream's message for an emptyDir over its `sizeLimit` (trailing space included).
 pub fn empty_dir_message(volume: &str, limit: &str) -> String {
     format!("Usage of EmptyDir volume {volume:?} exceeds the limit {limit:?}. ")

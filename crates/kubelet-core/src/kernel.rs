@@ -14,8 +14,8 @@ pub const KERNEL_TUNABLES: &[(&str, i64)] = &[
 /// What to do about the current values: the settings to write, and the errors (upstream's
 /// words) that stop the kubelet. `current` holds each tunable's value, or why it could not be
 /// read.
-pub fn plan(
-    current: &[(&'static str, Result<i64, String>)],
+pub fn plan<E: std::fmt::Display>(
+    current: &[(&'static str, Result<i64, E>)],
     protect: bool,
 ) -> (Vec<(&'static str, i64)>, Vec<String>) {
     let (mut set, mut errors) = (vec![], vec![]);
@@ -24,7 +24,7 @@ pub fn plan(
             continue;
         };
         match got {
-            Err(e) => errors.push(e.clone()),
+            Err(e) => errors.push(e.to_string()),
             Ok(v) if v == want => {}
             Ok(v) if protect => errors.push(format!(
                 "invalid kernel flag: {flag}, expected value: {want}, actual value: {v}"
@@ -39,7 +39,7 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn current(overcommit: i64) -> Vec<(&'static str, Result<i64, String>)> {
+    fn current(overcommit: i64) -> Vec<(&'static str, Result<i64, &'static str>)> {
         KERNEL_TUNABLES
             .iter()
             .map(|(f, v)| {

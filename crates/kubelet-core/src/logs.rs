@@ -3,31 +3,58 @@
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 
-/// The runtime ID (the part after `containerd://`) of the container whose log to read, or the
-/// error text upstream answers with.
+/// Why `/containerLogs` has no log to serve, in upstream's words (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogStatusError {
+    #[error("container {container:?} in pod {pod:?} is not available")]
+    NotAvailable { container: String, pod: String },
+    #[error("previous terminated container {container:?} in pod {pod:?} not found")]
+    NoPrevious { container: String, pod: String },
+    #[error("container {container:?} in pod {pod:?} is terminated")]
+    Terminated { container: String, pod: String },
+    #[error("container {container:?} in pod {pod:?} is waiting to start: {why}")]
+    Waiting {
+        container: String,
+        pod: String,
+        why: String,
+    },
+    #[error("container {container:?} in pod {pod:?} is waiting to start - no logs yet")]
+    NoLogsYet { container: String, pod: String },
+}
+
+/// The runtime ID (the part after `containerd://`) of the container whose log to read, or
+/// why there is none.
 pub fn log_container_id(
     pod_name: &str,
     status: &PodStatus,
     container: &str,
     previous: bool,
-) -> Result<String, String> {
+) -> Result<String, LogStatusError> {
+    let (cn, pn) = (container.to_string(), pod_name.to_string());
     let find = |list: &Option<Vec<ContainerStatus>>| {
         list.iter().flatten().find(|c| c.name == container).cloned()
     };
     let c = find(&status.container_statuses)
         .or_else(|| find(&status.init_container_statuses))
         .or_else(|| find(&status.ephemeral_container_statuses))
-        .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is not available"))?;
+        .ok_or_else(|| LogStatusError::NotAvailable {
+            container: cn.clone(),
+            pod: pn.clone(),
+        })?;
     let state = c.state.clone().unwrap_or_default();
     let last_terminated = c.last_state.as_ref().and_then(|s| s.terminated.clone());
     let last_id = last_terminated
         .as_ref()
         .and_then(|t| t.container_id.clone())
         .filter(|id| !id.is_empty());
-    let terminated_msg = || format!("container {container:?} in pod {pod_name:?} is terminated");
+    let terminated_msg = || LogStatusError::Terminated {
+        container: cn.clone(),
+        pod: pn.clone(),
+    };
     let id = if previous {
-        last_id.ok_or_else(|| {
-            format!("previous terminated container {container:?} in pod {pod_name:?} not found")
+        last_id.ok_or_else(|| LogStatusError::NoPrevious {
+            container: cn.clone(),
+            pod: pn.clone(),
         })?
     } else if state.running.is_some() {
         c.container_id.clone().unwrap_or_default()
@@ -46,13 +73,16 @@ pub fn log_container_id(
             "ImagePullBackOff" => "trying and failing to pull image",
             r => r,
         };
-        return Err(format!(
-            "container {container:?} in pod {pod_name:?} is waiting to start: {why}"
-        ));
+        return Err(LogStatusError::Waiting {
+            container: cn,
+            pod: pn,
+            why: why.into(),
+        });
     } else {
-        return Err(format!(
-            "container {container:?} in pod {pod_name:?} is waiting to start - no logs yet"
-        ));
+        return Err(LogStatusError::NoLogsYet {
+            container: cn,
+            pod: pn,
+        });
     };
     // "containerd://<id>" -> "<id>", as kubecontainer.ParseContainerID.
     Ok(id
@@ -102,7 +132,7 @@ mod tests {
     fn waiting_containers_say_why() {
         let s = status(waiting("CreateContainerConfigError"));
         assert_eq!(
-            log_container_id("p", &s, "c", false),
+            log_container_id("p", &s, "c", false).map_err(|e| e.to_string()),
             Err(
                 r#"container "c" in pod "p" is waiting to start: CreateContainerConfigError"#
                     .into()
@@ -110,26 +140,34 @@ mod tests {
         );
         let s = status(waiting("ErrImagePull"));
         assert_eq!(
-            log_container_id("p", &s, "c", false),
+            log_container_id("p", &s, "c", false).map_err(|e| e.to_string()),
             Err(r#"container "c" in pod "p" is waiting to start: image can't be pulled"#.into())
         );
         let s = status(waiting("ImagePullBackOff"));
         assert_eq!(
-            log_container_id("p", &s, "c", false).unwrap_err(),
+            log_container_id("p", &s, "c", false)
+                .unwrap_err()
+                .to_string(),
             r#"container "c" in pod "p" is waiting to start: trying and failing to pull image"#
         );
         assert_eq!(
-            log_container_id("p", &s, "other", false).unwrap_err(),
+            log_container_id("p", &s, "other", false)
+                .unwrap_err()
+                .to_string(),
             r#"container "other" in pod "p" is not available"#
         );
         assert_eq!(
-            log_container_id("p", &s, "c", true).unwrap_err(),
+            log_container_id("p", &s, "c", true)
+                .unwrap_err()
+                .to_string(),
             r#"previous terminated container "c" in pod "p" not found"#
         );
         let mut none = waiting("x");
         none.state = None;
         assert_eq!(
-            log_container_id("p", &status(none), "c", false).unwrap_err(),
+            log_container_id("p", &status(none), "c", false)
+                .unwrap_err()
+                .to_string(),
             r#"container "c" in pod "p" is waiting to start - no logs yet"#
         );
     }
@@ -169,7 +207,9 @@ mod tests {
         );
         c.last_state = None;
         assert_eq!(
-            log_container_id("p", &status(c), "c", false).unwrap_err(),
+            log_container_id("p", &status(c), "c", false)
+                .unwrap_err()
+                .to_string(),
             r#"container "c" in pod "p" is terminated"#
         );
         // Init containers are found too.

@@ -433,15 +433,7 @@ mod tests {
             addresses: vec![],
             port: 10250,
             max_pods: 110,
-            eviction_hard: [
-                ("memory.available", "100Mi"),
-                ("nodefs.available", "10%"),
-                ("nodefs.inodesFree", "5%"),
-                ("imagefs.available", "15%"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+            eviction_hard: crate::eviction::default_eviction_hard(),
             health_errors: vec![],
         }
     }

@@ -44,16 +44,35 @@ pub fn mark(bit: u32) -> String {
     format!("{:#08x}", 1u64 << bit)
 }
 
-fn ensure_chain(ipt: &dyn Iptables, table: &str, chain: &str) -> Result<(), String> {
-    let (ok, err) = ipt
-        .run(&["-t", table, "-N", chain])
-        .map_err(|e| format!("running iptables: {e}"))?;
-    if ok || err.contains("already exists") {
+/// A chain or rule that could not be put in place (upstream's words).
+#[derive(Debug, thiserror::Error)]
+pub enum IptablesError {
+    #[error("running iptables: {0}")]
+    Run(#[from] io::Error),
+    #[error("error ensuring chain {chain} in table {table}: {output}")]
+    Chain {
+        table: String,
+        chain: String,
+        output: String,
+    },
+    #[error("error ensuring rule in {table}/{chain}: {output}")]
+    Rule {
+        table: String,
+        chain: String,
+        output: String,
+    },
+}
+
+fn ensure_chain(ipt: &dyn Iptables, table: &str, chain: &str) -> Result<(), IptablesError> {
+    let (ok, output) = ipt.run(&["-t", table, "-N", chain])?;
+    if ok || output.contains("already exists") {
         Ok(())
     } else {
-        Err(format!(
-            "error ensuring chain {chain} in table {table}: {err}"
-        ))
+        Err(IptablesError::Chain {
+            table: table.into(),
+            chain: chain.into(),
+            output,
+        })
     }
 }
 
@@ -64,31 +83,35 @@ fn ensure_rule(
     table: &str,
     chain: &str,
     rule: &[&str],
-) -> Result<(), String> {
+) -> Result<(), IptablesError> {
     let mut check = vec!["-t", table, "-C", chain];
     check.extend_from_slice(rule);
-    let (exists, _) = ipt
-        .run(&check)
-        .map_err(|e| format!("running iptables: {e}"))?;
+    let (exists, _) = ipt.run(&check)?;
     if exists {
         return Ok(());
     }
     let mut add = vec!["-t", table, if prepend { "-I" } else { "-A" }, chain];
     add.extend_from_slice(rule);
-    let (ok, err) = ipt
-        .run(&add)
-        .map_err(|e| format!("running iptables: {e}"))?;
+    let (ok, output) = ipt.run(&add)?;
     if ok {
         Ok(())
     } else {
-        Err(format!("error ensuring rule in {table}/{chain}: {err}"))
+        Err(IptablesError::Rule {
+            table: table.into(),
+            chain: chain.into(),
+            output,
+        })
     }
 }
 
-/// Makes sure the chains and rules are in place; the errors, each already worded.
-pub fn sync_network_util(ipt: &dyn Iptables, masquerade_bit: u32, drop_bit: u32) -> Vec<String> {
+/// Makes sure the chains and rules are in place; every error on the way.
+pub fn sync_network_util(
+    ipt: &dyn Iptables,
+    masquerade_bit: u32,
+    drop_bit: u32,
+) -> Vec<IptablesError> {
     let mut errors = vec![];
-    let mut run = |r: Result<(), String>| {
+    let mut run = |r: Result<(), IptablesError>| {
         if let Err(e) = r {
             errors.push(e);
         }

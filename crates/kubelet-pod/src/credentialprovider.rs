@@ -95,28 +95,22 @@ fn entry_auth(server: &str, e: &Entry) -> Option<AuthConfig> {
 }
 
 /// Reads the registry credentials a secret carries; `Err` describes a malformed secret.
-pub fn credentials_from_secret(secret: &Secret) -> Result<Vec<Credential>, String> {
+pub fn credentials_from_secret(secret: &Secret) -> Result<Vec<Credential>, CredentialError> {
     let data = secret.data.as_ref();
     let entries: BTreeMap<String, Entry> = match secret.type_.as_deref() {
         Some("kubernetes.io/dockerconfigjson") => {
             let raw = data
                 .and_then(|d| d.get(".dockerconfigjson"))
-                .ok_or("missing .dockerconfigjson")?;
-            serde_json::from_slice::<DockerConfigJson>(&raw.0)
-                .map_err(|e| e.to_string())?
-                .auths
+                .ok_or(CredentialError::Missing(".dockerconfigjson"))?;
+            serde_json::from_slice::<DockerConfigJson>(&raw.0)?.auths
         }
         Some("kubernetes.io/dockercfg") => {
             let raw = data
                 .and_then(|d| d.get(".dockercfg"))
-                .ok_or("missing .dockercfg")?;
-            serde_json::from_slice(&raw.0).map_err(|e| e.to_string())?
+                .ok_or(CredentialError::Missing(".dockercfg"))?;
+            serde_json::from_slice(&raw.0)?
         }
-        other => {
-            return Err(format!(
-                "secret type {other:?} carries no registry credentials"
-            ));
-        }
+        other => return Err(CredentialError::WrongType(other.map(str::to_string))),
     };
     Ok(entries
         .iter()
@@ -224,14 +218,61 @@ mod tests {
     }
 }
 
+/// Why an object a pod refers to could not be had; the text is what the pod's event says.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Api(#[from] kubelet_api::ApiError),
+    /// `kind` is the API's plural (secrets, configmaps).
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("runtimeclass.node.k8s.io {0:?} not found")]
+    RuntimeClassNotFound(String),
+    #[error("failed to lookup RuntimeClass {class}: {error}")]
+    RuntimeClassLookup {
+        class: String,
+        error: kubelet_api::ApiError,
+    },
+    /// Standalone: no RuntimeClass can be looked up.
+    #[error("failed to lookup RuntimeClass {0}: no API server")]
+    NoRuntimeClasses(String),
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotSynced,
+    #[error("the token request came back without a token")]
+    NoToken,
+    /// Standalone: there is no API server to ask.
+    #[error("no API server")]
+    Standalone,
+}
+
+impl SourceError {
+    pub fn secret_not_found(name: &str) -> Self {
+        SourceError::NotFound {
+            kind: "secrets",
+            name: name.into(),
+        }
+    }
+}
+
+/// Why a pull secret gives no credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("secret type {0:?} carries no registry credentials")]
+    WrongType(Option<String>),
+}
+
 /// Where pods' Secrets, ConfigMaps and the Services for their environment come from: the
 /// API server, or a fake in tests.
 #[async_trait::async_trait]
 pub trait SecretSource: Send + Sync + std::fmt::Debug {
-    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String>;
+    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, SourceError>;
 
     /// `Ok(None)` when it does not exist.
-    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SourceError> {
         self.get(namespace, name).await.map(Some)
     }
 
@@ -240,21 +281,19 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
         &self,
         _namespace: &str,
         _name: &str,
-    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, SourceError> {
         Ok(None)
     }
 
     /// Every Service, once they have been listed; `Err` until then.
-    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {
+    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
         Ok(vec![])
     }
 
     /// The CRI handler of a RuntimeClass (upstream `runtimeclass.Manager`); the error is
     /// the event's wording.
-    async fn runtime_handler(&self, class: &str) -> Result<String, String> {
-        Err(format!(
-            "failed to lookup RuntimeClass {class}: no API server"
-        ))
+    async fn runtime_handler(&self, class: &str) -> Result<String, SourceError> {
+        Err(SourceError::NoRuntimeClasses(class.into()))
     }
 
     /// A token for the service account, bound to the pod (TokenRequest): the token and when
@@ -267,8 +306,8 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
         _expiration_seconds: i64,
         _pod_name: &str,
         _pod_uid: &str,
-    ) -> Result<(String, i64), String> {
-        Err("no API server".into())
+    ) -> Result<(String, i64), SourceError> {
+        Err(SourceError::Standalone)
     }
 }
 
@@ -288,13 +327,13 @@ impl std::fmt::Debug for ApiSecrets {
 
 #[async_trait::async_trait]
 impl SecretSource for ApiSecrets {
-    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, String> {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Secret, SourceError> {
         self.get_secret(namespace, name)
             .await?
-            .ok_or_else(|| format!("secrets {name:?} not found"))
+            .ok_or_else(|| SourceError::secret_not_found(name))
     }
 
-    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SourceError> {
         if let Some(s) = self
             .objects
             .as_ref()
@@ -302,17 +341,14 @@ impl SecretSource for ApiSecrets {
         {
             return Ok(s);
         }
-        self.api
-            .get_secret(namespace, name)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.api.get_secret(namespace, name).await?)
     }
 
     async fn get_config_map(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+    ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, SourceError> {
         if let Some(c) = self
             .objects
             .as_ref()
@@ -320,30 +356,28 @@ impl SecretSource for ApiSecrets {
         {
             return Ok(c);
         }
-        self.api
-            .get_config_map(namespace, name)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.api.get_config_map(namespace, name).await?)
     }
 
-    async fn runtime_handler(&self, class: &str) -> Result<String, String> {
+    async fn runtime_handler(&self, class: &str) -> Result<String, SourceError> {
         match self.api.get_runtime_class(class).await {
             Ok(Some(rc)) => Ok(rc.handler),
-            Ok(None) => Err(format!("runtimeclass.node.k8s.io {class:?} not found")),
-            Err(e) => Err(format!("failed to lookup RuntimeClass {class}: {e}")),
+            Ok(None) => Err(SourceError::RuntimeClassNotFound(class.into())),
+            Err(error) => Err(SourceError::RuntimeClassLookup {
+                class: class.into(),
+                error,
+            }),
         }
     }
 
-    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, String> {
+    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
         let ready = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             self.services.wait_until_ready(),
         )
         .await;
         if !matches!(ready, Ok(Ok(()))) {
-            return Err(
-                "services have not yet been read at least once, cannot construct envvars".into(),
-            );
+            return Err(SourceError::ServicesNotSynced);
         }
         Ok(self
             .services
@@ -361,7 +395,7 @@ impl SecretSource for ApiSecrets {
         expiration_seconds: i64,
         pod_name: &str,
         pod_uid: &str,
-    ) -> Result<(String, i64), String> {
+    ) -> Result<(String, i64), SourceError> {
         use k8s_openapi::api::authentication::v1::{
             BoundObjectReference, TokenRequest, TokenRequestSpec,
         };
@@ -381,11 +415,8 @@ impl SecretSource for ApiSecrets {
         let got = self
             .api
             .create_token(namespace, service_account, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = got
-            .status
-            .ok_or_else(|| "the token request came back without a token".to_string())?;
+            .await?;
+        let status = got.status.ok_or(SourceError::NoToken)?;
         Ok((status.token, status.expiration_timestamp.0.as_second()))
     }
 }
@@ -407,13 +438,10 @@ pub async fn pull_credentials(
         .into_iter()
         .flatten()
     {
-        match source
-            .get(ns, &r.name)
-            .await
-            .and_then(|s| credentials_from_secret(&s))
-        {
-            Ok(c) => creds.extend(c),
-            Err(_) => missing.push(r.name.clone()),
+        let read = source.get(ns, &r.name).await.ok();
+        match read.map(|s| credentials_from_secret(&s)) {
+            Some(Ok(c)) => creds.extend(c),
+            _ => missing.push(r.name.clone()),
         }
     }
     (lookup(&creds, image), missing)

@@ -14,4 +14,6 @@ pub mod pod_workers;
 pub mod prober;
 pub mod security_context;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 pub mod volume_manager;

@@ -14,6 +14,73 @@ use tokio::net::TcpStream;
 /// How much of an HTTP hook's answer we read, at most.
 const MAX_BODY: usize = 10 * 1024;
 
+/// A port a hook or probe names that the container does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("invalid port {0}")]
+    Invalid(i32),
+    #[error("couldn't find port: {name} in {container}")]
+    NotFound { name: String, container: String },
+}
+
+/// Why the kubelet's own HTTP GET (hooks, probes) failed; the text is the probe's output.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    ServerName(#[from] rustls::pki_types::InvalidDnsNameError),
+    #[error("tls: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("tls client: {0}")]
+    TlsConfig(rustls::Error),
+    #[error("malformed HTTP response")]
+    Malformed,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// A lifecycle hook that failed, in upstream's words (the FailedPostStartHook and
+/// FailedPreStopHook events).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error(
+        "Exec lifecycle hook ({cmd:?}) for Container {container:?} in Pod {pod:?} failed - error: {error}, message: \"\""
+    )]
+    Exec {
+        cmd: Vec<String>,
+        container: String,
+        pod: String,
+        error: kubelet_cri::CriError,
+    },
+    #[error(
+        "Exec lifecycle hook ({cmd:?}) for Container {container:?} in Pod {pod:?} failed - error: command '{}' exited with {code}: {output}, message: {output:?}",
+        cmd.join(" ")
+    )]
+    ExecExit {
+        cmd: Vec<String>,
+        container: String,
+        pod: String,
+        code: i32,
+        output: String,
+    },
+    #[error(
+        "Http lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {error}"
+    )]
+    Http {
+        path: String,
+        container: String,
+        pod: String,
+        error: HttpError,
+    },
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("Cannot run handler: no handler specified")]
+    NoHandler,
+}
+
 fn pod_desc(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
@@ -24,12 +91,12 @@ fn pod_desc(pod: &Pod) -> String {
 }
 
 /// Resolves a port given by number or by the name of one of the container's ports.
-pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
+pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, PortError> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("invalid port {n}")),
+            .ok_or(PortError::Invalid(*n)),
         IntOrString::String(name) => {
             if let Ok(n) = name.parse::<u16>() {
                 return Ok(n);
@@ -39,7 +106,10 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(name.as_str()))
                 .and_then(|p| u16::try_from(p.container_port).ok())
-                .ok_or_else(|| format!("couldn't find port: {name} in {}", c.name))
+                .ok_or_else(|| PortError::NotFound {
+                    name: name.clone(),
+                    container: c.name.clone(),
+                })
         }
     }
 }
@@ -51,7 +121,7 @@ pub async fn http_get(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, HttpError> {
     http_get_scheme(false, host, port, path, headers, timeout).await
 }
 
@@ -107,20 +177,20 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
 }
 
 /// The TLS client for HTTPS probes, built once.
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
-    static CONNECTOR: OnceLock<Result<tokio_rustls::TlsConnector, String>> = OnceLock::new();
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, HttpError> {
+    static CONNECTOR: OnceLock<Result<tokio_rustls::TlsConnector, rustls::Error>> = OnceLock::new();
     CONNECTOR
         .get_or_init(|| {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .with_safe_default_protocol_versions()?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
                 .with_no_client_auth();
             Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
         })
         .clone()
+        .map_err(HttpError::TlsConfig)
 }
 
 /// One GET over plain TCP or, with `tls`, over TLS; the raw answer, read up to [`MAX_BODY`].
@@ -131,7 +201,7 @@ pub async fn http_get_scheme(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, HttpError> {
     let fut = async {
         let path = if path.starts_with('/') {
             path.to_string()
@@ -143,45 +213,41 @@ pub async fn http_get_scheme(
         );
         for (k, v) in headers {
             if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
-                return Err(format!("invalid header {k:?}"));
+                return Err(HttpError::InvalidHeader(k.clone()));
             }
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        let s = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| e.to_string())?;
+        let s = TcpStream::connect((host, port)).await?;
         if !tls {
             return exchange(s, &req).await;
         }
-        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host.to_string())?;
         let s = tls_connector()?
             .connect(name, s)
             .await
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(HttpError::Tls)?;
         exchange(s, &req).await
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| format!("timed out after {timeout:?}"))?
+        .map_err(|_| HttpError::Timeout(timeout))?
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     req: &str,
-) -> Result<String, String> {
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<String, HttpError> {
+    s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     // A TLS peer that closes without close_notify still gave us its answer.
     if let Err(e) = (&mut s).take(MAX_BODY as u64).read_to_end(&mut buf).await
         && (buf.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof)
     {
-        return Err(e.to_string());
+        return Err(e.into());
     }
     if !buf.starts_with(b"HTTP/") {
-        return Err("malformed HTTP response".to_string());
+        return Err(HttpError::Malformed);
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
@@ -195,22 +261,30 @@ pub async fn run(
     pod_ip: Option<&str>,
     h: &LifecycleHandler,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     if let Some(exec) = &h.exec {
         let cmd = exec.command.clone().unwrap_or_default();
-        let out = rt.exec_sync(container_id, cmd.clone(), timeout).await.map_err(|e| {
-            format!("Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {:?} failed - error: {e}, message: \"\"", c.name, pod_desc(pod))
-        })?;
+        let out = match rt.exec_sync(container_id, cmd.clone(), timeout).await {
+            Ok(out) => out,
+            Err(error) => {
+                return Err(HookError::Exec {
+                    cmd,
+                    container: c.name.clone(),
+                    pod: pod_desc(pod),
+                    error,
+                });
+            }
+        };
         if out.exit_code != 0 {
-            let msg = String::from_utf8_lossy(&out.stdout).to_string()
+            let output = String::from_utf8_lossy(&out.stdout).to_string()
                 + &String::from_utf8_lossy(&out.stderr);
-            return Err(format!(
-                "Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {:?} failed - error: command '{}' exited with {}: {msg}, message: {msg:?}",
-                c.name,
-                pod_desc(pod),
-                cmd.join(" "),
-                out.exit_code
-            ));
+            return Err(HookError::ExecExit {
+                cmd,
+                container: c.name.clone(),
+                pod: pod_desc(pod),
+                code: out.exit_code,
+                output,
+            });
         }
         return Ok(());
     }
@@ -229,15 +303,21 @@ pub async fn run(
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
         let path = g.path.clone().unwrap_or_default();
-        return http_get(&host, port, &path, &headers, timeout).await.map(|_| ()).map_err(|e| {
-            format!("Http lifecycle hook ({path}) for Container {:?} in Pod {:?} failed - error: {e}", c.name, pod_desc(pod))
-        });
+        return match http_get(&host, port, &path, &headers, timeout).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(HookError::Http {
+                path,
+                container: c.name.clone(),
+                pod: pod_desc(pod),
+                error,
+            }),
+        };
     }
     if let Some(sl) = &h.sleep {
         tokio::time::sleep(Duration::from_secs(sl.seconds.max(0) as u64).min(timeout)).await;
         return Ok(());
     }
-    Err("Cannot run handler: no handler specified".into())
+    Err(HookError::NoHandler)
 }
 
 #[cfg(test)]

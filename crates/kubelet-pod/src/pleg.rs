@@ -38,13 +38,11 @@ impl PlegHealth {
     }
 
     /// `Err` with upstream's message when relisting is stuck.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), PlegUnhealthy> {
         let last = *self.last_relist.lock().unwrap_or_else(|e| e.into_inner());
         let since = last.elapsed();
         if since > RELIST_THRESHOLD {
-            return Err(format!(
-                "PLEG is not healthy: pleg was last seen active {since:?} ago; threshold is {RELIST_THRESHOLD:?}"
-            ));
+            return Err(PlegUnhealthy(since));
         }
         Ok(())
     }
@@ -55,6 +53,13 @@ impl Default for PlegHealth {
         Self::new()
     }
 }
+
+/// The PLEG has not relisted for longer than the threshold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "PLEG is not healthy: pleg was last seen active {0:?} ago; threshold is {RELIST_THRESHOLD:?}"
+)]
+pub struct PlegUnhealthy(pub std::time::Duration);
 
 #[derive(Debug)]
 pub struct Pleg {
@@ -313,5 +318,92 @@ fn update_running_metrics(
         m.running_containers
             .get_or_create(&vec![("container_state".to_string(), state.to_string())])
             .set(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kuberuntime::WorkerState;
+    use crate::kuberuntime::tests::pod;
+    use crate::testing::{Setup, setup};
+
+    fn start(s: &Setup, synced: bool, period: Duration) -> (PlegHealth, Arc<AtomicBool>) {
+        let health = PlegHealth::new();
+        let pods_synced = Arc::new(AtomicBool::new(synced));
+        tokio::spawn(
+            Pleg {
+                runtime: s.runtime.clone(),
+                workers: s.workers.clone(),
+                health: health.clone(),
+                period,
+                pods_synced: pods_synced.clone(),
+            }
+            .run(s.cancel.child_token()),
+        );
+        (health, pods_synced)
+    }
+
+    fn lists(s: &Setup) -> usize {
+        s.rt.calls()
+            .iter()
+            .filter(|c| *c == "ListPodSandbox")
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_container_exit_wakes_its_pod_worker() {
+        let s = setup(&[]);
+        // Relists and resyncs a minute apart: only the runtime's event can be quick.
+        start(&s, true, Duration::from_secs(60));
+        s.workers.update(Arc::new(pod("busybox", "Never", "Never")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let st = s.runtime.pod_status("u1").await.unwrap();
+        s.rt.exit_container(&st.find("c").unwrap().id, 0);
+        s.until("succeeded", |s| s.phase().as_deref() == Some("Succeeded"))
+            .await;
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn orphans_are_removed_only_once_the_pod_list_is_synced() {
+        let s = setup(&[]);
+        // A pod in the runtime that no worker knows (deleted while the kubelet was down).
+        let p = pod("busybox", "Never", "Always");
+        s.runtime
+            .sync_pod(&p, &Default::default(), &mut WorkerState::default())
+            .await;
+        assert_eq!(s.rt.sandbox_count(), 1);
+        let (_, synced) = start(&s, false, Duration::from_millis(20));
+        let before = lists(&s);
+        s.until("two relists", |s| lists(s) >= before + 2).await;
+        assert_eq!(
+            s.rt.sandbox_count(),
+            1,
+            "not an orphan before the list is synced"
+        );
+        synced.store(true, Ordering::Release);
+        s.until("orphan removed", |s| s.rt.sandbox_count() == 0)
+            .await;
+        assert!(s.rt.running_containers().is_empty());
+        s.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_fails_after_three_minutes_without_a_relist() {
+        let h = PlegHealth::new();
+        assert!(h.check().is_ok());
+        tokio::time::advance(Duration::from_secs(179)).await;
+        assert!(h.check().is_ok());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let e = h.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("PLEG is not healthy: pleg was last seen active 181"),
+            "{e}"
+        );
+        assert!(e.ends_with("threshold is 180s"), "{e}");
+        h.mark();
+        assert!(h.check().is_ok());
     }
 }

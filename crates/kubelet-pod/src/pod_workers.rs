@@ -18,6 +18,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
+/// Why a pod sync did not finish; the worker logs it and retries with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Runtime(#[from] kubelet_cri::CriError),
+    #[error(transparent)]
+    Volumes(#[from] crate::volume_manager::MountError),
+    /// A SyncPod step failed; its event has been emitted with the same words.
+    #[error("{0}")]
+    Step(String),
+}
+
 #[derive(Debug)]
 pub struct WorkerDeps {
     pub runtime: Arc<RuntimeManager>,
@@ -256,15 +268,11 @@ impl PodWorkers {
         }
     }
 
-    async fn sync(&self, d: &Desired, ws: &mut WorkerState) -> Result<Step, String> {
+    async fn sync(&self, d: &Desired, ws: &mut WorkerState) -> Result<Step, SyncError> {
         let deps = &self.deps;
         let pod = d.pod.as_ref();
         let r = PodRef::of(pod);
-        let rt = deps
-            .runtime
-            .pod_status(&r.uid)
-            .await
-            .map_err(|e| e.to_string())?;
+        let rt = deps.runtime.pod_status(&r.uid).await?;
         let terminating = d.removed || pod.metadata.deletion_timestamp.is_some();
         if terminating {
             let active = !kubelet_core::actions::running_container_ids(&rt).is_empty()
@@ -272,14 +280,8 @@ impl PodWorkers {
             let after = if active {
                 // An orphan has no spec: its containers' own annotations give the grace period.
                 let with_spec = pod.spec.is_some().then_some(pod);
-                deps.runtime
-                    .kill_pod(with_spec, &rt)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                deps.runtime
-                    .pod_status(&r.uid)
-                    .await
-                    .map_err(|e| e.to_string())?
+                deps.runtime.kill_pod(with_spec, &rt).await?;
+                deps.runtime.pod_status(&r.uid).await?
             } else {
                 rt
             };
@@ -290,10 +292,7 @@ impl PodWorkers {
             if !d.removed && has_runtime_state {
                 self.report(pod, &after, &SyncResult::default(), None);
             }
-            deps.runtime
-                .remove_pod(&r, &after)
-                .await
-                .map_err(|e| e.to_string())?;
+            deps.runtime.remove_pod(&r, &after).await?;
             // The final delete waits for the volumes, as upstream's PodResourcesAreReclaimed.
             deps.runtime.volumes.unmount_pod(&r.uid)?;
             if d.removed {
@@ -344,10 +343,7 @@ impl PodWorkers {
             if !kubelet_core::actions::running_container_ids(&rt).is_empty()
                 || rt.sandboxes.iter().any(|s| s.ready)
             {
-                deps.runtime
-                    .kill_pod(Some(pod), &rt)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                deps.runtime.kill_pod(Some(pod), &rt).await?;
             }
             // A finished pod needs its volumes no more.
             deps.runtime.volumes.unmount_pod(&r.uid)?;
@@ -378,7 +374,7 @@ impl PodWorkers {
             if refresh_due {
                 if let Err(e) = deps.runtime.volumes.mount_pod(pod).await {
                     self.report(pod, &rt, &SyncResult::default(), None);
-                    return Err(e);
+                    return Err(e.into());
                 }
                 ws.volumes_synced = Some(tokio::time::Instant::now());
             }
@@ -391,10 +387,7 @@ impl PodWorkers {
             res
         };
         let rt = if res.changed {
-            deps.runtime
-                .pod_status(&r.uid)
-                .await
-                .map_err(|e| e.to_string())?
+            deps.runtime.pod_status(&r.uid).await?
         } else {
             rt
         };
@@ -405,7 +398,7 @@ impl PodWorkers {
         }
         self.report(pod, &rt, &res, None);
         if let Some(e) = &res.error {
-            return Err(e.clone());
+            return Err(SyncError::Step(e.clone()));
         }
         debug!(retry = ?res.retry_after, "pod synced");
         let wake = res.retry_after.map_or(deps.resync, |d| d.min(deps.resync));
@@ -424,7 +417,7 @@ impl PodWorkers {
         reason: &str,
         message: &str,
         grace_override: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SyncError> {
         let deps = &self.deps;
         deps.runtime.recorder.emit(
             kubelet_api::events::pod_ref(pod, None),
@@ -436,16 +429,9 @@ impl PodWorkers {
         if grace_override.is_some() {
             killed.metadata.deletion_grace_period_seconds = grace_override;
         }
-        deps.runtime
-            .kill_pod(Some(&killed), rt)
-            .await
-            .map_err(|e| e.to_string())?;
+        deps.runtime.kill_pod(Some(&killed), rt).await?;
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let rt = deps
-            .runtime
-            .pod_status(uid)
-            .await
-            .map_err(|e| e.to_string())?;
+        let rt = deps.runtime.pod_status(uid).await?;
         self.report(pod, &rt, &SyncResult::default(), Some((reason, message)));
         Ok(())
     }
@@ -495,102 +481,8 @@ impl PodWorkers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kuberuntime::tests::{manager, pod, tmp};
-    use kubelet_api::events::Recorder;
-    use kubelet_core::clock::FakeClock;
-    use kubelet_cri::fake::FakeRuntime;
-
-    struct Setup {
-        rt: Arc<FakeRuntime>,
-        runtime: Arc<RuntimeManager>,
-        workers: PodWorkers,
-        status: StatusManager,
-        clock: Arc<FakeClock>,
-        dir: std::path::PathBuf,
-        cancel: CancellationToken,
-        _probes: tokio::sync::mpsc::UnboundedReceiver<String>,
-    }
-
-    fn setup(allowed_unsafe_sysctls: &[&str]) -> Setup {
-        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
-        let dir = tmp();
-        // The fake runtime's clock starts at the epoch and moves a second per call; this one
-        // stays at the epoch, so the runtime's times are never in the kubelet's past (a fresh
-        // crash's back-off has not run out).
-        let clock = FakeClock::at(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        let mut m = manager(rt.clone(), &dir);
-        m.clock = clock.clone();
-        let runtime = Arc::new(m);
-        // Standalone: statuses are kept, not sent.
-        let status = StatusManager::new(None);
-        let cancel = CancellationToken::new();
-        let (tx, probes) = tokio::sync::mpsc::unbounded_channel();
-        let prober = crate::prober::ProbeManager::new(
-            rt.clone(),
-            Recorder::disabled(),
-            tx,
-            cancel.child_token(),
-            clock.clone(),
-        );
-        let workers = PodWorkers::new(
-            Arc::new(WorkerDeps {
-                runtime: runtime.clone(),
-                status: status.clone(),
-                host_ip: None,
-                clock: clock.clone(),
-                resync: Duration::from_secs(60),
-                prober,
-                allowed_unsafe_sysctls: allowed_unsafe_sysctls
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            }),
-            cancel.clone(),
-        );
-        Setup {
-            rt,
-            runtime,
-            workers,
-            status,
-            clock,
-            dir,
-            cancel,
-            _probes: probes,
-        }
-    }
-
-    impl Setup {
-        fn phase(&self) -> Option<String> {
-            self.status.cached("u1").and_then(|s| s.phase)
-        }
-
-        fn reason(&self) -> Option<String> {
-            self.status.cached("u1").and_then(|s| s.reason)
-        }
-
-        /// Waits for `cond`, failing the test after 10 s.
-        async fn until(&self, what: &str, cond: impl Fn(&Self) -> bool) {
-            let waited = tokio::time::timeout(Duration::from_secs(10), async {
-                while !cond(self) {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await;
-            assert!(
-                waited.is_ok(),
-                "{what}: phase {:?}, reason {:?}, running {:?}",
-                self.phase(),
-                self.reason(),
-                self.rt.running_containers()
-            );
-        }
-
-        async fn stop(self) {
-            self.cancel.cancel();
-            self.workers.shutdown().await;
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+    use crate::kuberuntime::tests::pod;
+    use crate::testing::setup;
 
     #[tokio::test]
     async fn a_pod_is_started_and_reported_running() {

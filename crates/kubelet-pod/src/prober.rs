@@ -389,7 +389,7 @@ impl Worker {
         if let Some(g) = &p.http_get {
             let port = match resolve_port(&g.port, &self.container) {
                 Ok(p) => p,
-                Err(e) => return (false, e),
+                Err(e) => return (false, e.to_string()),
             };
             let https = g
                 .scheme
@@ -414,7 +414,7 @@ impl Worker {
         if let Some(t) = &p.tcp_socket {
             let port = match resolve_port(&t.port, &self.container) {
                 Ok(p) => p,
-                Err(e) => return (false, e),
+                Err(e) => return (false, e.to_string()),
             };
             let h = host(t.host.as_ref());
             return match tokio::time::timeout(

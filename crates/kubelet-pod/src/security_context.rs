@@ -68,39 +68,56 @@ fn pod_desc(pod: &Pod) -> String {
     )
 }
 
+/// A container runAsNonRoot refuses; the text is the CreateContainerConfigError message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NonRootError {
+    #[error("container's runAsUser breaks non-root policy (pod: {pod:?}, container: {container})")]
+    RunAsRoot { pod: String, container: String },
+    #[error(
+        "container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})"
+    )]
+    ImageRoot { pod: String, container: String },
+    #[error(
+        "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod:?}, container: {container})"
+    )]
+    NonNumericUser {
+        user: String,
+        pod: String,
+        container: String,
+    },
+}
+
 /// runAsNonRoot against the image's user: `uid` when numeric, else `username`; neither
-/// means root. `Err` is the CreateContainerConfigError message.
+/// means root.
 pub fn verify_run_as_non_root(
     pod: &Pod,
     c: &Container,
     uid: Option<i64>,
     username: &str,
-) -> Result<(), String> {
+) -> Result<(), NonRootError> {
     let e = effective(pod, c);
     if e.run_as_non_root != Some(true) {
         return Ok(());
     }
     if let Some(u) = e.run_as_user {
         if u == 0 {
-            return Err(format!(
-                "container's runAsUser breaks non-root policy (pod: {:?}, container: {})",
-                pod_desc(pod),
-                c.name
-            ));
+            return Err(NonRootError::RunAsRoot {
+                pod: pod_desc(pod),
+                container: c.name.clone(),
+            });
         }
         return Ok(());
     }
     match (uid, username) {
-        (Some(0), _) | (None, "") => Err(format!(
-            "container has runAsNonRoot and image will run as root (pod: {:?}, container: {})",
-            pod_desc(pod),
-            c.name
-        )),
-        (None, name) => Err(format!(
-            "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root (pod: {:?}, container: {})",
-            pod_desc(pod),
-            c.name
-        )),
+        (Some(0), _) | (None, "") => Err(NonRootError::ImageRoot {
+            pod: pod_desc(pod),
+            container: c.name.clone(),
+        }),
+        (None, name) => Err(NonRootError::NonNumericUser {
+            user: name.into(),
+            pod: pod_desc(pod),
+            container: c.name.clone(),
+        }),
         _ => Ok(()),
     }
 }
@@ -256,7 +273,9 @@ mod tests {
             serde_json::json!({}),
         );
         assert_eq!(
-            verify_run_as_non_root(&p, &c, None, "").unwrap_err(),
+            verify_run_as_non_root(&p, &c, None, "")
+                .unwrap_err()
+                .to_string(),
             "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)"
         );
         assert!(verify_run_as_non_root(&p, &c, Some(0), "").is_err());
@@ -264,6 +283,7 @@ mod tests {
         assert!(
             verify_run_as_non_root(&p, &c, None, "nobody")
                 .unwrap_err()
+                .to_string()
                 .contains("non-numeric user (nobody)")
         );
         let (p, c) = pod(
@@ -273,6 +293,7 @@ mod tests {
         assert!(
             verify_run_as_non_root(&p, &c, Some(1000), "")
                 .unwrap_err()
+                .to_string()
                 .starts_with("container's runAsUser breaks non-root policy")
         );
         let (p, c) = pod(

@@ -31,6 +31,19 @@ const DEFAULT_INTERFACE: &str = "eth0";
 /// A volume's usage and whether it counts as ephemeral storage.
 pub type MeasuredVolume = (VolumeStats, bool);
 
+/// Why `/stats/summary` could not be made (upstream's words).
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("failed to get rootFs info: {0}")]
+    RootFs(#[source] kubelet_host::HostError),
+    #[error("failed to list all {what}: {source}")]
+    List {
+        what: &'static str,
+        #[source]
+        source: kubelet_cri::CriError,
+    },
+}
+
 #[derive(Debug)]
 pub struct StatsProvider {
     pub node_name: String,
@@ -245,16 +258,16 @@ impl StatsProvider {
         }
     }
 
-    fn root_fs(&self, now: i64) -> Result<FsStats, String> {
+    fn root_fs(&self, now: i64) -> Result<FsStats, StatsError> {
         self.host
             .fs_stats(&self.root_dir)
             .map(|f| fs_stats(&f, time_ns(now)))
-            .map_err(|e| format!("failed to get rootFs info: {e}"))
+            .map_err(StatsError::RootFs)
     }
 
     /// The pods' stats alone, for the eviction manager: no node figures, and the CPU-rate
     /// samples of `/stats/summary` left as they are.
-    pub async fn pod_storage_stats(&self, pods: &[Pod]) -> Result<Vec<PodStats>, String> {
+    pub async fn pod_storage_stats(&self, pods: &[Pod]) -> Result<Vec<PodStats>, StatsError> {
         let now = self.clock.now_unix_ns();
         let root_fs = self.root_fs(now)?;
         self.pod_stats(pods, now, &root_fs, false).await
@@ -265,7 +278,7 @@ impl StatsProvider {
         &self,
         pods: &[Pod],
         only_cpu_and_memory: bool,
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, StatsError> {
         let now = self.clock.now_unix_ns();
         let root_fs = self.root_fs(now)?;
         let node = self.node_stats(now, &root_fs).await;
@@ -384,8 +397,9 @@ impl StatsProvider {
         now: i64,
         root_fs: &FsStats,
         record: bool,
-    ) -> Result<Vec<PodStats>, String> {
-        let e = |what: &str, e: kubelet_cri::CriError| format!("failed to list all {what}: {e}");
+    ) -> Result<Vec<PodStats>, StatsError> {
+        let e =
+            |what: &'static str, source: kubelet_cri::CriError| StatsError::List { what, source };
         let sandboxes = live_sandboxes(
             self.rt
                 .list_pod_sandbox(None)

@@ -63,15 +63,18 @@ pub fn attributes(method: &str, path: &str, upgrade: bool, node: &str) -> Attrib
     }
 }
 
+/// An error from the kubelet behind the server (a reviewer, a health check), kept whole.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[async_trait::async_trait]
 pub trait TokenReviewer: Send + Sync + std::fmt::Debug {
     /// `Ok(None)`: the token was reviewed and is not valid.
-    async fn review(&self, token: &str) -> Result<Option<UserInfo>, String>;
+    async fn review(&self, token: &str) -> Result<Option<UserInfo>, BoxError>;
 }
 
 #[async_trait::async_trait]
 pub trait AccessReviewer: Send + Sync + std::fmt::Debug {
-    async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, String>;
+    async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, BoxError>;
 }
 
 /// Entries a cache holds at most: a flood of distinct tokens cannot grow it further.
@@ -276,7 +279,7 @@ mod tests {
     struct Tokens;
     #[async_trait::async_trait]
     impl TokenReviewer for Tokens {
-        async fn review(&self, token: &str) -> Result<Option<UserInfo>, String> {
+        async fn review(&self, token: &str) -> Result<Option<UserInfo>, BoxError> {
             match token {
                 "good" => Ok(Some(UserInfo {
                     name: "alice".into(),

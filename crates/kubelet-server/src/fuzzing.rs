@@ -29,7 +29,7 @@ impl HostInterface for StubHost {
     fn node_name(&self) -> String {
         "n1".into()
     }
-    fn healthz(&self) -> Result<(), String> {
+    fn healthz(&self) -> Result<(), crate::auth::BoxError> {
         Ok(())
     }
     async fn pods(&self) -> Vec<Pod> {
@@ -64,10 +64,36 @@ fn log_file() -> PathBuf {
     log
 }
 
+/// How a request broke the property.
+#[derive(Debug, thiserror::Error)]
+pub enum Violation {
+    #[error("{method} {target}: no answer within 5 s")]
+    NoAnswer { method: String, target: String },
+    #[error("{method} {target}: {error}")]
+    Failed {
+        method: String,
+        target: String,
+        error: std::convert::Infallible,
+    },
+    #[error("{method} {target} -> {status}")]
+    ServerError {
+        method: String,
+        target: String,
+        status: u16,
+    },
+    #[error("{method} {target}: served a log for {path}")]
+    WrongLog {
+        method: String,
+        target: String,
+        path: String,
+    },
+}
+
 /// Sends one request (`target` is the path and query) through the API's router with
 /// anonymous access allowed; `Err` says how the property broke. A target that is not even a
 /// valid URI passes: hyper refuses it before routing.
-pub async fn check_request(method: &str, target: &str, upgrade: bool) -> Result<(), String> {
+pub async fn check_request(method: &str, target: &str, upgrade: bool) -> Result<(), Violation> {
+    let (m, t) = (method.to_string(), target.to_string());
     let app = crate::server::router(
         Arc::new(StubHost { log: log_file() }),
         Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
@@ -90,17 +116,32 @@ pub async fn check_request(method: &str, target: &str, upgrade: bool) -> Result<
     let path = req.uri().path().to_string();
     let resp = tokio::time::timeout(Duration::from_secs(5), app.oneshot(req))
         .await
-        .map_err(|_| format!("{method} {target}: no answer within 5 s"))?
-        .map_err(|e| format!("{method} {target}: {e}"))?;
+        .map_err(|_| Violation::NoAnswer {
+            method: m.clone(),
+            target: t.clone(),
+        })?
+        .map_err(|error| Violation::Failed {
+            method: m.clone(),
+            target: t.clone(),
+            error,
+        })?;
     let status = resp.status().as_u16();
     if status >= 500 {
-        return Err(format!("{method} {target} -> {status}"));
+        return Err(Violation::ServerError {
+            method: m,
+            target: t,
+            status,
+        });
     }
     if status == 200
         && path.starts_with("/containerLogs/")
         && path != "/containerLogs/default/web/app"
     {
-        return Err(format!("{method} {target}: served a log for {path}"));
+        return Err(Violation::WrongLog {
+            method: m,
+            target: t,
+            path,
+        });
     }
     Ok(())
 }

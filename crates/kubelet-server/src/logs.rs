@@ -4,6 +4,21 @@
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
+/// `/containerLogs` options upstream's validation refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogOptionsError {
+    #[error("tailLines must be greater than or equal to 0")]
+    NegativeTail,
+    #[error("limitBytes must be greater than 0")]
+    NonPositiveLimit,
+    #[error("sinceSeconds must be greater than 0")]
+    NonPositiveSince,
+    #[error("at most one of sinceTime or sinceSeconds may be specified")]
+    BothSince,
+    #[error("invalid sinceTime {0:?}")]
+    SinceTime(String),
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LogOptions {
@@ -46,23 +61,24 @@ impl LogOptions {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LogOptionsError> {
+        use LogOptionsError::*;
         if self.tail_lines.is_some_and(|n| n < 0) {
-            return Err("tailLines must be greater than or equal to 0".into());
+            return Err(NegativeTail);
         }
         if self.limit_bytes.is_some_and(|n| n < 1) {
-            return Err("limitBytes must be greater than 0".into());
+            return Err(NonPositiveLimit);
         }
         if self.since_seconds.is_some_and(|n| n < 1) {
-            return Err("sinceSeconds must be greater than 0".into());
+            return Err(NonPositiveSince);
         }
         if self.since_seconds.is_some() && self.since_time.is_some() {
-            return Err("at most one of sinceTime or sinceSeconds may be specified".into());
+            return Err(BothSince);
         }
         if let Some(t) = &self.since_time
             && t.parse::<Timestamp>().is_err()
         {
-            return Err(format!("invalid sinceTime {t:?}"));
+            return Err(SinceTime(t.clone()));
         }
         Ok(())
     }

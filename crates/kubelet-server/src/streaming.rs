@@ -26,8 +26,17 @@ fn flag(q: &[(String, String)], k: &str) -> bool {
     q.iter().any(|(n, v)| n == k && v == "1")
 }
 
+/// A streaming request upstream refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamRequestError {
+    #[error("you must specify at least 1 of stdin, stdout, stderr")]
+    NoStreams,
+    #[error("invalid port {0:?}")]
+    InvalidPort(String),
+}
+
 /// Upstream `remotecommand.NewOptions`: tty drops stderr; at least one stream is required.
-pub fn stream_options(q: &[(String, String)]) -> Result<StreamOptions, String> {
+pub fn stream_options(q: &[(String, String)]) -> Result<StreamOptions, StreamRequestError> {
     let tty = flag(q, "tty");
     let o = StreamOptions {
         stdin: flag(q, "input"),
@@ -36,7 +45,7 @@ pub fn stream_options(q: &[(String, String)]) -> Result<StreamOptions, String> {
         tty,
     };
     if !o.stdin && !o.stdout && !o.stderr {
-        return Err("you must specify at least 1 of stdin, stdout, stderr".into());
+        return Err(StreamRequestError::NoStreams);
     }
     Ok(o)
 }
@@ -50,7 +59,7 @@ pub fn command(q: &[(String, String)]) -> Vec<String> {
 }
 
 /// The `port` parameters (WebSocket port-forward names them; SPDY sends them per stream).
-pub fn ports(q: &[(String, String)]) -> Result<Vec<i32>, String> {
+pub fn ports(q: &[(String, String)]) -> Result<Vec<i32>, StreamRequestError> {
     q.iter()
         .filter(|(k, _)| k == "port" || k == "ports")
         .flat_map(|(_, v)| v.split(','))
@@ -60,7 +69,7 @@ pub fn ports(q: &[(String, String)]) -> Result<Vec<i32>, String> {
                 .ok()
                 .filter(|p| *p > 0)
                 .map(i32::from)
-                .ok_or_else(|| format!("invalid port {p:?}"))
+                .ok_or_else(|| StreamRequestError::InvalidPort(p.to_string()))
         })
         .collect()
 }
@@ -299,7 +308,9 @@ mod tests {
             }
         );
         assert_eq!(
-            stream_options(&q(&[("output", "true")])).unwrap_err(),
+            stream_options(&q(&[("output", "true")]))
+                .unwrap_err()
+                .to_string(),
             "you must specify at least 1 of stdin, stdout, stderr"
         );
         assert_eq!(

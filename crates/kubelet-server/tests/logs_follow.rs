@@ -30,7 +30,7 @@ impl HostInterface for Host {
     fn node_name(&self) -> String {
         "n1".into()
     }
-    fn healthz(&self) -> Result<(), String> {
+    fn healthz(&self) -> Result<(), kubelet_server::auth::BoxError> {
         Ok(())
     }
     async fn pods(&self) -> Vec<Pod> {

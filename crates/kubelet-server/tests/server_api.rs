@@ -106,7 +106,7 @@ impl HostInterface for Host {
     fn node_name(&self) -> String {
         "n1".into()
     }
-    fn healthz(&self) -> Result<(), String> {
+    fn healthz(&self) -> Result<(), kubelet_server::auth::BoxError> {
         Ok(())
     }
     async fn pods(&self) -> Vec<Pod> {
@@ -156,7 +156,10 @@ struct Reviews;
 
 #[async_trait::async_trait]
 impl TokenReviewer for Reviews {
-    async fn review(&self, token: &str) -> Result<Option<UserInfo>, String> {
+    async fn review(
+        &self,
+        token: &str,
+    ) -> Result<Option<UserInfo>, kubelet_server::auth::BoxError> {
         match token {
             "alice-token" => Ok(Some(UserInfo {
                 name: "alice".into(),
@@ -175,7 +178,11 @@ impl TokenReviewer for Reviews {
 
 #[async_trait::async_trait]
 impl AccessReviewer for Reviews {
-    async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, String> {
+    async fn allowed(
+        &self,
+        user: &UserInfo,
+        attrs: &Attributes,
+    ) -> Result<bool, kubelet_server::auth::BoxError> {
         Ok(user.name != "bob" && attrs.resource == "nodes" && attrs.name == "n1")
     }
 }

@@ -22,6 +22,20 @@ pub enum VolumeError {
     /// A message for the user, as upstream words it (it ends up in a FailedMount event).
     #[error("{0}")]
     Invalid(String),
+    /// A downwardAPI item that cannot be resolved.
+    #[error(transparent)]
+    Env(#[from] kubelet_core::envvars::EnvError),
+    /// `kind` is configmap or secret, as upstream's message has it.
+    #[error("{kind} {name:?} not found")]
+    SourceNotFound { kind: &'static str, name: String },
+    /// An item names a key its ConfigMap or Secret does not have; `message` is upstream's
+    /// wording for the kind.
+    #[error("{message}: {key}")]
+    MissingKey { message: &'static str, key: String },
+    #[error("container {0:?} not found in the pod")]
+    ContainerNotFound(String),
+    #[error("service account token not fetched")]
+    TokenNotFetched,
 }
 
 impl VolumeError {

@@ -1,6 +1,7 @@
 //! The files of configMap, secret, downwardAPI and projected volumes, computed from objects
 //! already fetched (upstream `MakePayload` of each plugin). Pure: the volume manager fetches.
 
+use crate::{Result, VolumeError};
 use k8s_openapi::api::core::v1::{
     ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Secret,
 };
@@ -39,8 +40,8 @@ fn from_items(
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
     optional: bool,
-    missing_key: &str,
-) -> Result<Payload, String> {
+    missing_key: &'static str,
+) -> Result<Payload> {
     let mut out = Payload::new();
     match items.filter(|i| !i.is_empty()) {
         None => {
@@ -67,7 +68,12 @@ fn from_items(
                         );
                     }
                     None if optional => continue,
-                    None => return Err(format!("{missing_key}: {}", it.key)),
+                    None => {
+                        return Err(VolumeError::MissingKey {
+                            message: missing_key,
+                            key: it.key.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -109,10 +115,13 @@ pub fn config_map(
     default_mode: Option<i32>,
     optional: bool,
     obj: Option<&ConfigMap>,
-) -> Result<Payload, String> {
+) -> Result<Payload> {
     match obj {
         None if optional => Ok(Payload::new()),
-        None => Err(format!("configmap {name:?} not found")),
+        None => Err(VolumeError::SourceNotFound {
+            kind: "configmap",
+            name: name.into(),
+        }),
         Some(cm) => from_items(
             &config_map_data(cm),
             items,
@@ -130,10 +139,13 @@ pub fn secret(
     default_mode: Option<i32>,
     optional: bool,
     obj: Option<&Secret>,
-) -> Result<Payload, String> {
+) -> Result<Payload> {
     match obj {
         None if optional => Ok(Payload::new()),
-        None => Err(format!("secret {name:?} not found")),
+        None => Err(VolumeError::SourceNotFound {
+            kind: "secret",
+            name: name.into(),
+        }),
         Some(s) => from_items(
             &secret_data(s),
             items,
@@ -184,7 +196,7 @@ pub fn downward_api(
     items: &[DownwardAPIVolumeFile],
     default_mode: Option<i32>,
     env: &EnvSources,
-) -> Result<Payload, String> {
+) -> Result<Payload> {
     let mut out = Payload::new();
     for it in items {
         let value = if let Some(f) = &it.field_ref {
@@ -204,7 +216,7 @@ pub fn downward_api(
                         .chain(s.init_containers.iter().flatten())
                 })
                 .find(|c| c.name == cname)
-                .ok_or_else(|| format!("container {cname:?} not found in the pod"))?;
+                .ok_or_else(|| VolumeError::ContainerNotFound(cname.into()))?;
             let divisor = r.divisor.as_ref().map(|q| q.0.as_str());
             resource_value(c, &r.resource, divisor, env)?
         } else {
@@ -227,7 +239,7 @@ pub fn projected(
     src: &ProjectedVolumeSource,
     fetched: &Fetched,
     env: &EnvSources,
-) -> Result<Payload, String> {
+) -> Result<Payload> {
     let mut out = Payload::new();
     let dm = src.default_mode;
     for (i, s) in src.sources.iter().flatten().enumerate() {
@@ -252,10 +264,7 @@ pub fn projected(
         } else if let Some(d) = &s.downward_api {
             downward_api(pod, d.items.as_deref().unwrap_or_default(), dm, env)?
         } else if let Some(t) = &s.service_account_token {
-            let token = fetched
-                .tokens
-                .get(&i)
-                .ok_or_else(|| "service account token not fetched".to_string())?;
+            let token = fetched.tokens.get(&i).ok_or(VolumeError::TokenNotFetched)?;
             // Tokens are not world-readable unless the user asked for it.
             [(
                 t.path.clone(),
@@ -308,25 +317,29 @@ mod tests {
     #[test]
     fn missing_objects_and_keys() {
         assert_eq!(
-            config_map("c", None, None, false, None),
+            config_map("c", None, None, false, None).map_err(|e| e.to_string()),
             Err("configmap \"c\" not found".into())
         );
-        assert_eq!(config_map("c", None, None, true, None), Ok(Payload::new()));
+        assert_eq!(
+            config_map("c", None, None, true, None).ok(),
+            Some(Payload::new())
+        );
         let items = [KeyToPath {
             key: "zz".into(),
             path: "zz".into(),
             mode: None,
         }];
         assert_eq!(
-            config_map("c", Some(&items), None, false, Some(&cm())),
+            config_map("c", Some(&items), None, false, Some(&cm())).map_err(|e| e.to_string()),
             Err("configmap references non-existent config key: zz".into())
         );
         assert_eq!(
-            secret("s", Some(&items), None, false, Some(&Secret::default())),
+            secret("s", Some(&items), None, false, Some(&Secret::default()))
+                .map_err(|e| e.to_string()),
             Err("references non-existent secret key: zz".into())
         );
         assert_eq!(
-            secret("s", None, None, false, None),
+            secret("s", None, None, false, None).map_err(|e| e.to_string()),
             Err("secret \"s\" not found".into())
         );
     }

@@ -32,9 +32,27 @@ fn usable_pair(crt: &Path, key: &Path) -> bool {
         .is_ok()
 }
 
+/// Why the self-signed serving pair could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("generating the certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
 /// Writes `data` to `p` whole: a temporary file beside it, synced, then renamed over it.
-fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("writing {}: {e}", p.display());
+fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
+    let err = |source: std::io::Error| CertError::Io {
+        what: "writing",
+        path: p.to_path_buf(),
+        source,
+    };
     let tmp = p.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -61,16 +79,20 @@ pub fn self_signed(
     host: &str,
     ips: &[std::net::IpAddr],
     now: k8s_openapi::jiff::Timestamp,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> Result<(PathBuf, PathBuf), CertError> {
     let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
     if usable_pair(&crt, &key) {
         return Ok((crt, key));
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
+        what: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut sans: Vec<String> = vec![host.to_string(), "localhost".into(), "127.0.0.1".into()];
     sans.extend(ips.iter().map(|i| i.to_string()));
     sans.dedup();
-    let mut params = rcgen::CertificateParams::new(sans).map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(sans)?;
     let since_epoch = u64::try_from(now.as_nanosecond()).unwrap_or(0);
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(since_epoch);
     params.not_before = now.into();
@@ -85,8 +107,8 @@ pub fn self_signed(
         ),
     );
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = params.self_signed(&pair).map_err(|e| e.to_string())?;
+    let pair = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&pair)?;
     // The key first: a crash between the two leaves a pair that does not match, made afresh
     // at the next start.
     write_atomic(&key, &pair.serialize_pem(), 0o600)?;

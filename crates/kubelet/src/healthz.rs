@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type Check = Arc<dyn Fn() -> Result<(), crate::server::PlegFailed> + Send + Sync>;
 
 pub fn respond(request: &[u8], check: &Check) -> String {
     let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
@@ -69,7 +69,11 @@ mod tests {
     #[test]
     fn answers() {
         let ok: Check = Arc::new(|| Ok(()));
-        let bad: Check = Arc::new(|| Err("pleg: PLEG is not healthy".into()));
+        let bad: Check = Arc::new(|| {
+            Err(crate::server::PlegFailed(kubelet_pod::pleg::PlegUnhealthy(
+                std::time::Duration::from_secs(200),
+            )))
+        });
         assert!(respond(b"GET /healthz HTTP/1.1\r\n", &ok).starts_with("HTTP/1.1 200 OK"));
         let r = respond(b"GET /healthz HTTP/1.1\r\n", &bad);
         assert!(r.starts_with("HTTP/1.1 500") && r.contains("PLEG is not healthy"));

@@ -2,7 +2,8 @@
 
 use crate::healthz;
 use crate::node_facts::{HostFacts, watch_runtime};
-use crate::options::{self, Flags};
+use crate::settings::swap_in_use;
+pub use crate::settings::{KubeletError, Settings, TunableError, settings, setup_kernel_tunables};
 use k8s_openapi::api::core::v1::NodeAddress;
 use kubelet_api::client::ApiClient;
 use kubelet_api::events::Recorder;
@@ -10,12 +11,12 @@ use kubelet_api::kubelet_node_status::NodeStatusManager;
 use kubelet_api::nodelease::LeaseController;
 use kubelet_api::pod_source::{self, PodUpdate};
 use kubelet_api::status_manager::StatusManager;
-use kubelet_config::{self as config, ConfigError, KubeletConfiguration};
+use kubelet_config::KubeletConfiguration;
 use kubelet_core::clock::{SharedClock, SystemClock};
 use kubelet_core::nodestatus::RuntimeState;
+use kubelet_cri::RuntimeService;
 use kubelet_cri::remote::RemoteRuntime;
-use kubelet_cri::{CriError, RuntimeService};
-use kubelet_host::{Host, HostError, RealHost};
+use kubelet_host::{Host, RealHost};
 use kubelet_pod::kuberuntime::{RuntimeConfig, RuntimeManager};
 use kubelet_pod::pleg::{Pleg, PlegHealth};
 use kubelet_pod::pod_workers::{PodWorkers, WorkerDeps};
@@ -24,153 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-
-#[derive(Debug, Error)]
-pub enum KubeletError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("invalid flag --{flag}: {message}")]
-    Flag { flag: &'static str, message: String },
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig { path: String, message: String },
-    #[error(transparent)]
-    Task(#[from] crate::tasks::TaskExit),
-    #[error("container runtime: {0}")]
-    Runtime(#[from] CriError),
-    #[error("host: {0}")]
-    Host(#[from] HostError),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("kubelet API server: {0}")]
-    Server(String),
-    #[error("kernel settings: {0}")]
-    Kernel(String),
-}
-
-/// Upstream's `setupKernelTunables`: with `protect`, a kernel setting that differs from what
-/// the kubelet expects is an error; without, the kubelet sets it.
-pub fn setup_kernel_tunables(host: &dyn Host, protect: bool) -> Result<(), KubeletError> {
-    use kubelet_core::kernel::{KERNEL_TUNABLES, plan};
-    let path = |f: &str| std::path::Path::new("/proc/sys").join(f);
-    let current: Vec<(&'static str, Result<i64, String>)> = KERNEL_TUNABLES
-        .iter()
-        .map(|(f, _)| {
-            let v = host
-                .read_to_string(&path(f))
-                .map_err(|e| e.to_string())
-                .and_then(|t| t.trim().parse::<i64>().map_err(|e| format!("{f}: {e}")));
-            (*f, v)
-        })
-        .collect();
-    let (set, mut errors) = plan(&current, protect);
-    for (flag, value) in set {
-        info!(flag, value, "updating kernel flag");
-        if let Err(e) = host.write_string(&path(flag), &value.to_string()) {
-            errors.push(e.to_string());
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(KubeletError::Kernel(errors.join(", ")))
-    }
-}
-
-/// Everything resolved from flags and the config file before anything starts.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub flags: Flags,
-    pub config: KubeletConfiguration,
-    pub node_name: String,
-    pub node_labels: std::collections::BTreeMap<String, String>,
-}
-
-/// Reads and validates flags and the config file; every error names what is wrong.
-pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
-    let mut cfg = match &flags.config {
-        Some(p) => {
-            let loaded = config::load(std::path::Path::new(p))?;
-            for f in &loaded.unsupported {
-                warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
-            }
-            for f in &loaded.unknown {
-                warn!(field = %f, "unknown KubeletConfiguration field; ignored");
-            }
-            loaded.config
-        }
-        None => KubeletConfiguration::default(),
-    };
-    if let Some(d) = &flags.cgroup_driver {
-        cfg.cgroup_driver =
-            serde_json::from_value(serde_json::Value::String(d.clone())).map_err(|_| {
-                KubeletError::Flag {
-                    flag: "cgroup-driver",
-                    message: format!("{d:?} is not cgroupfs or systemd"),
-                }
-            })?;
-    }
-    if let Some(m) = flags.max_pods {
-        cfg.max_pods = m;
-    }
-    if let Some(f) = flags.fail_swap_on {
-        cfg.fail_swap_on = f;
-    }
-    config::validate(&cfg)?;
-    if flags.container_runtime != "remote" {
-        return Err(KubeletError::Flag {
-            flag: "container-runtime",
-            message: format!(
-                "{:?} is not supported; use remote (CRI)",
-                flags.container_runtime
-            ),
-        });
-    }
-    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint).map_err(|e| {
-        KubeletError::Flag {
-            flag: "container-runtime-endpoint",
-            message: e.to_string(),
-        }
-    })?;
-    if let Some(ip) = &flags.node_ip {
-        for part in ip.split(',') {
-            part.trim()
-                .parse::<IpAddr>()
-                .map_err(|_| KubeletError::Flag {
-                    flag: "node-ip",
-                    message: format!("{part:?} is not an IP address"),
-                })?;
-        }
-    }
-    let node_labels =
-        options::node_labels(&flags.node_labels).map_err(|message| KubeletError::Flag {
-            flag: "node-labels",
-            message,
-        })?;
-    let node_name = match &flags.hostname_override {
-        Some(h) if !h.trim().is_empty() => h.trim().to_lowercase(),
-        Some(_) => {
-            return Err(KubeletError::Flag {
-                flag: "hostname-override",
-                message: "must not be empty".into(),
-            });
-        }
-        None => RealHost.machine_info()?.hostname,
-    };
-    Ok(Settings {
-        flags,
-        config: cfg,
-        node_name,
-        node_labels,
-    })
-}
 
 /// The API clients, each with its own connections and budget so no caller waits behind
 /// another kind: the main one (`kubeAPIQPS`/`kubeAPIBurst`), the heartbeat's (lease and node
@@ -214,11 +71,6 @@ async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClient
         heartbeat: ApiClient::new(client(beat)?, 0.0, 1),
         auth: ApiClient::new(client(config)?, AUTH_QPS, AUTH_BURST),
     })
-}
-
-fn swap_in_use(host: &dyn Host) -> bool {
-    host.read_to_string(std::path::Path::new("/proc/swaps"))
-        .is_ok_and(|s| s.lines().count() > 1)
 }
 
 /// What start-up learned about the node, for the later steps.
@@ -656,18 +508,16 @@ fn start_housekeeping(
             },
             clock.clone(),
         );
-        let stop = cancel.child_token();
-        tasks.spawn("log rotation", async move {
-            let mut tick = tokio::time::interval(kubelet_pod::logs::LOG_MONITOR_PERIOD);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                logs.rotate_logs().await;
-            }
-        });
+        let logs = Arc::new(logs);
+        tasks.spawn_every(
+            "log rotation",
+            kubelet_pod::logs::LOG_MONITOR_PERIOD,
+            cancel.child_token(),
+            move || {
+                let logs = logs.clone();
+                async move { logs.rotate_logs().await }
+            },
+        );
     }
     // Housekeeping: volumes and directories of pods the kubelet no longer knows, and the
     // eviction manager's local-storage checks (both every 10 s, as upstream).
@@ -678,23 +528,28 @@ fn start_housekeeping(
             pipeline.volumes.clone(),
             pipeline.stats.clone(),
         );
-        let stop = cancel.child_token();
-        tasks.spawn("housekeeping", async move {
-            let mut tick = tokio::time::interval(kubelet_pod::volume_manager::HOUSEKEEPING_PERIOD);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
+        tasks.spawn_every(
+            "housekeeping",
+            kubelet_pod::volume_manager::HOUSEKEEPING_PERIOD,
+            cancel.child_token(),
+            move || {
+                let (workers, synced, volumes, stats) = (
+                    workers.clone(),
+                    synced.clone(),
+                    volumes.clone(),
+                    stats.clone(),
+                );
+                async move {
+                    if synced.load(std::sync::atomic::Ordering::Acquire) {
+                        let active: std::collections::HashSet<String> =
+                            workers.known().into_iter().collect();
+                        volumes.cleanup_orphans(&active);
+                    }
+                    kubelet_pod::eviction::local_storage_evictions(&workers, &volumes, &stats)
+                        .await;
                 }
-                if synced.load(std::sync::atomic::Ordering::Acquire) {
-                    let active: std::collections::HashSet<String> =
-                        workers.known().into_iter().collect();
-                    volumes.cleanup_orphans(&active);
-                }
-                kubelet_pod::eviction::local_storage_evictions(&workers, &volumes, &stats).await;
-            }
-        });
+            },
+        );
     }
 }
 
@@ -737,7 +592,13 @@ fn start_node_status(
 
     let health_errors = {
         let h = pleg_health.clone();
-        Arc::new(move || h.check().err().into_iter().collect::<Vec<_>>())
+        Arc::new(move || {
+            h.check()
+                .err()
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        })
     };
     let api = &clients.main;
     tasks.spawn(
@@ -845,8 +706,7 @@ async fn serve(
                 &s.node_name,
                 &node_ip.iter().copied().collect::<Vec<_>>(),
                 clock.now(),
-            )
-            .map_err(KubeletError::Server)?;
+            )?;
             info!(cert = %c.display(), "no tlsCertFile: serving with a self-signed certificate");
             Some((c.display().to_string(), k.display().to_string()))
         }
@@ -974,25 +834,26 @@ async fn start_host_chores(
             cfg.iptables_masquerade_bit.unsigned_abs(),
             cfg.iptables_drop_bit.unsigned_abs(),
         );
-        let stop = cancel.child_token();
-        tasks.spawn("iptables", async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
+        tasks.spawn_every(
+            "iptables",
+            Duration::from_secs(60),
+            cancel.child_token(),
+            move || async move {
                 let ipt = kubelet_host::iptables::IptablesCmd::default();
-                let errors = tokio::task::spawn_blocking(move || {
+                match tokio::task::spawn_blocking(move || {
                     kubelet_host::iptables::sync_network_util(&ipt, masq, drop)
                 })
                 .await
-                .unwrap_or_else(|e| vec![e.to_string()]);
-                for e in errors {
-                    warn!(error = %e, "making the iptables util chains failed");
+                {
+                    Ok(errors) => {
+                        for e in errors {
+                            warn!(error = %e, "making the iptables util chains failed");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "making the iptables util chains failed"),
                 }
-            }
-        });
+            },
+        );
     }
 
     if cfg.healthz_port != 0 {
@@ -1005,8 +866,7 @@ async fn start_host_chores(
                 source,
             })?;
         let h = pleg_health.clone();
-        let check: healthz::Check =
-            Arc::new(move || h.check().map_err(|e| format!("pleg failed: {e}")));
+        let check: healthz::Check = Arc::new(move || h.check().map_err(crate::server::PlegFailed));
         tasks.spawn(
             "healthz server",
             healthz::serve(listener, check, cancel.child_token()),
@@ -1047,41 +907,5 @@ async fn supervise(
     match died {
         None => Ok(()),
         Some(exit) => Err(KubeletError::Task(exit)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kubelet_host::FakeHost;
-
-    fn host_with(overcommit: &str) -> FakeHost {
-        let h = FakeHost::default();
-        for (f, v) in kubelet_core::kernel::KERNEL_TUNABLES {
-            let v = if *f == "vm/overcommit_memory" {
-                overcommit.to_string()
-            } else {
-                format!("{v}\n")
-            };
-            let _ = h.write_string(&std::path::Path::new("/proc/sys").join(f), &v);
-        }
-        h
-    }
-
-    #[test]
-    fn kernel_tunables_are_set_or_protected() {
-        let h = host_with("0\n");
-        let e = setup_kernel_tunables(&h, true).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "kernel settings: invalid kernel flag: vm/overcommit_memory, expected value: 1, actual value: 0"
-        );
-        // Not protected: set, after which protection passes.
-        setup_kernel_tunables(&h, false).unwrap();
-        let path = std::path::Path::new("/proc/sys/vm/overcommit_memory");
-        assert_eq!(h.read_to_string(path).unwrap(), "1");
-        setup_kernel_tunables(&h, true).unwrap();
-        // Unreadable: an error either way.
-        assert!(setup_kernel_tunables(&FakeHost::default(), false).is_err());
     }
 }

@@ -7,4 +7,5 @@ pub mod kubelet;
 pub mod node_facts;
 pub mod options;
 pub mod server;
+pub mod settings;
 pub mod tasks;

@@ -4,13 +4,27 @@
 use clap::Parser;
 use std::collections::BTreeMap;
 
-fn parse_bool(s: &str) -> Result<bool, String> {
+/// A flag value Go's `strconv.ParseBool` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid boolean {0:?}")]
+pub struct InvalidBool(String);
+
+fn parse_bool(s: &str) -> Result<bool, InvalidBool> {
     match s {
         "true" | "True" | "TRUE" | "1" | "t" | "T" => Ok(true),
         "false" | "False" | "FALSE" | "0" | "f" | "F" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?}")),
+        _ => Err(InvalidBool(s.into())),
     }
 }
+
+/// `--node-labels` in the kubernetes.io namespace that the kubelet may not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{}]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, node.kubernetes.io) or be in the specifically allowed set ({})",
+    .0.join(" "),
+    ALLOWED_LABELS.join(", ")
+)]
+pub struct ForbiddenLabels(pub Vec<String>);
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -103,7 +117,7 @@ fn allowed_prefix(key: &str) -> bool {
 }
 
 /// Parses and validates `--node-labels` as upstream does.
-pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, ForbiddenLabels> {
     let mut out = BTreeMap::new();
     for v in values {
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -118,10 +132,8 @@ pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, String
         .collect();
     if !bad.is_empty() {
         bad.sort();
-        return Err(format!(
-            "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{}]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, node.kubernetes.io) or be in the specifically allowed set ({})",
-            bad.join(" "),
-            ALLOWED_LABELS.join(", ")
+        return Err(ForbiddenLabels(
+            bad.into_iter().map(str::to_string).collect(),
         ));
     }
     Ok(out)
@@ -166,7 +178,9 @@ mod tests {
 
     #[test]
     fn restricted_labels_are_refused() {
-        let e = node_labels(&["kubernetes.io/role=master,foo.k8s.io/x=1".into()]).unwrap_err();
+        let e = node_labels(&["kubernetes.io/role=master,foo.k8s.io/x=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [foo.k8s.io/x kubernetes.io/role]"), "{e}");
         assert!(node_labels(&["example.com/x=1,kubelet.kubernetes.io/y=2".into()]).is_ok());
     }

@@ -40,8 +40,8 @@ impl HostInterface for KubeletHost {
         self.node_name.clone()
     }
 
-    fn healthz(&self) -> Result<(), String> {
-        self.pleg.check().map_err(|e| format!("pleg failed: {e}"))
+    fn healthz(&self) -> Result<(), kubelet_server::auth::BoxError> {
+        Ok(self.pleg.check().map_err(PlegFailed)?)
     }
 
     fn debugging_handlers(&self) -> bool {
@@ -119,7 +119,7 @@ impl HostInterface for KubeletHost {
         &self,
         only_cpu_and_memory: bool,
     ) -> Result<serde_json::Value, HostError> {
-        let internal = |m: String| HostError {
+        let internal = |m: &dyn std::fmt::Display| HostError {
             status: kubelet_server::server::StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("Internal Error: {m}"),
         };
@@ -127,8 +127,8 @@ impl HostInterface for KubeletHost {
             .stats
             .summary(&self.workers.pods(), only_cpu_and_memory)
             .await
-            .map_err(internal)?;
-        serde_json::to_value(s).map_err(|e| internal(e.to_string()))
+            .map_err(|e| internal(&e))?;
+        serde_json::to_value(s).map_err(|e| internal(&e))
     }
 
     async fn log_path(
@@ -164,7 +164,7 @@ impl HostInterface for KubeletHost {
             .or_else(|| p.status.clone())
             .unwrap_or_default();
         let id = kubelet_core::logs::log_container_id(pod, &status, container, previous)
-            .map_err(HostError::bad_request)?;
+            .map_err(|e| HostError::bad_request(e.to_string()))?;
         // Upstream has started its 200 response by now: later errors are its body.
         let st = self.runtime.rt.container_status(&id).await.map_err(|e| {
             tracing::debug!(%id, error = %e, "no container status for its logs");
@@ -332,6 +332,16 @@ pub struct ApiReviewers {
     slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// Every slot for a review stayed taken for [`SLOT_WAIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("too many reviews in flight")]
+pub struct ReviewsBusy;
+
+/// The syncloop health check's failure, in upstream's words.
+#[derive(Debug, thiserror::Error)]
+#[error("pleg failed: {0}")]
+pub struct PlegFailed(#[source] pub kubelet_pod::pleg::PlegUnhealthy);
+
 pub const MAX_REVIEWS: usize = 8;
 pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 pub const MAX_REVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -345,19 +355,20 @@ impl ApiReviewers {
     }
 
     /// A slot among the reviews in flight, or an error when none comes in time.
-    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
-        let busy = || "too many reviews in flight".to_string();
-        let permit = tokio::time::timeout(SLOT_WAIT, self.slots.acquire())
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ReviewsBusy> {
+        tokio::time::timeout(SLOT_WAIT, self.slots.acquire())
             .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
-        Ok(permit)
+            .map_err(|_| ReviewsBusy)?
+            .map_err(|_| ReviewsBusy)
     }
 }
 
 #[async_trait::async_trait]
 impl TokenReviewer for ApiReviewers {
-    async fn review(&self, token: &str) -> Result<Option<UserInfo>, String> {
+    async fn review(
+        &self,
+        token: &str,
+    ) -> Result<Option<UserInfo>, kubelet_server::auth::BoxError> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.into()),
@@ -366,11 +377,7 @@ impl TokenReviewer for ApiReviewers {
             ..Default::default()
         };
         let _slot = self.admit().await?;
-        let r = self
-            .api
-            .token_review(&review)
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = self.api.token_review(&review).await?;
         let status = r.status.unwrap_or_default();
         if status.authenticated != Some(true) {
             return Ok(None);
@@ -386,7 +393,11 @@ impl TokenReviewer for ApiReviewers {
 
 #[async_trait::async_trait]
 impl AccessReviewer for ApiReviewers {
-    async fn allowed(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, String> {
+    async fn allowed(
+        &self,
+        user: &UserInfo,
+        attrs: &Attributes,
+    ) -> Result<bool, kubelet_server::auth::BoxError> {
         let sar = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.name.clone()),
@@ -405,11 +416,7 @@ impl AccessReviewer for ApiReviewers {
             ..Default::default()
         };
         let _slot = self.admit().await?;
-        let r = self
-            .api
-            .access_review(&sar)
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = self.api.access_review(&sar).await?;
         Ok(r.status.is_some_and(|s| s.allowed))
     }
 }

@@ -36,6 +36,31 @@ impl Tasks {
         self.names.insert(h.id(), name);
     }
 
+    /// Runs `tick` at once and then every `period` (a slow tick delays the next one rather
+    /// than bunching them up) until `stop`.
+    pub fn spawn_every<F, Fut>(
+        &mut self,
+        name: &'static str,
+        period: Duration,
+        stop: tokio_util::sync::CancellationToken,
+        mut tick: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.spawn(name, async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                tick().await;
+            }
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.set.len()
     }
@@ -114,6 +139,29 @@ mod tests {
         let exit = t.first_exit().await;
         assert_eq!(exit.to_string(), "the node status task panicked: boom");
         t.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_tasks_tick_until_stopped() {
+        let mut t = Tasks::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let n = ticks.clone();
+        t.spawn_every("tick", Duration::from_secs(10), stop.clone(), move || {
+            let n = n.clone();
+            async move {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert_eq!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "at 0, 10, 20, 30 s"
+        );
+        stop.cancel();
+        let exit = t.first_exit().await;
+        assert_eq!(exit.to_string(), "the tick task ended");
     }
 
     #[tokio::test(start_paused = true)]

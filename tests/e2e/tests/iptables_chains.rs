@@ -41,7 +41,13 @@ fn chains_are_made_once_in_a_namespace() {
     let ipt = IptablesCmd {
         prefix: vec!["ip".into(), "netns".into(), "exec".into(), ns.0.clone()],
     };
-    assert_eq!(sync_network_util(&ipt, 14, 15), Vec::<String>::new());
+    assert_eq!(
+        sync_network_util(&ipt, 14, 15)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
     let first = rules(&ns.0);
     for want in [
         "-A INPUT -j KUBE-FIREWALL",
@@ -56,7 +62,13 @@ fn chains_are_made_once_in_a_namespace() {
         assert!(first.contains(want), "missing {want:?} in:\n{first}");
     }
     // Checked every minute: a second pass finds every rule and adds none.
-    assert_eq!(sync_network_util(&ipt, 14, 15), Vec::<String>::new());
+    assert_eq!(
+        sync_network_util(&ipt, 14, 15)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
     let strip = |s: &str| {
         s.lines()
             .filter(|l| !l.starts_with('#') && !l.starts_with(':'))

@@ -194,18 +194,16 @@ impl RuntimeManager {
         pod: &Pod,
         c: &Container,
         image_ref: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ContainerConfigError> {
         if crate::security_context::effective(pod, c).run_as_non_root != Some(true) {
             return Ok(());
         }
-        let img = self
-            .rt
-            .image_status(image_ref)
-            .await
-            .map_err(|e| e.message())?;
+        let img = self.rt.image_status(image_ref).await?;
         let uid = img.as_ref().and_then(|i| i.uid.as_ref()).map(|u| u.value);
         let username = img.map(|i| i.username).unwrap_or_default();
-        crate::security_context::verify_run_as_non_root(pod, c, uid, &username)
+        Ok(crate::security_context::verify_run_as_non_root(
+            pod, c, uid, &username,
+        )?)
     }
 
     /// The container's environment, with what it refers to fetched from the API server.
@@ -214,7 +212,7 @@ impl RuntimeManager {
         pod: &Pod,
         c: &Container,
         pod_ip: Option<String>,
-    ) -> Result<kubelet_core::envvars::Env, String> {
+    ) -> Result<kubelet_core::envvars::Env, ContainerConfigError> {
         use kubelet_core::envvars::{EnvSources, container_env, referenced};
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let (cms, secs) = referenced(c);
@@ -239,20 +237,26 @@ impl RuntimeManager {
             }
             None => {
                 if let Some(name) = cms.first() {
-                    return Err(format!(
-                        "couldn't get configMap {ns}/{name}, no kubeClient defined"
-                    ));
+                    return Err(ContainerConfigError::Standalone {
+                        kind: "configMap",
+                        namespace: ns,
+                        name: name.clone(),
+                    });
                 }
                 if let Some(name) = secs.first() {
-                    return Err(format!(
-                        "couldn't get secret {ns}/{name}, no kubeClient defined"
-                    ));
+                    return Err(ContainerConfigError::Standalone {
+                        kind: "secret",
+                        namespace: ns,
+                        name: name.clone(),
+                    });
                 }
             }
         }
-        container_env(pod, c, &src)
+        Ok(container_env(pod, c, &src)?)
     }
 
+    /// Starts one container; whether anything changed in the runtime. A step that fails
+    /// is reported once, here: its event, the container's waiting reason and the retry.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn start_container(
         &self,
@@ -264,6 +268,29 @@ impl RuntimeManager {
         ws: &mut WorkerState,
         res: &mut SyncResult,
     ) -> bool {
+        let started = self
+            .try_start_container(pod, c, status, sandbox_id, sandbox_config, ws, res)
+            .await;
+        match started {
+            Ok(changed) => changed,
+            Err(f) => {
+                self.step_failed(pod, c, res, f.reason, f.message, f.retry);
+                f.changed
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        status: &PodStatus,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        ws: &mut WorkerState,
+        res: &mut SyncResult,
+    ) -> Result<bool, StepFailed> {
         let r = PodRef::of(pod);
         let fail = |res: &mut SyncResult, reason: &str, message: String| {
             res.failures.insert(
@@ -308,7 +335,7 @@ impl RuntimeManager {
                     ),
                 );
                 res.retry(left);
-                return false;
+                return Ok(false);
             }
             ws.crash_backoff.next(&key, finished, now);
         }
@@ -319,7 +346,7 @@ impl RuntimeManager {
             .await
         {
             Some(i) => i,
-            None => return false,
+            None => return Ok(false),
         };
         let restart_count = prev.map_or(0, |p| p.restart_count + 1);
         let pod_ip = match self.rt.pod_sandbox_status(sandbox_id).await {
@@ -338,17 +365,14 @@ impl RuntimeManager {
         let known_pod_ip = pod_ip.clone();
         let env = match self.container_env(pod, c, pod_ip).await {
             Ok(env) => env,
-            Err(msg) => {
+            Err(e) => {
                 // A ConfigMap or Secret may appear later: check again shortly.
-                self.step_failed(
-                    pod,
-                    c,
-                    res,
-                    "CreateContainerConfigError",
-                    msg,
-                    Duration::from_secs(5),
-                );
-                return false;
+                return Err(StepFailed {
+                    reason: "CreateContainerConfigError",
+                    message: e.to_string(),
+                    retry: Duration::from_secs(5),
+                    changed: false,
+                });
             }
         };
         for w in &env.warnings {
@@ -360,16 +384,13 @@ impl RuntimeManager {
                 w.clone(),
             );
         }
-        if let Err(msg) = self.verify_non_root(pod, c, &image_ref).await {
-            self.step_failed(
-                pod,
-                c,
-                res,
-                "CreateContainerConfigError",
-                msg,
-                Duration::from_secs(5),
-            );
-            return false;
+        if let Err(e) = self.verify_non_root(pod, c, &image_ref).await {
+            return Err(StepFailed {
+                reason: "CreateContainerConfigError",
+                message: e.to_string(),
+                retry: Duration::from_secs(5),
+                changed: false,
+            });
         }
         let mut mounts: Vec<api::Mount> = self
             .termination_log_mount(&r, c)
@@ -378,16 +399,13 @@ impl RuntimeManager {
             .collect();
         match self.volumes.container_mounts(pod, c, &env.vars) {
             Ok(m) => mounts.extend(m),
-            Err(msg) => {
-                self.step_failed(
-                    pod,
-                    c,
-                    res,
-                    "CreateContainerConfigError",
-                    msg,
-                    Duration::from_secs(5),
-                );
-                return false;
+            Err(e) => {
+                return Err(StepFailed {
+                    reason: "CreateContainerConfigError",
+                    message: e.to_string(),
+                    retry: Duration::from_secs(5),
+                    changed: false,
+                });
             }
         }
         if kubelet_core::hosts::mounts_hosts_file(c)
@@ -407,15 +425,12 @@ impl RuntimeManager {
         {
             Ok(id) => id,
             Err(e) => {
-                self.step_failed(
-                    pod,
-                    c,
-                    res,
-                    "CreateContainerError",
-                    e.message(),
-                    Duration::from_secs(1),
-                );
-                return false;
+                return Err(StepFailed {
+                    reason: "CreateContainerError",
+                    message: e.message(),
+                    retry: Duration::from_secs(1),
+                    changed: false,
+                });
             }
         };
         self.emit(
@@ -426,15 +441,12 @@ impl RuntimeManager {
             format!("Created container {}", c.name),
         );
         if let Err(e) = self.rt.start_container(&id).await {
-            self.step_failed(
-                pod,
-                c,
-                res,
-                "RunContainerError",
-                e.message(),
-                Duration::from_secs(1),
-            );
-            return true;
+            return Err(StepFailed {
+                reason: "RunContainerError",
+                message: e.message(),
+                retry: Duration::from_secs(1),
+                changed: true,
+            });
         }
         self.emit(
             pod,
@@ -459,7 +471,7 @@ impl RuntimeManager {
                     Some(&c.name),
                     WARNING,
                     "FailedPostStartHook",
-                    e.clone(),
+                    e.to_string(),
                 );
                 let started = ContainerStatus {
                     id: id.clone(),
@@ -482,9 +494,9 @@ impl RuntimeManager {
                 };
                 self.kill_container(Some(pod), &started, Some("FailedPostStartHook"), None)
                     .await;
-                fail(res, &format!("PostStartHookError: {e}"), e.clone());
+                fail(res, &format!("PostStartHookError: {e}"), e.to_string());
                 res.retry(Duration::from_secs(1));
-                return true;
+                return Ok(true);
             }
         }
         let target = log_dir.join(format!("{restart_count}.log"));
@@ -499,7 +511,7 @@ impl RuntimeManager {
             let _ = tokio::fs::remove_file(&link).await;
             let _ = tokio::fs::symlink(&target, &link).await;
         }
-        true
+        Ok(true)
     }
 
     /// Stops one container: SIGTERM, then SIGKILL after the grace period (at least 2 s).
@@ -549,7 +561,13 @@ impl RuntimeManager {
                 );
                 match tokio::time::timeout(limit, run).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => self.emit(p, Some(&c.name), WARNING, "FailedPreStopHook", e),
+                    Ok(Err(e)) => self.emit(
+                        p,
+                        Some(&c.name),
+                        WARNING,
+                        "FailedPreStopHook",
+                        e.to_string(),
+                    ),
                     Err(_) => self.emit(
                         p,
                         Some(&c.name),

@@ -5,8 +5,13 @@ use super::*;
 
 /// A reference is valid if it parses as a docker reference: lowercase repository path, an
 /// optional tag and digest.
-pub fn validate_image(image: &str) -> Result<(), String> {
-    let err = |why: &str| Err(format!("couldn't parse image reference {image:?}: {why}"));
+pub fn validate_image(image: &str) -> Result<(), InvalidImageError> {
+    let err = |why: &'static str| {
+        Err(InvalidImageError {
+            image: image.into(),
+            why,
+        })
+    };
     if image.is_empty() {
         return err("invalid reference format");
     }

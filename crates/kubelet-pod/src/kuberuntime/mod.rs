@@ -37,6 +37,56 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+/// Why a container's config cannot be made; the text is the CreateContainerConfigError
+/// message.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerConfigError {
+    #[error(transparent)]
+    Source(#[from] crate::credentialprovider::SourceError),
+    #[error(transparent)]
+    Env(#[from] kubelet_core::envvars::EnvError),
+    #[error(transparent)]
+    Mount(#[from] crate::volume_manager::MountError),
+    #[error(transparent)]
+    NonRoot(#[from] crate::security_context::NonRootError),
+    #[error("{}", .0.message())]
+    Runtime(#[from] CriError),
+    /// Standalone: `kind` is configMap or secret, as upstream's message has it.
+    #[error("couldn't get {kind} {namespace}/{name}, no kubeClient defined")]
+    Standalone {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// An image reference that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("couldn't parse image reference {image:?}: {why}")]
+pub struct InvalidImageError {
+    pub image: String,
+    pub why: &'static str,
+}
+
+/// The pod cgroup could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("creating pod cgroup {path}: {source}")]
+pub struct CgroupError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A step of starting a container that failed: the waiting reason and message its status
+/// shows, when to try again, and whether the runtime changed on the way.
+#[derive(Debug)]
+struct StepFailed {
+    reason: &'static str,
+    message: String,
+    retry: Duration,
+    changed: bool,
+}
+
 /// Upstream's floor for a container's stop timeout.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Default when neither the pod nor its containers say.
@@ -361,8 +411,9 @@ impl RuntimeManager {
                 return res;
             }
             if let Err(e) = self.ensure_pod_cgroup(pod) {
-                self.emit(pod, None, WARNING, "FailedCreatePodSandBox", e.clone());
-                res.error = Some(e);
+                let msg = e.to_string();
+                self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
+                res.error = Some(msg);
                 return res;
             }
             let class = pod

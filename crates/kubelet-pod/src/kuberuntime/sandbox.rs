@@ -162,7 +162,7 @@ impl RuntimeManager {
 
     /// Creates the pod's cgroup with the pod's limits (cgroupfs only: under systemd the
     /// runtime makes the slice).
-    pub(super) fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), String> {
+    pub(super) fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), CgroupError> {
         let (Some(cg), Some(spec)) = (&self.cgroups, pod.spec.as_ref()) else {
             return Ok(());
         };
@@ -179,7 +179,7 @@ impl RuntimeManager {
         };
         let path = self.pod_cgroup(pod);
         cg.ensure(&path, &limits)
-            .map_err(|e| format!("creating pod cgroup {path}: {e}"))
+            .map_err(|source| CgroupError { path, source })
     }
 
     /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).

@@ -140,11 +140,13 @@ impl crate::credentialprovider::SecretSource for Secrets {
         &self,
         _ns: &str,
         name: &str,
-    ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+    ) -> Result<k8s_openapi::api::core::v1::Secret, crate::credentialprovider::SourceError> {
         if name == "regcred" {
             Ok(self.0.clone())
         } else {
-            Err(format!("secrets {name:?} not found"))
+            Err(crate::credentialprovider::SourceError::secret_not_found(
+                name,
+            ))
         }
     }
 }

@@ -22,6 +22,46 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
+/// Why a pod's volumes are not (or not yet) set up or torn down; the text is what the
+/// FailedMount event or the pod's status says.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Source(#[from] crate::credentialprovider::SourceError),
+    #[error("cannot get {kind} {namespace}/{name}: no API server (standalone mode)")]
+    Standalone {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error("the pod's directory is being cleaned up; retrying")]
+    CleaningUp,
+    #[error("reading the mount table: {0}")]
+    MountTable(#[source] std::io::Error),
+    #[error("unmounted volumes=[{}]", .0.join(" "))]
+    Unmounted(Vec<String>),
+    #[error("{} is still mounted", .0.display())]
+    StillMounted(PathBuf),
+    #[error("removing {}: {source}", .path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find volume {volume:?} to mount into container {container:?}")]
+    NoVolume { volume: String, container: String },
+    #[error("failed to prepare subPath for volumeMount {volume:?} of container {container:?}")]
+    SubPath { volume: String, container: String },
+    #[error("invalid MountPropagation mode: {0:?}")]
+    Propagation(String),
+    #[error("volume plugin for {0:?} is not supported by this kubelet")]
+    Unsupported(String),
+    #[error("failed to fetch token: {0}")]
+    Token(#[source] crate::credentialprovider::SourceError),
+}
+
 /// A token is renewed once it is older than this share of its lifetime (upstream's 80 %),
 /// or older than a day.
 const TOKEN_RENEW_AT: f64 = 0.8;
@@ -188,12 +228,12 @@ fn kind_of(v: &Volume) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn propagation(m: Option<&str>) -> Result<i32, String> {
+fn propagation(m: Option<&str>) -> Result<i32, MountError> {
     Ok(match m {
         None | Some("None") => api::MountPropagation::PropagationPrivate as i32,
         Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer as i32,
         Some("Bidirectional") => api::MountPropagation::PropagationBidirectional as i32,
-        Some(other) => return Err(format!("invalid MountPropagation mode: {other:?}")),
+        Some(other) => return Err(MountError::Propagation(other.into())),
     })
 }
 
@@ -264,12 +304,12 @@ impl VolumeManager {
 
     /// Sets up (or refreshes) every volume of the pod. Each failure is a `FailedMount` event;
     /// `Err` names the volumes not ready, and the containers must not start.
-    pub async fn mount_pod(&self, pod: &Pod) -> Result<(), String> {
+    pub async fn mount_pod(&self, pod: &Pod) -> Result<(), MountError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         {
             let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
             if c.get(uid) == Some(&false) {
-                return Err("the pod's directory is being cleaned up; retrying".into());
+                return Err(MountError::CleaningUp);
             }
             c.insert(uid.to_string(), true);
         }
@@ -283,7 +323,7 @@ impl VolumeManager {
         let mounted: HashSet<PathBuf> = self
             .mounter
             .mount_points()
-            .map_err(|e| format!("reading the mount table: {e}"))?
+            .map_err(MountError::MountTable)?
             .into_iter()
             .collect();
         let mut failed = vec![];
@@ -308,7 +348,7 @@ impl VolumeManager {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(format!("unmounted volumes=[{}]", failed.join(" ")))
+            Err(MountError::Unmounted(failed))
         }
     }
 
@@ -317,15 +357,15 @@ impl VolumeManager {
         pod: &Pod,
         v: &Volume,
         mounted: &HashSet<PathBuf>,
-    ) -> Result<(), VolumeError> {
+    ) -> Result<(), MountError> {
         if let Some(h) = &v.host_path {
-            return hostpath::check_type(Path::new(&h.path), h.type_.as_deref());
+            return Ok(hostpath::check_type(
+                Path::new(&h.path),
+                h.type_.as_deref(),
+            )?);
         }
         let Some(dir) = self.host_path(pod, v) else {
-            return Err(VolumeError::Invalid(format!(
-                "volume plugin for {:?} is not supported by this kubelet",
-                kind_of(v)
-            )));
+            return Err(MountError::Unsupported(kind_of(v)));
         };
         let fresh = !dir.exists();
         if fresh {
@@ -378,23 +418,28 @@ impl VolumeManager {
         }
     }
 
-    fn source(&self, kind: &str, ns: &str, name: &str) -> Result<&dyn SecretSource, VolumeError> {
-        self.sources.as_deref().ok_or_else(|| {
-            VolumeError::Invalid(format!(
-                "cannot get {kind} {ns}/{name}: no API server (standalone mode)"
-            ))
-        })
+    fn source(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+    ) -> Result<&dyn SecretSource, MountError> {
+        self.sources
+            .as_deref()
+            .ok_or_else(|| MountError::Standalone {
+                kind,
+                namespace: ns.into(),
+                name: name.into(),
+            })
     }
 
-    async fn payload(&self, pod: &Pod, v: &Volume) -> Result<Payload, VolumeError> {
+    async fn payload(&self, pod: &Pod, v: &Volume) -> Result<Payload, MountError> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let inv = VolumeError::Invalid;
         if let Some(c) = &v.config_map {
             let obj = self
                 .source("configmap", ns, &c.name)?
                 .get_config_map(ns, &c.name)
-                .await
-                .map_err(inv)?;
+                .await?;
             return payload::config_map(
                 &c.name,
                 c.items.as_deref(),
@@ -402,15 +447,14 @@ impl VolumeManager {
                 c.optional == Some(true),
                 obj.as_ref(),
             )
-            .map_err(inv);
+            .map_err(MountError::from);
         }
         if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let obj = self
                 .source("secret", ns, &name)?
                 .get_secret(ns, &name)
-                .await
-                .map_err(inv)?;
+                .await?;
             return payload::secret(
                 &name,
                 s.items.as_deref(),
@@ -418,7 +462,7 @@ impl VolumeManager {
                 s.optional == Some(true),
                 obj.as_ref(),
             )
-            .map_err(inv);
+            .map_err(MountError::from);
         }
         if let Some(d) = &v.downward_api {
             return payload::downward_api(
@@ -427,7 +471,7 @@ impl VolumeManager {
                 d.default_mode,
                 &self.env_sources(),
             )
-            .map_err(inv);
+            .map_err(MountError::from);
         }
         if let Some(p) = &v.projected {
             let mut f = Fetched::default();
@@ -436,15 +480,13 @@ impl VolumeManager {
                     let obj = self
                         .source("configmap", ns, &c.name)?
                         .get_config_map(ns, &c.name)
-                        .await
-                        .map_err(inv)?;
+                        .await?;
                     f.config_maps.insert(c.name.clone(), obj);
                 } else if let Some(c) = &s.secret {
                     let obj = self
                         .source("secret", ns, &c.name)?
                         .get_secret(ns, &c.name)
-                        .await
-                        .map_err(inv)?;
+                        .await?;
                     f.secrets.insert(c.name.clone(), obj);
                 } else if let Some(t) = &s.service_account_token {
                     let tok = self
@@ -453,7 +495,7 @@ impl VolumeManager {
                     f.tokens.insert(i, tok);
                 }
             }
-            return payload::projected(pod, p, &f, &self.env_sources()).map_err(inv);
+            return payload::projected(pod, p, &f, &self.env_sources()).map_err(MountError::from);
         }
         Ok(Payload::new())
     }
@@ -475,7 +517,7 @@ impl VolumeManager {
         pod: &Pod,
         audience: Option<&str>,
         seconds: Option<i64>,
-    ) -> Result<String, VolumeError> {
+    ) -> Result<String, MountError> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let sa = pod
             .spec
@@ -545,7 +587,7 @@ impl VolumeManager {
                     warn!(error = %e, "renewing the service account token failed");
                     Ok(t.token)
                 }
-                None => Err(VolumeError::Invalid(format!("failed to fetch token: {e}"))),
+                None => Err(MountError::Token(e)),
             },
         }
     }
@@ -557,24 +599,20 @@ impl VolumeManager {
         pod: &Pod,
         c: &Container,
         env: &[(String, String)],
-    ) -> Result<Vec<api::Mount>, String> {
+    ) -> Result<Vec<api::Mount>, MountError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let mut out = vec![];
         for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
             let v = volumes(pod)
                 .iter()
                 .find(|v| v.name == m.name)
-                .ok_or_else(|| {
-                    format!(
-                        "cannot find volume {:?} to mount into container {:?}",
-                        m.name, c.name
-                    )
+                .ok_or_else(|| MountError::NoVolume {
+                    volume: m.name.clone(),
+                    container: c.name.clone(),
                 })?;
-            let mut host = self.host_path(pod, v).ok_or_else(|| {
-                format!(
-                    "cannot find volume {:?} to mount into container {:?}",
-                    m.name, c.name
-                )
+            let mut host = self.host_path(pod, v).ok_or_else(|| MountError::NoVolume {
+                volume: m.name.clone(),
+                container: c.name.clone(),
             })?;
             let sub = match (&m.sub_path, &m.sub_path_expr) {
                 (Some(s), _) if !s.is_empty() => Some(s.clone()),
@@ -597,10 +635,10 @@ impl VolumeManager {
                 host = self.bind_subpath(&host, &sub, &target).map_err(|e| {
                     // The detail may describe the host's files: keep it in the log.
                     warn!(volume = %m.name, container = %c.name, error = %e, "subPath refused");
-                    format!(
-                        "failed to prepare subPath for volumeMount {:?} of container {:?}",
-                        m.name, c.name
-                    )
+                    MountError::SubPath {
+                        volume: m.name.clone(),
+                        container: c.name.clone(),
+                    }
                 })?;
             }
             out.push(api::Mount {
@@ -654,7 +692,7 @@ impl VolumeManager {
 
     /// Unmounts and removes every volume of a pod. `Err` while anything is still mounted: the
     /// pod directory is then left alone, since deleting through a mount would delete data.
-    pub fn unmount_pod(&self, uid: &str) -> Result<(), String> {
+    pub fn unmount_pod(&self, uid: &str) -> Result<(), MountError> {
         let dir = self.pod_dir(uid);
         {
             let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
@@ -669,23 +707,23 @@ impl VolumeManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| k.pod_uid != uid);
-        let points = mount_points_under(self.mounter.as_ref(), &dir)
-            .map_err(|e| format!("reading the mount table: {e}"))?;
+        let points =
+            mount_points_under(self.mounter.as_ref(), &dir).map_err(MountError::MountTable)?;
         for p in &points {
             if let Err(e) = self.mounter.unmount(p) {
                 warn!(path = %p.display(), error = %e, "unmount failed");
             }
         }
-        let left = mount_points_under(self.mounter.as_ref(), &dir)
-            .map_err(|e| format!("reading the mount table: {e}"))?;
+        let left =
+            mount_points_under(self.mounter.as_ref(), &dir).map_err(MountError::MountTable)?;
         if let Some(p) = left.first() {
-            return Err(format!("{} is still mounted", p.display()));
+            return Err(MountError::StillMounted(p.clone()));
         }
         for sub in ["volumes", "volume-subpaths", "plugins"] {
             let d = dir.join(sub);
             // Never through a mount the table did not show.
-            if let Err(e) = kubelet_host::fs::remove_all_one_fs(&d) {
-                return Err(format!("removing {}: {e}", d.display()));
+            if let Err(source) = kubelet_host::fs::remove_all_one_fs(&d) {
+                return Err(MountError::Remove { path: d, source });
             }
         }
         if !points.is_empty() {
@@ -739,246 +777,4 @@ impl VolumeManager {
 pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kubelet_core::clock::SystemClock;
-    use kubelet_host::mount::FakeMounter;
-
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("krs-vm-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        let _ = std::fs::create_dir_all(&d);
-        d
-    }
-
-    fn pod(volumes: serde_json::Value, mounts: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
-            "spec": {"volumes": volumes, "containers": [{"name": "c", "volumeMounts": mounts}]}
-        }))
-        .unwrap_or_default()
-    }
-
-    fn manager(root: &Path, m: Arc<FakeMounter>) -> VolumeManager {
-        VolumeManager::new(
-            root.to_path_buf(),
-            m,
-            None,
-            Recorder::disabled(),
-            Arc::new(SystemClock),
-        )
-    }
-
-    #[tokio::test]
-    async fn sets_up_mounts_and_tears_down() {
-        let root = tmp("setup");
-        let m = Arc::new(FakeMounter::default());
-        let vm = manager(&root, m.clone());
-        let p = pod(
-            serde_json::json!([
-                {"name": "scratch", "emptyDir": {}},
-                {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-                {"name": "info", "downwardAPI": {"items": [
-                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
-            ]),
-            serde_json::json!([
-                {"name": "scratch", "mountPath": "/s", "subPath": "a/b"},
-                {"name": "info", "mountPath": "/info"}
-            ]),
-        );
-        assert_eq!(vm.mount_pod(&p).await, Ok(()));
-        let info = volume_dir(&root, "u1", DOWNWARD_API, "info");
-        assert_eq!(
-            std::fs::read_to_string(info.join("labels")).unwrap_or_default(),
-            "app=\"x\""
-        );
-        let calls = m.calls.lock().map(|c| c.clone()).unwrap_or_default();
-        assert!(
-            calls.iter().any(|c| c.contains("mem Some(1048576)")),
-            "{calls:?}"
-        );
-        let c = p
-            .spec
-            .as_ref()
-            .map(|s| s.containers[0].clone())
-            .unwrap_or_default();
-        let mounts = vm.container_mounts(&p, &c, &[]).unwrap_or_default();
-        assert_eq!(mounts.len(), 2);
-        assert!(mounts[0].host_path.ends_with("volume-subpaths/scratch/c/0"));
-        assert!(
-            volume_dir(&root, "u1", EMPTY_DIR, "scratch")
-                .join("a/b")
-                .is_dir()
-        );
-        // API data is read-only even when the pod does not ask; an emptyDir stays writable.
-        assert!(mounts[1].readonly);
-        assert!(!mounts[0].readonly);
-        // Mounted again (the container restarted): the old bind is replaced.
-        assert!(vm.container_mounts(&p, &c, &[]).is_ok());
-
-        assert_eq!(vm.unmount_pod("u1"), Ok(()));
-        assert!(m.mount_points().unwrap_or_default().is_empty());
-        assert!(!root.join("pods/u1/volumes").exists());
-        let _ = std::fs::remove_dir_all(&root);
-    }
-
-    #[tokio::test]
-    async fn failures_block_the_pod() {
-        let root = tmp("fail");
-        let m = Arc::new(FakeMounter::default());
-        let vm = manager(&root, m.clone());
-        let p = pod(
-            serde_json::json!([
-                {"name": "cfg", "configMap": {"name": "missing"}},
-                {"name": "nfs", "nfs": {"server": "x", "path": "/"}},
-                {"name": "hp", "hostPath": {"path": "/nonexistent-krs", "type": "Directory"}},
-                {"name": "ok", "emptyDir": {}}
-            ]),
-            serde_json::json!([]),
-        );
-        assert_eq!(
-            vm.mount_pod(&p).await,
-            Err("unmounted volumes=[cfg nfs hp]".into())
-        );
-        // A mount that fails leaves the pod directory in place: deleting through a mount
-        // would delete the volume's data.
-        let p = pod(
-            serde_json::json!([{"name": "s", "secret": {"secretName": "x", "optional": true}}]),
-            serde_json::json!([]),
-        );
-        assert!(vm.mount_pod(&p).await.is_err(), "standalone: no secrets");
-        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = Some("never".into());
-        let _ = m.mount_tmpfs(&root.join("pods/u1/volumes/x"), None);
-        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = Some("volumes/x".into());
-        assert!(vm.unmount_pod("u1").is_err());
-        assert!(root.join("pods/u1/volumes").exists());
-        vm.cleanup_orphans(&HashSet::new());
-        assert!(root.join("pods/u1").exists());
-        *m.fail_on.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        vm.cleanup_orphans(&HashSet::from(["u1".to_string()]));
-        assert!(root.join("pods/u1").exists());
-        vm.cleanup_orphans(&HashSet::new());
-        assert!(!root.join("pods/u1").exists());
-        // A pod whose volumes were set up after the active set was taken is not an orphan.
-        let q = pod(
-            serde_json::json!([{"name": "e", "emptyDir": {}}]),
-            serde_json::json!([]),
-        );
-        assert_eq!(vm.mount_pod(&q).await, Ok(()));
-        vm.cleanup_orphans(&HashSet::new());
-        assert!(root.join("pods/u1/volumes").exists(), "a worker's pod kept");
-        // Once torn down by its worker, it is fair game.
-        assert_eq!(vm.unmount_pod("u1"), Ok(()));
-        vm.cleanup_orphans(&HashSet::new());
-        assert!(!root.join("pods/u1").exists());
-        let _ = std::fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn token_renewal() {
-        let t = Token {
-            token: String::new(),
-            issued_unix: 1000,
-            expires_unix: 1000 + 600,
-        };
-        assert!(!t.needs_renewal(1000 + 479));
-        assert!(t.needs_renewal(1000 + 481));
-        let long = Token {
-            expires_unix: 1000 + 10 * TOKEN_MAX_AGE_SECS,
-            ..t
-        };
-        assert!(long.needs_renewal(1000 + TOKEN_MAX_AGE_SECS + 1));
-    }
-
-    /// Issues JWT-shaped tokens and counts the requests.
-    #[derive(Debug, Default)]
-    struct TokenIssuer {
-        issued: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl SecretSource for TokenIssuer {
-        async fn get(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<k8s_openapi::api::core::v1::Secret, String> {
-            Err("none".into())
-        }
-        async fn request_token(
-            &self,
-            _: &str,
-            _: &str,
-            _: Option<&str>,
-            seconds: i64,
-            _: &str,
-            _: &str,
-        ) -> Result<(String, i64), String> {
-            use base64::Engine;
-            let n = self
-                .issued
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let iat = kubelet_core::clock::Clock::now_unix_ns(&SystemClock) / 1_000_000_000;
-            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::json!({"iat": iat, "exp": iat + seconds, "n": n}).to_string());
-            Ok((format!("h.{claims}.s"), iat + seconds))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_restart_reuses_the_written_token() {
-        let root = tmp("token-restart");
-        let issuer = Arc::new(TokenIssuer::default());
-        let new_manager = || {
-            VolumeManager::new(
-                root.clone(),
-                Arc::new(FakeMounter::default()),
-                Some(issuer.clone()),
-                Recorder::disabled(),
-                Arc::new(SystemClock),
-            )
-        };
-        let p = pod(
-            serde_json::json!([{"name": "tok", "projected": {"sources": [
-                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]}}]),
-            serde_json::json!([{"name": "tok", "mountPath": "/t"}]),
-        );
-        let file = volume_dir(&root, "u1", PROJECTED, "tok").join("token");
-        let vm = new_manager();
-        assert_eq!(vm.mount_pod(&p).await, Ok(()));
-        assert_eq!(vm.mount_pod(&p).await, Ok(()));
-        let first = std::fs::read_to_string(&file).unwrap_or_default();
-        assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // The container rewrote the token in its volume: a restart must not trust it.
-        let data = std::fs::read_link(file.parent().unwrap().join("..data")).unwrap();
-        let real = file.parent().unwrap().join(data).join("token");
-        std::fs::write(&real, "forged.eyJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OTl9.x").unwrap();
-        // A new manager (the kubelet restarted) finds the token in its own store, still young.
-        let vm = new_manager();
-        assert_eq!(vm.mount_pod(&p).await, Ok(()));
-        assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), first);
-        let _ = std::fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn token_read_back_from_disk() {
-        use base64::Engine;
-        let dir = tmp("token");
-        std::fs::create_dir_all(&dir).unwrap();
-        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(br#"{"iat":1700000000,"exp":1700000600,"sub":"x"}"#);
-        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig");
-        std::fs::write(dir.join("token"), &jwt).unwrap();
-        let t = token_on_disk(&dir.join("token")).unwrap();
-        assert_eq!((t.issued_unix, t.expires_unix), (1700000000, 1700000600));
-        assert_eq!(t.token, jwt);
-        std::fs::write(dir.join("garbage"), "not a jwt").unwrap();
-        assert!(token_on_disk(&dir.join("garbage")).is_none());
-        assert!(token_on_disk(&dir.join("missing")).is_none());
-        // A link is not followed, even to a valid token.
-        std::os::unix::fs::symlink(dir.join("token"), dir.join("link")).unwrap();
-        assert!(token_on_disk(&dir.join("link")).is_none());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

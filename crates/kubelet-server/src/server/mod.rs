@@ -84,7 +84,7 @@ pub trait HostInterface: Send + Sync + std::fmt::Debug + 'static {
     fn node_name(&self) -> String;
     /// The kubelet's clock (for `sinceSeconds`).
     fn now(&self) -> jiff::Timestamp;
-    fn healthz(&self) -> Result<(), String>;
+    fn healthz(&self) -> Result<(), crate::auth::BoxError>;
     /// The pods bound to this node, as the kubelet knows them.
     async fn pods(&self) -> Vec<Pod>;
     /// The log file of a container (the previous run's with `previous`).
@@ -483,7 +483,7 @@ async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> R
 }
 
 /// Upstream's healthz checks: ping and log always pass; syncloop is the kubelet's own.
-fn health_checks(st: &AppState) -> Vec<(&'static str, Result<(), String>)> {
+fn health_checks(st: &AppState) -> Vec<(&'static str, Result<(), crate::auth::BoxError>)> {
     vec![
         ("ping", Ok(())),
         ("log", Ok(())),
@@ -711,7 +711,7 @@ async fn stream(
         StreamKind::PortForward => {
             let ports = match crate::streaming::ports(&q) {
                 Ok(p) => p,
-                Err(e) => return HostError::bad_request(e).into_response(),
+                Err(e) => return HostError::bad_request(e.to_string()).into_response(),
             };
             if !crate::streaming::is_upgrade(&req) {
                 return HostError::bad_request("Upgrade request required").into_response();
@@ -723,7 +723,7 @@ async fn stream(
         StreamKind::Exec | StreamKind::Attach => {
             let opts = match crate::streaming::stream_options(&q) {
                 Ok(o) => o,
-                Err(e) => return HostError::bad_request(e).into_response(),
+                Err(e) => return HostError::bad_request(e.to_string()).into_response(),
             };
             // Checked before asking the runtime, so a plain request opens no session.
             if !crate::streaming::is_upgrade(&req) {
@@ -788,12 +788,10 @@ async fn container_logs(
         .await?;
     let ropts = opts.read_options(st.host.now());
     // Upstream has started its 200 response by now: later errors are its body.
-    let opened = open_log(&path, ropts.tail)
-        .await
-        .map_err(|message| HostError {
-            status: StatusCode::OK,
-            message,
-        })?;
+    let opened = open_log(&path, ropts.tail).await.map_err(|e| HostError {
+        status: StatusCode::OK,
+        message: e.to_string(),
+    })?;
     let reader = kubelet_cri::logs::LogReader::new(opened, ropts);
     let content_type = [(header::CONTENT_TYPE, "text/plain")];
     let follow = opts.follow == Some(true);
@@ -834,27 +832,50 @@ async fn container_logs(
     Ok((content_type, Body::from_stream(stream)).into_response())
 }
 
+/// A container log that cannot be opened, in upstream's words (the body of its 200).
+#[derive(Debug, thiserror::Error)]
+enum OpenLogError {
+    #[error("failed to try resolving symlinks in path {path:?}: lstat {path}: {errno}")]
+    Resolve { path: String, errno: String },
+    #[error("failed to open log file {path:?}: open {path}: {errno}")]
+    Open { path: String, errno: String },
+    #[error("failed to tail {lines} lines of log file {path:?}: {source}")]
+    Tail {
+        lines: u64,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Opens the log at the start of its last `tail` lines, with upstream's error texts.
-async fn open_log(path: &std::path::Path, tail: Option<u64>) -> Result<tokio::fs::File, String> {
+async fn open_log(
+    path: &std::path::Path,
+    tail: Option<u64>,
+) -> Result<tokio::fs::File, OpenLogError> {
     let shown = path.display().to_string();
-    let real = tokio::fs::canonicalize(path).await.map_err(|e| {
-        format!(
-            "failed to try resolving symlinks in path {shown:?}: lstat {shown}: {}",
-            go_errno(&e)
-        )
-    })?;
-    let file = tokio::fs::File::open(&real).await.map_err(|e| {
-        format!(
-            "failed to open log file {shown:?}: open {shown}: {}",
-            go_errno(&e)
-        )
-    })?;
-    let Some(n) = tail else {
+    let real = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|e| OpenLogError::Resolve {
+            path: shown.clone(),
+            errno: go_errno(&e),
+        })?;
+    let file = tokio::fs::File::open(&real)
+        .await
+        .map_err(|e| OpenLogError::Open {
+            path: shown.clone(),
+            errno: go_errno(&e),
+        })?;
+    let Some(lines) = tail else {
         return Ok(file);
     };
-    kubelet_cri::logs::seek_to_tail(file, n)
+    kubelet_cri::logs::seek_to_tail(file, lines)
         .await
-        .map_err(|e| format!("failed to tail {n} lines of log file {shown:?}: {e}"))
+        .map_err(|source| OpenLogError::Tail {
+            lines,
+            path: shown,
+            source,
+        })
 }
 
 /// An IO error as Go prints it ("no such file or directory").
@@ -971,46 +992,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_settings_are_honoured_or_refused() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let cfg = |min: &str, suites: &[&str]| ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            cert_pem: cert.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
-            client_ca_pem: None,
-            min_version: min.into(),
-            cipher_suites: suites.iter().map(|s| s.to_string()).collect(),
-        };
-        assert!(tls_config(&cfg("", &[])).is_ok());
-        assert!(tls_config(&cfg("VersionTLS13", &[])).is_ok());
-        let e = tls_config(&cfg("VersionTLS99", &[]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("VersionTLS99"), "{e}");
-        let ok = tls_config(&cfg("", &["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])).unwrap();
-        let _ = ok;
-        let suites = cipher_suites(&["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into()]).unwrap();
-        // TLS 1.3's three, and the one TLS 1.2 suite asked for.
-        assert_eq!(suites.len(), 4);
-        let e = tls_config(&cfg("", &["TLS_RSA_WITH_RC4_128_SHA"]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("TLS_RSA_WITH_RC4_128_SHA"), "{e}");
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("kube-system") && valid_name("web-0") && valid_name("a.b"));
-        for bad in ["", "..", "a/b", "../etc", "A", "-a", "a..b", "a%2Fb"] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-}
+mod tests;

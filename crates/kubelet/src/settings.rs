@@ -1,0 +1,208 @@
+//! Everything settled before the kubelet starts: flags and the config file resolved and
+//! validated, with errors that name what is wrong; the host checks upstream makes first.
+
+use crate::options::{self, Flags};
+use kubelet_config::{self as config, ConfigError, KubeletConfiguration};
+use kubelet_cri::CriError;
+use kubelet_host::{Host, HostError, RealHost};
+use std::net::IpAddr;
+use thiserror::Error;
+use tracing::{info, warn};
+
+#[derive(Debug, Error)]
+pub enum KubeletError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid flag --{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskExit),
+    #[error("container runtime: {0}")]
+    Runtime(#[from] CriError),
+    #[error("host: {0}")]
+    Host(#[from] HostError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("kubelet API server: {0}")]
+    Server(String),
+    #[error("serving certificate: {0}")]
+    Cert(#[from] crate::certificate::CertError),
+    #[error("kernel settings: {0}")]
+    Kernel(String),
+}
+
+/// A kernel tunable that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TunableError {
+    #[error(transparent)]
+    Read(HostError),
+    #[error("{0}: {1}")]
+    Parse(&'static str, std::num::ParseIntError),
+}
+
+/// Upstream's `setupKernelTunables`: with `protect`, a kernel setting that differs from what
+/// the kubelet expects is an error; without, the kubelet sets it.
+pub fn setup_kernel_tunables(host: &dyn Host, protect: bool) -> Result<(), KubeletError> {
+    use kubelet_core::kernel::{KERNEL_TUNABLES, plan};
+    let path = |f: &str| std::path::Path::new("/proc/sys").join(f);
+    let current: Vec<(&'static str, Result<i64, TunableError>)> = KERNEL_TUNABLES
+        .iter()
+        .map(|(f, _)| {
+            let v = host
+                .read_to_string(&path(f))
+                .map_err(TunableError::Read)
+                .and_then(|t| {
+                    t.trim()
+                        .parse::<i64>()
+                        .map_err(|e| TunableError::Parse(f, e))
+                });
+            (*f, v)
+        })
+        .collect();
+    let (set, mut errors) = plan(&current, protect);
+    for (flag, value) in set {
+        info!(flag, value, "updating kernel flag");
+        if let Err(e) = host.write_string(&path(flag), &value.to_string()) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(KubeletError::Kernel(errors.join(", ")))
+    }
+}
+
+/// Everything resolved from flags and the config file before anything starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub flags: Flags,
+    pub config: KubeletConfiguration,
+    pub node_name: String,
+    pub node_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads and validates flags and the config file; every error names what is wrong.
+pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
+    let mut cfg = match &flags.config {
+        Some(p) => {
+            let loaded = config::load(std::path::Path::new(p))?;
+            for f in &loaded.unsupported {
+                warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
+            }
+            for f in &loaded.unknown {
+                warn!(field = %f, "unknown KubeletConfiguration field; ignored");
+            }
+            loaded.config
+        }
+        None => KubeletConfiguration::default(),
+    };
+    if let Some(d) = &flags.cgroup_driver {
+        cfg.cgroup_driver =
+            serde_json::from_value(serde_json::Value::String(d.clone())).map_err(|_| {
+                KubeletError::Flag {
+                    flag: "cgroup-driver",
+                    message: format!("{d:?} is not cgroupfs or systemd"),
+                }
+            })?;
+    }
+    if let Some(m) = flags.max_pods {
+        cfg.max_pods = m;
+    }
+    if let Some(f) = flags.fail_swap_on {
+        cfg.fail_swap_on = f;
+    }
+    config::validate(&cfg)?;
+    if flags.container_runtime != "remote" {
+        return Err(KubeletError::Flag {
+            flag: "container-runtime",
+            message: format!(
+                "{:?} is not supported; use remote (CRI)",
+                flags.container_runtime
+            ),
+        });
+    }
+    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint).map_err(|e| {
+        KubeletError::Flag {
+            flag: "container-runtime-endpoint",
+            message: e.to_string(),
+        }
+    })?;
+    if let Some(ip) = &flags.node_ip {
+        for part in ip.split(',') {
+            part.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| KubeletError::Flag {
+                    flag: "node-ip",
+                    message: format!("{part:?} is not an IP address"),
+                })?;
+        }
+    }
+    let node_labels = options::node_labels(&flags.node_labels).map_err(|e| KubeletError::Flag {
+        flag: "node-labels",
+        message: e.to_string(),
+    })?;
+    let node_name = match &flags.hostname_override {
+        Some(h) if !h.trim().is_empty() => h.trim().to_lowercase(),
+        Some(_) => {
+            return Err(KubeletError::Flag {
+                flag: "hostname-override",
+                message: "must not be empty".into(),
+            });
+        }
+        None => RealHost.machine_info()?.hostname,
+    };
+    Ok(Settings {
+        flags,
+        config: cfg,
+        node_name,
+        node_labels,
+    })
+}
+
+pub(crate) fn swap_in_use(host: &dyn Host) -> bool {
+    host.read_to_string(std::path::Path::new("/proc/swaps"))
+        .is_ok_and(|s| s.lines().count() > 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubelet_host::FakeHost;
+
+    fn host_with(overcommit: &str) -> FakeHost {
+        let h = FakeHost::default();
+        for (f, v) in kubelet_core::kernel::KERNEL_TUNABLES {
+            let v = if *f == "vm/overcommit_memory" {
+                overcommit.to_string()
+            } else {
+                format!("{v}\n")
+            };
+            let _ = h.write_string(&std::path::Path::new("/proc/sys").join(f), &v);
+        }
+        h
+    }
+
+    #[test]
+    fn kernel_tunables_are_set_or_protected() {
+        let h = host_with("0\n");
+        let e = setup_kernel_tunables(&h, true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "kernel settings: invalid kernel flag: vm/overcommit_memory, expected value: 1, actual value: 0"
+        );
+        // Not protected: set, after which protection passes.
+        setup_kernel_tunables(&h, false).unwrap();
+        let path = std::path::Path::new("/proc/sys/vm/overcommit_memory");
+        assert_eq!(h.read_to_string(path).unwrap(), "1");
+        setup_kernel_tunables(&h, true).unwrap();
+        // Unreadable: an error either way.
+        assert!(setup_kernel_tunables(&FakeHost::default(), false).is_err());
+    }
+}
