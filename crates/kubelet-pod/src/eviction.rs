@@ -153,4 +153,51 @@ mod tests {
         assert_eq!(pod_files_bytes(&root, "nope"), 0);
         std::fs::remove_dir_all(&root).unwrap();
     }
+
+    #[tokio::test]
+    async fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
+        let s = crate::testing::setup(&[]);
+        let mut p = crate::kuberuntime::tests::pod("busybox", "Never", "Always");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.volumes = serde_json::from_value(serde_json::json!([
+                {"name": "scratch", "emptyDir": {"sizeLimit": "1Ki"}}
+            ]))
+            .ok();
+            spec.containers[0].volume_mounts = serde_json::from_value(serde_json::json!([
+                {"name": "scratch", "mountPath": "/scratch"}
+            ]))
+            .ok();
+        }
+        s.workers.update(std::sync::Arc::new(p));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let volumes = s.runtime.volumes.clone();
+        let stats = StatsProvider::new(
+            "n1".into(),
+            s.rt.clone(),
+            std::sync::Arc::new(kubelet_host::FakeHost::default()),
+            None,
+            volumes.root_dir.clone(),
+            s.dir.join("pods"),
+            volumes.clone(),
+            s.clock.clone(),
+        );
+        // Within the limit: nothing happens.
+        local_storage_evictions(&s.workers, &volumes, &stats).await;
+        assert_eq!(s.phase().as_deref(), Some("Running"));
+        let dir = volumes
+            .root_dir
+            .join("pods/u1/volumes/kubernetes.io~empty-dir/scratch");
+        std::fs::write(dir.join("big"), vec![0u8; 8192]).unwrap();
+        local_storage_evictions(&s.workers, &volumes, &stats).await;
+        s.until("evicted", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("Evicted"));
+        assert_eq!(
+            s.status.cached("u1").and_then(|st| st.message).as_deref(),
+            Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Ki\". ")
+        );
+        assert!(s.rt.running_containers().is_empty());
+        s.stop().await;
+    }
 }
