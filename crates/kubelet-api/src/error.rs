@@ -91,3 +91,42 @@ impl From<kube::runtime::watcher::Error> for ApiError {
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: format!("status {code}"),
+            reason: "Reason".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn server_answers_keep_their_code_and_message() {
+        let e = ApiError::from_kube("get node", api(404));
+        assert!(e.is_not_found());
+        assert_eq!(e.code(), Some(404));
+        assert_eq!(e.to_string(), "status 404");
+        assert!(!ApiError::from_kube("get node", api(409)).is_not_found());
+    }
+
+    #[test]
+    fn a_failed_watch_keeps_the_server_code() {
+        let e = ApiError::from(kube::runtime::watcher::Error::InitialListFailed(api(403)));
+        assert_eq!(e.code(), Some(403));
+        assert!(e.to_string().starts_with("watch: "));
+        let e = ApiError::from(kube::runtime::watcher::Error::NoResourceVersion);
+        assert_eq!(e.code(), None);
+    }
+
+    #[test]
+    fn throttling_has_no_code() {
+        let e = ApiError::Throttled("client request budget exhausted");
+        assert_eq!(e.code(), None);
+        assert_eq!(e.to_string(), "client request budget exhausted");
+    }
+}

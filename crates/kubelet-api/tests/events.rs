@@ -142,3 +142,29 @@ async fn api_errors_lose_the_event_not_the_recorder() {
     assert_eq!(s.events.len(), 1);
     assert_eq!(s.events[0].reason.as_deref(), Some("B"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repeat_after_the_aggregation_window_is_a_new_event() {
+    let api = FakeApi::new();
+    let (r, task, _clock) = recorder(&api);
+    r.emit(
+        events::pod_ref(&pod("a"), None),
+        events::NORMAL,
+        "Pulled",
+        "same",
+    );
+    // Let the sender take it before time moves on.
+    api.wait_for(|s| s.events.len() == 1).await;
+    tokio::time::advance(std::time::Duration::from_secs(601)).await;
+    r.emit(
+        events::pod_ref(&pod("a"), None),
+        events::NORMAL,
+        "Pulled",
+        "same",
+    );
+    drop(r);
+    task.await.unwrap();
+    let s = api.state();
+    assert_eq!(s.events.len(), 2, "ten minutes later it is not folded");
+    assert!(s.event_patches.is_empty());
+}

@@ -125,3 +125,14 @@ async fn failures_back_off_up_to_seven_seconds() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+#[test]
+fn the_renew_interval_is_a_quarter_of_the_duration() {
+    let api = FakeApi::new();
+    let clock = FakeClock::new();
+    let mut c = controller(&api, &clock);
+    for (secs, every) in [(40, 10_000), (10, 2_500), (1, 250)] {
+        c.duration_seconds = secs;
+        assert_eq!(c.renew_interval(), Duration::from_millis(every));
+    }
+}

@@ -102,3 +102,32 @@ async fn stops_when_the_workers_stop_listening() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_to_a_known_pod_is_handed_over_again() {
+    let api = FakeApi::new();
+    api.put_pod(pod("a"));
+    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(pod_source::run(
+        Arc::new(api.clone()),
+        "n1".into(),
+        tx,
+        cancel.clone(),
+    ));
+    assert_eq!(next(&mut rx).await, "apply a");
+    assert_eq!(next(&mut rx).await, "synced 1");
+    let mut changed = pod("a");
+    changed.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
+    api.put_pod(changed);
+    let u = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match u {
+        PodUpdate::Apply(p) => assert_eq!(p.metadata.labels.as_ref().unwrap()["k"], "v"),
+        other => panic!("expected an apply, got {}", describe(&other)),
+    }
+    cancel.cancel();
+    task.await.unwrap();
+}

@@ -204,3 +204,23 @@ async fn many_pods_are_all_sent() {
     assert_eq!(r.api.count("patch_pod_status"), 50);
     r.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_gone_from_the_api_server_is_tombstoned() {
+    let r = start();
+    let p = pod("a", "u1");
+    // Never stored: the patch answers 404.
+    r.status.set_pod_status(&p, phase("Running"));
+    settle(&r).await;
+    assert_eq!(r.api.count("patch_pod_status"), 1);
+    // Nothing more is sent for it, and a delete is not attempted either.
+    r.status.set_pod_status(&p, phase("Failed"));
+    r.status.terminate_and_delete(&p);
+    settle(&r).await;
+    assert_eq!(r.api.count("patch_pod_status"), 1);
+    assert_eq!(r.api.count("delete_pod"), 0);
+    // Once the watch reports it gone, it is forgotten.
+    r.status.forget("u1");
+    assert!(r.status.cached("u1").is_none());
+    r.stop().await;
+}

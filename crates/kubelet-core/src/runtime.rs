@@ -3,15 +3,16 @@
 
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ContainerState {
     Created,
     Running,
     Exited,
+    #[default]
     Unknown,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerStatus {
     pub id: String,
     pub name: String,
@@ -39,7 +40,7 @@ pub struct ContainerStatus {
     pub sandbox_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SandboxStatus {
     pub id: String,
     pub attempt: u32,

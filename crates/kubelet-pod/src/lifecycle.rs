@@ -81,7 +81,8 @@ pub enum HookError {
     NoHandler,
 }
 
-fn pod_desc(pod: &Pod) -> String {
+/// `name_namespace(uid)`, as upstream's `format.Pod` names a pod in messages.
+pub(crate) fn pod_desc(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
         pod.metadata.name.as_deref().unwrap_or_default(),

@@ -8,8 +8,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::labels::PodRef;
+use kubelet_core::pleg::{Fingerprint, fingerprints, relist_diff};
 use kubelet_cri::RuntimeEvent;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,8 +73,6 @@ pub struct Pleg {
     /// be judged an orphan.
     pub pods_synced: Arc<AtomicBool>,
 }
-
-type Fingerprint = Vec<(String, i32)>;
 
 impl Pleg {
     pub async fn run(self, cancel: CancellationToken) {
@@ -163,47 +162,38 @@ impl Pleg {
         let (sandboxes, containers) =
             tokio::try_join!(rt.list_pod_sandbox(None), rt.list_containers(None))?;
         update_running_metrics(&sandboxes, &containers);
-        let mut now: HashMap<String, Fingerprint> = HashMap::new();
         let mut refs: BTreeMap<String, PodRef> = BTreeMap::new();
+        let mut items: Vec<(String, &str, i32)> = vec![];
         owner.clear();
-        for sb in &sandboxes {
-            let Some(r) = PodRef::from_labels(&sb.labels) else {
+        let objects = sandboxes
+            .iter()
+            .map(|sb| (&sb.labels, sb.id.as_str(), sb.state))
+            .chain(
+                containers
+                    .iter()
+                    .map(|c| (&c.labels, c.id.as_str(), c.state)),
+            );
+        for (labels, id, state) in objects {
+            let Some(r) = PodRef::from_labels(labels) else {
                 continue;
             };
-            owner.insert(sb.id.clone(), r.uid.clone());
-            now.entry(r.uid.clone())
-                .or_default()
-                .push((sb.id.clone(), sb.state));
+            owner.insert(id.to_string(), r.uid.clone());
+            items.push((r.uid.clone(), id, state));
             refs.insert(r.uid.clone(), r);
         }
-        for c in &containers {
-            let Some(r) = PodRef::from_labels(&c.labels) else {
-                continue;
-            };
-            owner.insert(c.id.clone(), r.uid.clone());
-            now.entry(r.uid.clone())
-                .or_default()
-                .push((c.id.clone(), c.state));
-            refs.insert(r.uid.clone(), r);
-        }
-        for fp in now.values_mut() {
-            fp.sort();
-        }
-        for (uid, fp) in &now {
-            if seen.get(uid) != Some(fp) {
-                self.workers.kick(uid);
-            }
-        }
-        for uid in seen.keys().filter(|u| !now.contains_key(*u)) {
+        let now = fingerprints(items.iter().map(|(uid, id, st)| (uid.as_str(), *id, *st)));
+        let known: Option<HashSet<String>> = self
+            .pods_synced
+            .load(Ordering::Acquire)
+            .then(|| self.workers.known().into_iter().collect());
+        let diff = relist_diff(seen, &now, known.as_ref());
+        for uid in &diff.changed {
             self.workers.kick(uid);
         }
-        if self.pods_synced.load(Ordering::Acquire) {
-            let known = self.workers.known();
-            for (uid, r) in &refs {
-                if !known.contains(uid) {
-                    info!(pod = %r.key(), %uid, "cleaning up pod that is not in the API server");
-                    self.workers.remove(Arc::new(orphan(r)));
-                }
+        for uid in &diff.orphans {
+            if let Some(r) = refs.get(uid) {
+                info!(pod = %r.key(), %uid, "cleaning up pod that is not in the API server");
+                self.workers.remove(Arc::new(orphan(r)));
             }
         }
         *seen = now;

@@ -7,9 +7,9 @@ use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_api::status_manager::StatusManager;
 use kubelet_core::clock::SharedClock;
-use kubelet_core::eviction::EVICTED;
 use kubelet_core::labels::PodRef;
-use kubelet_core::status::{DEADLINE_EXCEEDED, StatusInput, active_deadline_left, generate};
+use kubelet_core::status::{StatusInput, generate};
+use kubelet_core::sync::{SyncDecision, SyncFacts, decide};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -273,118 +273,62 @@ impl PodWorkers {
         let pod = d.pod.as_ref();
         let r = PodRef::of(pod);
         let rt = deps.runtime.pod_status(&r.uid).await?;
-        let terminating = d.removed || pod.metadata.deletion_timestamp.is_some();
-        if terminating {
-            let active = !kubelet_core::actions::running_container_ids(&rt).is_empty()
-                || rt.sandboxes.iter().any(|s| s.ready);
-            let after = if active {
-                // An orphan has no spec: its containers' own annotations give the grace period.
-                let with_spec = pod.spec.is_some().then_some(pod);
-                deps.runtime.kill_pod(with_spec, &rt).await?;
-                deps.runtime.pod_status(&r.uid).await?
-            } else {
-                rt
-            };
-            deps.prober.remove_pod(&r.uid);
-            // Report the final states while the runtime still has them; once it is emptied, a
-            // fresh status would only show the containers as never created.
-            let has_runtime_state = !after.containers.is_empty() || !after.sandboxes.is_empty();
-            if !d.removed && has_runtime_state {
-                self.report(pod, &after, &SyncResult::default(), None);
-            }
-            deps.runtime.remove_pod(&r, &after).await?;
-            // The final delete waits for the volumes, as upstream's PodResourcesAreReclaimed.
-            deps.runtime.volumes.unmount_pod(&r.uid)?;
-            if d.removed {
-                deps.status.forget(&r.uid);
-                return Ok(Step::Done);
-            }
-            deps.status.terminate_and_delete(pod);
-            return Ok(Step::Wait(deps.resync));
-        }
-
-        let terminal = self
-            .phase(pod)
-            .is_some_and(|p| p == "Succeeded" || p == "Failed");
-        // Admission: a pod the node must not run is failed, never started (upstream rejectPod).
-        let never_ran = rt.containers.is_empty() && rt.sandboxes.is_empty();
-        if !terminal
-            && never_ran
-            && let Err((reason, message)) =
-                kubelet_core::admission::admit_sysctls(pod, &deps.allowed_unsafe_sysctls)
-        {
-            deps.runtime.recorder.emit(
-                kubelet_api::events::pod_ref(pod, None),
-                kubelet_api::events::WARNING,
-                &reason,
-                message.clone(),
-            );
-            let message = format!("Pod {message}");
-            self.report(pod, &rt, &SyncResult::default(), Some((&reason, &message)));
-            return Ok(Step::Wait(deps.resync));
-        }
         let start = deps
             .status
             .cached(&r.uid)
             .and_then(|s| s.start_time)
             .or_else(|| pod.status.as_ref().and_then(|s| s.start_time.clone()));
-        let deadline = active_deadline_left(pod, start.as_ref(), deps.clock.now());
-        if !terminal && deadline.is_some_and(|d| d.is_zero()) {
-            let (reason, message) = DEADLINE_EXCEEDED;
-            self.fail_pod(pod, &rt, reason, message, None).await?;
-            return Ok(Step::Wait(deps.resync));
-        }
-        if !terminal && let Some(message) = self.eviction(&r.uid) {
-            // Upstream's eviction manager kills with a zero grace period override.
-            self.fail_pod(pod, &rt, EVICTED, &message, Some(0)).await?;
-            return Ok(Step::Wait(deps.resync));
-        }
-        let res = if terminal {
-            if !kubelet_core::actions::running_container_ids(&rt).is_empty()
-                || rt.sandboxes.iter().any(|s| s.ready)
-            {
-                deps.runtime.kill_pod(Some(pod), &rt).await?;
+        let phase = self.phase(pod);
+        let eviction = self.eviction(&r.uid);
+        let decision = decide(&SyncFacts {
+            pod,
+            runtime: &rt,
+            removed: d.removed,
+            phase: phase.as_deref(),
+            start_time: start.as_ref(),
+            now: deps.clock.now(),
+            allowed_unsafe_sysctls: &deps.allowed_unsafe_sysctls,
+            eviction: eviction.as_deref(),
+        });
+        let (res, terminal, deadline) = match decision {
+            SyncDecision::Terminate { kill, removed } => {
+                return self.terminate(pod, &r, rt, kill, removed).await;
             }
-            // A finished pod needs its volumes no more.
-            deps.runtime.volumes.unmount_pod(&r.uid)?;
-            SyncResult {
-                changed: true,
-                ..Default::default()
+            SyncDecision::Reject { reason, message } => {
+                deps.runtime.recorder.emit(
+                    kubelet_api::events::pod_ref(pod, None),
+                    kubelet_api::events::WARNING,
+                    &reason,
+                    message.clone(),
+                );
+                let message = format!("Pod {message}");
+                self.report(pod, &rt, &SyncResult::default(), Some((&reason, &message)));
+                return Ok(Step::Wait(deps.resync));
             }
-        } else {
-            // Report what the runtime shows before acting on it, as upstream does: an exit is
-            // visible at once, not after the sandbox has been torn down or a restart made.
-            // (A pod with nothing in the runtime yet has nothing new to tell.)
-            if !rt.containers.is_empty() {
-                let cached = SyncResult {
-                    failures: ws.last_failures.clone(),
+            SyncDecision::Fail {
+                reason,
+                message,
+                grace_override,
+            } => {
+                self.fail_pod(pod, &rt, &reason, &message, grace_override)
+                    .await?;
+                return Ok(Step::Wait(deps.resync));
+            }
+            SyncDecision::Finish { kill } => {
+                if kill {
+                    deps.runtime.kill_pod(Some(pod), &rt).await?;
+                }
+                // A finished pod needs its volumes no more.
+                deps.runtime.volumes.unmount_pod(&r.uid)?;
+                let res = SyncResult {
+                    changed: true,
                     ..Default::default()
                 };
-                self.report(pod, &rt, &cached, None);
+                (res, true, None)
             }
-            // Volumes first: no container starts without them (upstream WaitForAttachAndMount).
-            // Set-up also refreshes their contents, so updates arrive within a resync.
-            // Refreshing reads the sources from the API server: at most about once a resync,
-            // not on every runtime event.
-            let changed = deps.runtime.volumes.take_dirty(&r.uid);
-            let refresh_due = changed
-                || ws
-                    .volumes_synced
-                    .is_none_or(|t| t.elapsed() >= deps.resync / 2);
-            if refresh_due {
-                if let Err(e) = deps.runtime.volumes.mount_pod(pod).await {
-                    self.report(pod, &rt, &SyncResult::default(), None);
-                    return Err(e.into());
-                }
-                ws.volumes_synced = Some(tokio::time::Instant::now());
+            SyncDecision::Sync { deadline_left } => {
+                (self.run_pod(pod, &r, &rt, ws).await?, false, deadline_left)
             }
-            let failed = |s: &kubelet_core::runtime::ContainerStatus| deps.prober.failed(&r.uid, s);
-            let res = deps
-                .runtime
-                .sync_pod_with_probes(pod, &rt, ws, &failed)
-                .await;
-            ws.last_failures = res.failures.clone();
-            res
         };
         let rt = if res.changed {
             deps.runtime.pod_status(&r.uid).await?
@@ -406,6 +350,88 @@ impl PodWorkers {
         Ok(Step::Wait(deadline.map_or(wake, |d| {
             wake.min(d + Duration::from_millis(100))
         })))
+    }
+
+    /// A deleted or removed pod: stop it, report its last states (while the runtime still
+    /// has them), clean up, then forget it (removed) or have its object deleted.
+    async fn terminate(
+        &self,
+        pod: &Pod,
+        r: &PodRef,
+        rt: kubelet_core::runtime::PodStatus,
+        kill: bool,
+        removed: bool,
+    ) -> Result<Step, SyncError> {
+        let deps = &self.deps;
+        let after = if kill {
+            // An orphan has no spec: its containers' own annotations give the grace period.
+            let with_spec = pod.spec.is_some().then_some(pod);
+            deps.runtime.kill_pod(with_spec, &rt).await?;
+            deps.runtime.pod_status(&r.uid).await?
+        } else {
+            rt
+        };
+        deps.prober.remove_pod(&r.uid);
+        // Once the runtime is emptied, a fresh status would only show the containers as never
+        // created.
+        let has_runtime_state = !after.containers.is_empty() || !after.sandboxes.is_empty();
+        if !removed && has_runtime_state {
+            self.report(pod, &after, &SyncResult::default(), None);
+        }
+        deps.runtime.remove_pod(r, &after).await?;
+        // The final delete waits for the volumes, as upstream's PodResourcesAreReclaimed.
+        deps.runtime.volumes.unmount_pod(&r.uid)?;
+        if removed {
+            deps.status.forget(&r.uid);
+            return Ok(Step::Done);
+        }
+        deps.status.terminate_and_delete(pod);
+        Ok(Step::Wait(deps.resync))
+    }
+
+    /// A pod to run: report what the runtime shows, set up its volumes, then carry out
+    /// `compute_pod_actions`' plan.
+    async fn run_pod(
+        &self,
+        pod: &Pod,
+        r: &PodRef,
+        rt: &kubelet_core::runtime::PodStatus,
+        ws: &mut WorkerState,
+    ) -> Result<SyncResult, SyncError> {
+        let deps = &self.deps;
+        // Report what the runtime shows before acting on it, as upstream does: an exit is
+        // visible at once, not after the sandbox has been torn down or a restart made.
+        // (A pod with nothing in the runtime yet has nothing new to tell.)
+        if !rt.containers.is_empty() {
+            let cached = SyncResult {
+                failures: ws.last_failures.clone(),
+                ..Default::default()
+            };
+            self.report(pod, rt, &cached, None);
+        }
+        // Volumes first: no container starts without them (upstream WaitForAttachAndMount).
+        // Set-up also refreshes their contents, so updates arrive within a resync.
+        // Refreshing reads the sources from the API server: at most about once a resync,
+        // not on every runtime event.
+        let changed = deps.runtime.volumes.take_dirty(&r.uid);
+        let refresh_due = changed
+            || ws
+                .volumes_synced
+                .is_none_or(|t| t.elapsed() >= deps.resync / 2);
+        if refresh_due {
+            if let Err(e) = deps.runtime.volumes.mount_pod(pod).await {
+                self.report(pod, rt, &SyncResult::default(), None);
+                return Err(e.into());
+            }
+            ws.volumes_synced = Some(tokio::time::Instant::now());
+        }
+        let failed = |s: &kubelet_core::runtime::ContainerStatus| deps.prober.failed(&r.uid, s);
+        let res = deps
+            .runtime
+            .sync_pod_with_probes(pod, rt, ws, &failed)
+            .await;
+        ws.last_failures = res.failures.clone();
+        Ok(res)
     }
 
     /// Kills the pod and fails it with the kubelet's reason and message (upstream

@@ -795,31 +795,19 @@ mod tests {
         let st = PodStatus {
             sandboxes: vec![kubelet_core::runtime::SandboxStatus {
                 id: "s1".into(),
-                attempt: 0,
                 ready: true,
                 created_at: now,
                 ip: "10.0.0.2".into(),
-                additional_ips: vec![],
-                host_network: false,
+                ..Default::default()
             }],
             containers: vec![ContainerStatus {
                 id: "c1".into(),
                 name: "c".into(),
-                restart_count: 0,
-                hash: None,
                 state: ContainerState::Running,
                 created_at: now,
                 started_at: now,
-                finished_at: 0,
-                exit_code: 0,
-                reason: String::new(),
-                message: String::new(),
-                image: String::new(),
-                image_ref: String::new(),
-                runtime: String::new(),
-                grace_period: None,
-                log_path: String::new(),
                 sandbox_id: "s1".into(),
+                ..Default::default()
             }],
         };
         (pod, st)

@@ -1,6 +1,7 @@
 //! Pod and container security contexts mapped to CRI, as upstream's
 //! `kuberuntime/security_context.go` and `pkg/securitycontext` do.
 
+use crate::lifecycle::pod_desc;
 use k8s_openapi::api::core::v1::{
     Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext,
 };
@@ -57,15 +58,6 @@ pub fn effective(pod: &Pod, c: &Container) -> Effective {
             .and_then(|s| s.seccomp_profile.clone())
             .or(p.and_then(|p| p.seccomp_profile.clone())),
     }
-}
-
-fn pod_desc(pod: &Pod) -> String {
-    format!(
-        "{}_{}({})",
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.uid.as_deref().unwrap_or_default()
-    )
 }
 
 /// A container runAsNonRoot refuses; the text is the CreateContainerConfigError message.

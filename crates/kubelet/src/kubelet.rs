@@ -800,13 +800,7 @@ async fn serve(
 
     if cfg.enable_server && cfg.read_only_port != 0 {
         let addr = format!("{}:{}", cfg.address, cfg.read_only_port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| KubeletError::Io {
-                what: "listening on",
-                path: addr.clone(),
-                source,
-            })?;
+        let listener = listen(&addr).await?;
         warn!(%addr, "serving the read-only kubelet API without authentication (readOnlyPort)");
         tasks.spawn(
             "read-only API server",
@@ -858,13 +852,7 @@ async fn start_host_chores(
 
     if cfg.healthz_port != 0 {
         let addr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| KubeletError::Io {
-                what: "listening on",
-                path: addr.clone(),
-                source,
-            })?;
+        let listener = listen(&addr).await?;
         let h = pleg_health.clone();
         let check: healthz::Check = Arc::new(move || h.check().map_err(crate::server::PlegFailed));
         tasks.spawn(
@@ -873,6 +861,17 @@ async fn start_host_chores(
         );
     }
     Ok(())
+}
+
+/// A TCP listener on `addr`, or an error naming it.
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener, KubeletError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| KubeletError::Io {
+            what: "listening on",
+            path: addr.into(),
+            source,
+        })
 }
 
 /// Waits for shutdown or for a task to end early, then stops everything; pods keep running.

@@ -477,20 +477,10 @@ impl RuntimeManager {
                     id: id.clone(),
                     name: c.name.clone(),
                     restart_count,
-                    hash: None,
                     state: ContainerState::Running,
-                    created_at: 0,
-                    started_at: 0,
-                    finished_at: 0,
-                    exit_code: 0,
-                    reason: String::new(),
-                    message: String::new(),
-                    image: String::new(),
-                    image_ref: String::new(),
                     runtime: self.runtime_name.clone(),
-                    grace_period: None,
-                    log_path: String::new(),
                     sandbox_id: sandbox_id.to_string(),
+                    ..Default::default()
                 };
                 self.kill_container(Some(pod), &started, Some("FailedPostStartHook"), None)
                     .await;

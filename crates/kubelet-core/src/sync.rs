@@ -1,0 +1,314 @@
+//! What a pod worker does with a pod at one sync (the branches of upstream's `syncPod` and
+//! `syncTerminatingPod`), decided from facts alone; `kubelet_pod::pod_workers` acts on it.
+
+use crate::actions::running_container_ids;
+use crate::eviction::EVICTED;
+use crate::runtime::PodStatus;
+use crate::status::{DEADLINE_EXCEEDED, active_deadline_left};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use std::time::Duration;
+
+/// What the worker knows at the start of a sync.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncFacts<'a> {
+    pub pod: &'a Pod,
+    /// The runtime's view of the pod.
+    pub runtime: &'a PodStatus,
+    /// Gone from the API server (or an orphan found in the runtime).
+    pub removed: bool,
+    /// The phase last reported.
+    pub phase: Option<&'a str>,
+    /// When the pod started, as last reported.
+    pub start_time: Option<&'a Time>,
+    pub now: Timestamp,
+    /// allowedUnsafeSysctls.
+    pub allowed_unsafe_sysctls: &'a [String],
+    /// The eviction manager's message, once it chose this pod.
+    pub eviction: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncDecision {
+    /// Deleted or removed: stop what runs (`kill`), report the last states unless `removed`,
+    /// clean up, then forget the pod (`removed`) or delete its object.
+    Terminate { kill: bool, removed: bool },
+    /// Never started and never will be (admission, upstream `rejectPod`): fail it without a
+    /// runtime call. `message` is the event's; the status says `Pod <message>`.
+    Reject { reason: String, message: String },
+    /// Kill it and fail it with this reason (active deadline, eviction); `grace_override`
+    /// replaces the pod's grace period.
+    Fail {
+        reason: String,
+        message: String,
+        grace_override: Option<i64>,
+    },
+    /// Finished (Succeeded or Failed): stop what still runs and release its volumes.
+    Finish { kill: bool },
+    /// Run it: volumes, then `compute_pod_actions`' plan. The worker wakes when the active
+    /// deadline runs out, if there is one.
+    Sync { deadline_left: Option<Duration> },
+}
+
+/// Whether anything of the pod still runs.
+pub fn active(runtime: &PodStatus) -> bool {
+    !running_container_ids(runtime).is_empty() || runtime.sandboxes.iter().any(|s| s.ready)
+}
+
+pub fn decide(f: &SyncFacts<'_>) -> SyncDecision {
+    if f.removed || f.pod.metadata.deletion_timestamp.is_some() {
+        return SyncDecision::Terminate {
+            kill: active(f.runtime),
+            removed: f.removed,
+        };
+    }
+    if matches!(f.phase, Some("Succeeded" | "Failed")) {
+        return SyncDecision::Finish {
+            kill: active(f.runtime),
+        };
+    }
+    // Admission is judged once, before anything ran: a pod already running stays.
+    let never_ran = f.runtime.containers.is_empty() && f.runtime.sandboxes.is_empty();
+    if never_ran
+        && let Err((reason, message)) =
+            crate::admission::admit_sysctls(f.pod, f.allowed_unsafe_sysctls)
+    {
+        return SyncDecision::Reject { reason, message };
+    }
+    let deadline_left = active_deadline_left(f.pod, f.start_time, f.now);
+    if deadline_left.is_some_and(|d| d.is_zero()) {
+        let (reason, message) = DEADLINE_EXCEEDED;
+        return SyncDecision::Fail {
+            reason: reason.into(),
+            message: message.into(),
+            grace_override: None,
+        };
+    }
+    if let Some(message) = f.eviction {
+        // Upstream's eviction manager kills with a zero grace period override.
+        return SyncDecision::Fail {
+            reason: EVICTED.into(),
+            message: message.into(),
+            grace_override: Some(0),
+        };
+    }
+    SyncDecision::Sync { deadline_left }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ContainerState, ContainerStatus, SandboxStatus};
+
+    fn pod(extra: serde_json::Value) -> Pod {
+        let mut v = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in e {
+                match (o.get_mut(k), val) {
+                    (Some(serde_json::Value::Object(a)), serde_json::Value::Object(b)) => {
+                        a.extend(b.clone());
+                    }
+                    _ => {
+                        o.insert(k.clone(), val.clone());
+                    }
+                }
+            }
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn running() -> PodStatus {
+        PodStatus {
+            sandboxes: vec![SandboxStatus {
+                id: "s".into(),
+                ready: true,
+                ..Default::default()
+            }],
+            containers: vec![ContainerStatus {
+                id: "c1".into(),
+                name: "c".into(),
+                state: ContainerState::Running,
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_767_225_600 + s).unwrap()
+    }
+
+    fn facts<'a>(pod: &'a Pod, rt: &'a PodStatus) -> SyncFacts<'a> {
+        SyncFacts {
+            pod,
+            runtime: rt,
+            removed: false,
+            phase: None,
+            start_time: None,
+            now: t(0),
+            allowed_unsafe_sysctls: &[],
+            eviction: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_pod_is_synced() {
+        let (p, rt) = (pod(serde_json::json!({})), PodStatus::default());
+        assert_eq!(
+            decide(&facts(&p, &rt)),
+            SyncDecision::Sync {
+                deadline_left: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_deleted_pod_is_terminated_and_killed_while_anything_runs() {
+        let p = pod(serde_json::json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}));
+        let rt = running();
+        assert_eq!(
+            decide(&facts(&p, &rt)),
+            SyncDecision::Terminate {
+                kill: true,
+                removed: false
+            }
+        );
+        let empty = PodStatus::default();
+        assert_eq!(
+            decide(&facts(&p, &empty)),
+            SyncDecision::Terminate {
+                kill: false,
+                removed: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_removed_pod_is_terminated_and_forgotten() {
+        let (p, rt) = (pod(serde_json::json!({})), running());
+        let f = SyncFacts {
+            removed: true,
+            ..facts(&p, &rt)
+        };
+        assert_eq!(
+            decide(&f),
+            SyncDecision::Terminate {
+                kill: true,
+                removed: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_finished_pod_only_stops_what_is_left() {
+        let (p, rt) = (pod(serde_json::json!({})), running());
+        for phase in ["Succeeded", "Failed"] {
+            let f = SyncFacts {
+                phase: Some(phase),
+                eviction: Some("evict me"),
+                ..facts(&p, &rt)
+            };
+            assert_eq!(decide(&f), SyncDecision::Finish { kill: true });
+        }
+    }
+
+    #[test]
+    fn forbidden_sysctls_reject_a_pod_before_it_runs_only() {
+        let p = pod(serde_json::json!({"spec": {"securityContext": {
+            "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}}));
+        let empty = PodStatus::default();
+        assert_eq!(
+            decide(&facts(&p, &empty)),
+            SyncDecision::Reject {
+                reason: "SysctlForbidden".into(),
+                message: "forbidden sysctl: \"kernel.msgmax\" not whitelisted".into()
+            }
+        );
+        let allowed = ["kernel.msgmax".to_string()];
+        let f = SyncFacts {
+            allowed_unsafe_sysctls: &allowed,
+            ..facts(&p, &empty)
+        };
+        assert!(matches!(decide(&f), SyncDecision::Sync { .. }));
+        // Already running (e.g. admitted by an earlier kubelet): it stays.
+        let rt = running();
+        assert!(matches!(decide(&facts(&p, &rt)), SyncDecision::Sync { .. }));
+    }
+
+    #[test]
+    fn the_active_deadline_fails_the_pod_when_it_runs_out() {
+        let p = pod(serde_json::json!({"spec": {"activeDeadlineSeconds": 30}}));
+        let rt = running();
+        let start = Time(t(0));
+        let at = |s| SyncFacts {
+            start_time: Some(&start),
+            now: t(s),
+            ..facts(&p, &rt)
+        };
+        assert_eq!(
+            decide(&at(10)),
+            SyncDecision::Sync {
+                deadline_left: Some(Duration::from_secs(20))
+            }
+        );
+        assert_eq!(
+            decide(&at(30)),
+            SyncDecision::Fail {
+                reason: "DeadlineExceeded".into(),
+                message: "Pod was active on the node longer than the specified deadline".into(),
+                grace_override: None
+            }
+        );
+        // Without a start time the deadline cannot run.
+        assert!(matches!(
+            decide(&facts(&p, &rt)),
+            SyncDecision::Sync {
+                deadline_left: None
+            }
+        ));
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_with_no_grace() {
+        let (p, rt) = (pod(serde_json::json!({})), running());
+        let f = SyncFacts {
+            eviction: Some("over its limit"),
+            ..facts(&p, &rt)
+        };
+        assert_eq!(
+            decide(&f),
+            SyncDecision::Fail {
+                reason: "Evicted".into(),
+                message: "over its limit".into(),
+                grace_override: Some(0)
+            }
+        );
+    }
+
+    #[test]
+    fn deletion_wins_over_every_other_verdict() {
+        let p = pod(serde_json::json!({
+            "metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"activeDeadlineSeconds": 1, "securityContext": {
+                "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}}));
+        let rt = PodStatus::default();
+        let start = Time(t(0));
+        let f = SyncFacts {
+            phase: Some("Failed"),
+            start_time: Some(&start),
+            now: t(100),
+            eviction: Some("x"),
+            ..facts(&p, &rt)
+        };
+        assert_eq!(
+            decide(&f),
+            SyncDecision::Terminate {
+                kill: false,
+                removed: false
+            }
+        );
+    }
+}
