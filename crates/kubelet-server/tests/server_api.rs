@@ -249,7 +249,7 @@ async fn get(
     path: &str,
     client_cert: Option<(String, String)>,
     token: Option<&str>,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(f.pki.ca.pem().as_bytes()).unwrap())
@@ -271,11 +271,9 @@ async fn get(
     let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
     tokio::spawn(conn);
     let mut req = hyper::Request::get(path).header("host", "localhost");
     if let Some(t) = token {
@@ -283,15 +281,9 @@ async fn get(
     }
     let resp = send
         .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
