@@ -143,4 +143,46 @@ mod tests {
         assert_eq!(o.since, "2026-11-24T10:00:02Z".parse().ok());
         assert_eq!((o.tail, o.timestamps), (Some(2), true));
     }
+
+    #[test]
+    fn refused_options_say_why_in_upstreams_words() {
+        let why = |o: LogOptions| o.validate().unwrap_err().to_string();
+        assert_eq!(
+            why(LogOptions {
+                tail_lines: Some(-1),
+                ..Default::default()
+            }),
+            "tailLines must be greater than or equal to 0"
+        );
+        assert_eq!(
+            why(LogOptions {
+                limit_bytes: Some(0),
+                ..Default::default()
+            }),
+            "limitBytes must be greater than 0"
+        );
+        assert_eq!(
+            why(LogOptions {
+                since_seconds: Some(0),
+                ..Default::default()
+            }),
+            "sinceSeconds must be greater than 0"
+        );
+        assert_eq!(
+            why(LogOptions {
+                since_seconds: Some(5),
+                since_time: Some("2026-01-01T00:00:00Z".into()),
+                ..Default::default()
+            }),
+            "at most one of sinceTime or sinceSeconds may be specified"
+        );
+        assert!(
+            LogOptions {
+                since_time: Some("2026-01-01T00:00:00Z".into()),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        );
+    }
 }

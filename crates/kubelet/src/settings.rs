@@ -205,4 +205,55 @@ mod tests {
         // Unreadable: an error either way.
         assert!(setup_kernel_tunables(&FakeHost::default(), false).is_err());
     }
+
+    fn flags(extra: &[&str]) -> Flags {
+        use clap::Parser;
+        let mut argv = vec!["kubelet", "--hostname-override", "Node-A"];
+        argv.extend_from_slice(extra);
+        Flags::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn the_node_name_is_the_override_in_lower_case() {
+        let s = settings(flags(&[])).unwrap();
+        assert_eq!(s.node_name, "node-a");
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let err = |extra: &[&str]| settings(flags(extra)).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--container-runtime", "docker"]),
+            "invalid flag --container-runtime: \"docker\" is not supported; use remote (CRI)"
+        );
+        assert_eq!(
+            err(&["--node-ip", "10.0.0.1,nope"]),
+            "invalid flag --node-ip: \"nope\" is not an IP address"
+        );
+        assert_eq!(
+            err(&["--cgroup-driver", "upstart"]),
+            "invalid flag --cgroup-driver: \"upstart\" is not cgroupfs or systemd"
+        );
+        assert!(
+            err(&["--node-labels", "kubernetes.io/role=x"])
+                .starts_with("invalid flag --node-labels: unknown 'kubernetes.io'")
+        );
+    }
+
+    #[test]
+    fn an_empty_hostname_override_is_refused() {
+        use clap::Parser;
+        let f = Flags::try_parse_from(["kubelet", "--hostname-override", " "]).unwrap();
+        assert_eq!(
+            settings(f).unwrap_err().to_string(),
+            "invalid flag --hostname-override: must not be empty"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let s = settings(flags(&["--max-pods", "7", "--fail-swap-on=false"])).unwrap();
+        assert_eq!(s.config.max_pods, 7);
+        assert!(!s.config.fail_swap_on);
+    }
 }
