@@ -25,9 +25,6 @@ pub enum ApiError {
     /// The client's request budget is spent and the caller may not wait for more.
     #[error("{0}")]
     Throttled(&'static str),
-    /// The API server sent back an object without what the request was for.
-    #[error("{0}")]
-    Incomplete(&'static str),
 }
 
 impl ApiError {
