@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::watcher::Event as WatchEvent;
 use kubelet_core::labels::PodRef;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -21,6 +21,8 @@ use tokio::sync::{Notify, mpsc};
 
 type Key = (String, String);
 type Senders<K> = Vec<(Key, mpsc::UnboundedSender<Result<WatchEvent<K>>>)>;
+/// Picks one kind's stored objects and the watches of single objects of that kind.
+type Watched<K> = fn(&mut State) -> (&mut BTreeMap<Key, K>, &mut Senders<K>);
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -56,6 +58,19 @@ pub struct FakeApi {
 
 fn key(ns: &str, name: &str) -> Key {
     (ns.to_string(), name.to_string())
+}
+
+/// The key an object is stored under: its namespace and name.
+fn meta_key(m: &ObjectMeta) -> Key {
+    key(
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Sends `ev` to the watches of the one object `k`, forgetting those that have ended.
+fn tell<K: Clone>(watches: &mut Senders<K>, k: &Key, ev: WatchEvent<K>) {
+    watches.retain(|(w, tx)| w != k || tx.send(Ok(ev.clone())).is_ok());
 }
 
 fn conflict(what: &str) -> ApiError {
@@ -123,11 +138,7 @@ impl FakeApi {
     pub fn put_pod(&self, mut pod: Pod) {
         let mut s = self.state();
         pod.metadata.resource_version = Some(Self::bump(&mut s));
-        let k = key(
-            pod.metadata.namespace.as_deref().unwrap_or_default(),
-            pod.metadata.name.as_deref().unwrap_or_default(),
-        );
-        s.pods.insert(k, pod.clone());
+        s.pods.insert(meta_key(&pod.metadata), pod.clone());
         s.pod_watches
             .retain(|(_, tx)| tx.send(Ok(WatchEvent::Apply(pod.clone()))).is_ok());
         drop(s);
@@ -162,36 +173,46 @@ impl FakeApi {
         self.state().pods.remove(&key(namespace, name));
     }
 
-    pub fn put_config_map(&self, mut cm: ConfigMap) {
-        let mut s = self.state();
-        cm.metadata.resource_version = Some(Self::bump(&mut s));
-        let k = key(
-            cm.metadata.namespace.as_deref().unwrap_or_default(),
-            cm.metadata.name.as_deref().unwrap_or_default(),
-        );
-        s.config_maps.insert(k.clone(), cm.clone());
-        s.config_map_watches
-            .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Apply(cm.clone()))).is_ok());
+    pub fn put_config_map(&self, cm: ConfigMap) {
+        self.put_watched(cm, |s| (&mut s.config_maps, &mut s.config_map_watches));
     }
 
-    pub fn put_secret(&self, mut sec: Secret) {
+    pub fn put_secret(&self, sec: Secret) {
+        self.put_watched(sec, |s| (&mut s.secrets, &mut s.secret_watches));
+    }
+
+    /// Stores `obj` with a new resourceVersion in the map `fields` picks, and tells the
+    /// watches of that one object (in the list `fields` picks with it).
+    fn put_watched<K>(&self, mut obj: K, fields: Watched<K>)
+    where
+        K: k8s_openapi::Metadata<Ty = ObjectMeta> + Clone,
+    {
         let mut s = self.state();
-        sec.metadata.resource_version = Some(Self::bump(&mut s));
-        let k = key(
-            sec.metadata.namespace.as_deref().unwrap_or_default(),
-            sec.metadata.name.as_deref().unwrap_or_default(),
-        );
-        s.secrets.insert(k.clone(), sec.clone());
-        s.secret_watches
-            .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Apply(sec.clone()))).is_ok());
+        obj.metadata_mut().resource_version = Some(Self::bump(&mut s));
+        let k = meta_key(obj.metadata());
+        let (objects, watches) = fields(&mut s);
+        objects.insert(k.clone(), obj.clone());
+        tell(watches, &k, WatchEvent::Apply(obj));
+    }
+
+    /// A watch of the one object `k`, starting with it if it is stored (request `op`).
+    fn watch_one<K>(&self, op: &str, k: Key, fields: Watched<K>) -> WatchStream<K>
+    where
+        K: Clone + Send + 'static,
+    {
+        let mut s = self.state();
+        s.calls.push(op.into());
+        let (objects, watches) = fields(&mut s);
+        let (tx, stream) = open(objects.get(&k).cloned().into_iter().collect());
+        watches.push((k, tx));
+        stream
     }
 
     pub fn delete_config_map(&self, namespace: &str, name: &str) {
         let mut s = self.state();
         let k = key(namespace, name);
         if let Some(cm) = s.config_maps.remove(&k) {
-            s.config_map_watches
-                .retain(|(w, tx)| *w != k || tx.send(Ok(WatchEvent::Delete(cm.clone()))).is_ok());
+            tell(&mut s.config_map_watches, &k, WatchEvent::Delete(cm));
         }
     }
 
@@ -295,14 +316,18 @@ fn patched<K: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::from_value(v).map_err(bad)
 }
 
+/// The stored node `name`, or the API server's 404.
+fn stored_node<'a>(s: &'a State, name: &str) -> Result<&'a Node> {
+    s.nodes
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))
+}
+
 #[async_trait]
 impl NodeClient for FakeApi {
     async fn get_node(&self, name: &str) -> Result<Node> {
         let s = self.call("get_node")?;
-        s.nodes
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))
+        stored_node(&s, name).cloned()
     }
 
     async fn create_node(&self, node: &Node) -> Result<Node> {
@@ -324,21 +349,14 @@ impl NodeClient for FakeApi {
 
     async fn patch_node(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
         let mut s = self.call("patch_node")?;
-        let n = s
-            .nodes
-            .get(name)
-            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))?;
-        let n = patched(n, patch)?;
+        let n = patched(stored_node(&s, name)?, patch)?;
         s.nodes.insert(name.to_string(), n.clone());
         Ok(n)
     }
 
     async fn patch_node_status(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
         let mut s = self.call("patch_node_status")?;
-        let n = s
-            .nodes
-            .get(name)
-            .ok_or_else(|| ApiError::not_found(format!("nodes \"{name}\" not found")))?;
+        let n = stored_node(&s, name)?;
         // Only the status may change through the subresource.
         let mut n2 = patched(n, patch)?;
         n2.metadata = n.metadata.clone();
@@ -358,10 +376,7 @@ impl NodeClient for FakeApi {
 
     async fn create_lease(&self, lease: &Lease) -> Result<Lease> {
         let mut s = self.call("create_lease")?;
-        let k = key(
-            lease.metadata.namespace.as_deref().unwrap_or_default(),
-            lease.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let k = meta_key(&lease.metadata);
         if s.leases.contains_key(&k) {
             return Err(ApiError::status(
                 409,
@@ -377,10 +392,7 @@ impl NodeClient for FakeApi {
 
     async fn replace_lease(&self, lease: &Lease) -> Result<Lease> {
         let mut s = self.call("replace_lease")?;
-        let k = key(
-            lease.metadata.namespace.as_deref().unwrap_or_default(),
-            lease.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let k = meta_key(&lease.metadata);
         let Some(cur) = s.leases.get(&k) else {
             return Err(ApiError::not_found("lease not found"));
         };
@@ -490,21 +502,15 @@ impl ObjectSource for FakeApi {
     }
 
     fn watch_config_map(&self, namespace: &str, name: &str) -> WatchStream<ConfigMap> {
-        let mut s = self.state();
-        s.calls.push("watch_config_map".into());
-        let k = key(namespace, name);
-        let (tx, stream) = open(s.config_maps.get(&k).cloned().into_iter().collect());
-        s.config_map_watches.push((k, tx));
-        stream
+        self.watch_one("watch_config_map", key(namespace, name), |s| {
+            (&mut s.config_maps, &mut s.config_map_watches)
+        })
     }
 
     fn watch_secret(&self, namespace: &str, name: &str) -> WatchStream<Secret> {
-        let mut s = self.state();
-        s.calls.push("watch_secret".into());
-        let k = key(namespace, name);
-        let (tx, stream) = open(s.secrets.get(&k).cloned().into_iter().collect());
-        s.secret_watches.push((k, tx));
-        stream
+        self.watch_one("watch_secret", key(namespace, name), |s| {
+            (&mut s.secrets, &mut s.secret_watches)
+        })
     }
 
     fn watch_services(&self) -> WatchStream<Service> {

@@ -45,17 +45,25 @@ impl ApiClient {
         Api::all(self.client.clone())
     }
 
+    /// Waits for the rate limiter, then sends the request (futures are lazy: nothing goes out
+    /// before the token); an error names `op`.
+    async fn request<T>(
+        &self,
+        op: &'static str,
+        send: impl Future<Output = kube::Result<T>>,
+    ) -> Result<T> {
+        self.throttle().await?;
+        send.await.map_err(|e| ApiError::from_kube(op, e))
+    }
+
     async fn get_optional<K>(&self, op: &'static str, api: Api<K>, name: &str) -> Result<Option<K>>
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        self.throttle().await?;
-        match api.get(name).await {
+        match self.request(op, api.get(name)).await {
             Ok(o) => Ok(Some(o)),
-            Err(e) => match ApiError::from_kube(op, e) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -78,21 +86,20 @@ fn by_name(name: &str) -> watcher::Config {
 #[async_trait]
 impl PodStatusWriter for ApiClient {
     async fn patch_pod_status(&self, pod: &PodRef, status: &PodStatus) -> Result<()> {
-        self.throttle().await?;
         let patch = status_patch(&pod.uid, status);
-        self.namespaced::<Pod>(&pod.namespace)
-            .patch_status(
+        self.request(
+            "patch pod status",
+            self.namespaced::<Pod>(&pod.namespace).patch_status(
                 &pod.name,
                 &PatchParams::default(),
                 &Patch::Strategic(&patch),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| ApiError::from_kube("patch pod status", e))
+            ),
+        )
+        .await
+        .map(drop)
     }
 
     async fn delete_pod(&self, pod: &PodRef) -> Result<()> {
-        self.throttle().await?;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -101,86 +108,89 @@ impl PodStatusWriter for ApiClient {
             }),
             ..Default::default()
         };
-        self.namespaced::<Pod>(&pod.namespace)
-            .delete(&pod.name, &dp)
-            .await
-            .map(drop)
-            .map_err(|e| ApiError::from_kube("delete pod", e))
+        self.request(
+            "delete pod",
+            self.namespaced::<Pod>(&pod.namespace)
+                .delete(&pod.name, &dp),
+        )
+        .await
+        .map(drop)
     }
 }
 
 #[async_trait]
 impl NodeClient for ApiClient {
     async fn get_node(&self, name: &str) -> Result<Node> {
-        self.throttle().await?;
-        self.all::<Node>()
-            .get(name)
-            .await
-            .map_err(|e| ApiError::from_kube("get node", e))
+        self.request("get node", self.all::<Node>().get(name)).await
     }
 
     async fn create_node(&self, node: &Node) -> Result<Node> {
-        self.throttle().await?;
-        self.all::<Node>()
-            .create(&PostParams::default(), node)
-            .await
-            .map_err(|e| ApiError::from_kube("create node", e))
+        self.request(
+            "create node",
+            self.all::<Node>().create(&PostParams::default(), node),
+        )
+        .await
     }
 
     async fn patch_node(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
-        self.throttle().await?;
-        self.all::<Node>()
-            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .map_err(|e| ApiError::from_kube("patch node", e))
+        self.request(
+            "patch node",
+            self.all::<Node>()
+                .patch(name, &PatchParams::default(), &Patch::Strategic(patch)),
+        )
+        .await
     }
 
     async fn patch_node_status(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
-        self.throttle().await?;
-        self.all::<Node>()
-            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .map_err(|e| ApiError::from_kube("patch node status", e))
+        self.request(
+            "patch node status",
+            self.all::<Node>().patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            ),
+        )
+        .await
     }
 
     async fn get_lease(&self, namespace: &str, name: &str) -> Result<Lease> {
-        self.throttle().await?;
-        self.namespaced::<Lease>(namespace)
-            .get(name)
+        self.request("get lease", self.namespaced::<Lease>(namespace).get(name))
             .await
-            .map_err(|e| ApiError::from_kube("get lease", e))
     }
 
     async fn create_lease(&self, lease: &Lease) -> Result<Lease> {
-        self.throttle().await?;
         let ns = lease.metadata.namespace.as_deref().unwrap_or_default();
-        self.namespaced::<Lease>(ns)
-            .create(&PostParams::default(), lease)
-            .await
-            .map_err(|e| ApiError::from_kube("create lease", e))
+        self.request(
+            "create lease",
+            self.namespaced::<Lease>(ns)
+                .create(&PostParams::default(), lease),
+        )
+        .await
     }
 
     async fn replace_lease(&self, lease: &Lease) -> Result<Lease> {
-        self.throttle().await?;
         let ns = lease.metadata.namespace.as_deref().unwrap_or_default();
         let name = lease.metadata.name.as_deref().unwrap_or_default();
-        self.namespaced::<Lease>(ns)
-            .replace(name, &PostParams::default(), lease)
-            .await
-            .map_err(|e| ApiError::from_kube("update lease", e))
+        self.request(
+            "update lease",
+            self.namespaced::<Lease>(ns)
+                .replace(name, &PostParams::default(), lease),
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl EventSink for ApiClient {
     async fn create_event(&self, event: &Event) -> Result<()> {
-        self.throttle().await?;
         let ns = event.metadata.namespace.as_deref().unwrap_or("default");
-        self.namespaced::<Event>(ns)
-            .create(&PostParams::default(), event)
-            .await
-            .map(drop)
-            .map_err(|e| ApiError::from_kube("create event", e))
+        self.request(
+            "create event",
+            self.namespaced::<Event>(ns)
+                .create(&PostParams::default(), event),
+        )
+        .await
+        .map(drop)
     }
 
     async fn patch_event(
@@ -189,12 +199,16 @@ impl EventSink for ApiClient {
         name: &str,
         patch: &serde_json::Value,
     ) -> Result<()> {
-        self.throttle().await?;
-        self.namespaced::<Event>(namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map(drop)
-            .map_err(|e| ApiError::from_kube("patch event", e))
+        self.request(
+            "patch event",
+            self.namespaced::<Event>(namespace).patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            ),
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -229,11 +243,12 @@ impl ObjectSource for ApiClient {
         service_account: &str,
         request: &TokenRequest,
     ) -> Result<TokenRequest> {
-        self.throttle().await?;
-        self.namespaced::<ServiceAccount>(namespace)
-            .create_subresource("token", service_account, &PostParams::default(), request)
-            .await
-            .map_err(|e| ApiError::from_kube("create token", e))
+        self.request(
+            "create token",
+            self.namespaced::<ServiceAccount>(namespace)
+                .create_subresource("token", service_account, &PostParams::default(), request),
+        )
+        .await
     }
 
     fn watch_config_map(&self, namespace: &str, name: &str) -> WatchStream<ConfigMap> {
@@ -252,18 +267,20 @@ impl ObjectSource for ApiClient {
 #[async_trait]
 impl Reviewer for ApiClient {
     async fn token_review(&self, review: &TokenReview) -> Result<TokenReview> {
-        self.throttle().await?;
-        self.all::<TokenReview>()
-            .create(&PostParams::default(), review)
-            .await
-            .map_err(|e| ApiError::from_kube("create tokenreview", e))
+        self.request(
+            "create tokenreview",
+            self.all::<TokenReview>()
+                .create(&PostParams::default(), review),
+        )
+        .await
     }
 
     async fn access_review(&self, review: &SubjectAccessReview) -> Result<SubjectAccessReview> {
-        self.throttle().await?;
-        self.all::<SubjectAccessReview>()
-            .create(&PostParams::default(), review)
-            .await
-            .map_err(|e| ApiError::from_kube("create subjectaccessreview", e))
+        self.request(
+            "create subjectaccessreview",
+            self.all::<SubjectAccessReview>()
+                .create(&PostParams::default(), review),
+        )
+        .await
     }
 }

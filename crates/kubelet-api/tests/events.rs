@@ -15,10 +15,21 @@ fn pod(name: &str) -> Pod {
     .unwrap()
 }
 
+/// Emits an event about pod `name` (no container).
+fn emit(r: &Recorder, name: &str, type_: &'static str, reason: &str, message: impl Into<String>) {
+    r.emit(events::pod_ref(&pod(name), None), type_, reason, message);
+}
+
 fn recorder(api: &FakeApi) -> (Recorder, tokio::task::JoinHandle<()>, Arc<FakeClock>) {
     let clock = FakeClock::new();
     let (r, sender) = Recorder::new(Arc::new(api.clone()), "n1".into(), clock.clone());
     (r, tokio::spawn(sender), clock)
+}
+
+/// Drops the recorder and waits for its sender to deliver what it still holds.
+async fn flush(r: Recorder, task: tokio::task::JoinHandle<()>) {
+    drop(r);
+    task.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -31,8 +42,7 @@ async fn an_event_names_its_object_source_and_time() {
         "BackOff",
         "Back-off restarting failed container",
     );
-    drop(r);
-    task.await.unwrap();
+    flush(r, task).await;
     let s = api.state();
     assert_eq!(s.events.len(), 1);
     let e = &s.events[0];
@@ -63,21 +73,10 @@ async fn repeats_are_folded_into_one_event() {
     let api = FakeApi::new();
     let (r, task, _clock) = recorder(&api);
     for _ in 0..4 {
-        r.emit(
-            events::pod_ref(&pod("a"), None),
-            events::NORMAL,
-            "Pulled",
-            "same",
-        );
+        emit(&r, "a", events::NORMAL, "Pulled", "same");
     }
-    r.emit(
-        events::pod_ref(&pod("a"), None),
-        events::NORMAL,
-        "Pulled",
-        "other",
-    );
-    drop(r);
-    task.await.unwrap();
+    emit(&r, "a", events::NORMAL, "Pulled", "other");
+    flush(r, task).await;
     let s = api.state();
     assert_eq!(s.events.len(), 2);
     assert_eq!(s.event_patches.len(), 3);
@@ -89,21 +88,10 @@ async fn a_flood_from_one_object_is_cut_at_the_burst() {
     let api = FakeApi::new();
     let (r, task, _clock) = recorder(&api);
     for i in 0..40 {
-        r.emit(
-            events::pod_ref(&pod("noisy"), None),
-            events::WARNING,
-            "Failed",
-            format!("{i}"),
-        );
+        emit(&r, "noisy", events::WARNING, "Failed", format!("{i}"));
     }
-    r.emit(
-        events::pod_ref(&pod("quiet"), None),
-        events::NORMAL,
-        "Started",
-        "ok",
-    );
-    drop(r);
-    task.await.unwrap();
+    emit(&r, "quiet", events::NORMAL, "Started", "ok");
+    flush(r, task).await;
     let s = api.state();
     let noisy = s
         .events
@@ -124,20 +112,9 @@ async fn api_errors_lose_the_event_not_the_recorder() {
     let api = FakeApi::new();
     api.fail("create_event", 1, 500);
     let (r, task, _clock) = recorder(&api);
-    r.emit(
-        events::pod_ref(&pod("a"), None),
-        events::NORMAL,
-        "A",
-        "first",
-    );
-    r.emit(
-        events::pod_ref(&pod("a"), None),
-        events::NORMAL,
-        "B",
-        "second",
-    );
-    drop(r);
-    task.await.unwrap();
+    emit(&r, "a", events::NORMAL, "A", "first");
+    emit(&r, "a", events::NORMAL, "B", "second");
+    flush(r, task).await;
     let s = api.state();
     assert_eq!(s.events.len(), 1);
     assert_eq!(s.events[0].reason.as_deref(), Some("B"));
@@ -147,23 +124,12 @@ async fn api_errors_lose_the_event_not_the_recorder() {
 async fn a_repeat_after_the_aggregation_window_is_a_new_event() {
     let api = FakeApi::new();
     let (r, task, _clock) = recorder(&api);
-    r.emit(
-        events::pod_ref(&pod("a"), None),
-        events::NORMAL,
-        "Pulled",
-        "same",
-    );
+    emit(&r, "a", events::NORMAL, "Pulled", "same");
     // Let the sender take it before time moves on.
     api.wait_for(|s| s.events.len() == 1).await;
     tokio::time::advance(std::time::Duration::from_secs(601)).await;
-    r.emit(
-        events::pod_ref(&pod("a"), None),
-        events::NORMAL,
-        "Pulled",
-        "same",
-    );
-    drop(r);
-    task.await.unwrap();
+    emit(&r, "a", events::NORMAL, "Pulled", "same");
+    flush(r, task).await;
     let s = api.state();
     assert_eq!(s.events.len(), 2, "ten minutes later it is not folded");
     assert!(s.event_patches.is_empty());

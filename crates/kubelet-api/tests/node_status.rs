@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use async_trait::async_trait;
+use common::Task;
 use k8s_openapi::api::core::v1::{ContainerImage, Node};
 use kubelet_api::NodeClient;
 use kubelet_api::fake::FakeApi;
@@ -14,7 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug)]
 struct Facts {
@@ -72,8 +74,7 @@ struct Setup {
     api: FakeApi,
     facts: Arc<Facts>,
     runtime: watch::Sender<RuntimeState>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Task,
 }
 
 fn start(api: FakeApi) -> Setup {
@@ -92,21 +93,17 @@ fn start(api: FakeApi) -> Setup {
         update_frequency: Duration::from_secs(10),
         register: true,
     };
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(m.run(cancel.clone()));
     Setup {
         api,
         facts,
         runtime: tx,
-        cancel,
-        task,
+        task: Task::spawn(|cancel| m.run(cancel)),
     }
 }
 
 impl Setup {
     async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap();
+        self.task.stop().await;
     }
 }
 

@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Task;
 use k8s_openapi::api::core::v1::Node;
 use kubelet_api::NodeClient;
 use kubelet_api::fake::FakeApi;
@@ -9,7 +12,6 @@ use kubelet_api::nodelease::{LeaseController, NAMESPACE};
 use kubelet_core::clock::FakeClock;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 fn controller(api: &FakeApi, clock: &Arc<FakeClock>) -> LeaseController {
     LeaseController {
@@ -26,15 +28,19 @@ async fn register(api: &FakeApi) {
     api.create_node(&n).await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn renews_every_quarter_of_the_duration() {
+/// An API server where node `n1` is registered, and a clock.
+async fn registered() -> (FakeApi, Arc<FakeClock>) {
     let api = FakeApi::new();
     register(&api).await;
-    let clock = FakeClock::new();
+    (api, FakeClock::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn renews_every_quarter_of_the_duration() {
+    let (api, clock) = registered().await;
     let c = controller(&api, &clock);
     assert_eq!(c.renew_interval(), Duration::from_secs(10));
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(c.run(cancel.clone()));
+    let task = Task::spawn(|cancel| c.run(cancel));
     api.wait_for(|s| !s.leases.is_empty()).await;
     let l = api.get_lease(NAMESPACE, "n1").await.unwrap();
     let spec = l.spec.clone().unwrap();
@@ -65,16 +71,14 @@ async fn renews_every_quarter_of_the_duration() {
         3,
         "one read at creation, two by this test"
     );
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn waits_for_the_node_before_creating_the_lease() {
     let api = FakeApi::new();
     let clock = FakeClock::new();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(controller(&api, &clock).run(cancel.clone()));
+    let task = Task::spawn(|cancel| controller(&api, &clock).run(cancel));
     // No Node: no lease, retried with back-off.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(api.state().leases.is_empty());
@@ -83,17 +87,13 @@ async fn waits_for_the_node_before_creating_the_lease() {
     register(&api).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     api.wait_for(|s| !s.leases.is_empty()).await;
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_conflict_rereads_and_renews() {
-    let api = FakeApi::new();
-    register(&api).await;
-    let clock = FakeClock::new();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(controller(&api, &clock).run(cancel.clone()));
+    let (api, clock) = registered().await;
+    let task = Task::spawn(|cancel| controller(&api, &clock).run(cancel));
     api.wait_for(|s| !s.leases.is_empty()).await;
     // Another writer changes the lease: the cached copy is stale.
     api.touch_lease(NAMESPACE, "n1");
@@ -106,24 +106,19 @@ async fn a_conflict_rereads_and_renews() {
         reads + 1,
         "re-read after the conflict"
     );
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn failures_back_off_up_to_seven_seconds() {
-    let api = FakeApi::new();
-    register(&api).await;
-    let clock = FakeClock::new();
+    let (api, clock) = registered().await;
     api.fail("get_lease", 100, 500);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(controller(&api, &clock).run(cancel.clone()));
+    let task = Task::spawn(|cancel| controller(&api, &clock).run(cancel));
     // 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, then 7 s apart.
     tokio::time::sleep(Duration::from_secs(60)).await;
     let tries = api.count("get_lease");
     assert!((11..=14).contains(&tries), "{tries} tries in 60 s");
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[test]

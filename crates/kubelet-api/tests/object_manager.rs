@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_api::fake::FakeApi;
 use kubelet_api::object_manager::ObjectManager;
 use std::collections::BTreeMap;
@@ -25,13 +26,17 @@ fn pod(uid: &str, cm: &str, secret: &str) -> Pod {
     .unwrap()
 }
 
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some("ns".into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
 fn cm(name: &str, v: &str) -> ConfigMap {
     ConfigMap {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            namespace: Some("ns".into()),
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: meta(name),
         data: Some(BTreeMap::from([("k".to_string(), v.to_string())])),
         ..Default::default()
     }
@@ -39,13 +44,28 @@ fn cm(name: &str, v: &str) -> ConfigMap {
 
 fn secret(name: &str) -> Secret {
     Secret {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            namespace: Some("ns".into()),
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: meta(name),
         ..Default::default()
     }
+}
+
+/// An object manager on `api`, with the receiving end of the pods it wakes.
+fn start(
+    api: &FakeApi,
+) -> (
+    ObjectManager,
+    mpsc::UnboundedReceiver<String>,
+    CancellationToken,
+) {
+    let (tx, changed) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let om = ObjectManager::new(Arc::new(api.clone()), tx, cancel.clone());
+    (om, changed, cancel)
+}
+
+async fn stop(om: ObjectManager, cancel: CancellationToken) {
+    cancel.cancel();
+    om.shutdown().await;
 }
 
 async fn until(cond: impl Fn() -> bool) {
@@ -62,9 +82,7 @@ async fn until(cond: impl Fn() -> bool) {
 async fn reads_come_from_the_watch_and_changes_wake_the_pods() {
     let api = FakeApi::new();
     api.put_config_map(cm("cfg", "one"));
-    let (tx, mut changed) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let om = ObjectManager::new(Arc::new(api.clone()), tx, cancel.clone());
+    let (om, mut changed, cancel) = start(&api);
     om.register_pod(&pod("p1", "cfg", "sec"));
     om.register_pod(&pod("p2", "cfg", "other"));
     assert_eq!(om.watches(), 3, "one watch per object, shared by the pods");
@@ -92,16 +110,13 @@ async fn reads_come_from_the_watch_and_changes_wake_the_pods() {
     api.put_secret(secret("sec"));
     assert_eq!(changed.recv().await.unwrap(), "p1");
     assert!(om.secret("ns", "sec").unwrap().is_some());
-    cancel.cancel();
-    om.shutdown().await;
+    stop(om, cancel).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn watches_stop_with_their_last_pod() {
     let api = FakeApi::new();
-    let (tx, _changed) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let om = ObjectManager::new(Arc::new(api.clone()), tx, cancel.clone());
+    let (om, _changed, cancel) = start(&api);
     om.register_pod(&pod("p1", "cfg", "sec"));
     om.register_pod(&pod("p2", "cfg", "sec2"));
     until(|| api.watchers() == 3).await;
@@ -115,22 +130,18 @@ async fn watches_stop_with_their_last_pod() {
     om.unregister_pod("p2");
     assert_eq!(om.watches(), 0);
     until(|| api.watchers() == 0).await;
-    cancel.cancel();
-    om.shutdown().await;
+    stop(om, cancel).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_deleted_object_reads_as_missing() {
     let api = FakeApi::new();
     api.put_config_map(cm("cfg", "one"));
-    let (tx, mut changed) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let om = ObjectManager::new(Arc::new(api.clone()), tx, cancel.clone());
+    let (om, mut changed, cancel) = start(&api);
     om.register_pod(&pod("p1", "cfg", "sec"));
     until(|| om.config_map("ns", "cfg").is_some_and(|c| c.is_some())).await;
     api.delete_config_map("ns", "cfg");
     assert_eq!(changed.recv().await.unwrap(), "p1");
     assert!(om.config_map("ns", "cfg").unwrap().is_none());
-    cancel.cancel();
-    om.shutdown().await;
+    stop(om, cancel).await;
 }

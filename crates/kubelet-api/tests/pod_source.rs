@@ -2,13 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Task;
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_api::fake::FakeApi;
 use kubelet_api::pod_source::{self, PodUpdate};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -26,27 +28,34 @@ fn describe(u: &PodUpdate) -> String {
     }
 }
 
-async fn next(rx: &mut mpsc::Receiver<PodUpdate>) -> String {
-    let u = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+/// The pod source for node `n1` on an API server holding `pods`, and the receiving end of
+/// what it hands over.
+fn start(pods: &[&str]) -> (FakeApi, mpsc::Receiver<PodUpdate>, Task) {
+    let api = FakeApi::new();
+    for name in pods {
+        api.put_pod(pod(name));
+    }
+    let (tx, rx) = mpsc::channel(pod_source::QUEUE);
+    let source = Arc::new(api.clone());
+    let task = Task::spawn(|cancel| pod_source::run(source, "n1".into(), tx, cancel));
+    (api, rx, task)
+}
+
+/// The next update, within 5 s.
+async fn next_update(rx: &mut mpsc::Receiver<PodUpdate>) -> PodUpdate {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
-        .unwrap();
-    describe(&u)
+        .unwrap()
+}
+
+async fn next(rx: &mut mpsc::Receiver<PodUpdate>) -> String {
+    describe(&next_update(rx).await)
 }
 
 #[tokio::test(start_paused = true)]
 async fn lists_then_follows_then_relists() {
-    let api = FakeApi::new();
-    api.put_pod(pod("a"));
-    api.put_pod(pod("b"));
-    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(pod_source::run(
-        Arc::new(api.clone()),
-        "n1".into(),
-        tx,
-        cancel.clone(),
-    ));
+    let (api, mut rx, task) = start(&["a", "b"]);
     assert_eq!(next(&mut rx).await, "apply a");
     assert_eq!(next(&mut rx).await, "apply b");
     assert_eq!(
@@ -58,19 +67,12 @@ async fn lists_then_follows_then_relists() {
     assert_eq!(next(&mut rx).await, "apply c");
     api.remove_pod("ns", "a");
     assert_eq!(next(&mut rx).await, "remove a");
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_relist_removes_pods_deleted_while_not_watching() {
-    let api = FakeApi::new();
-    api.put_pod(pod("a"));
-    api.put_pod(pod("b"));
-    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
-    let cancel = CancellationToken::new();
-    let source = Arc::new(api.clone());
-    let task = tokio::spawn(pod_source::run(source, "n1".into(), tx, cancel.clone()));
+    let (api, mut rx, task) = start(&["a", "b"]);
     for _ in 0..3 {
         next(&mut rx).await;
     }
@@ -80,24 +82,14 @@ async fn a_relist_removes_pods_deleted_while_not_watching() {
     assert_eq!(next(&mut rx).await, "apply a");
     assert_eq!(next(&mut rx).await, "remove b");
     assert_eq!(next(&mut rx).await, "synced 1");
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn stops_when_the_workers_stop_listening() {
-    let api = FakeApi::new();
-    api.put_pod(pod("a"));
-    let (tx, rx) = mpsc::channel(pod_source::QUEUE);
+    let (_api, rx, task) = start(&["a"]);
     drop(rx);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(pod_source::run(
-        Arc::new(api.clone()),
-        "n1".into(),
-        tx,
-        cancel.clone(),
-    ));
-    tokio::time::timeout(Duration::from_secs(5), task)
+    tokio::time::timeout(Duration::from_secs(5), task.handle)
         .await
         .unwrap()
         .unwrap();
@@ -105,29 +97,15 @@ async fn stops_when_the_workers_stop_listening() {
 
 #[tokio::test(start_paused = true)]
 async fn a_change_to_a_known_pod_is_handed_over_again() {
-    let api = FakeApi::new();
-    api.put_pod(pod("a"));
-    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(pod_source::run(
-        Arc::new(api.clone()),
-        "n1".into(),
-        tx,
-        cancel.clone(),
-    ));
+    let (api, mut rx, task) = start(&["a"]);
     assert_eq!(next(&mut rx).await, "apply a");
     assert_eq!(next(&mut rx).await, "synced 1");
     let mut changed = pod("a");
     changed.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
     api.put_pod(changed);
-    let u = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    match u {
+    match next_update(&mut rx).await {
         PodUpdate::Apply(p) => assert_eq!(p.metadata.labels.as_ref().unwrap()["k"], "v"),
         other => panic!("expected an apply, got {}", describe(&other)),
     }
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }

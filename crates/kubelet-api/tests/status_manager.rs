@@ -2,12 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Task;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kubelet_api::fake::FakeApi;
 use kubelet_api::status_manager::StatusManager;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 fn pod(name: &str, uid: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -27,27 +29,27 @@ fn phase(p: &str) -> PodStatus {
 struct Running {
     api: FakeApi,
     status: StatusManager,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Task,
 }
 
 fn start() -> Running {
     let api = FakeApi::new();
     let status = StatusManager::new(Some(Arc::new(api.clone())));
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(status.clone().run(cancel.clone()));
-    Running {
-        api,
-        status,
-        cancel,
-        task,
-    }
+    let task = Task::spawn(|cancel| status.clone().run(cancel));
+    Running { api, status, task }
+}
+
+/// A running manager, and pod `a` (UID `u1`) stored in the API server.
+fn start_with_pod() -> (Running, Pod) {
+    let r = start();
+    let p = pod("a", "u1");
+    r.api.put_pod(p.clone());
+    (r, p)
 }
 
 impl Running {
     async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap();
+        self.task.stop().await;
     }
 }
 
@@ -65,9 +67,7 @@ async fn settle(r: &Running) {
 
 #[tokio::test(start_paused = true)]
 async fn only_changed_statuses_are_sent() {
-    let r = start();
-    let p = pod("a", "u1");
-    r.api.put_pod(p.clone());
+    let (r, p) = start_with_pod();
     r.status.set_pod_status(&p, phase("Pending"));
     r.api.wait_for(|s| s.status_patches.len() == 1).await;
     // The same status again: nothing to send.
@@ -86,9 +86,7 @@ async fn only_changed_statuses_are_sent() {
 
 #[tokio::test(start_paused = true)]
 async fn newest_status_wins_over_unsent_older_ones() {
-    let r = start();
-    let p = pod("a", "u1");
-    r.api.put_pod(p.clone());
+    let (r, p) = start_with_pod();
     // Many updates before the manager runs: only the last is sent.
     for ph in ["Pending", "Running", "Succeeded"] {
         r.status.set_pod_status(&p, phase(ph));
@@ -109,9 +107,7 @@ async fn newest_status_wins_over_unsent_older_ones() {
 
 #[tokio::test(start_paused = true)]
 async fn failed_patches_are_retried() {
-    let r = start();
-    let p = pod("a", "u1");
-    r.api.put_pod(p.clone());
+    let (r, p) = start_with_pod();
     r.api.fail("patch_pod_status", 3, 500);
     r.status.set_pod_status(&p, phase("Running"));
     r.api.wait_for(|s| s.status_patches.len() == 1).await;
@@ -137,9 +133,7 @@ async fn a_recreated_pod_does_not_get_the_old_status() {
 
 #[tokio::test(start_paused = true)]
 async fn terminated_pods_get_their_final_status_then_are_deleted() {
-    let r = start();
-    let p = pod("a", "u1");
-    r.api.put_pod(p.clone());
+    let (r, p) = start_with_pod();
     r.status.set_pod_status(&p, phase("Succeeded"));
     r.status.terminate_and_delete(&p);
     r.api.wait_for(|s| !s.deleted_pods.is_empty()).await;
@@ -164,9 +158,7 @@ async fn terminated_pods_get_their_final_status_then_are_deleted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_delete_is_retried() {
-    let r = start();
-    let p = pod("a", "u1");
-    r.api.put_pod(p.clone());
+    let (r, p) = start_with_pod();
     r.api.fail("delete_pod", 2, 503);
     r.status.terminate_and_delete(&p);
     r.api.wait_for(|s| !s.deleted_pods.is_empty()).await;
@@ -177,8 +169,7 @@ async fn a_failed_delete_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn standalone_keeps_statuses_and_sends_nothing() {
     let status = StatusManager::new(None);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(status.clone().run(cancel.clone()));
+    let task = Task::spawn(|cancel| status.clone().run(cancel));
     let p = pod("a", "u1");
     status.set_pod_status(&p, phase("Running"));
     assert_eq!(
@@ -187,8 +178,7 @@ async fn standalone_keeps_statuses_and_sends_nothing() {
     );
     status.forget("u1");
     assert!(status.cached("u1").is_none());
-    cancel.cancel();
-    task.await.unwrap();
+    task.stop().await;
 }
 
 #[tokio::test(start_paused = true)]

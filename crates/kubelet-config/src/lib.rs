@@ -33,8 +33,19 @@ mod load;
 mod tests;
 
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
-use duration::{de_duration, de_opt_duration, ser_duration, ser_opt_duration};
 pub use load::{Loaded, MAX_CONFIG_BYTES, MIN_QPS, load, parse, validate};
+
+/// Durations as Go writes them ("2m0s"), for `#[serde(with = "go_duration")]`.
+mod go_duration {
+    pub(super) use super::duration::{de_duration as deserialize, ser_duration as serialize};
+}
+
+/// `go_duration` for an optional field.
+mod go_opt_duration {
+    pub(super) use super::duration::{
+        de_opt_duration as deserialize, ser_opt_duration as serialize,
+    };
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -48,12 +59,7 @@ pub struct X509Authentication {
 pub struct WebhookAuthentication {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(
-        default = "two_minutes",
-        rename = "cacheTTL",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "two_minutes", rename = "cacheTTL", with = "go_duration")]
     pub cache_ttl: Duration,
 }
 
@@ -90,15 +96,13 @@ pub struct WebhookAuthorization {
     #[serde(
         default = "five_minutes",
         rename = "cacheAuthorizedTTL",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
+        with = "go_duration"
     )]
     pub cache_authorized_ttl: Duration,
     #[serde(
         default = "thirty_seconds",
         rename = "cacheUnauthorizedTTL",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
+        with = "go_duration"
     )]
     pub cache_unauthorized_ttl: Duration,
 }
@@ -191,16 +195,11 @@ pub struct KubeletConfiguration {
     pub max_pods: u32,
     #[serde(default = "default_pids_limit")]
     pub pod_pids_limit: i64,
-    #[serde(
-        default = "ten_seconds",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "ten_seconds", with = "go_duration")]
     pub node_status_update_frequency: Duration,
     #[serde(
         default,
-        deserialize_with = "de_opt_duration",
-        serialize_with = "ser_opt_duration",
+        with = "go_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub node_status_report_frequency: Option<Duration>,
@@ -212,17 +211,9 @@ pub struct KubeletConfiguration {
     pub kube_api_burst: u32,
     #[serde(default = "default_resolv_conf")]
     pub resolv_conf: String,
-    #[serde(
-        default = "two_minutes",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "two_minutes", with = "go_duration")]
     pub runtime_request_timeout: Duration,
-    #[serde(
-        default = "one_minute",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "one_minute", with = "go_duration")]
     pub sync_frequency: Duration,
     #[serde(default)]
     pub eviction_hard: Option<BTreeMap<String, String>>,
@@ -250,11 +241,7 @@ pub struct KubeletConfiguration {
     #[serde(default = "yes")]
     pub enable_debugging_handlers: bool,
     /// An exec, attach or port-forward stream with no traffic for this long is closed.
-    #[serde(
-        default = "four_hours",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "four_hours", with = "go_duration")]
     pub streaming_connection_idle_timeout: Duration,
     /// `true`: kernel settings that differ from what the kubelet expects stop it; `false`:
     /// the kubelet sets them.

@@ -7,6 +7,8 @@ use std::hash::Hash;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use crate::labels::PodRef;
+
 #[derive(Debug, Clone)]
 struct Entry {
     backoff: Duration,
@@ -100,6 +102,44 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
     }
 }
 
+/// The crash-loop key, one entry per container definition: a changed spec (another hash)
+/// starts over, as upstream's `getStableKey`.
+pub fn crash_loop_key(pod: &PodRef, container: &str, hash: u64) -> String {
+    format!(
+        "{}_{}_{}_{}_{:x}",
+        pod.name, pod.namespace, pod.uid, container, hash
+    )
+}
+
+/// The CrashLoopBackOff waiting message.
+pub fn crash_loop_message(delay: Duration, container: &str, pod: &PodRef) -> String {
+    format!(
+        "back-off {} restarting failed container={} pod={}_{}({})",
+        go_duration(delay),
+        container,
+        pod.name,
+        pod.namespace,
+        pod.uid
+    )
+}
+
+impl Backoff<String> {
+    /// Whether a container that exited at `finished` may start again now. If it must wait,
+    /// returns the delay and what is left; else counts this restart and returns `None`.
+    pub fn restart_gate(
+        &mut self,
+        key: &String,
+        finished: Instant,
+        now: Instant,
+    ) -> Option<(Duration, Duration)> {
+        if let Some(wait) = self.in_backoff_since(key, finished, now) {
+            return Some(wait);
+        }
+        self.next(key, finished, now);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +165,58 @@ mod tests {
         let t = Instant::now();
         b.next(&k, t, t);
         assert_eq!(b.current(&k), Some(Duration::from_secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_gate_waits_then_counts() {
+        let r = PodRef {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u".into(),
+        };
+        let mut b = Backoff::crash_loop();
+        let k = crash_loop_key(&r, "c", 0xab);
+        assert_eq!(k, "p_ns_u_c_ab");
+        let t0 = Instant::now();
+        assert_eq!(
+            b.restart_gate(&k, t0, t0),
+            None,
+            "the first restart is free"
+        );
+        assert_eq!(
+            b.restart_gate(&k, t0, t0 + Duration::from_secs(3)),
+            Some((Duration::from_secs(10), Duration::from_secs(7)))
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.restart_gate(&k, t1, t1 + Duration::from_secs(10)), None);
+        assert_eq!(b.current(&k), Some(Duration::from_secs(20)));
+        let other = crash_loop_key(&r, "c", 0xac);
+        assert_eq!(
+            b.restart_gate(&other, t1, t1),
+            None,
+            "a new spec starts over"
+        );
+        assert_eq!(
+            crash_loop_message(Duration::from_secs(20), "c", &r),
+            "back-off 20s restarting failed container=c pod=p_ns(u)"
+        );
+    }
+
+    proptest::proptest! {
+        /// However failures are spaced, the delay is `initial * 2^k` and never above `max`.
+        #[test]
+        fn delay_is_a_capped_power_of_two(gaps in proptest::collection::vec(0u64..2000, 1..20)) {
+            let mut b = Backoff::crash_loop();
+            let mut t = Instant::now();
+            for g in gaps {
+                t += Duration::from_secs(g);
+                b.next(&"k", t, t);
+                let d = b.current(&"k").unwrap_or_default();
+                proptest::prop_assert!(d <= CRASH_LOOP_MAX);
+                let ratio = d.as_secs() / CRASH_LOOP_INITIAL.as_secs();
+                proptest::prop_assert!(d == CRASH_LOOP_MAX || (ratio.is_power_of_two() && d.as_secs() % 10 == 0));
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

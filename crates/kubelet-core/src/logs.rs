@@ -118,6 +118,11 @@ mod tests {
         }
     }
 
+    /// The ID `c`'s logs come from, or the error's text.
+    fn id_of(c: &ContainerStatus, name: &str, previous: bool) -> Result<String, String> {
+        log_container_id("p", &status(c.clone()), name, previous).map_err(|e| e.to_string())
+    }
+
     fn terminated(id: &str) -> ContainerState {
         ContainerState {
             terminated: Some(ContainerStateTerminated {
@@ -130,46 +135,35 @@ mod tests {
 
     #[test]
     fn waiting_containers_say_why() {
-        let s = status(waiting("CreateContainerConfigError"));
+        let waiting_msg = |why: &str| {
+            Err(format!(
+                r#"container "c" in pod "p" is waiting to start{why}"#
+            ))
+        };
         assert_eq!(
-            log_container_id("p", &s, "c", false).map_err(|e| e.to_string()),
-            Err(
-                r#"container "c" in pod "p" is waiting to start: CreateContainerConfigError"#
-                    .into()
-            )
-        );
-        let s = status(waiting("ErrImagePull"));
-        assert_eq!(
-            log_container_id("p", &s, "c", false).map_err(|e| e.to_string()),
-            Err(r#"container "c" in pod "p" is waiting to start: image can't be pulled"#.into())
-        );
-        let s = status(waiting("ImagePullBackOff"));
-        assert_eq!(
-            log_container_id("p", &s, "c", false)
-                .unwrap_err()
-                .to_string(),
-            r#"container "c" in pod "p" is waiting to start: trying and failing to pull image"#
+            id_of(&waiting("CreateContainerConfigError"), "c", false),
+            waiting_msg(": CreateContainerConfigError")
         );
         assert_eq!(
-            log_container_id("p", &s, "other", false)
-                .unwrap_err()
-                .to_string(),
-            r#"container "other" in pod "p" is not available"#
+            id_of(&waiting("ErrImagePull"), "c", false),
+            waiting_msg(": image can't be pulled")
+        );
+        let c = waiting("ImagePullBackOff");
+        assert_eq!(
+            id_of(&c, "c", false),
+            waiting_msg(": trying and failing to pull image")
         );
         assert_eq!(
-            log_container_id("p", &s, "c", true)
-                .unwrap_err()
-                .to_string(),
-            r#"previous terminated container "c" in pod "p" not found"#
+            id_of(&c, "other", false),
+            Err(r#"container "other" in pod "p" is not available"#.into())
+        );
+        assert_eq!(
+            id_of(&c, "c", true),
+            Err(r#"previous terminated container "c" in pod "p" not found"#.into())
         );
         let mut none = waiting("x");
         none.state = None;
-        assert_eq!(
-            log_container_id("p", &status(none), "c", false)
-                .unwrap_err()
-                .to_string(),
-            r#"container "c" in pod "p" is waiting to start - no logs yet"#
-        );
+        assert_eq!(id_of(&none, "c", false), waiting_msg(" - no logs yet"));
     }
 
     #[test]
@@ -177,40 +171,23 @@ mod tests {
         let mut c = waiting("CrashLoopBackOff");
         c.last_state = Some(terminated("containerd://old"));
         // Waiting after a crash: the last instance's log, as kubectl logs shows it.
-        assert_eq!(
-            log_container_id("p", &status(c.clone()), "c", false),
-            Ok("old".into())
-        );
-        assert_eq!(
-            log_container_id("p", &status(c.clone()), "c", true),
-            Ok("old".into())
-        );
+        assert_eq!(id_of(&c, "c", false), Ok("old".into()));
+        assert_eq!(id_of(&c, "c", true), Ok("old".into()));
         c.state = Some(ContainerState {
             running: Some(ContainerStateRunning::default()),
             ..Default::default()
         });
         c.container_id = Some("containerd://new".into());
-        assert_eq!(
-            log_container_id("p", &status(c.clone()), "c", false),
-            Ok("new".into())
-        );
+        assert_eq!(id_of(&c, "c", false), Ok("new".into()));
         c.state = Some(terminated("containerd://done"));
-        assert_eq!(
-            log_container_id("p", &status(c.clone()), "c", false),
-            Ok("done".into())
-        );
+        assert_eq!(id_of(&c, "c", false), Ok("done".into()));
         // Terminated without an ID (the next instance never started): the last one.
         c.state = Some(terminated(""));
-        assert_eq!(
-            log_container_id("p", &status(c.clone()), "c", false),
-            Ok("old".into())
-        );
+        assert_eq!(id_of(&c, "c", false), Ok("old".into()));
         c.last_state = None;
         assert_eq!(
-            log_container_id("p", &status(c), "c", false)
-                .unwrap_err()
-                .to_string(),
-            r#"container "c" in pod "p" is terminated"#
+            id_of(&c, "c", false),
+            Err(r#"container "c" in pod "p" is terminated"#.into())
         );
         // Init containers are found too.
         let s = PodStatus {

@@ -19,24 +19,20 @@ pub fn parse_milli(s: &str) -> Result<i128, QuantityError> {
         return Err(err());
     }
     // (multiplier numerator, denominator), applied to the milli value.
-    let (mul, div): (i128, i128) = match suffix {
-        "" => (1000, 1),
-        "m" => (1, 1),
-        "n" => (1, 1_000_000),
-        "u" => (1, 1000),
-        "k" => (1000 * 1000, 1),
-        "M" => (1000 * 1000i128.pow(2), 1),
-        "G" => (1000 * 1000i128.pow(3), 1),
-        "T" => (1000 * 1000i128.pow(4), 1),
-        "P" => (1000 * 1000i128.pow(5), 1),
-        "E" => (1000 * 1000i128.pow(6), 1),
-        "Ki" => (1000 * 1024, 1),
-        "Mi" => (1000 * 1024i128.pow(2), 1),
-        "Gi" => (1000 * 1024i128.pow(3), 1),
-        "Ti" => (1000 * 1024i128.pow(4), 1),
-        "Pi" => (1000 * 1024i128.pow(5), 1),
-        "Ei" => (1000 * 1024i128.pow(6), 1),
-        e if e.starts_with(['e', 'E']) => {
+    const DECIMAL: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
+    const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let power = |names: &[&str], base: i128| {
+        let i = names.iter().position(|n| *n == suffix)?;
+        Some(1000 * base.pow(i as u32 + 1))
+    };
+    let scaled = power(&DECIMAL, 1000).or_else(|| power(&BINARY, 1024));
+    let (mul, div): (i128, i128) = match (suffix, scaled) {
+        (_, Some(m)) => (m, 1),
+        ("", _) => (1000, 1),
+        ("m", _) => (1, 1),
+        ("n", _) => (1, 1_000_000),
+        ("u", _) => (1, 1000),
+        (e, _) if e.starts_with(['e', 'E']) => {
             let exp: i32 = e[1..].parse().map_err(|_| err())?;
             if !(0..=18).contains(&exp) {
                 return Err(err());
@@ -122,6 +118,38 @@ mod tests {
         assert!(parse_milli("1Xi").is_err());
         assert!(parse_milli("").is_err());
         assert!(parse_milli(".").is_err());
+    }
+
+    #[test]
+    fn every_power_suffix() {
+        for (i, (dec, bin)) in ["k", "M", "G", "T", "P", "E"]
+            .iter()
+            .zip(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+            .enumerate()
+        {
+            let n = i as u32 + 1;
+            assert_eq!(
+                parse_milli(&format!("2{dec}")),
+                Ok(2000 * 1000i128.pow(n)),
+                "{dec}"
+            );
+            assert_eq!(
+                parse_milli(&format!("2{bin}")),
+                Ok(2000 * 1024i128.pow(n)),
+                "{bin}"
+            );
+        }
+        assert_eq!(
+            parse_milli("5n"),
+            Ok(1),
+            "rounds up, as upstream's MilliValue"
+        );
+        assert_eq!(parse_milli("1000u"), Ok(1));
+        assert!(
+            parse_milli("1e19").is_err(),
+            "exponents beyond 18 are refused"
+        );
+        assert!(parse_milli("1k1").is_err());
     }
 
     #[test]

@@ -11,40 +11,38 @@ pub struct Summary {
     pub pods: Vec<PodStats>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStats {
     pub node_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub system_containers: Vec<ContainerStats>,
+    #[serialize_always]
     pub start_time: Option<Time>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fs: Option<FsStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rlimit: Option<RlimitStats>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RlimitStats {
+    #[serialize_always]
     pub time: Option<Time>,
-    #[serde(rename = "maxpid", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "maxpid")]
     pub max_pid: Option<i64>,
-    #[serde(rename = "curproc", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "curproc")]
     pub num_of_running_processes: Option<i64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeStats {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_fs: Option<FsStats>,
 }
 
@@ -55,55 +53,51 @@ pub struct PodReference {
     pub uid: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStats {
     pub pod_ref: PodReference,
+    #[serialize_always]
     pub start_time: Option<Time>,
     pub containers: Vec<ContainerStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
     #[serde(rename = "volume", default, skip_serializing_if = "Vec::is_empty")]
     pub volume_stats: Vec<VolumeStats>,
-    #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ephemeral-storage")]
     pub ephemeral_storage: Option<FsStats>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStats {
     pub name: String,
+    #[serialize_always]
     pub start_time: Option<Time>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<FsStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<FsStats>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InterfaceStats {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rx_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rx_errors: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_errors: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkStats {
+    #[serialize_always]
     pub time: Option<Time>,
     /// The default interface, inline as upstream.
     #[serde(flatten)]
@@ -112,49 +106,42 @@ pub struct NetworkStats {
     pub interfaces: Vec<InterfaceStats>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CpuStats {
+    #[serialize_always]
     pub time: Option<Time>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_nano_cores: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_core_nano_seconds: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemoryStats {
+    #[serialize_always]
     pub time: Option<Time>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub available_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub working_set_bytes: Option<u64>,
-    #[serde(rename = "rssBytes", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "rssBytes")]
     pub rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub page_faults: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub major_page_faults: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FsStats {
+    #[serialize_always]
     pub time: Option<Time>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub available_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub used_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes_free: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes_used: Option<u64>,
 }
 

@@ -302,6 +302,27 @@ fn split_ready(names: &[Container], statuses: &[ContainerStatus]) -> (Vec<String
     (unknown, unready)
 }
 
+/// ContainersReady and Initialized share one rule over their containers: complete when
+/// every one is known and ready; `on_success` is what a Succeeded pod reports.
+fn containers_condition(
+    type_: &str,
+    containers: &[Container],
+    statuses: &[ContainerStatus],
+    phase: &str,
+    on_success: bool,
+    (word, reason): (&str, &str),
+) -> PodCondition {
+    let (unknown, unready) = split_ready(containers, statuses);
+    if phase == "Succeeded" && unknown.is_empty() {
+        return condition(type_, on_success, Some("PodCompleted"), None);
+    }
+    if unknown.is_empty() && unready.is_empty() {
+        return condition(type_, true, None, None);
+    }
+    let msg = readiness_messages(&unknown, &unready, word);
+    condition(type_, false, Some(reason), Some(msg))
+}
+
 pub fn containers_ready_condition(
     pod: &Pod,
     statuses: &[ContainerStatus],
@@ -312,19 +333,13 @@ pub fn containers_ready_condition(
         .as_ref()
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
-    let (unknown, unready) = split_ready(spec_containers, statuses);
-    if phase == "Succeeded" && unknown.is_empty() {
-        return condition("ContainersReady", false, Some("PodCompleted"), None);
-    }
-    if unknown.is_empty() && unready.is_empty() {
-        return condition("ContainersReady", true, None, None);
-    }
-    let msg = readiness_messages(&unknown, &unready, "unready");
-    condition(
+    containers_condition(
         "ContainersReady",
+        spec_containers,
+        statuses,
+        phase,
         false,
-        Some("ContainersNotReady"),
-        Some(msg),
+        ("unready", "ContainersNotReady"),
     )
 }
 
@@ -376,19 +391,13 @@ pub fn initialized_condition(pod: &Pod, statuses: &[ContainerStatus], phase: &st
     if inits.is_empty() {
         return condition("Initialized", true, None, None);
     }
-    let (unknown, unready) = split_ready(inits, statuses);
-    if phase == "Succeeded" && unknown.is_empty() {
-        return condition("Initialized", true, Some("PodCompleted"), None);
-    }
-    if unknown.is_empty() && unready.is_empty() {
-        return condition("Initialized", true, None, None);
-    }
-    let msg = readiness_messages(&unknown, &unready, "incomplete");
-    condition(
+    containers_condition(
         "Initialized",
-        false,
-        Some("ContainersNotInitialized"),
-        Some(msg),
+        inits,
+        statuses,
+        phase,
+        true,
+        ("incomplete", "ContainersNotInitialized"),
     )
 }
 
@@ -502,6 +511,10 @@ pub fn generate(input: &StatusInput<'_>) -> PodStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+        c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+    }
     use crate::runtime::SandboxStatus;
     use k8s_openapi::api::core::v1::PodSpec;
 
@@ -581,18 +594,7 @@ mod tests {
         let s = status_of(&p, &RtPod::default(), &HashMap::new());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let cs = s.container_statuses.unwrap();
-        assert_eq!(
-            cs[0]
-                .state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("ContainerCreating")
-        );
+        assert_eq!(waiting_reason(&cs[0]), Some("ContainerCreating"));
         let ready = s
             .conditions
             .unwrap()
@@ -621,6 +623,64 @@ mod tests {
         assert!(cs.iter().all(|c| c.ready && c.started == Some(true)));
         assert_eq!(cs[0].container_id.as_deref(), Some("containerd://a1"));
         assert!(s.conditions.unwrap().iter().all(|c| c.status == "True"));
+    }
+
+    #[test]
+    fn container_conditions_name_what_is_missing() {
+        let mut p = pod(&["a", "b"], "Always");
+        let ready = |name: &str, ok: bool| ContainerStatus {
+            name: name.into(),
+            ready: ok,
+            ..Default::default()
+        };
+        let c = containers_ready_condition(&p, &[ready("a", true)], "Running");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            (
+                "False",
+                Some("ContainersNotReady"),
+                Some("containers with unknown status: [b]")
+            )
+        );
+        let c = containers_ready_condition(&p, &[ready("a", true), ready("b", false)], "Running");
+        assert_eq!(
+            c.message.as_deref(),
+            Some("containers with unready status: [b]")
+        );
+        let c = containers_ready_condition(&p, &[ready("a", true), ready("b", true)], "Running");
+        assert_eq!((c.status.as_str(), c.reason), ("True", None));
+        let c =
+            containers_ready_condition(&p, &[ready("a", false), ready("b", false)], "Succeeded");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("False", Some("PodCompleted")),
+            "a finished pod's containers are not ready, but complete"
+        );
+        if let Some(spec) = p.spec.as_mut() {
+            spec.init_containers = Some(vec![Container {
+                name: "i".into(),
+                ..Default::default()
+            }]);
+        }
+        let c = initialized_condition(&p, &[], "Pending");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            (
+                "False",
+                Some("ContainersNotInitialized"),
+                Some("containers with unknown status: [i]")
+            )
+        );
+        let c = initialized_condition(&p, &[ready("i", false)], "Pending");
+        assert_eq!(
+            c.message.as_deref(),
+            Some("containers with incomplete status: [i]")
+        );
+        let c = initialized_condition(&p, &[ready("i", false)], "Succeeded");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("True", Some("PodCompleted"))
+        );
     }
 
     #[test]
@@ -675,17 +735,7 @@ mod tests {
         assert_eq!(s.phase.as_deref(), Some("Running"));
         let c = &s.container_statuses.unwrap()[0];
         assert_eq!(c.restart_count, 2);
-        assert_eq!(
-            c.state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("CrashLoopBackOff")
-        );
+        assert_eq!(waiting_reason(c), Some("CrashLoopBackOff"));
         assert_eq!(
             c.last_state
                 .as_ref()

@@ -28,6 +28,23 @@ struct State {
     exec_exit: i32,
 }
 
+impl State {
+    /// The containers created in `sandbox`.
+    fn containers_of(&self, sandbox: &str) -> Vec<String> {
+        self.container_sandbox
+            .iter()
+            .filter(|(_, sb)| *sb == sandbox)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Moves the clock on by a nanosecond, so later events sort after earlier ones.
+    fn step(&mut self) -> i64 {
+        self.clock_ns += 1;
+        self.clock_ns
+    }
+}
+
 #[derive(Debug)]
 pub struct FakeRuntime {
     state: Mutex<State>,
@@ -75,11 +92,7 @@ impl FakeRuntime {
             format!("{op} {arg}")
         });
         match s.fail.get(op) {
-            Some(msg) => Err(CriError::Rpc {
-                op,
-                code: tonic::Code::Unknown,
-                message: msg.clone(),
-            }),
+            Some(msg) => Err(unknown(op, msg.clone())),
             None => Ok(()),
         }
     }
@@ -153,6 +166,22 @@ impl FakeRuntime {
     }
 }
 
+/// The error a runtime gives for a failure it has no code for.
+fn unknown(op: &'static str, message: String) -> CriError {
+    CriError::Rpc {
+        op,
+        code: tonic::Code::Unknown,
+        message,
+    }
+}
+
+/// The entry for `id`, or NotFound.
+fn found<T: Clone>(map: &BTreeMap<String, T>, id: &str) -> Result<T> {
+    map.get(id)
+        .cloned()
+        .ok_or_else(|| CriError::NotFound(id.into()))
+}
+
 fn labels_match(
     have: &std::collections::HashMap<String, String>,
     want: &std::collections::HashMap<String, String>,
@@ -193,12 +222,8 @@ impl RuntimeService for FakeRuntime {
         config: api::PodSandboxConfig,
         _handler: String,
     ) -> Result<String> {
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        self.record("RunPodSandbox", &name)?;
+        let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
+        self.record("RunPodSandbox", name)?;
         let mut s = self.lock();
         let (id, now) = Self::tick(&mut s);
         let host = config
@@ -243,13 +268,7 @@ impl RuntimeService for FakeRuntime {
         self.record("StopPodSandbox", id)?;
         let mut s = self.lock();
         let now = s.clock_ns;
-        let ids: Vec<String> = s
-            .container_sandbox
-            .iter()
-            .filter(|(_, sb)| *sb == id)
-            .map(|(c, _)| c.clone())
-            .collect();
-        for c in ids {
+        for c in s.containers_of(id) {
             if let Some(c) = s
                 .containers
                 .get_mut(&c)
@@ -270,13 +289,7 @@ impl RuntimeService for FakeRuntime {
         self.record("RemovePodSandbox", id)?;
         let mut s = self.lock();
         s.sandboxes.remove(id);
-        let ids: Vec<String> = s
-            .container_sandbox
-            .iter()
-            .filter(|(_, sb)| *sb == id)
-            .map(|(c, _)| c.clone())
-            .collect();
-        for c in ids {
+        for c in s.containers_of(id) {
             s.containers.remove(&c);
             s.container_sandbox.remove(&c);
         }
@@ -285,11 +298,7 @@ impl RuntimeService for FakeRuntime {
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
         self.record("PodSandboxStatus", id)?;
-        self.lock()
-            .sandboxes
-            .get(id)
-            .cloned()
-            .ok_or_else(|| CriError::NotFound(id.into()))
+        found(&self.lock().sandboxes, id)
     }
 
     async fn list_pod_sandbox(
@@ -297,8 +306,9 @@ impl RuntimeService for FakeRuntime {
         filter: Option<api::PodSandboxFilter>,
     ) -> Result<Vec<api::PodSandbox>> {
         self.record("ListPodSandbox", "")?;
-        let s = self.lock();
-        Ok(s.sandboxes
+        Ok(self
+            .lock()
+            .sandboxes
             .values()
             .filter(|sb| {
                 filter.as_ref().is_none_or(|f| {
@@ -325,12 +335,8 @@ impl RuntimeService for FakeRuntime {
         config: api::ContainerConfig,
         _sandbox_config: api::PodSandboxConfig,
     ) -> Result<String> {
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        self.record("CreateContainer", &name)?;
+        let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
+        self.record("CreateContainer", name)?;
         let mut s = self.lock();
         let image = config
             .image
@@ -376,8 +382,7 @@ impl RuntimeService for FakeRuntime {
     async fn start_container(&self, id: &str) -> Result<()> {
         self.record("StartContainer", id)?;
         let mut s = self.lock();
-        s.clock_ns += 1;
-        let now = s.clock_ns;
+        let now = s.step();
         let c = s
             .containers
             .get_mut(id)
@@ -394,8 +399,7 @@ impl RuntimeService for FakeRuntime {
     async fn stop_container(&self, id: &str, _timeout: Duration) -> Result<()> {
         self.record("StopContainer", id)?;
         let mut s = self.lock();
-        s.clock_ns += 1;
-        let now = s.clock_ns;
+        let now = s.step();
         if let Some(c) = s
             .containers
             .get_mut(id)
@@ -463,11 +467,7 @@ impl RuntimeService for FakeRuntime {
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
         self.record("ContainerStatus", id)?;
-        self.lock()
-            .containers
-            .get(id)
-            .cloned()
-            .ok_or_else(|| CriError::NotFound(id.into()))
+        found(&self.lock().containers, id)
     }
 
     async fn exec_sync(
@@ -551,22 +551,15 @@ impl RuntimeService for FakeRuntime {
             &format!("{image} user={}", user.as_deref().unwrap_or("-")),
         )?;
         let mut s = self.lock();
-        if let Some(want) = s.registry.get(image).cloned() {
-            if want.is_none() || want == user {
+        let message = match s.registry.get(image).cloned() {
+            Some(want) if want.is_none() || want == user => {
                 s.images.insert(image.into());
                 return Ok(format!("sha256:{image}"));
             }
-            return Err(CriError::Rpc {
-                op: "PullImage",
-                code: tonic::Code::Unknown,
-                message: format!("pulling {image}: 401 Unauthorized"),
-            });
-        }
-        Err(CriError::Rpc {
-            op: "PullImage",
-            code: tonic::Code::Unknown,
-            message: format!("failed to resolve reference {image:?}: no registry"),
-        })
+            Some(_) => format!("pulling {image}: 401 Unauthorized"),
+            None => format!("failed to resolve reference {image:?}: no registry"),
+        };
+        Err(unknown("PullImage", message))
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>> {

@@ -420,28 +420,16 @@ mod tests {
             render(fallback.as_bytes(), ReadOptions::default()).await,
             b"DONE"
         );
-        let tail1 = ReadOptions {
-            tail: Some(1),
+        let tail = |n| ReadOptions {
+            tail: Some(n),
             ..Default::default()
         };
         // The unfinished line is the last line.
-        assert_eq!(render(LOG.as_bytes(), tail1).await, b"DONE");
-        let tail2 = ReadOptions {
-            tail: Some(2),
-            ..Default::default()
-        };
-        assert_eq!(render(LOG.as_bytes(), tail2).await, b"three\nDONE");
-        let tail3 = ReadOptions {
-            tail: Some(3),
-            ..Default::default()
-        };
+        assert_eq!(render(LOG.as_bytes(), tail(1)).await, b"DONE");
+        assert_eq!(render(LOG.as_bytes(), tail(2)).await, b"three\nDONE");
         // A line split into two records counts once.
-        assert_eq!(render(LOG.as_bytes(), tail3).await, b"two\nthree\nDONE");
-        let tail0 = ReadOptions {
-            tail: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(render(LOG.as_bytes(), tail0).await, b"");
+        assert_eq!(render(LOG.as_bytes(), tail(3)).await, b"two\nthree\nDONE");
+        assert_eq!(render(LOG.as_bytes(), tail(0)).await, b"");
         let ts = ReadOptions {
             timestamps: true,
             tail: Some(3),

@@ -45,6 +45,20 @@ pub fn socket_path(endpoint: &str) -> Result<String> {
     Ok(p.to_string())
 }
 
+/// One unary call on a clone of `$self.$client` (tonic's methods take `&mut self`), with the
+/// deadline both sent to the runtime and enforced here; it defaults to the configured timeout.
+/// A macro because every method has its own request and response types.
+macro_rules! unary {
+    ($self:ident.$client:ident.$method:ident($msg:expr), $op:literal) => {
+        unary!($self.$client.$method($msg), $op, $self.timeout)
+    };
+    ($self:ident.$client:ident.$method:ident($msg:expr), $op:literal, $deadline:expr) => {{
+        let deadline = $deadline;
+        let mut client = $self.$client.clone();
+        call($op, deadline, client.$method($self.req($msg, deadline))).await
+    }};
+}
+
 impl RemoteRuntime {
     /// Connects lazily: the channel (re)connects on demand, so a runtime restart heals by itself.
     pub fn connect(endpoint: &str, timeout: Duration) -> Result<Self> {
@@ -73,6 +87,19 @@ impl RemoteRuntime {
         r.set_timeout(timeout);
         r
     }
+
+    /// PodSandboxStatus; `verbose` adds the runtime's `info` map.
+    async fn sandbox_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<api::PodSandboxStatusResponse> {
+        let r = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose,
+        };
+        unary!(self.rt.pod_sandbox_status(r), "PodSandboxStatus")
+    }
 }
 
 async fn call<T>(
@@ -85,6 +112,11 @@ async fn call<T>(
         Ok(Err(s)) => Err(CriError::rpc(op, s)),
         Ok(Ok(r)) => Ok(r.into_inner()),
     }
+}
+
+/// A *Status reply without its status.
+fn no_status(op: &'static str) -> CriError {
+    CriError::Missing { op, what: "status" }
 }
 
 fn decode_event(env: ev::Envelope) -> Option<RuntimeEvent> {
@@ -118,28 +150,15 @@ fn decode_event(env: ev::Envelope) -> Option<RuntimeEvent> {
 #[async_trait]
 impl RuntimeService for RemoteRuntime {
     async fn version(&self) -> Result<api::VersionResponse> {
-        let mut c = self.rt.clone();
-        call(
-            "Version",
-            self.timeout,
-            c.version(self.req(
-                api::VersionRequest {
-                    version: "v1".into(),
-                },
-                self.timeout,
-            )),
-        )
-        .await
+        let r = api::VersionRequest {
+            version: "v1".into(),
+        };
+        unary!(self.rt.version(r), "Version")
     }
 
     async fn status(&self) -> Result<api::StatusResponse> {
-        let mut c = self.rt.clone();
-        call(
-            "Status",
-            self.timeout,
-            c.status(self.req(api::StatusRequest { verbose: false }, self.timeout)),
-        )
-        .await
+        let r = api::StatusRequest { verbose: false };
+        unary!(self.rt.status(r), "Status")
     }
 
     async fn run_pod_sandbox(
@@ -147,80 +166,38 @@ impl RuntimeService for RemoteRuntime {
         config: api::PodSandboxConfig,
         runtime_handler: String,
     ) -> Result<String> {
-        let mut c = self.rt.clone();
         let r = api::RunPodSandboxRequest {
             config: Some(config),
             runtime_handler,
         };
-        Ok(call(
-            "RunPodSandbox",
-            self.timeout,
-            c.run_pod_sandbox(self.req(r, self.timeout)),
-        )
-        .await?
-        .pod_sandbox_id)
+        Ok(unary!(self.rt.run_pod_sandbox(r), "RunPodSandbox")?.pod_sandbox_id)
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
-        call(
-            "StopPodSandbox",
-            self.timeout,
-            c.stop_pod_sandbox(self.req(r, self.timeout)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.stop_pod_sandbox(r), "StopPodSandbox").map(drop)
     }
 
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::RemovePodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
-        call(
-            "RemovePodSandbox",
-            self.timeout,
-            c.remove_pod_sandbox(self.req(r, self.timeout)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.remove_pod_sandbox(r), "RemovePodSandbox").map(drop)
     }
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
-        let mut c = self.rt.clone();
-        let r = api::PodSandboxStatusRequest {
-            pod_sandbox_id: id.into(),
-            verbose: false,
-        };
-        call(
-            "PodSandboxStatus",
-            self.timeout,
-            c.pod_sandbox_status(self.req(r, self.timeout)),
-        )
-        .await?
-        .status
-        .ok_or(CriError::Missing {
-            op: "PodSandboxStatus",
-            what: "status",
-        })
+        let resp = self.sandbox_status(id, false).await?;
+        resp.status.ok_or(no_status("PodSandboxStatus"))
     }
 
     async fn list_pod_sandbox(
         &self,
         filter: Option<api::PodSandboxFilter>,
     ) -> Result<Vec<api::PodSandbox>> {
-        let mut c = self.rt.clone();
         let r = api::ListPodSandboxRequest { filter };
-        Ok(call(
-            "ListPodSandbox",
-            self.timeout,
-            c.list_pod_sandbox(self.req(r, self.timeout)),
-        )
-        .await?
-        .items)
+        Ok(unary!(self.rt.list_pod_sandbox(r), "ListPodSandbox")?.items)
     }
 
     async fn create_container(
@@ -229,112 +206,60 @@ impl RuntimeService for RemoteRuntime {
         config: api::ContainerConfig,
         sandbox_config: api::PodSandboxConfig,
     ) -> Result<String> {
-        let mut c = self.rt.clone();
         let r = api::CreateContainerRequest {
             pod_sandbox_id: sandbox_id.into(),
             config: Some(config),
             sandbox_config: Some(sandbox_config),
         };
-        Ok(call(
-            "CreateContainer",
-            self.timeout,
-            c.create_container(self.req(r, self.timeout)),
-        )
-        .await?
-        .container_id)
+        Ok(unary!(self.rt.create_container(r), "CreateContainer")?.container_id)
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::StartContainerRequest {
             container_id: id.into(),
         };
-        call(
-            "StartContainer",
-            self.timeout,
-            c.start_container(self.req(r, self.timeout)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.start_container(r), "StartContainer").map(drop)
     }
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::StopContainerRequest {
             container_id: id.into(),
             timeout: timeout.as_secs() as i64,
         };
         // The runtime may take the whole grace period before it kills.
         let deadline = timeout + self.timeout;
-        call(
-            "StopContainer",
-            deadline,
-            c.stop_container(self.req(r, deadline)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.stop_container(r), "StopContainer", deadline).map(drop)
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::RemoveContainerRequest {
             container_id: id.into(),
         };
-        call(
-            "RemoveContainer",
-            self.timeout,
-            c.remove_container(self.req(r, self.timeout)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.remove_container(r), "RemoveContainer").map(drop)
     }
 
     async fn reopen_container_log(&self, id: &str) -> Result<()> {
-        let mut c = self.rt.clone();
         let r = api::ReopenContainerLogRequest {
             container_id: id.into(),
         };
-        call(
-            "ReopenContainerLog",
-            self.timeout,
-            c.reopen_container_log(self.req(r, self.timeout)),
-        )
-        .await
-        .map(|_| ())
+        unary!(self.rt.reopen_container_log(r), "ReopenContainerLog").map(drop)
     }
 
     async fn list_containers(
         &self,
         filter: Option<api::ContainerFilter>,
     ) -> Result<Vec<api::Container>> {
-        let mut c = self.rt.clone();
         let r = api::ListContainersRequest { filter };
-        Ok(call(
-            "ListContainers",
-            self.timeout,
-            c.list_containers(self.req(r, self.timeout)),
-        )
-        .await?
-        .containers)
+        Ok(unary!(self.rt.list_containers(r), "ListContainers")?.containers)
     }
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
-        let mut c = self.rt.clone();
         let r = api::ContainerStatusRequest {
             container_id: id.into(),
             verbose: false,
         };
-        call(
-            "ContainerStatus",
-            self.timeout,
-            c.container_status(self.req(r, self.timeout)),
-        )
-        .await?
-        .status
-        .ok_or(CriError::Missing {
-            op: "ContainerStatus",
-            what: "status",
-        })
+        let resp = unary!(self.rt.container_status(r), "ContainerStatus")?;
+        resp.status.ok_or(no_status("ContainerStatus"))
     }
 
     async fn exec_sync(
@@ -343,29 +268,16 @@ impl RuntimeService for RemoteRuntime {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> Result<api::ExecSyncResponse> {
-        let mut c = self.rt.clone();
         let r = api::ExecSyncRequest {
             container_id: id.into(),
             cmd,
             timeout: timeout.as_secs() as i64,
         };
-        let deadline = timeout + self.timeout;
-        call("ExecSync", deadline, c.exec_sync(self.req(r, deadline))).await
+        unary!(self.rt.exec_sync(r), "ExecSync", timeout + self.timeout)
     }
 
     async fn pod_sandbox_pid(&self, id: &str) -> Result<Option<u32>> {
-        let mut c = self.rt.clone();
-        let r = api::PodSandboxStatusRequest {
-            pod_sandbox_id: id.into(),
-            verbose: true,
-        };
-        let info = call(
-            "PodSandboxStatus",
-            self.timeout,
-            c.pod_sandbox_status(self.req(r, self.timeout)),
-        )
-        .await?
-        .info;
+        let info = self.sandbox_status(id, true).await?.info;
         // containerd: {"info": "{\"pid\": 1234, ...}"}
         Ok(info
             .get("info")
@@ -376,77 +288,36 @@ impl RuntimeService for RemoteRuntime {
     }
 
     async fn exec(&self, req: api::ExecRequest) -> Result<String> {
-        let mut c = self.rt.clone();
-        Ok(
-            call("Exec", self.timeout, c.exec(self.req(req, self.timeout)))
-                .await?
-                .url,
-        )
+        Ok(unary!(self.rt.exec(req), "Exec")?.url)
     }
 
     async fn attach(&self, req: api::AttachRequest) -> Result<String> {
-        let mut c = self.rt.clone();
-        Ok(call(
-            "Attach",
-            self.timeout,
-            c.attach(self.req(req, self.timeout)),
-        )
-        .await?
-        .url)
+        Ok(unary!(self.rt.attach(req), "Attach")?.url)
     }
 
     async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
-        let mut c = self.rt.clone();
-        Ok(call(
-            "PortForward",
-            self.timeout,
-            c.port_forward(self.req(req, self.timeout)),
-        )
-        .await?
-        .url)
+        Ok(unary!(self.rt.port_forward(req), "PortForward")?.url)
     }
 
     async fn list_container_stats(
         &self,
         filter: Option<api::ContainerStatsFilter>,
     ) -> Result<Vec<api::ContainerStats>> {
-        let mut c = self.rt.clone();
         let r = api::ListContainerStatsRequest { filter };
-        Ok(call(
-            "ListContainerStats",
-            self.timeout,
-            c.list_container_stats(self.req(r, self.timeout)),
-        )
-        .await?
-        .stats)
+        Ok(unary!(self.rt.list_container_stats(r), "ListContainerStats")?.stats)
     }
 
     async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
-        let mut c = self.img.clone();
         let r = api::ImageFsInfoRequest {};
-        Ok(call(
-            "ImageFsInfo",
-            self.timeout,
-            c.image_fs_info(self.req(r, self.timeout)),
-        )
-        .await?
-        .image_filesystems)
+        Ok(unary!(self.img.image_fs_info(r), "ImageFsInfo")?.image_filesystems)
     }
 
     async fn list_images(&self) -> Result<Vec<api::Image>> {
-        let mut c = self.img.clone();
         let r = api::ListImagesRequest { filter: None };
-        Ok(call(
-            "ListImages",
-            self.timeout,
-            c.list_images(self.req(r, self.timeout)),
-        )
-        .await?
-        .images)
+        Ok(unary!(self.img.list_images(r), "ListImages")?.images)
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
-        let mut c = self.img.clone();
         let r = api::ImageStatusRequest {
             image: Some(api::ImageSpec {
                 image: image.into(),
@@ -454,13 +325,7 @@ impl RuntimeService for RemoteRuntime {
             }),
             verbose: false,
         };
-        Ok(call(
-            "ImageStatus",
-            self.timeout,
-            c.image_status(self.req(r, self.timeout)),
-        )
-        .await?
-        .image)
+        Ok(unary!(self.img.image_status(r), "ImageStatus")?.image)
     }
 
     async fn pull_image(
@@ -469,7 +334,6 @@ impl RuntimeService for RemoteRuntime {
         auth: Option<api::AuthConfig>,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
-        let mut c = self.img.clone();
         let r = api::PullImageRequest {
             image: Some(api::ImageSpec {
                 image: image.into(),
@@ -479,12 +343,7 @@ impl RuntimeService for RemoteRuntime {
             sandbox_config,
         };
         // Pulls are long by nature; upstream gives them no deadline beyond the runtime's own.
-        let deadline = self.timeout * 5;
-        Ok(
-            call("PullImage", deadline, c.pull_image(self.req(r, deadline)))
-                .await?
-                .image_ref,
-        )
+        Ok(unary!(self.img.pull_image(r), "PullImage", self.timeout * 5)?.image_ref)
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent>>> {
@@ -524,16 +383,16 @@ mod tests {
         assert!(socket_path("").is_err());
     }
 
-    #[test]
-    fn decodes_task_exit() {
+    /// containerd's envelope for the exit of process `id` in container c1.
+    fn task_exit(id: &str, exit_status: u32) -> ev::Envelope {
         let e = ev::TaskExit {
             container_id: "c1".into(),
-            id: "c1".into(),
+            id: id.into(),
             pid: 4,
-            exit_status: 3,
+            exit_status,
             exited_at: None,
         };
-        let env = ev::Envelope {
+        ev::Envelope {
             timestamp: None,
             namespace: "k8s.io".into(),
             topic: "/tasks/exit".into(),
@@ -541,30 +400,19 @@ mod tests {
                 type_url: "containerd.events.TaskExit".into(),
                 value: e.encode_to_vec(),
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn decodes_task_exit() {
         assert_eq!(
-            decode_event(env),
+            decode_event(task_exit("c1", 3)),
             Some(RuntimeEvent::Exited {
                 container_id: "c1".into(),
                 exit_status: 3
             })
         );
-        let exec = ev::TaskExit {
-            container_id: "c1".into(),
-            id: "exec-1".into(),
-            pid: 5,
-            exit_status: 0,
-            exited_at: None,
-        };
-        let env = ev::Envelope {
-            timestamp: None,
-            namespace: "k8s.io".into(),
-            topic: "/tasks/exit".into(),
-            event: Some(cri_api::prost_types::Any {
-                type_url: "containerd.events.TaskExit".into(),
-                value: exec.encode_to_vec(),
-            }),
-        };
-        assert_eq!(decode_event(env), None);
+        // An exec'd process exiting is not the container exiting.
+        assert_eq!(decode_event(task_exit("exec-1", 0)), None);
     }
 }

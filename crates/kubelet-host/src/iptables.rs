@@ -104,142 +104,95 @@ fn ensure_rule(
     }
 }
 
+/// `-m comment --comment TEXT` before `rule`, as upstream labels its rules.
+fn commented<'a>(comment: &'a str, rule: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-m", "comment", "--comment", comment];
+    args.extend_from_slice(rule);
+    args
+}
+
 /// Makes sure the chains and rules are in place; every error on the way.
 pub fn sync_network_util(
     ipt: &dyn Iptables,
     masquerade_bit: u32,
     drop_bit: u32,
 ) -> Vec<IptablesError> {
-    let mut errors = vec![];
-    let mut run = |r: Result<(), IptablesError>| {
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    };
     let drop = mark(drop_bit);
     let drop_match = format!("{drop}/{drop}");
-    run(ensure_chain(ipt, "nat", KUBE_MARK_DROP));
-    run(ensure_rule(
-        ipt,
-        false,
-        "nat",
-        KUBE_MARK_DROP,
-        &["-j", "MARK", "--or-mark", &drop],
-    ));
-    run(ensure_chain(ipt, "filter", KUBE_FIREWALL));
-    run(ensure_rule(
-        ipt,
-        false,
-        "filter",
-        KUBE_FIREWALL,
-        &[
-            "-m",
-            "comment",
-            "--comment",
-            "kubernetes firewall for dropping marked packets",
-            "-m",
-            "mark",
-            "--mark",
-            &drop_match,
-            "-j",
-            "DROP",
-        ],
-    ));
-    // Packets to localhost that did not come from it, unless part of a forwarded
-    // connection: a pod or a neighbour reaching a localhost-only service (CVE-2020-8558).
-    run(ensure_rule(
-        ipt,
-        false,
-        "filter",
-        KUBE_FIREWALL,
-        &[
-            "-m",
-            "comment",
-            "--comment",
-            "block incoming localnet connections",
-            "--dst",
-            "127.0.0.0/8",
-            "!",
-            "--src",
-            "127.0.0.0/8",
-            "-m",
-            "conntrack",
-            "!",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-j",
-            "DROP",
-        ],
-    ));
-    run(ensure_rule(
-        ipt,
-        true,
-        "filter",
-        "OUTPUT",
-        &["-j", KUBE_FIREWALL],
-    ));
-    run(ensure_rule(
-        ipt,
-        true,
-        "filter",
-        "INPUT",
-        &["-j", KUBE_FIREWALL],
-    ));
     let masq = mark(masquerade_bit);
     let masq_match = format!("{masq}/{masq}");
-    run(ensure_chain(ipt, "nat", KUBE_MARK_MASQ));
-    run(ensure_chain(ipt, "nat", KUBE_POSTROUTING));
-    run(ensure_rule(
-        ipt,
-        false,
-        "nat",
-        KUBE_MARK_MASQ,
-        &["-j", "MARK", "--or-mark", &masq],
-    ));
-    run(ensure_rule(
-        ipt,
-        true,
-        "nat",
-        "POSTROUTING",
-        &[
-            "-m",
-            "comment",
-            "--comment",
-            "kubernetes postrouting rules",
-            "-j",
+    let new_chain = |table, chain| ensure_chain(ipt, table, chain);
+    let append = |table, chain, rule: &[&str]| ensure_rule(ipt, false, table, chain, rule);
+    let prepend = |table, chain, rule: &[&str]| ensure_rule(ipt, true, table, chain, rule);
+    // Every step runs, in this order, whether or not an earlier one failed.
+    [
+        new_chain("nat", KUBE_MARK_DROP),
+        append("nat", KUBE_MARK_DROP, &["-j", "MARK", "--or-mark", &drop]),
+        new_chain("filter", KUBE_FIREWALL),
+        append(
+            "filter",
+            KUBE_FIREWALL,
+            &commented(
+                "kubernetes firewall for dropping marked packets",
+                &["-m", "mark", "--mark", &drop_match, "-j", "DROP"],
+            ),
+        ),
+        // Packets to localhost that did not come from it, unless part of a forwarded
+        // connection: a pod or a neighbour reaching a localhost-only service (CVE-2020-8558).
+        append(
+            "filter",
+            KUBE_FIREWALL,
+            &commented(
+                "block incoming localnet connections",
+                &[
+                    "--dst",
+                    "127.0.0.0/8",
+                    "!",
+                    "--src",
+                    "127.0.0.0/8",
+                    "-m",
+                    "conntrack",
+                    "!",
+                    "--ctstate",
+                    "RELATED,ESTABLISHED,DNAT",
+                    "-j",
+                    "DROP",
+                ],
+            ),
+        ),
+        prepend("filter", "OUTPUT", &["-j", KUBE_FIREWALL]),
+        prepend("filter", "INPUT", &["-j", KUBE_FIREWALL]),
+        new_chain("nat", KUBE_MARK_MASQ),
+        new_chain("nat", KUBE_POSTROUTING),
+        append("nat", KUBE_MARK_MASQ, &["-j", "MARK", "--or-mark", &masq]),
+        prepend(
+            "nat",
+            "POSTROUTING",
+            &commented("kubernetes postrouting rules", &["-j", KUBE_POSTROUTING]),
+        ),
+        append(
+            "nat",
             KUBE_POSTROUTING,
-        ],
-    ));
-    run(ensure_rule(
-        ipt,
-        false,
-        "nat",
-        KUBE_POSTROUTING,
-        &["-m", "mark", "!", "--mark", &masq_match, "-j", "RETURN"],
-    ));
-    // Clear the mark so a packet that goes through the stack again is not masqueraded twice.
-    run(ensure_rule(
-        ipt,
-        false,
-        "nat",
-        KUBE_POSTROUTING,
-        &["-j", "MARK", "--xor-mark", &masq],
-    ));
-    run(ensure_rule(
-        ipt,
-        false,
-        "nat",
-        KUBE_POSTROUTING,
-        &[
-            "-m",
-            "comment",
-            "--comment",
-            "kubernetes service traffic requiring SNAT",
-            "-j",
-            "MASQUERADE",
-        ],
-    ));
-    errors
+            &["-m", "mark", "!", "--mark", &masq_match, "-j", "RETURN"],
+        ),
+        // Clear the mark so a packet that goes through the stack again is not masqueraded twice.
+        append(
+            "nat",
+            KUBE_POSTROUTING,
+            &["-j", "MARK", "--xor-mark", &masq],
+        ),
+        append(
+            "nat",
+            KUBE_POSTROUTING,
+            &commented(
+                "kubernetes service traffic requiring SNAT",
+                &["-j", "MASQUERADE"],
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect()
 }
 
 #[cfg(any(test, feature = "test-util"))]

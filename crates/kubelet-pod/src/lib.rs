@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod pleg;
 pub mod pod_workers;
 pub mod prober;
-pub mod security_context;
 pub mod stats;
 #[cfg(test)]
 mod testing;

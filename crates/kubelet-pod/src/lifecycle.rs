@@ -2,7 +2,7 @@
 //! `exec` through CRI ExecSync, `httpGet` as a plain HTTP GET to the pod. The HTTP client
 //! here also serves the prober, which speaks HTTPS too.
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubelet_cri::RuntimeService;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -81,14 +81,15 @@ pub enum HookError {
     NoHandler,
 }
 
-/// `name_namespace(uid)`, as upstream's `format.Pod` names a pod in messages.
-pub(crate) fn pod_desc(pod: &Pod) -> String {
-    format!(
-        "{}_{}({})",
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.uid.as_deref().unwrap_or_default()
-    )
+pub(crate) use kubelet_core::format::pod_desc;
+
+/// An httpGet action's headers as name/value pairs.
+pub(crate) fn header_pairs(g: &HTTPGetAction) -> Vec<(String, String)> {
+    g.http_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect()
 }
 
 /// Resolves a port given by number or by the name of one of the container's ports.
@@ -297,12 +298,7 @@ pub async fn run(
             .or(pod_ip.map(str::to_string))
             .unwrap_or_else(|| "127.0.0.1".into());
         let port = resolve_port(&g.port, c)?;
-        let headers: Vec<(String, String)> = g
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
+        let headers = header_pairs(g);
         let path = g.path.clone().unwrap_or_default();
         return match http_get(&host, port, &path, &headers, timeout).await {
             Ok(_) => Ok(()),

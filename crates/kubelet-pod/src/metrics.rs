@@ -187,17 +187,7 @@ impl Metrics {
         namespace: &str,
         uid: &str,
     ) {
-        let l: Labels = [
-            ("probe_type", probe_type),
-            ("result", result),
-            ("container", container),
-            ("pod", pod),
-            ("namespace", namespace),
-            ("pod_uid", uid),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let l = probe_labels(probe_type, result, container, pod, namespace, uid);
         self.prober_probe.get_or_create(&l).inc();
     }
 
@@ -249,6 +239,28 @@ impl Metrics {
 }
 
 /// The probe label sets created so far (for `forget_pod_probes`).
+/// prober_probe_total's labels, in upstream's order.
+fn probe_labels(
+    probe_type: &str,
+    result: &str,
+    container: &str,
+    pod: &str,
+    namespace: &str,
+    uid: &str,
+) -> Labels {
+    [
+        ("probe_type", probe_type),
+        ("result", result),
+        ("container", container),
+        ("pod", pod),
+        ("namespace", namespace),
+        ("pod_uid", uid),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 static PROBE_SERIES: LazyLock<Mutex<Vec<Labels>>> = LazyLock::new(Mutex::default);
 
 /// Records a probe result, remembering the series.
@@ -261,17 +273,7 @@ pub fn record_probe(
     uid: &str,
 ) {
     METRICS.probe(probe_type, result, container, pod, namespace, uid);
-    let l: Labels = [
-        ("probe_type", probe_type),
-        ("result", result),
-        ("container", container),
-        ("pod", pod),
-        ("namespace", namespace),
-        ("pod_uid", uid),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let l = probe_labels(probe_type, result, container, pod, namespace, uid);
     let mut known = PROBE_SERIES.lock().unwrap_or_else(|e| e.into_inner());
     if !known.contains(&l) {
         known.push(l);

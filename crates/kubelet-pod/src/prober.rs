@@ -395,12 +395,7 @@ impl Worker {
                 .scheme
                 .as_deref()
                 .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
-            let headers: Vec<(String, String)> = g
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect();
+            let headers = crate::lifecycle::header_pairs(g);
             return http_probe(
                 https,
                 &host(g.host.as_ref()),

@@ -1,59 +1,17 @@
 //! The property that the fuzzers check, shared by the proptest run in CI
 //! (`tests/fuzz_request_parsing.rs`) and the coverage-guided target (`fuzz/`): any request
 //! line gets an answer in time, never a 5xx from parsing, and a log is served only for the one
-//! valid name the stub host knows.
+//! valid name the test host knows.
 
-use crate::auth::{Authenticator, Authorizer};
-use crate::{HostError, HostInterface};
+use crate::testing::{TestHost, open_router};
 use axum::body::Body;
 use axum::http::Request;
-use k8s_openapi::api::core::v1::Pod;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// A host with no pods but one log, for container `app` of pod `default/web` only.
-#[derive(Debug)]
-struct StubHost {
-    log: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl HostInterface for StubHost {
-    fn now(&self) -> jiff::Timestamp {
-        kubelet_core::clock::system().now()
-    }
-
-    fn node_name(&self) -> String {
-        "n1".into()
-    }
-    fn healthz(&self) -> Result<(), crate::auth::BoxError> {
-        Ok(())
-    }
-    async fn pods(&self) -> Vec<Pod> {
-        vec![]
-    }
-    async fn log_path(
-        &self,
-        ns: &str,
-        pod: &str,
-        container: &str,
-        _: bool,
-    ) -> Result<PathBuf, HostError> {
-        if (ns, pod, container) == ("default", "web", "app") {
-            Ok(self.log.clone())
-        } else {
-            Err(HostError::not_found("pod does not exist"))
-        }
-    }
-    async fn container_running(&self, _: &str, _: &str, _: &str) -> bool {
-        false
-    }
-}
-
-/// The stub's one log file, written once per process.
+/// The test host's one log file, written once per process.
 fn log_file() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("krs-fuzz-{}", std::process::id()));
     let log = dir.join("0.log");
@@ -94,16 +52,7 @@ pub enum Violation {
 /// valid URI passes: hyper refuses it before routing.
 pub async fn check_request(method: &str, target: &str, upgrade: bool) -> Result<(), Violation> {
     let (m, t) = (method.to_string(), target.to_string());
-    let app = crate::server::router(
-        Arc::new(StubHost { log: log_file() }),
-        Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
-        Arc::new(Authorizer::new(
-            None,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        )),
-        CancellationToken::new(),
-    );
+    let app = open_router(Arc::new(TestHost::new(log_file())));
     let mut b = Request::builder().method(method).uri(target);
     if upgrade {
         b = b

@@ -9,6 +9,8 @@ pub mod listener;
 pub mod logs;
 pub mod server;
 pub mod streaming;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub use server::{Bound, HostError, HostInterface, ServerConfig, bind, serve};
 pub use streaming::StreamOptions;

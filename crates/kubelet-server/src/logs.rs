@@ -20,24 +20,17 @@ pub enum LogOptionsError {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+// Absent parameters are None (the Default).
+#[serde(default, rename_all = "camelCase")]
 pub struct LogOptions {
-    #[serde(default)]
     pub follow: Option<bool>,
-    #[serde(default)]
     pub previous: Option<bool>,
-    #[serde(default)]
     pub timestamps: Option<bool>,
-    #[serde(default)]
     pub tail_lines: Option<i64>,
-    #[serde(default)]
     pub limit_bytes: Option<i64>,
-    #[serde(default)]
     pub since_seconds: Option<i64>,
-    #[serde(default)]
     pub since_time: Option<String>,
     /// The old name of tailLines; "all" means no limit.
-    #[serde(default)]
     pub tail: Option<String>,
 }
 

@@ -6,43 +6,12 @@
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::Pod;
-use kubelet_server::auth::{Authenticator, Authorizer};
-use kubelet_server::{HostError, HostInterface};
+use kubelet_server::testing::{TestHost, open_router};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-
-#[derive(Debug)]
-struct Host {
-    log: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl HostInterface for Host {
-    fn now(&self) -> jiff::Timestamp {
-        kubelet_core::clock::system().now()
-    }
-
-    fn node_name(&self) -> String {
-        "n1".into()
-    }
-    fn healthz(&self) -> Result<(), kubelet_server::auth::BoxError> {
-        Ok(())
-    }
-    async fn pods(&self) -> Vec<Pod> {
-        vec![]
-    }
-    async fn log_path(&self, _: &str, _: &str, _: &str, _: bool) -> Result<PathBuf, HostError> {
-        Ok(self.log.clone())
-    }
-    async fn container_running(&self, _: &str, _: &str, _: &str) -> bool {
-        true
-    }
-}
 
 fn line(text: &str) -> String {
     format!("2026-11-30T10:00:00.000000000Z stdout F {text}\n")
@@ -64,16 +33,11 @@ async fn follow_moves_to_the_rotated_in_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("0.log");
     append(&log, "first");
-    let app = kubelet_server::server::router(
-        Arc::new(Host { log: log.clone() }),
-        Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
-        Arc::new(Authorizer::new(
-            None,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        )),
-        CancellationToken::new(),
-    );
+    // Still running: the follower waits for more rather than ending.
+    let app = open_router(Arc::new(TestHost {
+        running: true,
+        ..TestHost::new(log.clone())
+    }));
     let req = Request::get("/containerLogs/default/web/app?follow=true")
         .body(Body::empty())
         .unwrap();

@@ -5,11 +5,11 @@
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use k8s_openapi::api::core::v1::Pod;
+use kubelet_server::ServerConfig;
 use kubelet_server::auth::{
     AccessReviewer, Attributes, Authenticator, Authorizer, TokenReviewer, UserInfo,
 };
-use kubelet_server::{HostError, HostInterface, ServerConfig};
+use kubelet_server::testing::TestHost;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -55,11 +55,12 @@ impl Pki {
     }
 }
 
-#[derive(Debug)]
-struct Host {
-    log: PathBuf,
-    /// A fake runtime streaming server: it switches protocols and echoes.
-    stream: SocketAddr,
+/// The test host, with a fake runtime streaming server that switches protocols and echoes.
+async fn host(log: PathBuf) -> Arc<TestHost> {
+    Arc::new(TestHost {
+        stream: Some(fake_stream_server().await),
+        ..TestHost::new(log)
+    })
 }
 
 /// Answers one upgrade per connection with 101 and then echoes, as a streaming server would
@@ -95,60 +96,6 @@ async fn fake_stream_server() -> SocketAddr {
         }
     });
     addr
-}
-
-#[async_trait::async_trait]
-impl HostInterface for Host {
-    fn now(&self) -> jiff::Timestamp {
-        kubelet_core::clock::system().now()
-    }
-
-    fn node_name(&self) -> String {
-        "n1".into()
-    }
-    fn healthz(&self) -> Result<(), kubelet_server::auth::BoxError> {
-        Ok(())
-    }
-    async fn pods(&self) -> Vec<Pod> {
-        vec![
-            serde_json::from_value(
-                serde_json::json!({"metadata": {"name": "web", "namespace": "default"}}),
-            )
-            .unwrap(),
-        ]
-    }
-    async fn log_path(
-        &self,
-        _ns: &str,
-        pod: &str,
-        _c: &str,
-        _previous: bool,
-    ) -> Result<PathBuf, HostError> {
-        if pod == "web" {
-            Ok(self.log.clone())
-        } else {
-            Err(HostError::not_found(format!(
-                "pod {pod:?} does not exist\n"
-            )))
-        }
-    }
-    async fn container_running(&self, _: &str, _: &str, _: &str) -> bool {
-        false
-    }
-    async fn exec_url(
-        &self,
-        _ns: &str,
-        pod: &str,
-        _uid: Option<&str>,
-        _c: &str,
-        cmd: Vec<String>,
-        _o: kubelet_server::StreamOptions,
-    ) -> Result<String, HostError> {
-        if pod != "web" {
-            return Err(HostError::not_found("pod does not exist"));
-        }
-        Ok(format!("http://{}/{}", self.stream, cmd.join("-")))
-    }
 }
 
 #[derive(Debug)]
@@ -194,6 +141,14 @@ struct Fixture {
     dir: PathBuf,
 }
 
+impl Fixture {
+    /// Stops the server and removes the log directory.
+    fn stop(self) {
+        self.cancel.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 async fn start() -> Fixture {
     let pki = Pki::new("test-ca");
     let (cert, key) = pki.issue(&["localhost"], "n1", None, false);
@@ -228,10 +183,7 @@ async fn start() -> Fixture {
     ));
     tokio::spawn(kubelet_server::serve(
         bound,
-        Arc::new(Host {
-            log,
-            stream: fake_stream_server().await,
-        }),
+        host(log).await,
         authn,
         authz,
         cancel.clone(),
@@ -244,12 +196,11 @@ async fn start() -> Fixture {
     }
 }
 
-async fn get(
+/// A TLS connection to the server that trusts the fixture's CA, with `client_cert` if any.
+async fn connect(
     f: &Fixture,
-    path: &str,
     client_cert: Option<(String, String)>,
-    token: Option<&str>,
-) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(f.pki.ca.pem().as_bytes()).unwrap())
@@ -269,9 +220,18 @@ async fn get(
         None => b.with_no_client_auth(),
     };
     let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await?;
+        .await
+}
+
+async fn get(
+    f: &Fixture,
+    path: &str,
+    client_cert: Option<(String, String)>,
+    token: Option<&str>,
+) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
+    let tls = connect(f, client_cert).await?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
     tokio::spawn(conn);
@@ -332,65 +292,35 @@ async fn authentication_and_authorization() {
             "Forbidden (user=bob, verb=get, resource=nodes, subresource=stats)".to_string()
         )
     );
-    f.cancel.cancel();
-    let _ = std::fs::remove_dir_all(&f.dir);
+    f.stop();
 }
 
 #[tokio::test]
 async fn logs_and_hostile_paths() {
     let f = start().await;
     let t = Some("alice-token");
+    // The status and body of `default/web/app`'s log with `query`, as alice.
+    let logs = async |query: &str| {
+        let path = format!("/containerLogs/default/web/app{query}");
+        get(&f, &path, None, t).await.unwrap()
+    };
+    assert_eq!(logs("").await, (200, "hello\nworld\n".to_string()));
+    assert_eq!(logs("?tailLines=1").await.1, "world\n");
     assert_eq!(
-        get(&f, "/containerLogs/default/web/app", None, t)
-            .await
-            .unwrap(),
-        (200, "hello\nworld\n".to_string())
-    );
-    assert_eq!(
-        get(&f, "/containerLogs/default/web/app?tailLines=1", None, t)
-            .await
-            .unwrap()
-            .1,
-        "world\n"
-    );
-    assert_eq!(
-        get(
-            &f,
-            "/containerLogs/default/web/app?timestamps=true&limitBytes=36",
-            None,
-            t
-        )
-        .await
-        .unwrap()
-        .1,
+        logs("?timestamps=true&limitBytes=36").await.1,
         "2026-11-24T10:00:00.000000000Z hello"
     );
     // Upstream's answers to a query that fails validation, and to one it cannot decode.
     assert_eq!(
-        get(&f, "/containerLogs/default/web/app?tailLines=-1", None, t)
-            .await
-            .unwrap(),
+        logs("?tailLines=-1").await,
         (422, r#"{"message": "Invalid request."}"#.to_string())
     );
     assert_eq!(
-        get(
-            &f,
-            "/containerLogs/default/web/app?limitBytes=many",
-            None,
-            t
-        )
-        .await
-        .unwrap(),
+        logs("?limitBytes=many").await,
         (400, r#"{"message": "Unable to decode query."}"#.to_string())
     );
     // The legacy `tail` parameter.
-    assert_eq!(
-        get(&f, "/containerLogs/default/web/app?tail=1", None, t)
-            .await
-            .unwrap()
-            .1,
-        "world\n"
-    );
+    assert_eq!(logs("?tail=1").await.1, "world\n");
     assert_eq!(
         get(&f, "/containerLogs/default/nope/app", None, t)
             .await
@@ -411,8 +341,7 @@ async fn logs_and_hostile_paths() {
     if let Ok((code, _)) = get(&f, "/pods", None, Some(&huge)).await {
         assert_eq!(code, 431);
     }
-    f.cancel.cancel();
-    let _ = std::fs::remove_dir_all(&f.dir);
+    f.stop();
 }
 
 #[tokio::test]
@@ -427,30 +356,14 @@ async fn slow_clients_are_cut_off() {
         matches!(r, Ok(Ok(0)) | Ok(Err(_))),
         "connection still open after the handshake deadline: {r:?}"
     );
-    f.cancel.cancel();
-    let _ = std::fs::remove_dir_all(&f.dir);
+    f.stop();
 }
 
 /// Sends a raw request over TLS and returns the whole response head and what follows, read
 /// until `want` appears or the server closes.
 async fn raw(f: &Fixture, request: &str, send_after: &[u8], want: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(f.pki.ca.pem().as_bytes()).unwrap())
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = connect(f, None).await.unwrap();
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let mut sent = false;
@@ -544,8 +457,7 @@ async fn exec_upgrades_are_spliced_to_the_runtime() {
     let anon = "POST /exec/default/web/app?command=ls&output=1 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
     let got = raw(&f, anon, b"", "Unauthorized").await;
     assert!(got.starts_with("HTTP/1.1 401"), "{got}");
-    f.cancel.cancel();
-    let _ = std::fs::remove_dir_all(&f.dir);
+    f.stop();
 }
 
 #[tokio::test]
@@ -558,10 +470,7 @@ async fn read_only_port_serves_the_safe_subset_without_auth() {
     let cancel = CancellationToken::new();
     tokio::spawn(kubelet_server::server::serve_read_only(
         listener,
-        Arc::new(Host {
-            log: dir.join("0.log"),
-            stream: fake_stream_server().await,
-        }),
+        host(dir.join("0.log")).await,
         cancel.clone(),
     ));
     let get = |path: &'static str| async move {

@@ -191,18 +191,7 @@ impl HostInterface for KubeletHost {
         let id = self
             .running_container(namespace, pod, uid, container)
             .await?;
-        self.runtime
-            .rt
-            .exec(kubelet_cri::api::ExecRequest {
-                container_id: id,
-                cmd,
-                tty: o.tty,
-                stdin: o.stdin,
-                stdout: o.stdout,
-                stderr: o.stderr,
-            })
-            .await
-            .map_err(runtime_error)
+        self.container_stream(id, o, Some(cmd)).await
     }
 
     async fn attach_url(
@@ -216,17 +205,7 @@ impl HostInterface for KubeletHost {
         let id = self
             .running_container(namespace, pod, uid, container)
             .await?;
-        self.runtime
-            .rt
-            .attach(kubelet_cri::api::AttachRequest {
-                container_id: id,
-                stdin: o.stdin,
-                tty: o.tty,
-                stdout: o.stdout,
-                stderr: o.stderr,
-            })
-            .await
-            .map_err(runtime_error)
+        self.container_stream(id, o, None).await
     }
 
     async fn port_forward_url(
@@ -301,6 +280,41 @@ impl KubeletHost {
             .find(|c| c.name == container && c.state == ContainerState::Running)
             .map(|c| c.id.clone())
             .ok_or_else(|| HostError::not_found(format!("container not found ({container:?})")))
+    }
+
+    /// The runtime's streaming URL for an exec of `cmd` in a container, or for attaching to
+    /// it when there is no command.
+    async fn container_stream(
+        &self,
+        container_id: String,
+        o: kubelet_server::StreamOptions,
+        cmd: Option<Vec<String>>,
+    ) -> Result<String, HostError> {
+        let rt = &self.runtime.rt;
+        let url = match cmd {
+            Some(cmd) => {
+                rt.exec(kubelet_cri::api::ExecRequest {
+                    container_id,
+                    cmd,
+                    tty: o.tty,
+                    stdin: o.stdin,
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                })
+                .await
+            }
+            None => {
+                rt.attach(kubelet_cri::api::AttachRequest {
+                    container_id,
+                    stdin: o.stdin,
+                    tty: o.tty,
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                })
+                .await
+            }
+        };
+        url.map_err(runtime_error)
     }
 }
 

@@ -94,9 +94,8 @@ impl RuntimeManager {
             tty: c.tty.unwrap_or(false),
             linux: Some(api::LinuxContainerConfig {
                 resources: Some(linux_resources(c, self.cfg.pod_pids_limit)),
-                security_context: Some(crate::security_context::container_security_context(
-                    pod,
-                    c,
+                security_context: Some(security_context::container(
+                    kubelet_core::security_context::container_security(pod, c),
                     ns_options(pod),
                 )),
             }),
@@ -195,13 +194,13 @@ impl RuntimeManager {
         c: &Container,
         image_ref: &str,
     ) -> Result<(), ContainerConfigError> {
-        if crate::security_context::effective(pod, c).run_as_non_root != Some(true) {
+        if kubelet_core::security_context::effective(pod, c).run_as_non_root != Some(true) {
             return Ok(());
         }
         let img = self.rt.image_status(image_ref).await?;
         let uid = img.as_ref().and_then(|i| i.uid.as_ref()).map(|u| u.value);
         let username = img.map(|i| i.username).unwrap_or_default();
-        Ok(crate::security_context::verify_run_as_non_root(
+        Ok(kubelet_core::security_context::verify_run_as_non_root(
             pod, c, uid, &username,
         )?)
     }
@@ -256,32 +255,9 @@ impl RuntimeManager {
     }
 
     /// Starts one container; whether anything changed in the runtime. A step that fails
-    /// is reported once, here: its event, the container's waiting reason and the retry.
+    /// comes back as `StepFailed`, reported once by the caller (`step_failed`).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn start_container(
-        &self,
-        pod: &Pod,
-        c: &Container,
-        status: &PodStatus,
-        sandbox_id: &str,
-        sandbox_config: &api::PodSandboxConfig,
-        ws: &mut WorkerState,
-        res: &mut SyncResult,
-    ) -> bool {
-        let started = self
-            .try_start_container(pod, c, status, sandbox_id, sandbox_config, ws, res)
-            .await;
-        match started {
-            Ok(changed) => changed,
-            Err(f) => {
-                self.step_failed(pod, c, res, f.reason, f.message, f.retry);
-                f.changed
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn try_start_container(
         &self,
         pod: &Pod,
         c: &Container,
@@ -304,17 +280,10 @@ impl RuntimeManager {
         let prev = status.find(&c.name);
         // CrashLoopBackOff: the last run of this container ended too recently.
         if let Some(prev) = prev.filter(|p| p.state == ContainerState::Exited) {
-            let key = format!(
-                "{}_{}_{}_{}_{:x}",
-                r.name,
-                r.namespace,
-                r.uid,
-                c.name,
-                container_hash(c)
-            );
+            let key = crash_loop_key(&r, &c.name, container_hash(c));
             let now = Instant::now();
             let finished = instant_of(prev.finished_at, now, self.clock.now_unix_ns());
-            if let Some((delay, left)) = ws.crash_backoff.in_backoff_since(&key, finished, now) {
+            if let Some((delay, left)) = ws.crash_backoff.restart_gate(&key, finished, now) {
                 self.emit(
                     pod,
                     Some(&c.name),
@@ -325,19 +294,11 @@ impl RuntimeManager {
                 fail(
                     res,
                     "CrashLoopBackOff",
-                    format!(
-                        "back-off {} restarting failed container={} pod={}_{}({})",
-                        go_duration(delay),
-                        c.name,
-                        r.name,
-                        r.namespace,
-                        r.uid
-                    ),
+                    crash_loop_message(delay, &c.name, &r),
                 );
                 res.retry(left);
                 return Ok(false);
             }
-            ws.crash_backoff.next(&key, finished, now);
         }
 
         let image = c.image.clone().unwrap_or_default();
@@ -363,18 +324,10 @@ impl RuntimeManager {
         });
         // Read once: /etc/hosts, the env and the postStart hook all use it.
         let known_pod_ip = pod_ip.clone();
-        let env = match self.container_env(pod, c, pod_ip).await {
-            Ok(env) => env,
-            Err(e) => {
-                // A ConfigMap or Secret may appear later: check again shortly.
-                return Err(StepFailed {
-                    reason: "CreateContainerConfigError",
-                    message: e.to_string(),
-                    retry: Duration::from_secs(5),
-                    changed: false,
-                });
-            }
-        };
+        let env = self
+            .container_env(pod, c, pod_ip)
+            .await
+            .map_err(StepFailed::config)?;
         for w in &env.warnings {
             self.emit(
                 pod,
@@ -384,14 +337,9 @@ impl RuntimeManager {
                 w.clone(),
             );
         }
-        if let Err(e) = self.verify_non_root(pod, c, &image_ref).await {
-            return Err(StepFailed {
-                reason: "CreateContainerConfigError",
-                message: e.to_string(),
-                retry: Duration::from_secs(5),
-                changed: false,
-            });
-        }
+        self.verify_non_root(pod, c, &image_ref)
+            .await
+            .map_err(StepFailed::config)?;
         let mut mounts: Vec<api::Mount> = self
             .termination_log_mount(&r, c)
             .await
@@ -399,14 +347,7 @@ impl RuntimeManager {
             .collect();
         match self.volumes.container_mounts(pod, c, &env.vars) {
             Ok(m) => mounts.extend(m),
-            Err(e) => {
-                return Err(StepFailed {
-                    reason: "CreateContainerConfigError",
-                    message: e.to_string(),
-                    retry: Duration::from_secs(5),
-                    changed: false,
-                });
-            }
+            Err(e) => return Err(StepFailed::config(e)),
         }
         if kubelet_core::hosts::mounts_hosts_file(c)
             && let Some(m) = self.hosts_mount(pod, known_pod_ip.as_deref()).await
@@ -418,21 +359,11 @@ impl RuntimeManager {
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             warn!(dir = %log_dir.display(), error = %e, "creating container log directory failed");
         }
-        let id = match self
+        let id = self
             .rt
             .create_container(sandbox_id, config, sandbox_config.clone())
             .await
-        {
-            Ok(id) => id,
-            Err(e) => {
-                return Err(StepFailed {
-                    reason: "CreateContainerError",
-                    message: e.message(),
-                    retry: Duration::from_secs(1),
-                    changed: false,
-                });
-            }
-        };
+            .map_err(|e| StepFailed::runtime("CreateContainerError", &e, false))?;
         self.emit(
             pod,
             Some(&c.name),
@@ -441,12 +372,7 @@ impl RuntimeManager {
             format!("Created container {}", c.name),
         );
         if let Err(e) = self.rt.start_container(&id).await {
-            return Err(StepFailed {
-                reason: "RunContainerError",
-                message: e.message(),
-                retry: Duration::from_secs(1),
-                changed: true,
-            });
+            return Err(StepFailed::runtime("RunContainerError", &e, true));
         }
         self.emit(
             pod,

@@ -2,82 +2,7 @@
 //! `kuberuntime_image.go`, `images/image_manager.go`).
 
 use super::*;
-
-/// A reference is valid if it parses as a docker reference: lowercase repository path, an
-/// optional tag and digest.
-pub fn validate_image(image: &str) -> Result<(), InvalidImageError> {
-    let err = |why: &'static str| {
-        Err(InvalidImageError {
-            image: image.into(),
-            why,
-        })
-    };
-    if image.is_empty() {
-        return err("invalid reference format");
-    }
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    if let Some(d) = digest {
-        let Some((alg, hex)) = d.split_once(':') else {
-            return err("invalid reference format");
-        };
-        if alg.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return err("invalid reference format");
-        }
-    }
-    // A tag follows the last ':' after the last '/'.
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let (repo, tag) = match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
-        None => (name, None),
-    };
-    if let Some(t) = tag
-        && (t.is_empty()
-            || t.len() > 128
-            || !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            || t.starts_with(['.', '-']))
-    {
-        return err("invalid reference format");
-    }
-    let mut parts = repo.split('/');
-    let first = parts.next().unwrap_or("");
-    let domain_like =
-        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if !domain_like && first.chars().any(|c| c.is_ascii_uppercase()) {
-        return err("repository name must be lowercase");
-    }
-    for (i, comp) in repo.split('/').enumerate() {
-        if i == 0 && domain_like {
-            if comp.is_empty()
-                || !comp
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
-            {
-                return err("invalid reference format");
-            }
-            continue;
-        }
-        if comp.is_empty()
-            || !comp
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        {
-            return err(if comp.chars().any(|c| c.is_ascii_uppercase()) {
-                "repository name must be lowercase"
-            } else {
-                "invalid reference format"
-            });
-        }
-        if comp.starts_with(['.', '_', '-']) || comp.ends_with(['.', '_', '-']) {
-            return err("invalid reference format");
-        }
-    }
-    Ok(())
-}
+use kubelet_core::images::{self, PullAction, PullPolicy};
 
 impl RuntimeManager {
     /// Makes sure the image is present per the pull policy; returns the image ref to run.
@@ -106,14 +31,7 @@ impl RuntimeManager {
             fail("InvalidImageName", msg);
             return None;
         }
-        let policy = c.image_pull_policy.as_deref().unwrap_or_else(|| {
-            let tagged = image
-                .rsplit('/')
-                .next()
-                .is_some_and(|l| l.contains(':') && !l.ends_with(":latest"))
-                || image.contains('@');
-            if tagged { "IfNotPresent" } else { "Always" }
-        });
+        let policy = PullPolicy::of(c.image_pull_policy.as_deref(), image);
         let present = match self.rt.image_status(image).await {
             Ok(i) => i.map(|i| i.id),
             Err(e) => {
@@ -124,15 +42,23 @@ impl RuntimeManager {
                 return None;
             }
         };
-        match (policy, present) {
-            ("Never", None) => {
+        let key = images::backoff_key(pod.metadata.uid.as_deref().unwrap_or_default(), image);
+        let now = Instant::now();
+        let in_backoff = ws.image_backoff.in_backoff_since_update(&key, now);
+        let retry_after = |ws: &WorkerState| {
+            ws.image_backoff
+                .current(&key)
+                .unwrap_or(images::FIRST_RETRY)
+        };
+        match images::pull_action(policy, present, in_backoff) {
+            PullAction::NeverPullMissing => {
                 let msg =
                     format!("Container image {image:?} is not present with pull policy of Never");
                 self.emit(pod, Some(name), WARNING, "ErrImageNeverPull", msg.clone());
                 fail("ErrImageNeverPull", msg);
                 None
             }
-            ("Never" | "IfNotPresent", Some(id)) => {
+            PullAction::UsePresent(id) => {
                 self.emit(
                     pod,
                     Some(name),
@@ -142,21 +68,14 @@ impl RuntimeManager {
                 );
                 Some(id)
             }
-            _ => {
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                let key = format!("{uid}_{image}");
-                let now = Instant::now();
-                if ws.image_backoff.in_backoff_since_update(&key, now) {
-                    let msg = format!("Back-off pulling image {image:?}");
-                    self.emit(pod, Some(name), NORMAL, "BackOff", msg.clone());
-                    fail("ImagePullBackOff", msg);
-                    res.retry(
-                        ws.image_backoff
-                            .current(&key)
-                            .unwrap_or(Duration::from_secs(10)),
-                    );
-                    return None;
-                }
+            PullAction::BackOff => {
+                let msg = format!("Back-off pulling image {image:?}");
+                self.emit(pod, Some(name), NORMAL, "BackOff", msg.clone());
+                fail("ImagePullBackOff", msg);
+                res.retry(retry_after(ws));
+                None
+            }
+            PullAction::Pull => {
                 let (auths, missing) = match &self.secrets {
                     Some(src) => {
                         crate::credentialprovider::pull_credentials(src.as_ref(), pod, image).await
@@ -226,11 +145,7 @@ impl RuntimeManager {
                             "Error: ErrImagePull".into(),
                         );
                         fail("ErrImagePull", msg);
-                        res.retry(
-                            ws.image_backoff
-                                .current(&key)
-                                .unwrap_or(Duration::from_secs(10)),
-                        );
+                        res.retry(retry_after(ws));
                         None
                     }
                 }

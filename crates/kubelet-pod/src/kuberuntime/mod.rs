@@ -7,18 +7,19 @@ mod container;
 mod gc;
 mod images;
 mod sandbox;
+mod security_context;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use container::legacy_log_name;
-pub use images::validate_image;
+pub use kubelet_core::images::{InvalidImageError, validate_image};
 pub use sandbox::pod_hostname;
 use sandbox::*;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kubelet_api::events::{NORMAL, Recorder, WARNING, pod_ref};
 use kubelet_core::actions::{PodActions, init_containers};
-use kubelet_core::backoff::{Backoff, go_duration};
+use kubelet_core::backoff::{Backoff, crash_loop_key, crash_loop_message};
 use kubelet_core::clock::SharedClock;
 use kubelet_core::dns::{DnsConfig, pod_dns_config_checked};
 use kubelet_core::hash::container_hash;
@@ -48,7 +49,7 @@ pub enum ContainerConfigError {
     #[error(transparent)]
     Mount(#[from] crate::volume_manager::MountError),
     #[error(transparent)]
-    NonRoot(#[from] crate::security_context::NonRootError),
+    NonRoot(#[from] kubelet_core::security_context::NonRootError),
     #[error("{}", .0.message())]
     Runtime(#[from] CriError),
     /// Standalone: `kind` is configMap or secret, as upstream's message has it.
@@ -58,14 +59,6 @@ pub enum ContainerConfigError {
         namespace: String,
         name: String,
     },
-}
-
-/// An image reference that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("couldn't parse image reference {image:?}: {why}")]
-pub struct InvalidImageError {
-    pub image: String,
-    pub why: &'static str,
 }
 
 /// The pod cgroup could not be made.
@@ -85,6 +78,28 @@ struct StepFailed {
     message: String,
     retry: Duration,
     changed: bool,
+}
+
+impl StepFailed {
+    /// CreateContainerConfigError: what it waits on (a ConfigMap, a Secret) may appear soon.
+    fn config(e: impl std::fmt::Display) -> Self {
+        StepFailed {
+            reason: "CreateContainerConfigError",
+            message: e.to_string(),
+            retry: Duration::from_secs(5),
+            changed: false,
+        }
+    }
+
+    /// A runtime call failed; `changed` if a container exists by now.
+    fn runtime(reason: &'static str, e: &CriError, changed: bool) -> Self {
+        StepFailed {
+            reason,
+            message: e.message(),
+            retry: Duration::from_secs(1),
+            changed,
+        }
+    }
 }
 
 /// Upstream's floor for a container's stop timeout.
@@ -487,7 +502,13 @@ impl RuntimeManager {
             let started = self
                 .start_container(pod, c, status, &sandbox_id, &sandbox_config, ws, &mut res)
                 .await;
-            res.changed |= started;
+            res.changed |= match started {
+                Ok(changed) => changed,
+                Err(f) => {
+                    self.step_failed(pod, c, &mut res, f.reason, f.message, f.retry);
+                    f.changed
+                }
+            };
             // Init containers run one at a time; a failure stops the sequence.
             if actions.next_init_container.is_some() {
                 break;

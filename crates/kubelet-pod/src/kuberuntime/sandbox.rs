@@ -79,19 +79,6 @@ impl RuntimeManager {
                 host_ip: p.host_ip.clone().unwrap_or_default(),
             })
             .collect();
-        let privileged = spec
-            .map(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-                    .any(|c| {
-                        c.security_context
-                            .as_ref()
-                            .and_then(|sc| sc.privileged)
-                            .unwrap_or(false)
-                    })
-            })
-            .unwrap_or(false);
         api::PodSandboxConfig {
             metadata: Some(api::PodSandboxMetadata {
                 name: r.name.clone(),
@@ -129,10 +116,9 @@ impl RuntimeManager {
                 } else {
                     String::new()
                 },
-                security_context: Some(crate::security_context::sandbox_security_context(
-                    pod,
+                security_context: Some(security_context::sandbox(
+                    kubelet_core::security_context::sandbox_security(pod),
                     ns_options(pod),
-                    privileged,
                 )),
                 sysctls: spec
                     .and_then(|s| s.security_context.as_ref())

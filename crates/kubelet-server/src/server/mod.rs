@@ -6,10 +6,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 pub use axum::http::StatusCode;
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use k8s_openapi::api::core::v1::Pod;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -308,42 +308,18 @@ pub fn router(
         authz,
         cancel,
     };
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/healthz/{check}", get(healthz_one))
+    let app = default_routes()
         .route("/runningpods/", get(running_pods))
         .route("/configz", get(configz))
-        .route("/pods", get(pods))
-        .route("/pods/", get(pods))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
-        )
-        .route("/stats/summary", get(stats_summary).post(stats_summary))
-        .route("/metrics", get(metrics))
-        .route("/metrics/{which}", get(metrics_sub))
-        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
-        .route(
-            "/exec/{namespace}/{pod}/{uid}/{container}",
-            get(exec_uid).post(exec_uid),
-        )
-        .route(
-            "/attach/{namespace}/{pod}/{container}",
-            get(attach).post(attach),
-        )
-        .route(
-            "/attach/{namespace}/{pod}/{uid}/{container}",
-            get(attach_uid).post(attach_uid),
-        )
-        .route(
-            "/portForward/{namespace}/{pod}",
-            get(port_forward).post(port_forward),
-        )
-        .route(
-            "/portForward/{namespace}/{pod}/{uid}",
-            get(port_forward_uid).post(port_forward_uid),
-        )
-        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        );
+    STREAM_ROUTES
+        .iter()
+        .fold(app, |app, (path, kind)| {
+            app.route(path, stream_route(*kind))
+        })
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             debug_gate(debugging, req, next)
         }))
@@ -381,20 +357,35 @@ async fn debug_gate(enabled: bool, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The read-only API (`readOnlyPort`, upstream `ListenAndServeKubeletReadOnlyServer`): the
-/// default handlers only (health, pods, stats, metrics), with no authentication, and none of
-/// the debugging ones (logs, exec, attach, port-forward).
-pub fn read_only_router(host: Arc<dyn HostInterface>) -> Router {
-    let state = AppState {
-        host,
-        authn: Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
-        authz: Arc::new(Authorizer::new(
+/// Anonymous access with no authorization webhook: everything is allowed.
+pub(crate) fn allow_all() -> (Arc<Authenticator>, Arc<Authorizer>) {
+    (
+        Arc::new(Authenticator::new(true, None, Duration::from_secs(1))),
+        Arc::new(Authorizer::new(
             None,
             Duration::from_secs(1),
             Duration::from_secs(1),
         )),
+    )
+}
+
+/// The read-only API (`readOnlyPort`, upstream `ListenAndServeKubeletReadOnlyServer`): the
+/// default handlers only (health, pods, stats, metrics), with no authentication, and none of
+/// the debugging ones (logs, exec, attach, port-forward).
+pub fn read_only_router(host: Arc<dyn HostInterface>) -> Router {
+    let (authn, authz) = allow_all();
+    let state = AppState {
+        host,
+        authn,
+        authz,
         cancel: CancellationToken::new(),
     };
+    default_routes().with_state(state)
+}
+
+/// Upstream's default handlers (health, pods, stats, metrics), which both ports serve, and
+/// its 404 for any other path.
+fn default_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/healthz/{check}", get(healthz_one))
@@ -404,7 +395,6 @@ pub fn read_only_router(host: Arc<dyn HostInterface>) -> Router {
         .route("/metrics", get(metrics))
         .route("/metrics/{which}", get(metrics_sub))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
-        .with_state(state)
 }
 
 /// Serves the read-only API over plain HTTP until cancelled, with the same bounds on slow
@@ -415,30 +405,63 @@ pub async fn serve_read_only(
     cancel: CancellationToken,
 ) {
     let app = read_only_router(host);
-    let conns = tokio_util::task::TaskTracker::new();
-    let open = crate::listener::Connections::new(crate::listener::MAX_SMALL_CONNECTIONS);
-    while let Some((tcp, remote, slot)) = crate::listener::accept(&listener, &open, &cancel).await {
+    let max = crate::listener::MAX_SMALL_CONNECTIONS;
+    accept_loop(&listener, max, &cancel, |tcp, remote, slot| {
         let app = app.clone();
-        let slot = Arc::new(slot);
         let cancel = slot.cancel.clone();
-        conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                slot.mark_active();
-                app.clone().oneshot(req.map(Body::new))
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(%remote, error = %e, "connection ended with an error") },
-                _ = cancel.cancelled() => {}
-            }
-        });
+        async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    slot.mark_active();
+                    app.clone().oneshot(req.map(Body::new))
+                });
+            let conn = http1().serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            until_cancelled(conn, remote, &cancel).await;
+        }
+    })
+    .await;
+}
+
+/// Runs `handle` on each connection accepted until `cancel` fires, at most `max` at once;
+/// then gives the open ones 5 s to finish.
+async fn accept_loop<F, Fut>(
+    listener: &tokio::net::TcpListener,
+    max: usize,
+    cancel: &CancellationToken,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, SocketAddr, Arc<crate::listener::Slot>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let conns = tokio_util::task::TaskTracker::new();
+    let open = crate::listener::Connections::new(max);
+    while let Some((tcp, remote, slot)) = crate::listener::accept(listener, &open, cancel).await {
+        conns.spawn(handle(tcp, remote, Arc::new(slot)));
     }
     conns.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+}
+
+/// HTTP/1 with bounds on slow or oversized request heads, the same on every port.
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024);
+    b
+}
+
+/// Drives a connection until it ends or its slot is cancelled (the server stops, or a newer
+/// connection displaces it while idle).
+async fn until_cancelled(
+    conn: impl std::future::Future<Output = hyper::Result<()>>,
+    remote: SocketAddr,
+    cancel: &CancellationToken,
+) {
+    tokio::select! {
+        r = conn => if let Err(e) = r { debug!(%remote, error = %e, "connection ended with an error") },
+        _ = cancel.cancelled() => {}
+    }
 }
 
 /// The most header bytes a request may carry (hyper bounds its read buffer too).
@@ -534,39 +557,37 @@ async fn healthz_one(State(st): State<AppState>, Path(name): Path<String>) -> Re
     }
 }
 
+/// A JSON body, as `application/json`.
+fn json(v: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn pod_list(items: Vec<Pod>) -> Response {
+    json(
+        &serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
+    )
+}
+
 async fn configz(State(st): State<AppState>) -> Result<Response, HostError> {
-    let v = st.host.configz().await?;
-    let mut r = v.to_string().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json(&st.host.configz().await?))
 }
 
 async fn running_pods(State(st): State<AppState>) -> Response {
-    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": st.host.running_pods().await});
-    let mut r = list.to_string().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    pod_list(st.host.running_pods().await)
 }
 
 async fn pods(State(st): State<AppState>) -> Response {
-    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": st.host.pods().await});
-    let mut r = list.to_string().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    pod_list(st.host.pods().await)
+}
+
+/// One metrics page with the content type the host gives it.
+async fn metrics_page(st: &AppState, which: &str) -> Result<Response, HostError> {
+    let (text, ct) = st.host.metrics(which).await?;
+    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> Result<Response, HostError> {
-    let (text, ct) = st.host.metrics("").await?;
-    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
+    metrics_page(&st, "").await
 }
 
 async fn metrics_sub(
@@ -576,8 +597,7 @@ async fn metrics_sub(
     if !matches!(which.as_str(), "resource" | "probes") {
         return Err(HostError::not_found("404 page not found\n"));
     }
-    let (text, ct) = st.host.metrics(&which).await?;
-    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
+    metrics_page(&st, &which).await
 }
 
 async fn stats_summary(
@@ -586,13 +606,7 @@ async fn stats_summary(
 ) -> Result<Response, HostError> {
     // As upstream: only the exact value "true" selects the short form.
     let only = q.get("only_cpu_and_memory").is_some_and(|v| v == "true");
-    let v = st.host.stats_summary(only).await?;
-    let mut r = v.to_string().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json(&st.host.stats_summary(only).await?))
 }
 
 type Q = Query<Vec<(String, String)>>;
@@ -604,91 +618,58 @@ enum StreamKind {
     PortForward,
 }
 
-async fn exec(
-    State(st): State<AppState>,
-    Path((ns, pod, c)): Path<(String, String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(st, StreamKind::Exec, ns, pod, None, c, q, req).await
-}
-
-async fn exec_uid(
-    State(st): State<AppState>,
-    Path((ns, pod, uid, c)): Path<(String, String, String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(st, StreamKind::Exec, ns, pod, Some(uid), c, q, req).await
-}
-
-async fn attach(
-    State(st): State<AppState>,
-    Path((ns, pod, c)): Path<(String, String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(st, StreamKind::Attach, ns, pod, None, c, q, req).await
-}
-
-async fn attach_uid(
-    State(st): State<AppState>,
-    Path((ns, pod, uid, c)): Path<(String, String, String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(st, StreamKind::Attach, ns, pod, Some(uid), c, q, req).await
-}
-
-async fn port_forward(
-    State(st): State<AppState>,
-    Path((ns, pod)): Path<(String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(
-        st,
+/// The streaming endpoints, each with and without the pod's UID.
+const STREAM_ROUTES: [(&str, StreamKind); 6] = [
+    ("/exec/{namespace}/{pod}/{container}", StreamKind::Exec),
+    (
+        "/exec/{namespace}/{pod}/{uid}/{container}",
+        StreamKind::Exec,
+    ),
+    ("/attach/{namespace}/{pod}/{container}", StreamKind::Attach),
+    (
+        "/attach/{namespace}/{pod}/{uid}/{container}",
+        StreamKind::Attach,
+    ),
+    ("/portForward/{namespace}/{pod}", StreamKind::PortForward),
+    (
+        "/portForward/{namespace}/{pod}/{uid}",
         StreamKind::PortForward,
-        ns,
-        pod,
-        None,
-        String::new(),
-        q,
-        req,
-    )
-    .await
+    ),
+];
+
+/// The names in a streaming path; `uid` and `container` are absent from some routes.
+#[derive(Debug, serde::Deserialize)]
+struct StreamPath {
+    namespace: String,
+    pod: String,
+    uid: Option<String>,
+    // Port-forward paths name no container.
+    #[serde(default)]
+    container: String,
 }
 
-async fn port_forward_uid(
-    State(st): State<AppState>,
-    Path((ns, pod, uid)): Path<(String, String, String)>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
-    stream(
-        st,
-        StreamKind::PortForward,
-        ns,
-        pod,
-        Some(uid),
-        String::new(),
-        q,
-        req,
-    )
-    .await
+/// GET and POST on one streaming route (upstream accepts both).
+fn stream_route(kind: StreamKind) -> MethodRouter<AppState> {
+    let handler = move |State(st): State<AppState>,
+                        Path(p): Path<StreamPath>,
+                        Query(q): Q,
+                        req: Request| stream(st, kind, p, q, req);
+    get(handler).post(handler)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn stream(
     st: AppState,
     kind: StreamKind,
-    ns: String,
-    pod: String,
-    uid: Option<String>,
-    container: String,
+    p: StreamPath,
     q: Vec<(String, String)>,
     req: Request,
 ) -> Response {
+    let StreamPath {
+        namespace: ns,
+        pod,
+        uid,
+        container,
+    } = p;
     let names = [("namespace", &ns), ("pod", &pod)];
     let container_name = [("container", &container)];
     let checked = names.iter().chain(
@@ -944,14 +925,12 @@ pub async fn serve(
 ) {
     let Bound { listener, acceptor } = bound;
     let app = router(host, authn, authz, cancel.clone());
-    let conns = tokio_util::task::TaskTracker::new();
-    let open = crate::listener::Connections::new(crate::listener::MAX_API_CONNECTIONS);
-    while let Some((tcp, remote, slot)) = crate::listener::accept(&listener, &open, &cancel).await {
+    let max = crate::listener::MAX_API_CONNECTIONS;
+    accept_loop(&listener, max, &cancel, |tcp, remote, slot| {
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let slot = Arc::new(slot);
         let cancel = slot.cancel.clone();
-        conns.spawn(async move {
+        async move {
             let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
             let tls = match tokio::select! {
                 r = handshake => r,
@@ -968,27 +947,27 @@ pub async fn serve(
                     return;
                 }
             };
-            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_cert(c));
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| user_from_cert(c));
             let peer = Peer(user);
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                slot.mark_active();
-                req.extensions_mut().insert(peer.clone());
-                app.clone().oneshot(req.map(Body::new))
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    slot.mark_active();
+                    req.extensions_mut().insert(peer.clone());
+                    app.clone().oneshot(req.map(Body::new))
+                },
+            );
+            let conn = http1()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                 .with_upgrades();
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(%remote, error = %e, "connection ended with an error") },
-                _ = cancel.cancelled() => {}
-            }
-        });
-    }
-    conns.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+            until_cancelled(conn, remote, &cancel).await;
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

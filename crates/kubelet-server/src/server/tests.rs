@@ -39,3 +39,32 @@ fn names() {
         assert!(!valid_name(bad), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn streaming_paths_name_the_pod_uid_and_container() {
+    let echo = |Path(p): Path<StreamPath>| async move { format!("{p:?}") };
+    let app = STREAM_ROUTES
+        .iter()
+        .fold(Router::new(), |app, (path, _)| app.route(path, get(echo)));
+    let want = |uid: &str, container: &str| {
+        format!(
+            r#"StreamPath {{ namespace: "ns", pod: "p", uid: {uid}, container: "{container}" }}"#
+        )
+    };
+    for (path, want) in [
+        ("/exec/ns/p/c", want("None", "c")),
+        ("/exec/ns/p/u1/c", want(r#"Some("u1")"#, "c")),
+        ("/attach/ns/p/c", want("None", "c")),
+        ("/attach/ns/p/u1/c", want(r#"Some("u1")"#, "c")),
+        ("/portForward/ns/p", want("None", "")),
+        ("/portForward/ns/p/u1", want(r#"Some("u1")"#, "")),
+    ] {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&body), want, "{path}");
+    }
+}
