@@ -14,6 +14,12 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "unit and integration tests"
 cargo test --workspace --exclude kubelet-e2e --locked
+if [ "${KRS_SKIP_VM:-0}" = 1 ]; then
+  log "KRS_SKIP_VM=1: skipping the systemd and cgroup v2 tests in the VM"
+else
+  log "systemd and cgroup v2 tests in the VM"
+  "$here/vm-test.sh"
+fi
 log "coverage-guided fuzzing of request and config parsing"
 "$here/fuzz.sh" "${KRS_FUZZ_SECONDS:-60}"
 

@@ -33,6 +33,8 @@ pub struct NodeStatusManager {
     pub labels: BTreeMap<String, String>,
     pub update_frequency: Duration,
     pub register: bool,
+    /// Set once the Node exists (at once when not registering): part of readiness.
+    pub registered: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for NodeStatusManager {
@@ -97,6 +99,7 @@ impl NodeStatusManager {
                 None => return,
             }
         }
+        self.registered.send_replace(true);
         let mut last_patch = Instant::now();
         let mut failures = 0u32;
         loop {

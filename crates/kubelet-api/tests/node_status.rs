@@ -74,11 +74,13 @@ struct Setup {
     api: FakeApi,
     facts: Arc<Facts>,
     runtime: watch::Sender<RuntimeState>,
+    registered: watch::Receiver<bool>,
     task: Task,
 }
 
 fn start(api: FakeApi) -> Setup {
     let (tx, rx) = watch::channel(ready_runtime());
+    let (registered_tx, registered) = watch::channel(false);
     let facts = Arc::new(Facts {
         memory_available: Mutex::new(2 << 30),
         runtime: rx.clone(),
@@ -92,11 +94,13 @@ fn start(api: FakeApi) -> Setup {
         labels: BTreeMap::from([("kubernetes.io/hostname".into(), "n1".into())]),
         update_frequency: Duration::from_secs(10),
         register: true,
+        registered: registered_tx,
     };
     Setup {
         api,
         facts,
         runtime: tx,
+        registered,
         task: Task::spawn(|cancel| m.run(cancel)),
     }
 }
@@ -119,8 +123,10 @@ fn condition(n: &Node, kind: &str) -> (String, Option<String>) {
 
 #[tokio::test(start_paused = true)]
 async fn registers_then_reports_every_update_period() {
-    let s = start(FakeApi::new());
+    let mut s = start(FakeApi::new());
+    assert!(!*s.registered.borrow(), "not before the Node exists");
     s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    s.registered.wait_for(|r| *r).await.unwrap();
     let n = s.api.get_node("n1").await.unwrap();
     assert_eq!(condition(&n, "Ready").0, "True");
     assert_eq!(n.metadata.labels.unwrap()["kubernetes.io/hostname"], "n1");

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod admission;
 pub mod backoff;
 pub mod clock;
+pub mod cm;
 pub mod dns;
 pub mod envvars;
 pub mod eviction;

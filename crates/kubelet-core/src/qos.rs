@@ -1,7 +1,7 @@
 //! QoS class of a pod (upstream `pkg/apis/core/v1/helper/qos.GetPodQOS`).
 
 use crate::quantity::parse_milli;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,114 +138,143 @@ mod tests {
     }
 }
 
-/// The pod's cgroup (upstream `cgroupsPerQOS` layout under "kubepods").
-pub fn pod_cgroup(qos: QosClass, uid: &str, systemd: bool) -> String {
-    if systemd {
-        let uid = uid.replace('-', "_");
-        return match qos {
-            QosClass::Guaranteed => format!("kubepods-pod{uid}.slice"),
-            QosClass::Burstable => format!("kubepods-burstable-pod{uid}.slice"),
-            QosClass::BestEffort => format!("kubepods-besteffort-pod{uid}.slice"),
-        };
-    }
-    match qos {
-        QosClass::Guaranteed => format!("/kubepods/pod{uid}"),
-        QosClass::Burstable => format!("/kubepods/burstable/pod{uid}"),
-        QosClass::BestEffort => format!("/kubepods/besteffort/pod{uid}"),
-    }
+/// Upstream's fixed OOM score adjustments (`pkg/kubelet/qos/policy.go`).
+pub const GUARANTEED_OOM_SCORE_ADJ: i64 = -997;
+pub const BESTEFFORT_OOM_SCORE_ADJ: i64 = 1000;
+/// What the kubelet's own process gets by default (`oomScoreAdj`).
+pub const KUBELET_OOM_SCORE_ADJ: i64 = -999;
+
+/// The priority from which a pod is critical (`scheduling.SystemCriticalPriority`).
+pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// Mirror and system-critical-priority pods (upstream `IsCriticalPod`). Static pods are
+/// critical upstream too, but every pod here comes from the API server (`staticPodPath` is
+/// refused), so a `config.source` annotation a user wrote is not trusted.
+pub fn is_critical_pod(pod: &Pod) -> bool {
+    let ann = pod.metadata.annotations.as_ref();
+    let is_mirror = ann.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let priority = pod.spec.as_ref().and_then(|s| s.priority);
+    is_mirror || priority.is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
 }
 
-/// The pod cgroup's CPU shares, CFS quota (per 100 ms period) and memory limit, as upstream's
-/// `ResourceConfigForPod`: requests and limits summed over the containers (or the largest
-/// init container, if more); quota and memory only when every container has that limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PodResources {
-    pub cpu_shares: u64,
-    pub cpu_quota: Option<i64>,
-    pub memory_limit: Option<i64>,
-}
-
-pub const CFS_PERIOD_US: u64 = 100_000;
-
-pub fn pod_resources(spec: &PodSpec) -> PodResources {
-    let get = |c: &Container, limits: bool, k: &str| -> Option<i128> {
-        let r = c.resources.as_ref()?;
-        let m = if limits {
-            r.limits.as_ref()
-        } else {
-            r.requests.as_ref().or(r.limits.as_ref())
-        }?;
-        m.get(k).and_then(|q| parse_milli(&q.0).ok())
+/// A container's `oom_score_adj` (upstream `GetContainerOOMScoreAdjust`): critical and
+/// Guaranteed pods -997, BestEffort 1000; Burstable containers by their share of the
+/// node's memory, kept within 3..=999 so they sort between the two.
+pub fn container_oom_score_adj(pod: &Pod, c: &Container, memory_capacity: u64) -> i64 {
+    if is_critical_pod(pod) {
+        return GUARANTEED_OOM_SCORE_ADJ;
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return BESTEFFORT_OOM_SCORE_ADJ;
     };
-    let total = |limits: bool, k: &str| -> (i128, bool) {
-        let mut sum = 0i128;
-        let mut all = !spec.containers.is_empty();
-        for c in &spec.containers {
-            match get(c, limits, k) {
-                Some(v) => sum += v,
-                None => all = false,
-            }
-        }
-        for c in spec.init_containers.iter().flatten() {
-            match get(c, limits, k) {
-                Some(v) => sum = sum.max(v),
-                None => all = false,
-            }
-        }
-        (sum, all)
-    };
-    let (cpu_req, _) = total(false, "cpu");
-    let (cpu_lim, all_cpu) = total(true, "cpu");
-    let (mem_lim, all_mem) = total(true, "memory");
-    let shares = ((cpu_req * 1024) / 1000).max(2) as u64;
-    PodResources {
-        cpu_shares: if pod_qos(spec) == QosClass::BestEffort {
-            2
-        } else {
-            shares
-        },
-        cpu_quota: all_cpu.then(|| ((cpu_lim * CFS_PERIOD_US as i128) / 1000).max(1000) as i64),
-        memory_limit: all_mem.then_some((mem_lim / 1000) as i64),
+    match pod_qos(spec) {
+        QosClass::Guaranteed => return GUARANTEED_OOM_SCORE_ADJ,
+        QosClass::BestEffort => return BESTEFFORT_OOM_SCORE_ADJ,
+        QosClass::Burstable => {}
+    }
+    let r = c.resources.as_ref();
+    let request = r
+        .and_then(|r| {
+            r.requests
+                .as_ref()
+                .and_then(|m| m.get("memory"))
+                .or_else(|| r.limits.as_ref()?.get("memory"))
+        })
+        .and_then(|q| parse_milli(&q.0).ok())
+        .map_or(0, |m| i128::from(crate::cm::milli_to_units(m.max(0))));
+    let capacity = i128::from(memory_capacity.max(1));
+    let adj = (1000 - (1000 * request) / capacity) as i64;
+    if adj < 1000 + GUARANTEED_OOM_SCORE_ADJ {
+        1000 + GUARANTEED_OOM_SCORE_ADJ
+    } else if adj == BESTEFFORT_OOM_SCORE_ADJ {
+        adj - 1
+    } else {
+        adj
     }
 }
 
 #[cfg(test)]
-mod cgroup_tests {
+mod oom_tests {
     use super::*;
 
+    fn pod(containers: serde_json::Value, extra: serde_json::Value) -> Pod {
+        let mut v = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"containers": containers}
+        });
+        if let (Some(spec), Some(extra)) = (v["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    const GI: u64 = 1 << 30;
+
     #[test]
-    fn names_and_limits() {
+    fn scores_by_qos_class() {
+        let best = pod(serde_json::json!([{"name": "c"}]), serde_json::json!({}));
+        let c = &best.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container_oom_score_adj(&best, c, 4 * GI), 1000);
+        let g = pod(
+            serde_json::json!([{"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]),
+            serde_json::json!({}),
+        );
+        let c = &g.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container_oom_score_adj(&g, c, 4 * GI), -997);
+        let b = pod(
+            serde_json::json!([{"name": "c", "resources": {"requests": {"memory": "1Gi"}}},
+                               {"name": "d", "resources": {"requests": {"cpu": "100m"}}},
+                               {"name": "e", "resources": {"requests": {"memory": "4Gi"}}}]),
+            serde_json::json!({}),
+        );
+        let cs = &b.spec.as_ref().unwrap().containers;
+        assert_eq!(container_oom_score_adj(&b, &cs[0], 4 * GI), 750);
         assert_eq!(
-            pod_cgroup(QosClass::Burstable, "a-b", false),
-            "/kubepods/burstable/poda-b"
+            container_oom_score_adj(&b, &cs[1], 4 * GI),
+            999,
+            "no memory request"
         );
         assert_eq!(
-            pod_cgroup(QosClass::Guaranteed, "a-b", false),
-            "/kubepods/poda-b"
+            container_oom_score_adj(&b, &cs[2], 4 * GI),
+            3,
+            "floor above Guaranteed"
         );
-        assert_eq!(
-            pod_cgroup(QosClass::BestEffort, "a-b", true),
-            "kubepods-besteffort-poda_b.slice"
+        let critical = pod(
+            serde_json::json!([{"name": "c"}]),
+            serde_json::json!({"priority": 2_000_001_000}),
         );
-        let spec: PodSpec = serde_json::from_value(serde_json::json!({"containers": [
-            {"name": "a", "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}}},
-            {"name": "b", "resources": {"limits": {"cpu": "1", "memory": "32Mi"}}}
-        ]}))
-        .unwrap();
-        let r = pod_resources(&spec);
-        // b's request defaults to its limit.
-        assert_eq!(r.cpu_shares, (1250 * 1024 / 1000) as u64);
-        assert_eq!(r.cpu_quota, Some(150_000));
-        assert_eq!(r.memory_limit, Some(96 << 20));
-        let best: PodSpec =
-            serde_json::from_value(serde_json::json!({"containers": [{"name": "a"}]})).unwrap();
-        assert_eq!(
-            pod_resources(&best),
-            PodResources {
-                cpu_shares: 2,
-                cpu_quota: None,
-                memory_limit: None
+        let c = &critical.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container_oom_score_adj(&critical, c, 4 * GI), -997);
+        let mut p = best.clone();
+        p.metadata.annotations = Some(
+            [(
+                "kubernetes.io/config.source".to_string(),
+                "file".to_string(),
+            )]
+            .into(),
+        );
+        assert!(!is_critical_pod(&p), "an API pod cannot claim to be static");
+        p.metadata.annotations =
+            Some([("kubernetes.io/config.mirror".to_string(), "h".to_string())].into());
+        assert!(is_critical_pod(&p));
+    }
+
+    proptest::proptest! {
+        /// A Burstable container's score stays strictly between Guaranteed's and BestEffort's,
+        /// and a larger request never scores higher.
+        #[test]
+        fn burstable_scores_are_bounded_and_ordered(a in 1u64..8 * GI, b in 1u64..8 * GI, cap in 1u64..16 * GI) {
+            let p = pod(
+                serde_json::json!([{"name": "a", "resources": {"requests": {"memory": a.to_string()}}},
+                                   {"name": "b", "resources": {"requests": {"memory": b.to_string()}}}]),
+                serde_json::json!({}),
+            );
+            let cs = &p.spec.as_ref().unwrap().containers;
+            let (sa, sb) = (container_oom_score_adj(&p, &cs[0], cap), container_oom_score_adj(&p, &cs[1], cap));
+            proptest::prop_assert!((3..=999).contains(&sa));
+            if a <= b {
+                proptest::prop_assert!(sa >= sb);
             }
-        );
+        }
     }
 }

@@ -4,6 +4,7 @@ pub mod cgroups;
 pub mod fs;
 pub mod iptables;
 pub mod mount;
+pub mod sd_notify;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ use kubelet_core::stats::{
 };
 use kubelet_cri::{RuntimeService, api};
 use kubelet_host::Host;
-use kubelet_host::cgroups::{CgroupUsage, CgroupV1};
+use kubelet_host::cgroups::{CgroupUsage, Cgroups};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub struct StatsProvider {
     pub rt: Arc<dyn RuntimeService>,
     pub host: Arc<dyn Host>,
     /// cgroupfs accounting; `None` under the systemd driver or in tests.
-    pub cgroups: Option<CgroupV1>,
+    pub cgroups: Option<Arc<dyn Cgroups>>,
     pub root_dir: PathBuf,
     pub pod_logs_root: PathBuf,
     pub volumes: Arc<VolumeManager>,
@@ -220,7 +220,7 @@ impl StatsProvider {
         node_name: String,
         rt: Arc<dyn RuntimeService>,
         host: Arc<dyn Host>,
-        cgroups: Option<CgroupV1>,
+        cgroups: Option<Arc<dyn Cgroups>>,
         root_dir: PathBuf,
         pod_logs_root: PathBuf,
         volumes: Arc<VolumeManager>,
@@ -388,7 +388,7 @@ impl StatsProvider {
         let qos = pod
             .and_then(|p| p.spec.as_ref())
             .map(kubelet_core::qos::pod_qos)?;
-        Some(kubelet_core::qos::pod_cgroup(qos, uid, false))
+        Some(kubelet_core::cm::pod_cgroup(qos, uid, false))
     }
 
     async fn pod_stats(

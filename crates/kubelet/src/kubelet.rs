@@ -14,6 +14,7 @@ use kubelet_api::status_manager::StatusManager;
 use kubelet_config::KubeletConfiguration;
 use kubelet_core::clock::{SharedClock, SystemClock};
 use kubelet_core::nodestatus::RuntimeState;
+use kubelet_core::qos::QosClass;
 use kubelet_cri::RuntimeService;
 use kubelet_cri::remote::RemoteRuntime;
 use kubelet_host::{Host, RealHost};
@@ -181,25 +182,52 @@ async fn prepare_node(s: &Settings) -> Result<NodeSetup, KubeletError> {
             })?;
     }
     let clock: SharedClock = Arc::new(SystemClock);
-    let cgroups: Arc<dyn kubelet_host::cgroups::Cgroups> =
-        Arc::new(kubelet_host::cgroups::CgroupV1::default());
-    if cfg.cgroup_driver == kubelet_config::CgroupDriver::Cgroupfs {
-        // The QoS tiers: best-effort pods share the minimum weight.
-        let tiers = [
-            ("/kubepods/burstable", None),
-            ("/kubepods/besteffort", Some(2)),
-        ];
-        for (path, shares) in tiers {
-            let limits = kubelet_host::cgroups::PodLimits {
-                cpu_shares: shares,
-                ..Default::default()
-            };
-            if let Err(e) = cgroups.ensure(path, &limits) {
-                warn!(cgroup = path, error = %e, "creating QoS cgroup failed");
-            }
-        }
+    // The kubelet outlives its pods under memory pressure (upstream: warn if not allowed).
+    let adj = kubelet_core::qos::KUBELET_OOM_SCORE_ADJ.to_string();
+    if let Err(e) = host.write_string(std::path::Path::new("/proc/self/oom_score_adj"), &adj) {
+        warn!(value = %adj, error = %e, "setting the kubelet's oom_score_adj failed");
     }
+    let cgroups = {
+        use kubelet_host::cgroups::{CGROUP_ROOT, detect, manager};
+        let root = std::path::Path::new(CGROUP_ROOT);
+        let version = detect(root)?;
+        info!(?version, driver = ?cfg.cgroup_driver, "cgroups");
+        manager(version, root)
+    };
     let machine = host.machine_info()?;
+    // enforceNodeAllocatable [pods] (the only value accepted): kubepods holds all pods to the
+    // node's allocatable, which is its capacity while no reservations are accepted. Then the
+    // QoS tiers: best-effort pods share the minimum weight. Pods cannot get their limits
+    // without these, so failing to make them stops the start.
+    use kubelet_core::cm::{MIN_SHARES, kubepods, milli_cpu_to_shares, qos_cgroup};
+    let tiers = [
+        (
+            kubepods(),
+            kubelet_host::cgroups::PodLimits {
+                cpu_shares: Some(milli_cpu_to_shares(i128::from(machine.num_cpus) * 1000)),
+                memory_limit: i64::try_from(machine.memory_bytes).ok(),
+                ..Default::default()
+            },
+        ),
+        (qos_cgroup(QosClass::Burstable), Default::default()),
+        (
+            qos_cgroup(QosClass::BestEffort),
+            kubelet_host::cgroups::PodLimits {
+                cpu_shares: Some(MIN_SHARES),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, limits) in tiers {
+        let path = name.to_cgroupfs();
+        cgroups
+            .ensure(&path, &limits)
+            .map_err(|source| KubeletError::Io {
+                what: "creating QoS cgroup",
+                path,
+                source,
+            })?;
+    }
     let node_ip: Option<IpAddr> = match &s.flags.node_ip {
         Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
         None => host.default_route_ip(),
@@ -400,6 +428,7 @@ fn start_pod_pipeline(
             host_ip: node_ip.map(|i| i.to_string()),
             allocatable,
             systemd_cgroups: cfg.cgroup_driver == kubelet_config::CgroupDriver::Systemd,
+            memory_capacity: machine.memory_bytes,
         },
         recorder,
         clock: clock.clone(),
@@ -467,8 +496,7 @@ fn start_pod_pipeline(
         s.node_name.clone(),
         rt.clone(),
         host.clone(),
-        (cfg.cgroup_driver == kubelet_config::CgroupDriver::Cgroupfs)
-            .then(kubelet_host::cgroups::CgroupV1::default),
+        Some(cgroups.clone()),
         root_dir.clone(),
         PathBuf::from("/var/log/pods"),
         volumes.clone(),
@@ -601,6 +629,7 @@ fn start_node_status(
         })
     };
     let api = &clients.main;
+    let (registered_tx, registered_rx) = watch::channel(false);
     tasks.spawn(
         "node status",
         NodeStatusManager {
@@ -628,6 +657,7 @@ fn start_node_status(
             ),
             update_frequency: cfg.node_status_update_frequency,
             register: s.flags.register_node,
+            registered: registered_tx,
         }
         .run(cancel.child_token()),
     );
@@ -652,6 +682,7 @@ fn start_node_status(
         ),
     );
     let (workers, synced) = (workers.clone(), pods_synced.clone());
+    let (listed_tx, listed_rx) = watch::channel(false);
     tasks.spawn("pod updates", async move {
         while let Some(u) = pods_rx.recv().await {
             match u {
@@ -660,11 +691,16 @@ fn start_node_status(
                 PodUpdate::Synced { pods } => {
                     if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
                         info!(pods, "initial pod list synced");
+                        listed_tx.send_replace(true);
                     }
                 }
             }
         }
     });
+    tasks.spawn(
+        "systemd notify",
+        crate::service::notify_systemd(registered_rx, listed_rx, cancel.child_token()),
+    );
 }
 
 /// The kubelet API on 10250, the read-only port, the iptables chains and healthz.

@@ -7,5 +7,6 @@ pub mod kubelet;
 pub mod node_facts;
 pub mod options;
 pub mod server;
+pub mod service;
 pub mod settings;
 pub mod tasks;

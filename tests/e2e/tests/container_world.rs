@@ -275,6 +275,27 @@ async fn cgroup_limits_inside_and_on_the_host() {
         p.status.as_ref().unwrap().qos_class.as_deref(),
         Some("Burstable")
     );
+    // kubepods is held to the node's allocatable (enforceNodeAllocatable: [pods]).
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        read("/sys/fs/cgroup/cpu/kubepods/cpu.shares"),
+        (cpus * 1024).to_string()
+    );
+    let limit: u64 = read("/sys/fs/cgroup/memory/kubepods/memory.limit_in_bytes")
+        .parse()
+        .unwrap();
+    let total: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    assert!(
+        total.abs_diff(limit) < 4096,
+        "kubepods memory limit {limit}, capacity {total}"
+    );
     let pod_cg = format!("/sys/fs/cgroup/cpu/kubepods/burstable/pod{uid}");
     assert_eq!(
         std::fs::read_to_string(format!("{pod_cg}/cpu.shares"))
@@ -319,6 +340,64 @@ async fn cgroup_limits_inside_and_on_the_host() {
     let out = report(&ns, "q").await;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["256", "50000", &(64u64 << 20).to_string()], "{out}");
+    ns.cleanup().await;
+}
+
+/// Each QoS class's OOM score reaches the container (upstream's policy through CRI
+/// `oom_score_adj`). This host's containerd runs with `restrict_oom_score_adj` (no
+/// CAP_SYS_RESOURCE here), which raises a score below its own to its own.
+#[tokio::test]
+async fn oom_scores_follow_the_qos_class() {
+    let ns = TestNs::new("oomscore").await;
+    let read = "cat /proc/self/oom_score_adj > /dev/termination-log";
+    let mut classes = vec![];
+    for (name, resources) in [
+        ("best", json!({})),
+        ("burst", json!({"requests": {"memory": "64Mi"}})),
+        ("guar", json!({"limits": {"cpu": "100m", "memory": "64Mi"}})),
+    ] {
+        let mut c = sh(read);
+        c["resources"] = resources;
+        ns.create(&ns.pod(name, "Never", json!([c]))).await;
+        classes.push(name);
+    }
+    let mut score = HashMap::new();
+    for name in classes {
+        let out = report(&ns, name).await;
+        let v: i64 = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {out:?}"));
+        score.insert(name, v);
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kb: i64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let burstable = (1000 - (1000 * (64 << 20)) / (total_kb * 1024)).clamp(3, 999);
+    assert_eq!(score["best"], 1000, "{score:?}");
+    assert_eq!(score["burst"], burstable, "{score:?}");
+    let containerd = std::process::Command::new("pgrep")
+        .args(["-x", "containerd"])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&containerd.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let floor: i64 = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        score["guar"],
+        (-997i64).max(floor),
+        "{score:?}, containerd {floor}"
+    );
     ns.cleanup().await;
 }
 

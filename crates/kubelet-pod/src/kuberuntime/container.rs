@@ -3,34 +3,43 @@
 
 use super::*;
 
-/// CPU shares and quota as upstream computes them from requests and limits.
-pub(super) fn linux_resources(c: &Container, pids_limit: i64) -> api::LinuxContainerResources {
+/// The container's CPU shares, quota and memory limit as upstream computes them from its
+/// requests and limits, and its OOM score by the pod's QoS class.
+pub(super) fn linux_resources(
+    pod: &Pod,
+    c: &Container,
+    memory_capacity: u64,
+) -> api::LinuxContainerResources {
+    use kubelet_core::cm::{CFS_PERIOD_US, milli_cpu_to_quota, milli_cpu_to_shares};
     let res = c.resources.as_ref();
-    let get = |m: Option<
-        &std::collections::BTreeMap<
-            String,
-            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-        >,
-    >,
-               k: &str| {
+    let get = |limits: bool, k: &str| {
+        let m = if limits {
+            res.and_then(|r| r.limits.as_ref())
+        } else {
+            res.and_then(|r| r.requests.as_ref())
+        };
         m.and_then(|m| m.get(k))
             .and_then(|q| parse_milli(&q.0).ok())
     };
-    let req_cpu = get(res.and_then(|r| r.requests.as_ref()), "cpu");
-    let lim_cpu = get(res.and_then(|r| r.limits.as_ref()), "cpu");
-    let lim_mem = get(res.and_then(|r| r.limits.as_ref()), "memory");
-    let cpu_for_shares = req_cpu.or(lim_cpu).unwrap_or(0);
-    let shares = ((cpu_for_shares * 1024) / 1000).max(2) as i64;
-    const PERIOD: i64 = 100_000;
-    let quota = lim_cpu
-        .map(|m| ((m as i64 * PERIOD) / 1000).max(1000))
-        .unwrap_or(0);
-    let _ = pids_limit;
+    let lim_cpu = get(true, "cpu");
+    // A request defaults to the limit (API defaulting, which static pods also get).
+    let shares = milli_cpu_to_shares(
+        get(false, "cpu")
+            .filter(|v| *v > 0)
+            .or(lim_cpu)
+            .unwrap_or(0),
+    );
+    let quota = milli_cpu_to_quota(lim_cpu.unwrap_or(0));
     api::LinuxContainerResources {
-        cpu_shares: shares,
-        cpu_period: if quota > 0 { PERIOD } else { 0 },
-        cpu_quota: quota,
-        memory_limit_in_bytes: lim_mem.map(|m| (m / 1000) as i64).unwrap_or(0),
+        cpu_shares: shares as i64,
+        cpu_period: if quota.is_some() {
+            CFS_PERIOD_US as i64
+        } else {
+            0
+        },
+        cpu_quota: quota.unwrap_or(0),
+        memory_limit_in_bytes: get(true, "memory").map_or(0, kubelet_core::cm::milli_to_units),
+        oom_score_adj: kubelet_core::qos::container_oom_score_adj(pod, c, memory_capacity),
         ..Default::default()
     }
 }
@@ -93,7 +102,7 @@ impl RuntimeManager {
             stdin_once: c.stdin_once.unwrap_or(false),
             tty: c.tty.unwrap_or(false),
             linux: Some(api::LinuxContainerConfig {
-                resources: Some(linux_resources(c, self.cfg.pod_pids_limit)),
+                resources: Some(linux_resources(pod, c, self.cfg.memory_capacity)),
                 security_context: Some(security_context::container(
                     kubelet_core::security_context::container_security(pod, c),
                     ns_options(pod),

@@ -125,6 +125,8 @@ pub struct RuntimeConfig {
     pub allocatable: std::collections::BTreeMap<String, String>,
     /// cgroupDriver systemd (slice names) rather than cgroupfs (paths).
     pub systemd_cgroups: bool,
+    /// The machine's memory, for Burstable containers' OOM scores.
+    pub memory_capacity: u64,
 }
 
 #[derive(Debug)]

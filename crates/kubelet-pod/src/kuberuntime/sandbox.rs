@@ -139,7 +139,7 @@ impl RuntimeManager {
             .as_ref()
             .map(kubelet_core::qos::pod_qos)
             .unwrap_or(kubelet_core::qos::QosClass::BestEffort);
-        kubelet_core::qos::pod_cgroup(
+        kubelet_core::cm::pod_cgroup(
             qos,
             pod.metadata.uid.as_deref().unwrap_or_default(),
             self.cfg.systemd_cgroups,
@@ -155,11 +155,11 @@ impl RuntimeManager {
         if self.cfg.systemd_cgroups {
             return Ok(());
         }
-        let r = kubelet_core::qos::pod_resources(spec);
+        let r = kubelet_core::cm::pod_resources(spec);
         let limits = kubelet_host::cgroups::PodLimits {
             cpu_shares: Some(r.cpu_shares),
             cpu_quota: r.cpu_quota,
-            cpu_period: r.cpu_quota.map(|_| kubelet_core::qos::CFS_PERIOD_US),
+            cpu_period: r.cpu_quota.map(|_| kubelet_core::cm::CFS_PERIOD_US),
             memory_limit: r.memory_limit,
             pids_max: (self.cfg.pod_pids_limit > 0).then_some(self.cfg.pod_pids_limit),
         };
@@ -171,7 +171,7 @@ impl RuntimeManager {
     /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).
     pub(super) fn remove_pod_cgroup(&self, uid: &str) {
         let Some(cg) = &self.cgroups else { return };
-        use kubelet_core::qos::{QosClass, pod_cgroup};
+        use kubelet_core::{cm::pod_cgroup, qos::QosClass};
         for qos in [
             QosClass::Guaranteed,
             QosClass::Burstable,

@@ -20,6 +20,7 @@ pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeMa
             host_ip: None,
             allocatable: Default::default(),
             systemd_cgroups: false,
+            memory_capacity: 4 << 30,
         },
         recorder: Recorder::disabled(),
         clock: Arc::new(SystemClock),
@@ -299,7 +300,14 @@ fn hostnames_and_resources() {
         }),
         ..Default::default()
     };
-    let r = linux_resources(&c, -1);
+    let p = Pod {
+        spec: Some(PodSpec {
+            containers: vec![c.clone()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = linux_resources(&p, &c, 4 << 30);
     assert_eq!(
         (
             r.cpu_shares,
@@ -309,5 +317,11 @@ fn hostnames_and_resources() {
         ),
         (256, 50_000, 100_000, 64 << 20)
     );
-    assert_eq!(linux_resources(&Container::default(), -1).cpu_shares, 2);
+    assert_eq!(
+        r.oom_score_adj,
+        1000 - 1000 * 64 / 4096,
+        "Burstable: by its memory share"
+    );
+    let best = linux_resources(&Pod::default(), &Container::default(), 4 << 30);
+    assert_eq!((best.cpu_shares, best.oom_score_adj), (2, 1000));
 }

@@ -1,26 +1,8 @@
-//! Pod cgroups on cgroup v1 (upstream `cm/pod_container_manager_linux.go`,
-//! `cm/qos_container_manager_linux.go`): the kubelet makes the pod's cgroup, with the pod's
-//! limits, before the runtime puts containers under it, and removes it once they are gone.
+//! cgroup v1: one hierarchy per controller under the mount.
 
-use std::path::{Path, PathBuf};
-
-/// Limits written on the pod's cgroup; `None` leaves the kernel default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodLimits {
-    pub cpu_shares: Option<u64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<u64>,
-    pub memory_limit: Option<i64>,
-    pub pids_max: Option<i64>,
-}
-
-pub trait Cgroups: Send + Sync + std::fmt::Debug + 'static {
-    /// Creates `path` (e.g. "/kubepods/burstable/pod<uid>") and writes the limits.
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()>;
-    /// Removes `path` from every controller; missing is fine.
-    fn remove(&self, path: &str) -> std::io::Result<()>;
-    fn exists(&self, path: &str) -> bool;
-}
+use super::{CgroupUsage, Cgroups, PodLimits, pids_value, remove_dir, stat_value, write};
+use kubelet_core::cm::CgroupVersion;
+use std::path::PathBuf;
 
 /// The controllers the kubelet manages limits in; the runtime creates the others as needed.
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
@@ -36,14 +18,6 @@ impl Default for CgroupV1 {
             root: PathBuf::from("/sys/fs/cgroup"),
         }
     }
-}
-
-fn write(dir: &Path, file: &str, value: impl ToString) -> std::io::Result<()> {
-    let p = dir.join(file);
-    if p.exists() {
-        std::fs::write(p, value.to_string())?;
-    }
-    Ok(())
 }
 
 impl CgroupV1 {
@@ -67,82 +41,12 @@ impl CgroupV1 {
 }
 
 impl Cgroups for CgroupV1 {
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
-        for c in CONTROLLERS {
-            if self.root.join(c).is_dir() {
-                std::fs::create_dir_all(self.dir(c, path))?;
-            }
-        }
-        let cpu = self.dir("cpu", path);
-        if let Some(s) = limits.cpu_shares {
-            write(&cpu, "cpu.shares", s)?;
-        }
-        if let Some(p) = limits.cpu_period {
-            write(&cpu, "cpu.cfs_period_us", p)?;
-        }
-        if let Some(q) = limits.cpu_quota {
-            write(&cpu, "cpu.cfs_quota_us", q)?;
-        }
-        if let Some(m) = limits.memory_limit {
-            write(&self.dir("memory", path), "memory.limit_in_bytes", m)?;
-        }
-        if let Some(n) = limits.pids_max {
-            write(
-                &self.dir("pids", path),
-                "pids.max",
-                if n < 0 {
-                    "max".to_string()
-                } else {
-                    n.to_string()
-                },
-            )?;
-        }
-        Ok(())
+    fn version(&self) -> CgroupVersion {
+        CgroupVersion::V1
     }
 
-    fn remove(&self, path: &str) -> std::io::Result<()> {
-        let rel = path.trim_start_matches('/');
-        for h in self.hierarchies() {
-            let dir = h.join(rel);
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // A cgroup that still has processes (EBUSY) is retried by the caller.
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        let rel = path.trim_start_matches('/');
-        self.hierarchies().iter().any(|h| h.join(rel).is_dir())
-    }
-}
-
-/// CPU and memory use of a cgroup, as cadvisor reads it for the summary API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CgroupUsage {
-    pub cpu_ns: u64,
-    pub memory_usage: u64,
-    /// Usage less inactive file pages: what the kubelet counts against limits.
-    pub working_set: u64,
-    pub rss: u64,
-    pub page_faults: u64,
-    pub major_page_faults: u64,
-}
-
-/// The value of `key` in a memory.stat text.
-fn stat_value(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
-}
-
-impl CgroupV1 {
     /// Reads `path`'s cpuacct and memory accounting; `None` if the cgroup is not there.
-    pub fn usage(&self, path: &str) -> Option<CgroupUsage> {
+    fn usage(&self, path: &str) -> Option<CgroupUsage> {
         let read = |c: &str, f: &str| std::fs::read_to_string(self.dir(c, path).join(f)).ok();
         let cpu_ns = read("cpuacct", "cpuacct.usage")?.trim().parse().ok()?;
         let memory_usage: u64 = read("memory", "memory.usage_in_bytes")?
@@ -160,36 +64,44 @@ impl CgroupV1 {
             major_page_faults: stat_value(&stat, "total_pgmajfault").unwrap_or(0),
         })
     }
-}
 
-#[cfg(any(test, feature = "test-util"))]
-/// Records calls and keeps a set of paths, for unit tests.
-#[derive(Debug, Default)]
-pub struct FakeCgroups {
-    pub state: std::sync::Mutex<std::collections::BTreeMap<String, PodLimits>>,
-}
-
-#[cfg(any(test, feature = "test-util"))]
-impl Cgroups for FakeCgroups {
     fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.into(), limits.clone());
+        for c in CONTROLLERS {
+            if self.root.join(c).is_dir() {
+                std::fs::create_dir_all(self.dir(c, path))?;
+            }
+        }
+        let cpu = self.dir("cpu", path);
+        if let Some(s) = limits.cpu_shares {
+            write(&cpu, "cpu.shares", s)?;
+        }
+        if let Some(p) = limits.cpu_period {
+            write(&cpu, "cpu.cfs_period_us", p)?;
+        }
+        if let Some(q) = limits.cpu_quota {
+            write(&cpu, "cpu.cfs_quota_us", q)?;
+        }
+        // 0 is no limit (as runc skips it), not a limit of nothing.
+        if let Some(m) = limits.memory_limit.filter(|m| *m != 0) {
+            write(&self.dir("memory", path), "memory.limit_in_bytes", m)?;
+        }
+        if let Some(n) = limits.pids_max {
+            write(&self.dir("pids", path), "pids.max", pids_value(n))?;
+        }
         Ok(())
     }
+
     fn remove(&self, path: &str) -> std::io::Result<()> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
+        let rel = path.trim_start_matches('/');
+        for h in self.hierarchies() {
+            remove_dir(&h.join(rel))?;
+        }
         Ok(())
     }
+
     fn exists(&self, path: &str) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(path)
+        let rel = path.trim_start_matches('/');
+        self.hierarchies().iter().any(|h| h.join(rel).is_dir())
     }
 }
 
