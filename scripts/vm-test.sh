@@ -11,7 +11,7 @@ top=$(cd "$here/.." && pwd)
 . "$here/vm/lib.sh"
 
 # Integration test targets that run in the VM, as package:test.
-TESTS=(kubelet-host:cgroup_v2)
+TESTS=(kubelet-host:vm_cgroups)
 
 "$here/vm/build-image.sh"
 cd "$top"

@@ -222,6 +222,7 @@ async fn prepare_node(s: &Settings) -> Result<NodeSetup, KubeletError> {
         let path = name.to_cgroupfs();
         cgroups
             .ensure(&path, &limits)
+            .await
             .map_err(|source| KubeletError::Io {
                 what: "creating QoS cgroup",
                 path,

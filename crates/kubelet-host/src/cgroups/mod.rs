@@ -4,10 +4,12 @@
 //! One trait over cgroup v1 and v2; the layout is detected at start and an unmanageable one
 //! refused.
 
+mod systemd;
 mod v1;
 mod v2;
 
 pub use kubelet_core::cm::CgroupVersion;
+pub use systemd::{SystemdCgroups, SystemdError, limit_properties, slice_properties};
 pub use v1::CgroupV1;
 pub use v2::CgroupV2;
 
@@ -39,12 +41,15 @@ pub struct CgroupUsage {
     pub major_page_faults: u64,
 }
 
+/// Cgroups named in cgroupfs form ("/kubepods/burstable/pod<uid>"); the systemd driver maps
+/// the names to slices.
+#[async_trait::async_trait]
 pub trait Cgroups: Send + Sync + std::fmt::Debug + 'static {
     fn version(&self) -> CgroupVersion;
-    /// Creates `path` (e.g. "/kubepods/burstable/pod<uid>") and writes the limits.
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()>;
+    /// Creates `path` and writes the limits (again, if it exists).
+    async fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()>;
     /// Removes `path`; missing is fine.
-    fn remove(&self, path: &str) -> std::io::Result<()>;
+    async fn remove(&self, path: &str) -> std::io::Result<()>;
     fn exists(&self, path: &str) -> bool;
     /// `path`'s CPU and memory accounting; `None` if the cgroup is not there.
     fn usage(&self, path: &str) -> Option<CgroupUsage>;
@@ -178,15 +183,16 @@ impl FakeCgroups {
 }
 
 #[cfg(any(test, feature = "test-util"))]
+#[async_trait::async_trait]
 impl Cgroups for FakeCgroups {
     fn version(&self) -> CgroupVersion {
         CgroupVersion::V1
     }
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
+    async fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
         self.state().insert(path.into(), limits.clone());
         Ok(())
     }
-    fn remove(&self, path: &str) -> std::io::Result<()> {
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
         self.state().remove(path);
         Ok(())
     }

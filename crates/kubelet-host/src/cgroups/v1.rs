@@ -40,6 +40,7 @@ impl CgroupV1 {
     }
 }
 
+#[async_trait::async_trait]
 impl Cgroups for CgroupV1 {
     fn version(&self) -> CgroupVersion {
         CgroupVersion::V1
@@ -65,7 +66,7 @@ impl Cgroups for CgroupV1 {
         })
     }
 
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
+    async fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
         for c in CONTROLLERS {
             if self.root.join(c).is_dir() {
                 std::fs::create_dir_all(self.dir(c, path))?;
@@ -91,7 +92,7 @@ impl Cgroups for CgroupV1 {
         Ok(())
     }
 
-    fn remove(&self, path: &str) -> std::io::Result<()> {
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
         let rel = path.trim_start_matches('/');
         for h in self.hierarchies() {
             remove_dir(&h.join(rel))?;
@@ -109,8 +110,8 @@ impl Cgroups for CgroupV1 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_usage_files() {
+    #[tokio::test]
+    async fn reads_usage_files() {
         let root = std::env::temp_dir().join(format!("krs-cg-usage-{}", std::process::id()));
         let cg = CgroupV1 { root: root.clone() };
         assert_eq!(cg.usage("/kubepods/podx"), None);
@@ -140,8 +141,8 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    #[test]
-    fn v1_layout_in_a_scratch_root() {
+    #[tokio::test]
+    async fn v1_layout_in_a_scratch_root() {
         let root = std::env::temp_dir().join(format!("krs-cg-{}", std::process::id()));
         for c in ["cpu", "memory", "pids", "unified"] {
             std::fs::create_dir_all(root.join(c)).unwrap();
@@ -149,7 +150,7 @@ mod tests {
         let cg = CgroupV1 { root: root.clone() };
         // Files exist in real cgroupfs; create the ones we write so the scratch dir behaves alike.
         let pod = "/kubepods/burstable/podu1";
-        cg.ensure(pod, &PodLimits::default()).unwrap();
+        cg.ensure(pod, &PodLimits::default()).await.unwrap();
         std::fs::write(root.join("cpu/kubepods/burstable/podu1/cpu.shares"), "").unwrap();
         std::fs::write(root.join("pids/kubepods/burstable/podu1/pids.max"), "").unwrap();
         cg.ensure(
@@ -160,6 +161,7 @@ mod tests {
                 ..Default::default()
             },
         )
+        .await
         .unwrap();
         assert_eq!(
             std::fs::read_to_string(root.join("cpu/kubepods/burstable/podu1/cpu.shares")).unwrap(),
@@ -172,9 +174,9 @@ mod tests {
         assert!(cg.exists(pod));
         std::fs::remove_file(root.join("cpu/kubepods/burstable/podu1/cpu.shares")).unwrap();
         std::fs::remove_file(root.join("pids/kubepods/burstable/podu1/pids.max")).unwrap();
-        cg.remove(pod).unwrap();
+        cg.remove(pod).await.unwrap();
         assert!(!cg.exists(pod));
-        cg.remove(pod).unwrap();
+        cg.remove(pod).await.unwrap();
         let _ = std::fs::remove_dir_all(root);
     }
 }

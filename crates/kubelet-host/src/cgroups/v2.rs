@@ -85,12 +85,13 @@ impl CgroupV2 {
     }
 }
 
+#[async_trait::async_trait]
 impl Cgroups for CgroupV2 {
     fn version(&self) -> CgroupVersion {
         CgroupVersion::V2
     }
 
-    fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
+    async fn ensure(&self, path: &str, limits: &PodLimits) -> std::io::Result<()> {
         // Each level from the root down gets its controllers before its child is made.
         let mut dir = self.root.clone();
         for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -119,7 +120,7 @@ impl Cgroups for CgroupV2 {
         Ok(())
     }
 
-    fn remove(&self, path: &str) -> std::io::Result<()> {
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
         remove_dir(&self.dir(path))
     }
 
@@ -186,11 +187,11 @@ mod tests {
         std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu memory pids\n").unwrap();
     }
 
-    #[test]
-    fn writes_v2_limits_and_delegates_controllers() {
+    #[tokio::test]
+    async fn writes_v2_limits_and_delegates_controllers() {
         let root = scratch("ensure");
         let cg = CgroupV2::new(&root);
-        cg.ensure("/kubepods", &PodLimits::default()).unwrap();
+        cg.ensure("/kubepods", &PodLimits::default()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
             "+cpu +cpuset +memory +pids",
@@ -200,7 +201,7 @@ mod tests {
         std::fs::create_dir_all(root.join("kubepods/burstable")).unwrap();
         kernel_files(&root.join("kubepods/burstable"));
         let pod = "/kubepods/burstable/podu1";
-        cg.ensure(pod, &PodLimits::default()).unwrap();
+        cg.ensure(pod, &PodLimits::default()).await.unwrap();
         kernel_files(&root.join("kubepods/burstable/podu1"));
         cg.ensure(
             pod,
@@ -212,6 +213,7 @@ mod tests {
                 pids_max: Some(-1),
             },
         )
+        .await
         .unwrap();
         let read = |f: &str| {
             std::fs::read_to_string(root.join("kubepods/burstable/podu1").join(f)).unwrap()
@@ -236,6 +238,7 @@ mod tests {
                     ..Default::default()
                 },
             )
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("memory.max is missing"), "{e}");
         for f in [
@@ -247,14 +250,14 @@ mod tests {
         ] {
             std::fs::remove_file(root.join("kubepods/burstable/podu1").join(f)).unwrap();
         }
-        cg.remove(pod).unwrap();
+        cg.remove(pod).await.unwrap();
         assert!(!cg.exists(pod));
-        cg.remove(pod).unwrap();
+        cg.remove(pod).await.unwrap();
         let _ = std::fs::remove_dir_all(root);
     }
 
-    #[test]
-    fn reads_v2_usage_and_the_roots_from_meminfo() {
+    #[tokio::test]
+    async fn reads_v2_usage_and_the_roots_from_meminfo() {
         let root = scratch("usage");
         let meminfo = root.join("meminfo");
         std::fs::write(

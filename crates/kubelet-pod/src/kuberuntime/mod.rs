@@ -427,7 +427,7 @@ impl RuntimeManager {
                 res.error = Some(msg);
                 return res;
             }
-            if let Err(e) = self.ensure_pod_cgroup(pod) {
+            if let Err(e) = self.ensure_pod_cgroup(pod).await {
                 let msg = e.to_string();
                 self.emit(pod, None, WARNING, "FailedCreatePodSandBox", msg.clone());
                 res.error = Some(msg);

@@ -148,7 +148,7 @@ impl RuntimeManager {
 
     /// Creates the pod's cgroup with the pod's limits (cgroupfs only: under systemd the
     /// runtime makes the slice).
-    pub(super) fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), CgroupError> {
+    pub(super) async fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), CgroupError> {
         let (Some(cg), Some(spec)) = (&self.cgroups, pod.spec.as_ref()) else {
             return Ok(());
         };
@@ -165,11 +165,12 @@ impl RuntimeManager {
         };
         let path = self.pod_cgroup(pod);
         cg.ensure(&path, &limits)
+            .await
             .map_err(|source| CgroupError { path, source })
     }
 
     /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).
-    pub(super) fn remove_pod_cgroup(&self, uid: &str) {
+    pub(super) async fn remove_pod_cgroup(&self, uid: &str) {
         let Some(cg) = &self.cgroups else { return };
         use kubelet_core::{cm::pod_cgroup, qos::QosClass};
         for qos in [
@@ -179,7 +180,7 @@ impl RuntimeManager {
         ] {
             let path = pod_cgroup(qos, uid, self.cfg.systemd_cgroups);
             if cg.exists(&path)
-                && let Err(e) = cg.remove(&path)
+                && let Err(e) = cg.remove(&path).await
             {
                 warn!(cgroup = %path, error = %e, "removing pod cgroup failed");
             }
@@ -292,7 +293,7 @@ impl RuntimeManager {
         let pod_dir = self.cfg.root_dir.join("pods").join(&r.uid);
         let _ = tokio::fs::remove_dir_all(pod_dir.join("containers")).await;
         let _ = tokio::fs::remove_file(pod_dir.join("etc-hosts")).await;
-        self.remove_pod_cgroup(&r.uid);
+        self.remove_pod_cgroup(&r.uid).await;
         let _ = tokio::fs::remove_dir(&pod_dir).await;
         let dir = pod_log_dir(&self.cfg.pod_logs_root, r);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
