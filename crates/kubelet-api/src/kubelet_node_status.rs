@@ -35,6 +35,8 @@ pub struct NodeStatusManager {
     pub register: bool,
     /// Set once the Node exists (at once when not registering): part of readiness.
     pub registered: watch::Sender<bool>,
+    /// Woken when a fact changed that must be reported at once (node shutdown).
+    pub kick: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for NodeStatusManager {
@@ -138,6 +140,7 @@ impl NodeStatusManager {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(retry) => {}
                 r = self.runtime_state.changed() => if r.is_err() { return },
+                _ = self.kick.notified() => {}
             }
         }
     }

@@ -102,6 +102,15 @@ impl StatusManager {
         g.dirty.remove(uid);
     }
 
+    /// The latest status computed for the pod has reached the API server.
+    pub fn sent(&self, uid: &str) -> bool {
+        let g = self.lock();
+        let Some(e) = g.entries.get(uid) else {
+            return false;
+        };
+        e.version == e.sent_version && !g.dirty.contains(uid) && !g.in_flight.contains(uid)
+    }
+
     pub fn pending(&self) -> usize {
         self.lock().dirty.len()
     }

@@ -50,6 +50,7 @@ impl NodeFacts for Facts {
             port: 10250,
             max_pods: 110,
             eviction_hard: BTreeMap::from([("memory.available".into(), "100Mi".into())]),
+            reserved: Default::default(),
             health_errors: vec![],
         }
     }
@@ -95,6 +96,7 @@ fn start(api: FakeApi) -> Setup {
         update_frequency: Duration::from_secs(10),
         register: true,
         registered: registered_tx,
+        kick: Default::default(),
     };
     Setup {
         api,

@@ -254,6 +254,21 @@ pub struct KubeletConfiguration {
     pub iptables_masquerade_bit: i32,
     #[serde(default = "default_drop_bit", rename = "iptablesDropBit")]
     pub iptables_drop_bit: i32,
+    /// Only the gates in `FEATURE_GATES` are accepted.
+    #[serde(default)]
+    pub feature_gates: BTreeMap<String, bool>,
+    /// How long a node shutdown is delayed for its pods (logind inhibitor); 0: not at all.
+    #[serde(default, with = "go_duration")]
+    pub shutdown_grace_period: Duration,
+    /// The part of `shutdown_grace_period` kept for critical pods, which go last.
+    #[serde(default, with = "go_duration")]
+    pub shutdown_grace_period_critical_pods: Duration,
+    /// Held back from pods for the Kubernetes daemons and the system: cpu, memory,
+    /// ephemeral-storage (node allocatable and the kubepods cgroup).
+    #[serde(default, deserialize_with = "quantity_map")]
+    pub kube_reserved: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "quantity_map")]
+    pub system_reserved: BTreeMap<String, String>,
 }
 
 fn default_masquerade_bit() -> i32 {
@@ -261,6 +276,30 @@ fn default_masquerade_bit() -> i32 {
 }
 fn default_drop_bit() -> i32 {
     15
+}
+
+/// A map of quantities, which YAML may spell as numbers (`cpu: 1`).
+fn quantity_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Q {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    let m = BTreeMap::<String, Q>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Q::S(s) => s,
+                Q::I(i) => i.to_string(),
+                Q::F(f) => f.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 fn four_hours() -> Duration {
@@ -350,11 +389,43 @@ impl Default for KubeletConfiguration {
             make_iptables_util_chains: true,
             iptables_masquerade_bit: default_masquerade_bit(),
             iptables_drop_bit: default_drop_bit(),
+            feature_gates: BTreeMap::new(),
+            shutdown_grace_period: Duration::ZERO,
+            shutdown_grace_period_critical_pods: Duration::ZERO,
+            kube_reserved: BTreeMap::new(),
+            system_reserved: BTreeMap::new(),
         }
     }
 }
 
 impl KubeletConfiguration {
+    /// The GracefulNodeShutdown gate (alpha and off by default in 1.20).
+    pub fn graceful_node_shutdown(&self) -> bool {
+        self.feature_gates
+            .get("GracefulNodeShutdown")
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// `kubeReserved` + `systemReserved` (validated at load: known resources, quantities
+    /// that parse and are not negative).
+    pub fn reserved(&self) -> kubelet_core::nodestatus::Reserved {
+        let mut r = kubelet_core::nodestatus::Reserved::default();
+        for (k, v) in self.kube_reserved.iter().chain(&self.system_reserved) {
+            let milli = kubelet_core::quantity::parse_milli(v)
+                .ok()
+                .and_then(|m| u64::try_from(m).ok())
+                .unwrap_or(0);
+            match k.as_str() {
+                "cpu" => r.cpu_milli += milli,
+                "memory" => r.memory += milli.div_ceil(1000),
+                "ephemeral-storage" => r.ephemeral_storage += milli.div_ceil(1000),
+                _ => {}
+            }
+        }
+        r
+    }
+
     /// `containerLogMaxSize` in bytes; `None` when it is not a positive quantity.
     pub fn container_log_max_bytes(&self) -> Option<u64> {
         let milli = kubelet_core::quantity::parse_milli(&self.container_log_max_size).ok()?;

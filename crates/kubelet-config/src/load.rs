@@ -57,17 +57,12 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("evictionMinimumReclaim", "{}"),
     ("podsPerCore", "0"),
     ("enableControllerAttachDetach", "true"),
-    ("featureGates", "{}"),
-    ("systemReserved", "{}"),
-    ("kubeReserved", "{}"),
     ("reservedSystemCPUs", r#""""#),
     ("systemReservedCgroup", r#""""#),
     ("kubeReservedCgroup", r#""""#),
     ("enforceNodeAllocatable", r#"["pods"]"#),
     ("providerID", r#""""#),
     ("kernelMemcgNotification", "false"),
-    ("shutdownGracePeriod", r#""0s""#),
-    ("shutdownGracePeriodCriticalPods", r#""0s""#),
 ];
 
 /// Whether `v` asks for the default `default` (JSON): the same value, the zero value that
@@ -146,7 +141,19 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "makeIPTablesUtilChains",
     "iptablesMasqueradeBit",
     "iptablesDropBit",
+    "featureGates",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
+    "kubeReserved",
+    "systemReserved",
 ];
+
+/// Resources `kubeReserved` and `systemReserved` may hold back here (upstream also takes
+/// `pid`, which is not built yet).
+pub const RESERVABLE: &[&str] = &["cpu", "memory", "ephemeral-storage"];
+
+/// Feature gates this kubelet knows; any other is refused rather than silently ignored.
+pub const FEATURE_GATES: &[&str] = &["GracefulNodeShutdown"];
 
 /// The parsed file plus what the operator should be told about it.
 #[derive(Debug, Clone)]
@@ -326,6 +333,62 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     }
     if c.kube_api_burst == 0 {
         return bad("kubeAPIBurst", "must be at least 1");
+    }
+    if let Some(g) = c
+        .feature_gates
+        .keys()
+        .find(|g| !FEATURE_GATES.contains(&g.as_str()))
+    {
+        return bad(
+            "featureGates",
+            &format!("{g} is not supported by kubelet-rs yet (known: {FEATURE_GATES:?})"),
+        );
+    }
+    for (field, m) in [
+        ("kubeReserved", &c.kube_reserved),
+        ("systemReserved", &c.system_reserved),
+    ] {
+        for (k, v) in m {
+            if !RESERVABLE.contains(&k.as_str()) {
+                return bad(
+                    field,
+                    &format!(
+                        "cannot reserve {k:?} resource: not supported by kubelet-rs (it reserves {RESERVABLE:?})"
+                    ),
+                );
+            }
+            match kubelet_core::quantity::parse_milli(v) {
+                Ok(m) if m >= 0 => {}
+                Ok(_) => {
+                    return bad(
+                        field,
+                        &format!("resource quantity for {k:?} cannot be negative: {v}"),
+                    );
+                }
+                Err(e) => return bad(field, &format!("{k}: {v:?}: {e}")),
+            }
+        }
+    }
+    // As upstream 1.20's validation.
+    let (grace, critical) = (
+        c.shutdown_grace_period,
+        c.shutdown_grace_period_critical_pods,
+    );
+    if critical > grace {
+        return bad(
+            "shutdownGracePeriodCriticalPods",
+            &format!(
+                "{} must be <= shutdownGracePeriod ({})",
+                crate::format_go_duration(critical),
+                crate::format_go_duration(grace)
+            ),
+        );
+    }
+    if !grace.is_zero() && !c.graceful_node_shutdown() {
+        return bad(
+            "shutdownGracePeriod",
+            "requires feature gate GracefulNodeShutdown",
+        );
     }
     if c.node_lease_duration_seconds == 0 {
         return bad("nodeLeaseDurationSeconds", "must be positive");

@@ -124,6 +124,73 @@ fn errors_name_the_field() {
     assert!(ok.unsupported.is_empty(), "{:?}", ok.unsupported);
 }
 
+/// Reservations come off allocatable; unknown resources and bad quantities are refused.
+#[test]
+fn reservations_are_summed_and_checked() {
+    let l = parse(
+        "k.yaml",
+        &format!("{HEAD}kubeReserved: {{cpu: 100m, memory: 100Mi}}\nsystemReserved: {{cpu: 1, memory: 1Gi, ephemeral-storage: 1Gi}}\n"),
+    )
+    .unwrap();
+    let r = l.config.reserved();
+    assert_eq!(r.cpu_milli, 1100);
+    assert_eq!(r.memory, (100 << 20) + (1 << 30));
+    assert_eq!(r.ephemeral_storage, 1 << 30);
+    for (bad, want) in [
+        ("kubeReserved: {gpu: 1}", r#"cannot reserve "gpu" resource"#),
+        (
+            "systemReserved: {memory: -1Gi}",
+            r#"resource quantity for "memory" cannot be negative"#,
+        ),
+        (
+            "systemReserved: {cpu: lots}",
+            "invalid value for systemReserved: cpu: \"lots\"",
+        ),
+    ] {
+        let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+/// Graceful node shutdown, as 1.20 validates it: behind its gate, the critical pods' share
+/// within the whole.
+#[test]
+fn shutdown_grace_periods_need_their_gate_and_fit() {
+    let gate = "featureGates: {GracefulNodeShutdown: true}\n";
+    let l = parse(
+        "k.yaml",
+        &format!("{HEAD}{gate}shutdownGracePeriod: 30s\nshutdownGracePeriodCriticalPods: 10s\n"),
+    )
+    .unwrap();
+    assert_eq!(l.config.shutdown_grace_period, Duration::from_secs(30));
+    assert_eq!(
+        l.config.shutdown_grace_period_critical_pods,
+        Duration::from_secs(10)
+    );
+    assert!(l.config.graceful_node_shutdown());
+    for (bad, want) in [
+        (
+            "shutdownGracePeriod: 30s\n".to_string(),
+            "shutdownGracePeriod: requires feature gate GracefulNodeShutdown",
+        ),
+        (
+            format!("{gate}shutdownGracePeriod: 10s\nshutdownGracePeriodCriticalPods: 20s\n"),
+            "shutdownGracePeriodCriticalPods: 20s must be <= shutdownGracePeriod (10s)",
+        ),
+        (
+            "featureGates: {GracefulNodeShutdown: true, CSIMigration: false}\n".to_string(),
+            "CSIMigration is not supported by kubelet-rs yet",
+        ),
+    ] {
+        let e = parse("k.yaml", &format!("{HEAD}{bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
 /// Settings this kubelet cannot honour are refused unless they ask for what it does.
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {
@@ -132,9 +199,8 @@ fn unhonoured_settings_are_refused_unless_default() {
         "rotateCertificates: true",
         "imageGCHighThresholdPercent: 90",
         "featureGates: {RotateKubeletServerCertificate: true}",
-        "kubeReserved: {cpu: 100m}",
+        "kubeReserved: {pid: 100}",
         "cgroupsPerQOS: false",
-        "shutdownGracePeriod: 30s",
         "enforceNodeAllocatable: [pods, kube-reserved]",
     ] {
         let field = bad.split(':').next().unwrap_or_default();

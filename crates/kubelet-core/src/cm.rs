@@ -193,24 +193,27 @@ fn value(c: &Container, limit: bool, key: &str) -> Option<i128> {
     parse_milli(&q.0).ok().filter(|v| !limit || *v > 0)
 }
 
+/// (sum, whether every app container has it) of a resource over the pod; init containers
+/// count by their maximum.
+fn pod_total(spec: &PodSpec, limit: bool, key: &str) -> (i128, bool) {
+    let mut all = !spec.containers.is_empty();
+    let mut sum = 0i128;
+    for c in &spec.containers {
+        match value(c, limit, key) {
+            Some(v) => sum += v,
+            None => all = false,
+        }
+    }
+    for c in spec.init_containers.iter().flatten() {
+        if let Some(v) = value(c, limit, key) {
+            sum = sum.max(v);
+        }
+    }
+    (sum, all)
+}
+
 pub fn pod_resources(spec: &PodSpec) -> PodResources {
-    // (sum, whether every app container has it); init containers count by their maximum.
-    let total = |limit: bool, key: &str| -> (i128, bool) {
-        let mut all = !spec.containers.is_empty();
-        let mut sum = 0i128;
-        for c in &spec.containers {
-            match value(c, limit, key) {
-                Some(v) => sum += v,
-                None => all = false,
-            }
-        }
-        for c in spec.init_containers.iter().flatten() {
-            if let Some(v) = value(c, limit, key) {
-                sum = sum.max(v);
-            }
-        }
-        (sum, all)
-    };
+    let total = |limit: bool, key: &str| pod_total(spec, limit, key);
     let (cpu_req, _) = total(false, "cpu");
     let (cpu_lim, all_cpu) = total(true, "cpu");
     let (mem_lim, all_mem) = total(true, "memory");
@@ -230,6 +233,41 @@ pub fn pod_resources(spec: &PodSpec) -> PodResources {
         },
         memory_limit: all_mem.then(|| milli_to_units(mem_lim)),
     }
+}
+
+/// The Burstable tier's CPU shares (upstream `setCPUCgroupConfig`): the summed CPU requests
+/// of the Burstable pods, so the tier weighs against Guaranteed pods as its pods would.
+pub fn burstable_shares<'a>(specs: impl IntoIterator<Item = &'a PodSpec>) -> u64 {
+    let milli: i128 = specs
+        .into_iter()
+        .filter(|s| pod_qos(s) == QosClass::Burstable)
+        .map(|s| pod_total(s, false, "cpu").0)
+        .sum();
+    milli_cpu_to_shares(milli)
+}
+
+/// The cgroup driver the runtime uses, from containerd's verbose CRI status (`info["config"]`,
+/// its CRI plugin config as JSON): the default runtime's runc `SystemdCgroup` option, which
+/// is cgroupfs when unset. `None` when the runtime does not say (not containerd, or a
+/// default runtime that is not runc v2).
+pub fn runtime_cgroup_driver(config_json: &str) -> Option<Driver> {
+    let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let ctrd = v.get("containerd")?;
+    let name = ctrd.get("defaultRuntimeName")?.as_str()?;
+    let rt = ctrd.get("runtimes")?.get(name)?;
+    if rt.get("runtimeType")?.as_str()? != "io.containerd.runc.v2" {
+        return None;
+    }
+    let systemd = rt
+        .get("options")
+        .and_then(|o| o.get("SystemdCgroup"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    Some(if systemd {
+        Driver::Systemd
+    } else {
+        Driver::Cgroupfs
+    })
 }
 
 #[cfg(test)]
@@ -366,5 +404,57 @@ mod tests {
             prop_assert!(sd.ends_with(&sd_leaf), "{}", sd);
             prop_assert!(fs.ends_with(&fs_leaf), "{}", fs);
         }
+    }
+
+    #[test]
+    fn the_runtime_driver_comes_from_containerds_config() {
+        let cfg = |opts: &str, ty: &str| {
+            format!(
+                r#"{{"containerd":{{"snapshotter":"overlayfs","defaultRuntimeName":"runc","runtimes":{{"runc":{{"runtimeType":"{ty}","options":{opts}}}}}}},"cni":{{}}}}"#
+            )
+        };
+        let rc = "io.containerd.runc.v2";
+        assert_eq!(
+            runtime_cgroup_driver(&cfg(r#"{"SystemdCgroup":true}"#, rc)),
+            Some(Driver::Systemd)
+        );
+        assert_eq!(
+            runtime_cgroup_driver(&cfg(r#"{"SystemdCgroup":false}"#, rc)),
+            Some(Driver::Cgroupfs)
+        );
+        // runc's default is cgroupfs.
+        assert_eq!(
+            runtime_cgroup_driver(&cfg("{}", rc)),
+            Some(Driver::Cgroupfs)
+        );
+        assert_eq!(
+            runtime_cgroup_driver(&cfg("null", rc)),
+            Some(Driver::Cgroupfs)
+        );
+        // Another runtime, or no config to read: unknown.
+        assert_eq!(
+            runtime_cgroup_driver(&cfg("{}", "io.containerd.kata.v2")),
+            None
+        );
+        assert_eq!(runtime_cgroup_driver("not json"), None);
+        assert_eq!(runtime_cgroup_driver("{}"), None);
+    }
+
+    #[test]
+    fn the_burstable_tier_weighs_its_pods_requests() {
+        let spec = |res: serde_json::Value| -> PodSpec {
+            serde_json::from_value(serde_json::json!({"containers": [
+                {"name": "c", "image": "i", "resources": res}]}))
+            .unwrap_or_default()
+        };
+        let b1 = spec(serde_json::json!({"requests": {"cpu": "250m"}}));
+        let b2 = spec(serde_json::json!({"requests": {"cpu": "1", "memory": "1Mi"}}));
+        let g = spec(serde_json::json!({"limits": {"cpu": "2", "memory": "1Mi"}}));
+        let be = spec(serde_json::json!({}));
+        // 1250m of Burstable requests; Guaranteed and BestEffort pods do not count.
+        assert_eq!(burstable_shares([&b1, &b2, &g, &be]), 1280);
+        // No Burstable pods: the least weight.
+        assert_eq!(burstable_shares([&g, &be]), MIN_SHARES);
+        assert_eq!(burstable_shares([]), MIN_SHARES);
     }
 }

@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod labels;
 pub mod logs;
 pub mod machine;
+pub mod nodeshutdown;
 pub mod nodestatus;
 pub mod pleg;
 pub mod qos;

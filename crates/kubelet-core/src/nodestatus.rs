@@ -2,7 +2,7 @@
 //! (upstream `pkg/kubelet/nodestatus/setters.go`).
 
 use crate::machine::{FsStats, ImageSummary, MachineInfo};
-use crate::quantity::{format_binary_si, format_decimal, parse_milli};
+use crate::quantity::{format_binary_si, format_decimal, format_milli, parse_milli};
 use crate::status::time_of;
 use k8s_openapi::api::core::v1::{
     ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
@@ -58,6 +58,8 @@ pub struct NodeInputs {
     pub port: u16,
     pub max_pods: u32,
     pub eviction_hard: BTreeMap<String, String>,
+    /// `kubeReserved` + `systemReserved`.
+    pub reserved: Reserved,
     /// Extra conditions reported by the kubelet's own health (e.g. a stuck PLEG).
     pub health_errors: Vec<String>,
 }
@@ -92,21 +94,49 @@ pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
     ])
 }
 
+/// What `kubeReserved` and `systemReserved` hold back from pods, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub cpu_milli: u64,
+    pub memory: u64,
+    pub ephemeral_storage: u64,
+}
+
+impl Reserved {
+    /// The node's CPU in thousandths once the reservations are taken out.
+    pub fn cpu_left(&self, machine: &MachineInfo) -> u64 {
+        (machine.num_cpus * 1000).saturating_sub(self.cpu_milli)
+    }
+
+    /// The node's memory once the reservations are taken out: what kubepods may use
+    /// (upstream's `getNodeAllocatableInternalAbsolute`, no eviction thresholds).
+    pub fn memory_left(&self, machine: &MachineInfo) -> u64 {
+        machine.memory_bytes.saturating_sub(self.memory)
+    }
+}
+
 pub fn allocatable(i: &NodeInputs) -> BTreeMap<String, Quantity> {
     let mut a = capacity(i);
-    let (memory, storage) = allocatable_bytes(&i.machine, &i.root_fs, &i.eviction_hard);
+    let (memory, storage) =
+        allocatable_bytes(&i.machine, &i.root_fs, &i.eviction_hard, &i.reserved);
+    a.insert(
+        "cpu".into(),
+        q(format_milli(i.reserved.cpu_left(&i.machine))),
+    );
     a.insert("memory".into(), q(format_binary_si(memory)));
     a.insert("ephemeral-storage".into(), q(format_binary_si(storage)));
     a
 }
 
-/// Allocatable memory and ephemeral storage: capacity less the hard eviction thresholds.
+/// Allocatable memory and ephemeral storage: capacity less the reservations and the hard
+/// eviction thresholds.
 fn allocatable_bytes(
     machine: &MachineInfo,
     root_fs: &FsStats,
     eviction_hard: &BTreeMap<String, String>,
+    reserved: &Reserved,
 ) -> (u64, u64) {
-    let reserved = |signal: &str, capacity: u64| {
+    let threshold = |signal: &str, capacity: u64| {
         eviction_hard
             .get(signal)
             .map_or(0, |v| threshold_bytes(v, capacity))
@@ -114,8 +144,10 @@ fn allocatable_bytes(
     let mem = machine.memory_bytes;
     let fs = root_fs.capacity_bytes;
     (
-        mem.saturating_sub(reserved("memory.available", mem)),
-        fs.saturating_sub(reserved("nodefs.available", fs)),
+        mem.saturating_sub(reserved.memory)
+            .saturating_sub(threshold("memory.available", mem)),
+        fs.saturating_sub(reserved.ephemeral_storage)
+            .saturating_sub(threshold("nodefs.available", fs)),
     )
 }
 
@@ -125,10 +157,11 @@ pub fn downward_allocatable(
     machine: &MachineInfo,
     root_fs: &FsStats,
     eviction_hard: &BTreeMap<String, String>,
+    reserved: &Reserved,
 ) -> BTreeMap<String, String> {
-    let (memory, storage) = allocatable_bytes(machine, root_fs, eviction_hard);
+    let (memory, storage) = allocatable_bytes(machine, root_fs, eviction_hard, reserved);
     BTreeMap::from([
-        ("cpu".to_string(), format_decimal(machine.num_cpus)),
+        ("cpu".to_string(), format_milli(reserved.cpu_left(machine))),
         ("memory".to_string(), format_binary_si(memory)),
         ("ephemeral-storage".to_string(), format_binary_si(storage)),
     ])
@@ -434,6 +467,7 @@ mod tests {
             port: 10250,
             max_pods: 110,
             eviction_hard: crate::eviction::default_eviction_hard(),
+            reserved: Reserved::default(),
             health_errors: vec![],
         }
     }
@@ -458,6 +492,25 @@ mod tests {
         let alloc = s.allocatable.clone().unwrap();
         assert_eq!(alloc["memory"].0, "3996Mi");
         assert_eq!(alloc["ephemeral-storage"].0, "90Gi");
+        assert_eq!(alloc["cpu"].0, "2");
+        // kubeReserved + systemReserved come off before the eviction thresholds.
+        let mut i = inputs();
+        i.reserved = Reserved {
+            cpu_milli: 100,
+            memory: 256 << 20,
+            ephemeral_storage: 10 << 30,
+        };
+        let a = allocatable(&i);
+        assert_eq!(
+            (a["cpu"].0.as_str(), a["memory"].0.as_str()),
+            ("1900m", "3740Mi")
+        );
+        assert_eq!(a["ephemeral-storage"].0, "80Gi");
+        assert_eq!(
+            downward_allocatable(&i.machine, &i.root_fs, &i.eviction_hard, &i.reserved)["cpu"],
+            "1900m"
+        );
+        assert_eq!(i.reserved.memory_left(&i.machine), (4 << 30) - (256 << 20));
         let r = ready(&s);
         assert_eq!(
             (r.status.as_str(), r.reason.as_deref()),

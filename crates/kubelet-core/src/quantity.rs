@@ -95,6 +95,16 @@ pub fn format_binary_si(bytes: u64) -> String {
     format!("{v}{}", units[i])
 }
 
+/// Formats thousandths as a DecimalSI quantity prints them: whole units bare ("2"), the
+/// rest in milli ("1900m").
+pub fn format_milli(milli: u64) -> String {
+    if milli.is_multiple_of(1000) {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
 /// Formats a plain decimal count ("2", "110").
 pub fn format_decimal(v: u64) -> String {
     v.to_string()

@@ -68,6 +68,15 @@ pub struct PodStats {
     pub volume_stats: Vec<VolumeStats>,
     #[serde(rename = "ephemeral-storage")]
     pub ephemeral_storage: Option<FsStats>,
+    #[serde(rename = "process_stats")]
+    pub process_stats: Option<ProcessStats>,
+}
+
+/// The pod's processes (upstream's v1alpha1 spells these in snake case).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    pub process_count: Option<u64>,
 }
 
 #[serde_with::skip_serializing_none]

@@ -25,8 +25,31 @@ pub struct SyncFacts<'a> {
     pub now: Timestamp,
     /// allowedUnsafeSysctls.
     pub allowed_unsafe_sysctls: &'a [String],
-    /// The eviction manager's message, once it chose this pod.
-    pub eviction: Option<&'a str>,
+    /// The kubelet's own verdict, once made (the eviction manager, node shutdown).
+    pub failure: Option<&'a Failure>,
+}
+
+/// The kubelet ends a running pod of its own accord: its worker kills it (with
+/// `grace_override` in place of the pod's grace period) and fails it with these words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+    pub grace_override: Option<i64>,
+    /// A Warning event with the reason and message (upstream emits none at node shutdown).
+    pub event: bool,
+}
+
+impl Failure {
+    /// Upstream's eviction manager kills with a zero grace period override.
+    pub fn evicted(message: impl Into<String>) -> Self {
+        Failure {
+            reason: EVICTED.into(),
+            message: message.into(),
+            grace_override: Some(0),
+            event: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +60,8 @@ pub enum SyncDecision {
     /// Never started and never will be (admission, upstream `rejectPod`): fail it without a
     /// runtime call. `message` is the event's; the status says `Pod <message>`.
     Reject { reason: String, message: String },
-    /// Kill it and fail it with this reason (active deadline, eviction); `grace_override`
-    /// replaces the pod's grace period.
-    Fail {
-        reason: String,
-        message: String,
-        grace_override: Option<i64>,
-    },
+    /// Kill it and fail it (active deadline, eviction, node shutdown).
+    Fail(Failure),
     /// Finished (Succeeded or Failed): stop what still runs and release its volumes.
     Finish { kill: bool },
     /// Run it: volumes, then `compute_pod_actions`' plan. The worker wakes when the active
@@ -79,19 +97,15 @@ pub fn decide(f: &SyncFacts<'_>) -> SyncDecision {
     let deadline_left = active_deadline_left(f.pod, f.start_time, f.now);
     if deadline_left.is_some_and(|d| d.is_zero()) {
         let (reason, message) = DEADLINE_EXCEEDED;
-        return SyncDecision::Fail {
+        return SyncDecision::Fail(Failure {
             reason: reason.into(),
             message: message.into(),
             grace_override: None,
-        };
+            event: true,
+        });
     }
-    if let Some(message) = f.eviction {
-        // Upstream's eviction manager kills with a zero grace period override.
-        return SyncDecision::Fail {
-            reason: EVICTED.into(),
-            message: message.into(),
-            grace_override: Some(0),
-        };
+    if let Some(failure) = f.failure {
+        return SyncDecision::Fail(failure.clone());
     }
     SyncDecision::Sync { deadline_left }
 }
@@ -150,7 +164,7 @@ mod tests {
             start_time: None,
             now: t(0),
             allowed_unsafe_sysctls: &[],
-            eviction: None,
+            failure: None,
         }
     }
 
@@ -205,10 +219,11 @@ mod tests {
     #[test]
     fn a_finished_pod_only_stops_what_is_left() {
         let (p, rt) = (pod(serde_json::json!({})), running());
+        let evicted = Failure::evicted("evict me");
         for phase in ["Succeeded", "Failed"] {
             let f = SyncFacts {
                 phase: Some(phase),
-                eviction: Some("evict me"),
+                failure: Some(&evicted),
                 ..facts(&p, &rt)
             };
             assert_eq!(decide(&f), SyncDecision::Finish { kill: true });
@@ -256,11 +271,12 @@ mod tests {
         );
         assert_eq!(
             decide(&at(30)),
-            SyncDecision::Fail {
+            SyncDecision::Fail(Failure {
                 reason: "DeadlineExceeded".into(),
                 message: "Pod was active on the node longer than the specified deadline".into(),
-                grace_override: None
-            }
+                grace_override: None,
+                event: true,
+            })
         );
         // Without a start time the deadline cannot run.
         assert!(matches!(
@@ -274,17 +290,19 @@ mod tests {
     #[test]
     fn an_evicted_pod_is_failed_with_no_grace() {
         let (p, rt) = (pod(serde_json::json!({})), running());
+        let evicted = Failure::evicted("over its limit");
         let f = SyncFacts {
-            eviction: Some("over its limit"),
+            failure: Some(&evicted),
             ..facts(&p, &rt)
         };
         assert_eq!(
             decide(&f),
-            SyncDecision::Fail {
+            SyncDecision::Fail(Failure {
                 reason: "Evicted".into(),
                 message: "over its limit".into(),
-                grace_override: Some(0)
-            }
+                grace_override: Some(0),
+                event: true,
+            })
         );
     }
 
@@ -296,11 +314,12 @@ mod tests {
                 "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}}));
         let rt = PodStatus::default();
         let start = Time(t(0));
+        let evicted = Failure::evicted("x");
         let f = SyncFacts {
             phase: Some("Failed"),
             start_time: Some(&start),
             now: t(100),
-            eviction: Some("x"),
+            failure: Some(&evicted),
             ..facts(&p, &rt)
         };
         assert_eq!(

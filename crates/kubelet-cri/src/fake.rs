@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 #[derive(Debug, Default)]
 struct State {
+    status_info: std::collections::HashMap<String, String>,
     next_id: u64,
     clock_ns: i64,
     sandboxes: BTreeMap<String, api::PodSandboxStatus>,
@@ -67,6 +68,11 @@ impl FakeRuntime {
         self.lock()
             .usage
             .insert(id.to_string(), (cpu_ns, working_set));
+    }
+
+    /// Sets what a verbose Status reports as the runtime's info.
+    pub fn set_status_info(&self, info: std::collections::HashMap<String, String>) {
+        self.lock().status_info = info;
     }
 
     /// Sets the exit code every later ExecSync reports (0 at first).
@@ -199,6 +205,11 @@ impl RuntimeService for FakeRuntime {
             runtime_version: "1.0.0".into(),
             runtime_api_version: "v1".into(),
         })
+    }
+
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        self.record("Status", "verbose")?;
+        Ok(self.lock().status_info.clone())
     }
 
     async fn status(&self) -> Result<api::StatusResponse> {

@@ -38,6 +38,11 @@ pub enum RuntimeEvent {
 pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
     async fn version(&self) -> Result<api::VersionResponse>;
     async fn status(&self) -> Result<api::StatusResponse>;
+    /// The runtime's verbose `Status` info (containerd: its CRI config as JSON under
+    /// "config"); empty where the runtime says nothing.
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        Ok(Default::default())
+    }
 
     async fn run_pod_sandbox(
         &self,

@@ -161,6 +161,11 @@ impl RuntimeService for RemoteRuntime {
         unary!(self.rt.status(r), "Status")
     }
 
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        let r = api::StatusRequest { verbose: true };
+        Ok(unary!(self.rt.status(r), "Status")?.info)
+    }
+
     async fn run_pod_sandbox(
         &self,
         config: api::PodSandboxConfig,

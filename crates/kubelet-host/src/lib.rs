@@ -3,6 +3,7 @@
 pub mod cgroups;
 pub mod fs;
 pub mod iptables;
+pub mod logind;
 pub mod mount;
 pub mod sd_notify;
 

@@ -26,6 +26,9 @@ impl RuntimeService for InstrumentedRuntime {
     async fn status(&self) -> Result<api::StatusResponse> {
         timed("status", self.0.status()).await
     }
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        timed("status", self.0.status_info()).await
+    }
     async fn run_pod_sandbox(
         &self,
         config: api::PodSandboxConfig,

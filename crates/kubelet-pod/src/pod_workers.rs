@@ -9,7 +9,7 @@ use kubelet_api::status_manager::StatusManager;
 use kubelet_core::clock::SharedClock;
 use kubelet_core::labels::PodRef;
 use kubelet_core::status::{StatusInput, generate};
-use kubelet_core::sync::{SyncDecision, SyncFacts, decide};
+use kubelet_core::sync::{Failure, SyncDecision, SyncFacts, decide};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -65,8 +65,9 @@ pub struct PodWorkers {
     next_generation: Arc<std::sync::atomic::AtomicU64>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    /// Pods the eviction manager chose, with the message; the worker kills and fails them.
-    evictions: Arc<Mutex<HashMap<String, String>>>,
+    /// Pods the kubelet itself ends (eviction, node shutdown); their workers kill and fail
+    /// them.
+    failures: Arc<Mutex<HashMap<String, Failure>>>,
 }
 
 enum Step {
@@ -82,7 +83,7 @@ impl PodWorkers {
             next_generation: Arc::default(),
             tracker: TaskTracker::new(),
             cancel,
-            evictions: Arc::default(),
+            failures: Arc::default(),
         }
     }
 
@@ -109,16 +110,22 @@ impl PodWorkers {
 
     /// Evicts the pod: its worker kills it at once and fails it with reason `Evicted`.
     pub fn evict(&self, uid: &str, message: String) {
-        self.evictions
+        self.fail(uid, Failure::evicted(message));
+    }
+
+    /// Ends the pod: its worker kills and fails it as `failure` says; the first verdict
+    /// stands.
+    pub fn fail(&self, uid: &str, failure: Failure) {
+        self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(uid.to_string())
-            .or_insert(message);
+            .or_insert(failure);
         self.kick(uid);
     }
 
-    fn eviction(&self, uid: &str) -> Option<String> {
-        self.evictions
+    fn failure(&self, uid: &str) -> Option<Failure> {
+        self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(uid)
@@ -261,7 +268,7 @@ impl PodWorkers {
         let mut g = self.lock();
         if g.get(&uid).is_some_and(|h| h.generation == generation) {
             g.remove(&uid);
-            self.evictions
+            self.failures
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&uid);
@@ -279,7 +286,7 @@ impl PodWorkers {
             .and_then(|s| s.start_time)
             .or_else(|| pod.status.as_ref().and_then(|s| s.start_time.clone()));
         let phase = self.phase(pod);
-        let eviction = self.eviction(&r.uid);
+        let failure = self.failure(&r.uid);
         let decision = decide(&SyncFacts {
             pod,
             runtime: &rt,
@@ -288,7 +295,7 @@ impl PodWorkers {
             start_time: start.as_ref(),
             now: deps.clock.now(),
             allowed_unsafe_sysctls: &deps.allowed_unsafe_sysctls,
-            eviction: eviction.as_deref(),
+            failure: failure.as_ref(),
         });
         let (res, terminal, deadline) = match decision {
             SyncDecision::Terminate { kill, removed } => {
@@ -305,13 +312,8 @@ impl PodWorkers {
                 self.report(pod, &rt, &SyncResult::default(), Some((&reason, &message)));
                 return Ok(Step::Wait(deps.resync));
             }
-            SyncDecision::Fail {
-                reason,
-                message,
-                grace_override,
-            } => {
-                self.fail_pod(pod, &rt, &reason, &message, grace_override)
-                    .await?;
+            SyncDecision::Fail(failure) => {
+                self.fail_pod(pod, &rt, &failure).await?;
                 return Ok(Step::Wait(deps.resync));
             }
             SyncDecision::Finish { kill } => {
@@ -440,20 +442,21 @@ impl PodWorkers {
         &self,
         pod: &Pod,
         rt: &kubelet_core::runtime::PodStatus,
-        reason: &str,
-        message: &str,
-        grace_override: Option<i64>,
+        f: &Failure,
     ) -> Result<(), SyncError> {
         let deps = &self.deps;
-        deps.runtime.recorder.emit(
-            kubelet_api::events::pod_ref(pod, None),
-            kubelet_api::events::WARNING,
-            reason,
-            message.to_string(),
-        );
+        let (reason, message) = (f.reason.as_str(), f.message.as_str());
+        if f.event {
+            deps.runtime.recorder.emit(
+                kubelet_api::events::pod_ref(pod, None),
+                kubelet_api::events::WARNING,
+                reason,
+                message.to_string(),
+            );
+        }
         let mut killed = pod.clone();
-        if grace_override.is_some() {
-            killed.metadata.deletion_grace_period_seconds = grace_override;
+        if f.grace_override.is_some() {
+            killed.metadata.deletion_grace_period_seconds = f.grace_override;
         }
         deps.runtime.kill_pod(Some(&killed), rt).await?;
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();

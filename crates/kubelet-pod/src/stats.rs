@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kubelet_core::clock::SharedClock;
 use kubelet_core::stats::{
     ContainerStats, CpuStats, FsStats, InterfaceStats, MemoryStats, NetworkStats, NodeStats,
-    PodReference, PodStats, RlimitStats, RuntimeStats, Summary, VolumeStats, ephemeral_storage,
-    is_local_ephemeral_volume, sum_cpu_memory, usage_nano_cores,
+    PodReference, PodStats, ProcessStats, RlimitStats, RuntimeStats, Summary, VolumeStats,
+    ephemeral_storage, is_local_ephemeral_volume, sum_cpu_memory, usage_nano_cores,
 };
 use kubelet_cri::{RuntimeService, api};
 use kubelet_host::Host;
@@ -469,7 +469,7 @@ impl StatsProvider {
             });
             // cadvisor's view of the container's own cgroup fills in what CRI leaves out.
             if let (Some(cgs), Some(pod_cg)) = (&self.cgroups, &cg)
-                && let Some(u) = cgs.usage(&format!("{pod_cg}/{id}"))
+                && let Some(u) = cgs.container_usage(pod_cg, &id)
             {
                 cs.memory = Some(memory_of(&u, time_ns(now), None));
             }
@@ -520,6 +520,9 @@ impl StatsProvider {
                 Some((cg, u)) => {
                     ps.cpu = Some(self.cpu_stats(&cg, now, u.cpu_ns, record));
                     ps.memory = Some(memory_of(&u, time_ns(now), None));
+                    ps.process_stats = u.processes.map(|n| ProcessStats {
+                        process_count: Some(n),
+                    });
                 }
                 None => (ps.cpu, ps.memory) = sum_cpu_memory(&ps.containers),
             }

@@ -14,7 +14,6 @@ use kubelet_api::status_manager::StatusManager;
 use kubelet_config::KubeletConfiguration;
 use kubelet_core::clock::{SharedClock, SystemClock};
 use kubelet_core::nodestatus::RuntimeState;
-use kubelet_core::qos::QosClass;
 use kubelet_cri::RuntimeService;
 use kubelet_cri::remote::RemoteRuntime;
 use kubelet_host::{Host, RealHost};
@@ -115,12 +114,19 @@ struct Pipeline {
     pleg_health: PlegHealth,
     pods_synced: Arc<AtomicBool>,
     stats: Arc<kubelet_pod::stats::StatsProvider>,
+    status: StatusManager,
+    /// Set by the node shutdown manager: the node reports NotReady, at once (`kick`).
+    shutting_down: Arc<AtomicBool>,
+    node_status_kick: Arc<tokio::sync::Notify>,
+    /// Pods came or went: the QoS tiers are brought up to date.
+    qos_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
     let node = prepare_node(&s).await?;
     let cri = connect_runtime(&s, &node.cfg).await?;
+    crate::cm::check_runtime_driver(cri.rt.as_ref(), crate::cm::driver(&node.cfg)).await?;
     let clients = match &s.flags.kubeconfig {
         Some(p) => Some(connect_api(p, &node.cfg).await?),
         None => {
@@ -131,6 +137,17 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let mut tasks = crate::tasks::Tasks::new();
     let api = build_api_side(&s, &node, clients.as_ref(), &mut tasks, &cancel);
     let pipeline = start_pod_pipeline(&s, &node, &cri, api, &mut tasks, &cancel);
+    let shutdown = crate::nodeshutdown::ShutdownManager::new(
+        &node.cfg,
+        pipeline.workers.clone(),
+        pipeline.runtime.clone(),
+        pipeline.status.clone(),
+        pipeline.shutting_down.clone(),
+        pipeline.node_status_kick.clone(),
+    );
+    if let Some(run) = shutdown.start(cancel.child_token()).await? {
+        tasks.spawn("node shutdown", run);
+    }
     if let Some(clients) = &clients {
         start_node_status(&s, &node, &cri, clients, &pipeline, &mut tasks, &cancel);
     }
@@ -187,48 +204,8 @@ async fn prepare_node(s: &Settings) -> Result<NodeSetup, KubeletError> {
     if let Err(e) = host.write_string(std::path::Path::new("/proc/self/oom_score_adj"), &adj) {
         warn!(value = %adj, error = %e, "setting the kubelet's oom_score_adj failed");
     }
-    let cgroups = {
-        use kubelet_host::cgroups::{CGROUP_ROOT, detect, manager};
-        let root = std::path::Path::new(CGROUP_ROOT);
-        let version = detect(root)?;
-        info!(?version, driver = ?cfg.cgroup_driver, "cgroups");
-        manager(version, root)
-    };
     let machine = host.machine_info()?;
-    // enforceNodeAllocatable [pods] (the only value accepted): kubepods holds all pods to the
-    // node's allocatable, which is its capacity while no reservations are accepted. Then the
-    // QoS tiers: best-effort pods share the minimum weight. Pods cannot get their limits
-    // without these, so failing to make them stops the start.
-    use kubelet_core::cm::{MIN_SHARES, kubepods, milli_cpu_to_shares, qos_cgroup};
-    let tiers = [
-        (
-            kubepods(),
-            kubelet_host::cgroups::PodLimits {
-                cpu_shares: Some(milli_cpu_to_shares(i128::from(machine.num_cpus) * 1000)),
-                memory_limit: i64::try_from(machine.memory_bytes).ok(),
-                ..Default::default()
-            },
-        ),
-        (qos_cgroup(QosClass::Burstable), Default::default()),
-        (
-            qos_cgroup(QosClass::BestEffort),
-            kubelet_host::cgroups::PodLimits {
-                cpu_shares: Some(MIN_SHARES),
-                ..Default::default()
-            },
-        ),
-    ];
-    for (name, limits) in tiers {
-        let path = name.to_cgroupfs();
-        cgroups
-            .ensure(&path, &limits)
-            .await
-            .map_err(|source| KubeletError::Io {
-                what: "creating QoS cgroup",
-                path,
-                source,
-            })?;
-    }
+    let cgroups = crate::cm::setup_cgroups(&cfg, &machine).await?;
     let node_ip: Option<IpAddr> = match &s.flags.node_ip {
         Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
         None => host.default_route_ip(),
@@ -402,6 +379,7 @@ fn start_pod_pipeline(
         machine,
         &host.fs_stats(root_dir).unwrap_or_default(),
         &cfg.eviction_hard(),
+        &cfg.reserved(),
     );
     let mut volumes = kubelet_pod::volume_manager::VolumeManager::new(
         root_dir.clone(),
@@ -479,6 +457,16 @@ fn start_pod_pipeline(
             }
         });
     }
+    let qos_kick = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(
+        "qos tiers",
+        crate::cm::update_qos_tiers(
+            cgroups.clone(),
+            workers.clone(),
+            qos_kick.clone(),
+            cancel.child_token(),
+        ),
+    );
     let pods_synced = Arc::new(AtomicBool::new(api.is_none()));
     let pleg_health = PlegHealth::new();
     tasks.spawn(
@@ -512,6 +500,10 @@ fn start_pod_pipeline(
         pleg_health,
         pods_synced,
         stats,
+        status,
+        shutting_down: Arc::default(),
+        node_status_kick: Arc::default(),
+        qos_kick,
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
     pipeline
@@ -606,6 +598,9 @@ fn start_node_status(
         workers,
         pleg_health,
         pods_synced,
+        shutting_down,
+        node_status_kick,
+        qos_kick,
         ..
     } = pipeline;
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
@@ -620,13 +615,14 @@ fn start_node_status(
     );
 
     let health_errors = {
-        let h = pleg_health.clone();
+        let (h, shutting_down) = (pleg_health.clone(), shutting_down.clone());
         Arc::new(move || {
-            h.check()
-                .err()
-                .into_iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
+            let mut errors: Vec<String> =
+                h.check().err().into_iter().map(|e| e.to_string()).collect();
+            if shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+                errors.push(kubelet_core::nodeshutdown::NODE_SHUTTING_DOWN.into());
+            }
+            errors
         })
     };
     let api = &clients.main;
@@ -645,6 +641,7 @@ fn start_node_status(
                 port: cfg.port,
                 max_pods: cfg.max_pods,
                 eviction_hard: cfg.eviction_hard(),
+                reserved: cfg.reserved(),
                 max_images: cfg.node_status_max_images,
                 health: health_errors,
             }),
@@ -659,6 +656,7 @@ fn start_node_status(
             update_frequency: cfg.node_status_update_frequency,
             register: s.flags.register_node,
             registered: registered_tx,
+            kick: node_status_kick.clone(),
         }
         .run(cancel.child_token()),
     );
@@ -682,13 +680,19 @@ fn start_node_status(
             cancel.child_token(),
         ),
     );
-    let (workers, synced) = (workers.clone(), pods_synced.clone());
+    let (workers, synced, qos) = (workers.clone(), pods_synced.clone(), qos_kick.clone());
     let (listed_tx, listed_rx) = watch::channel(false);
     tasks.spawn("pod updates", async move {
         while let Some(u) = pods_rx.recv().await {
             match u {
-                PodUpdate::Apply(p) => workers.update(p),
-                PodUpdate::Remove(p) => workers.remove(p),
+                PodUpdate::Apply(p) => {
+                    workers.update(p);
+                    qos.notify_one();
+                }
+                PodUpdate::Remove(p) => {
+                    workers.remove(p);
+                    qos.notify_one();
+                }
                 PodUpdate::Synced { pods } => {
                     if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
                         info!(pods, "initial pod list synced");

@@ -2,9 +2,11 @@
 //! `kubelet.go`'s start-up). `main.rs` only parses flags and runs [`kubelet::run`].
 
 pub mod certificate;
+mod cm;
 pub mod healthz;
 pub mod kubelet;
 pub mod node_facts;
+mod nodeshutdown;
 pub mod options;
 pub mod server;
 pub mod service;

@@ -27,6 +27,7 @@ pub struct HostFacts {
     pub port: u16,
     pub max_pods: u32,
     pub eviction_hard: BTreeMap<String, String>,
+    pub reserved: kubelet_core::nodestatus::Reserved,
     pub max_images: i32,
     pub health: HealthCheck,
 }
@@ -77,6 +78,7 @@ impl NodeFacts for HostFacts {
             port: self.port,
             max_pods: self.max_pods,
             eviction_hard: self.eviction_hard.clone(),
+            reserved: self.reserved,
             health_errors: (self.health)(),
         }
     }

@@ -36,6 +36,11 @@ pub struct Flags {
     /// Path to a kubeconfig file for the API server. Without it, the kubelet runs standalone.
     #[arg(long)]
     pub kubeconfig: Option<String>,
+    /// A kubeconfig to request the node's client certificate with (TLS bootstrap). Used by
+    /// upstream only while --kubeconfig does not exist yet; here bootstrapping is not built,
+    /// so the kubelet refuses to start when it would be needed.
+    #[arg(long = "bootstrap-kubeconfig")]
+    pub bootstrap_kubeconfig: Option<String>,
     /// Path to a KubeletConfiguration (kubelet.config.k8s.io/v1beta1) file.
     #[arg(long)]
     pub config: Option<String>,

@@ -35,6 +35,10 @@ pub enum KubeletError {
     Cert(#[from] crate::certificate::CertError),
     #[error("kernel settings: {0}")]
     Kernel(String),
+    #[error("graceful node shutdown: {0}")]
+    NodeShutdown(String),
+    #[error("cgroup driver: {0}")]
+    CgroupDriver(String),
     #[error("cgroups: {0}")]
     Cgroups(#[from] kubelet_host::cgroups::CgroupSetupError),
     /// A setting this kubelet cannot honour yet: refused rather than silently weakened.
@@ -127,11 +131,18 @@ pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
         cfg.fail_swap_on = f;
     }
     config::validate(&cfg)?;
-    if cfg.cgroup_driver == kubelet_config::CgroupDriver::Systemd {
-        return Err(KubeletError::Unsupported {
-            setting: "cgroupDriver: systemd",
-            reason: "pod and QoS slices are not created yet, so pods would run without their pod-level limits; use cgroupDriver: cgroupfs (and SystemdCgroup = false in containerd)",
-        });
+    if flags.bootstrap_kubeconfig.is_some() {
+        match &flags.kubeconfig {
+            Some(k) if std::path::Path::new(k).exists() => {
+                info!(kubeconfig = %k, "kubeconfig exists: not bootstrapping");
+            }
+            _ => {
+                return Err(KubeletError::Unsupported {
+                    setting: "--bootstrap-kubeconfig",
+                    reason: "TLS bootstrap is not built yet: provide the node's --kubeconfig",
+                });
+            }
+        }
     }
     if flags.container_runtime != "remote" {
         return Err(KubeletError::Flag {
@@ -252,10 +263,34 @@ mod tests {
             err(&["--node-labels", "kubernetes.io/role=x"])
                 .starts_with("invalid flag --node-labels: unknown 'kubernetes.io'")
         );
-        // Accepted by name but not yet honoured: refused, not silently weakened.
+        assert_eq!(
+            err(&[
+                "--bootstrap-kubeconfig",
+                "/etc/kubernetes/bootstrap-kubelet.conf"
+            ]),
+            "--bootstrap-kubeconfig is not supported: TLS bootstrap is not built yet: provide the node's --kubeconfig"
+        );
+        // With the kubeconfig in place, upstream does not bootstrap either.
+        let kc = std::env::temp_dir().join(format!("krs-bootstrap-{}", std::process::id()));
+        std::fs::write(&kc, "").unwrap();
+        let kc_s = kc.display().to_string();
         assert!(
-            err(&["--cgroup-driver", "systemd"])
-                .starts_with("cgroupDriver: systemd is not supported: pod and QoS slices")
+            settings(flags(&[
+                "--bootstrap-kubeconfig",
+                "/nonexistent",
+                "--kubeconfig",
+                &kc_s
+            ]))
+            .is_ok()
+        );
+        let _ = std::fs::remove_file(&kc);
+        // The systemd driver is taken (whether systemd is there is checked at start).
+        assert_eq!(
+            settings(flags(&["--cgroup-driver", "systemd"]))
+                .unwrap()
+                .config
+                .cgroup_driver,
+            kubelet_config::CgroupDriver::Systemd
         );
     }
 

@@ -39,6 +39,8 @@ pub struct CgroupUsage {
     pub rss: u64,
     pub page_faults: u64,
     pub major_page_faults: u64,
+    /// Processes in the cgroup and below (`cgroup.procs`), as cadvisor counts them.
+    pub processes: Option<u64>,
 }
 
 /// Cgroups named in cgroupfs form ("/kubepods/burstable/pod<uid>"); the systemd driver maps
@@ -53,6 +55,11 @@ pub trait Cgroups: Send + Sync + std::fmt::Debug + 'static {
     fn exists(&self, path: &str) -> bool;
     /// `path`'s CPU and memory accounting; `None` if the cgroup is not there.
     fn usage(&self, path: &str) -> Option<CgroupUsage>;
+    /// A container's accounting under its pod's cgroup `pod`: runc names it by the
+    /// container id under cgroupfs.
+    fn container_usage(&self, pod: &str, id: &str) -> Option<CgroupUsage> {
+        self.usage(&format!("{pod}/{id}"))
+    }
 }
 
 /// Why the host's cgroups cannot be managed; the kubelet refuses to start.
@@ -159,6 +166,19 @@ fn stat_value(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The processes listed in `cgroup.procs` of `dir` and every cgroup below it; `None` when
+/// `dir` is not a cgroup. A cgroup that goes while walking is skipped.
+fn count_processes(dir: &Path) -> Option<u64> {
+    let own = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    let mut n = own.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            n += count_processes(&e.path()).unwrap_or(0);
+        }
+    }
+    Some(n)
+}
+
 /// `rmdir`, where a missing directory is fine; a cgroup that still has processes (EBUSY) is
 /// retried by the caller.
 fn remove_dir(dir: &Path) -> std::io::Result<()> {
@@ -223,6 +243,20 @@ mod tests {
             matches!(e, CgroupSetupError::MissingControllers { .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn processes_are_counted_down_the_tree() {
+        let root = std::env::temp_dir().join(format!("krs-cg-procs-{}", std::process::id()));
+        let child = root.join("cri-containerd-a.scope");
+        std::fs::create_dir_all(&child).unwrap();
+        std::fs::write(root.join("cgroup.procs"), "").unwrap();
+        std::fs::write(child.join("cgroup.procs"), "10\n11\n").unwrap();
+        // A directory that is no cgroup counts nothing.
+        std::fs::create_dir_all(root.join("other")).unwrap();
+        assert_eq!(count_processes(&root), Some(2));
+        assert_eq!(count_processes(&root.join("missing")), None);
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

@@ -334,7 +334,18 @@ impl Cgroups for SystemdCgroups {
     fn usage(&self, path: &str) -> Option<CgroupUsage> {
         self.files.usage(&Self::slice_path(path))
     }
+
+    /// Under systemd, containerd's runc puts each container in a scope in the pod's slice.
+    fn container_usage(&self, pod: &str, id: &str) -> Option<CgroupUsage> {
+        self.files.usage(&format!(
+            "{}/{CONTAINER_SCOPE_PREFIX}-{id}.scope",
+            Self::slice_path(pod)
+        ))
+    }
 }
+
+/// containerd's prefix for a container's systemd scope (`cri-containerd-<id>.scope`).
+const CONTAINER_SCOPE_PREFIX: &str = "cri-containerd";
 
 #[cfg(test)]
 mod tests {

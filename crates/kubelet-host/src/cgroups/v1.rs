@@ -63,6 +63,7 @@ impl Cgroups for CgroupV1 {
             rss: stat_value(&stat, "total_rss").unwrap_or(0),
             page_faults: stat_value(&stat, "total_pgfault").unwrap_or(0),
             major_page_faults: stat_value(&stat, "total_pgmajfault").unwrap_or(0),
+            processes: super::count_processes(&self.dir("pids", path)),
         })
     }
 
@@ -135,7 +136,8 @@ mod tests {
                 working_set: 700,
                 rss: 600,
                 page_faults: 7,
-                major_page_faults: 2
+                major_page_faults: 2,
+                processes: None,
             }
         );
         std::fs::remove_dir_all(&root).unwrap();

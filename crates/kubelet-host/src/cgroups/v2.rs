@@ -151,6 +151,7 @@ impl Cgroups for CgroupV2 {
             rss: stat_value(&stat, "anon").unwrap_or(0),
             page_faults: stat_value(&stat, "pgfault").unwrap_or(0),
             major_page_faults: stat_value(&stat, "pgmajfault").unwrap_or(0),
+            processes: super::count_processes(&dir),
         })
     }
 }
@@ -284,7 +285,8 @@ mod tests {
                 working_set: 700,
                 rss: 600,
                 page_faults: 7,
-                major_page_faults: 2
+                major_page_faults: 2,
+                processes: None,
             })
         );
         std::fs::write(root.join("cpu.stat"), "usage_usec 5\n").unwrap();

@@ -129,6 +129,16 @@ pub struct RuntimeConfig {
     pub memory_capacity: u64,
 }
 
+impl RuntimeConfig {
+    pub fn cgroup_driver(&self) -> kubelet_core::cm::Driver {
+        if self.systemd_cgroups {
+            kubelet_core::cm::Driver::Systemd
+        } else {
+            kubelet_core::cm::Driver::Cgroupfs
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RuntimeManager {
     pub rt: Arc<dyn RuntimeService>,

@@ -133,28 +133,27 @@ impl RuntimeManager {
         }
     }
 
-    pub(super) fn pod_cgroup(&self, pod: &Pod) -> String {
+    fn pod_cgroup_name(pod: &Pod) -> kubelet_core::cm::CgroupName {
         let qos = pod
             .spec
             .as_ref()
             .map(kubelet_core::qos::pod_qos)
             .unwrap_or(kubelet_core::qos::QosClass::BestEffort);
-        kubelet_core::cm::pod_cgroup(
-            qos,
-            pod.metadata.uid.as_deref().unwrap_or_default(),
-            self.cfg.systemd_cgroups,
-        )
+        kubelet_core::cm::pod_cgroup_name(qos, pod.metadata.uid.as_deref().unwrap_or_default())
     }
 
-    /// Creates the pod's cgroup with the pod's limits (cgroupfs only: under systemd the
-    /// runtime makes the slice).
+    /// The pod's cgroup as the runtime is given it in `cgroup_parent`: a path under
+    /// cgroupfs, the expanded slice path under systemd.
+    pub(super) fn pod_cgroup(&self, pod: &Pod) -> String {
+        Self::pod_cgroup_name(pod).path(self.cfg.cgroup_driver())
+    }
+
+    /// Creates the pod's cgroup (a slice under systemd) with the pod's limits, before the
+    /// runtime puts the sandbox in it.
     pub(super) async fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), CgroupError> {
         let (Some(cg), Some(spec)) = (&self.cgroups, pod.spec.as_ref()) else {
             return Ok(());
         };
-        if self.cfg.systemd_cgroups {
-            return Ok(());
-        }
         let r = kubelet_core::cm::pod_resources(spec);
         let limits = kubelet_host::cgroups::PodLimits {
             cpu_shares: Some(r.cpu_shares),
@@ -163,7 +162,7 @@ impl RuntimeManager {
             memory_limit: r.memory_limit,
             pids_max: (self.cfg.pod_pids_limit > 0).then_some(self.cfg.pod_pids_limit),
         };
-        let path = self.pod_cgroup(pod);
+        let path = Self::pod_cgroup_name(pod).to_cgroupfs();
         cg.ensure(&path, &limits)
             .await
             .map_err(|source| CgroupError { path, source })
@@ -172,13 +171,13 @@ impl RuntimeManager {
     /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).
     pub(super) async fn remove_pod_cgroup(&self, uid: &str) {
         let Some(cg) = &self.cgroups else { return };
-        use kubelet_core::{cm::pod_cgroup, qos::QosClass};
+        use kubelet_core::{cm::pod_cgroup_name, qos::QosClass};
         for qos in [
             QosClass::Guaranteed,
             QosClass::Burstable,
             QosClass::BestEffort,
         ] {
-            let path = pod_cgroup(qos, uid, self.cfg.systemd_cgroups);
+            let path = pod_cgroup_name(qos, uid).to_cgroupfs();
             if cg.exists(&path)
                 && let Err(e) = cg.remove(&path).await
             {
