@@ -290,6 +290,15 @@ impl TestNs {
     }
 }
 
+/// The pod's `i`-th container status; panics when there is none yet.
+pub fn container_status(p: &Pod, i: usize) -> k8s_openapi::api::core::v1::ContainerStatus {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.get(i).cloned())
+        .unwrap_or_else(|| panic!("no container status {i} in {:?}", p.status))
+}
+
 pub fn container_state(p: &Pod, i: usize) -> serde_json::Value {
     let cs = p
         .status

@@ -9,7 +9,9 @@
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kubelet_e2e::{TestNs, condition, container_state, eventually, node_name, phase};
+use kubelet_e2e::{
+    TestNs, condition, container_state, container_status, eventually, node_name, phase,
+};
 use std::time::Duration;
 
 /// Runs `script` in the guest with bash; its exit status and stdout.
@@ -342,16 +344,7 @@ async fn restart_keeps_the_pods() {
     ns.create(&ns.pod("r", "Always", reporter(res))).await;
     let before = running(&ns, "r").await;
     let id = container_state(&before, 0);
-    let cid = before
-        .status
-        .as_ref()
-        .unwrap()
-        .container_statuses
-        .as_ref()
-        .unwrap()[0]
-        .container_id
-        .clone()
-        .unwrap();
+    let cid = container_status(&before, 0).container_id.unwrap();
     let scope = format!(
         "cri-containerd-{}.scope",
         cid.trim_start_matches("containerd://")
@@ -380,13 +373,7 @@ async fn restart_keeps_the_pods() {
     )
     .await;
     let after = ns.pods().get("r").await.unwrap();
-    let cs = &after
-        .status
-        .as_ref()
-        .unwrap()
-        .container_statuses
-        .as_ref()
-        .unwrap()[0];
+    let cs = container_status(&after, 0);
     assert_eq!(cs.restart_count, 0);
     assert_eq!(cs.container_id.as_deref(), Some(cid.as_str()));
     assert_eq!(container_state(&after, 0), id);
