@@ -132,13 +132,7 @@ pub struct Authorization {
     pub webhook: WebhookAuthorization,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupDriver {
-    #[default]
-    Cgroupfs,
-    Systemd,
-}
+pub use kubelet_core::cm::Driver as CgroupDriver;
 
 fn yes() -> bool {
     true

@@ -38,11 +38,24 @@ pub fn milli_to_units(milli: i128) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Who creates cgroups: the kubelet through the filesystem, or systemd through slices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who creates cgroups: the kubelet through the filesystem, or systemd through slices
+/// (`cgroupDriver` in the KubeletConfiguration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Driver {
+    #[default]
     Cgroupfs,
     Systemd,
+}
+
+impl Driver {
+    /// The name as the config file and `--cgroup-driver` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Cgroupfs => "cgroupfs",
+            Driver::Systemd => "systemd",
+        }
+    }
 }
 
 /// A cgroup as a list of components (upstream `CgroupName`), e.g. `[kubepods, burstable,
@@ -117,16 +130,6 @@ pub fn qos_cgroup(qos: QosClass) -> CgroupName {
 
 pub fn pod_cgroup_name(qos: QosClass, uid: &str) -> CgroupName {
     qos_cgroup(qos).child(format!("pod{uid}"))
-}
-
-/// The pod's cgroup path as the runtime is given it in `cgroup_parent`.
-pub fn pod_cgroup(qos: QosClass, uid: &str, systemd: bool) -> String {
-    let driver = if systemd {
-        Driver::Systemd
-    } else {
-        Driver::Cgroupfs
-    };
-    pod_cgroup_name(qos, uid).path(driver)
 }
 
 /// `MilliCPUToShares`: 1024 shares a CPU, within the kernel's bounds.
@@ -285,11 +288,11 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda_b.slice"
         );
         assert_eq!(
-            pod_cgroup(QosClass::Guaranteed, "u", true),
+            pod_cgroup_name(QosClass::Guaranteed, "u").path(Driver::Systemd),
             "/kubepods.slice/kubepods-podu.slice"
         );
         assert_eq!(
-            pod_cgroup(QosClass::BestEffort, "u", false),
+            pod_cgroup_name(QosClass::BestEffort, "u").path(Driver::Cgroupfs),
             "/kubepods/besteffort/podu"
         );
         assert_eq!(

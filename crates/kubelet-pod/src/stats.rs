@@ -388,7 +388,8 @@ impl StatsProvider {
         let qos = pod
             .and_then(|p| p.spec.as_ref())
             .map(kubelet_core::qos::pod_qos)?;
-        Some(kubelet_core::cm::pod_cgroup(qos, uid, false))
+        // The Cgroups trait takes cgroupfs names whatever the driver.
+        Some(kubelet_core::cm::pod_cgroup_name(qos, uid).to_cgroupfs())
     }
 
     async fn pod_stats(

@@ -2,7 +2,7 @@
 //! layout and driver, the kubepods and QoS cgroups, and the runtime agreeing with our driver.
 
 use crate::settings::KubeletError;
-use kubelet_config::{CgroupDriver, KubeletConfiguration};
+use kubelet_config::KubeletConfiguration;
 use kubelet_core::cm::{Driver, MIN_SHARES, kubepods, milli_cpu_to_shares, qos_cgroup};
 use kubelet_core::machine::MachineInfo;
 use kubelet_core::qos::QosClass;
@@ -15,13 +15,6 @@ use tracing::{debug, info, warn};
 /// Where systemd says it is running as the init system (`sd_booted(3)`).
 const SYSTEMD_RUN_DIR: &str = "/run/systemd/system";
 
-pub(crate) fn driver(cfg: &KubeletConfiguration) -> Driver {
-    match cfg.cgroup_driver {
-        CgroupDriver::Systemd => Driver::Systemd,
-        CgroupDriver::Cgroupfs => Driver::Cgroupfs,
-    }
-}
-
 /// Detects the layout, picks the driver's manager and makes kubepods and the QoS tiers.
 /// Pods cannot get their limits without these, so any failure stops the start.
 pub(crate) async fn setup_cgroups(
@@ -30,7 +23,7 @@ pub(crate) async fn setup_cgroups(
 ) -> Result<Arc<dyn Cgroups>, KubeletError> {
     let root = Path::new(CGROUP_ROOT);
     let version = detect(root)?;
-    let driver = driver(cfg);
+    let driver = cfg.cgroup_driver;
     info!(?version, ?driver, "cgroups");
     let cgroups: Arc<dyn Cgroups> = match driver {
         Driver::Cgroupfs => manager(version, root),
@@ -115,8 +108,8 @@ pub(crate) async fn check_runtime_driver(
         Some(d) if d == ours => Ok(()),
         Some(d) => Err(KubeletError::CgroupDriver(format!(
             "the kubelet's cgroupDriver is {} but the runtime uses {} (containerd: SystemdCgroup = {} in the runc options); make them match",
-            driver_name(ours),
-            driver_name(d),
+            ours.as_str(),
+            d.as_str(),
             d == Driver::Systemd
         ))),
     }
@@ -165,13 +158,6 @@ pub(crate) async fn update_qos_tiers(
             _ = tokio::time::sleep(QOS_PERIOD) => {}
             _ = cancel.cancelled() => return,
         }
-    }
-}
-
-fn driver_name(d: Driver) -> &'static str {
-    match d {
-        Driver::Systemd => "systemd",
-        Driver::Cgroupfs => "cgroupfs",
     }
 }
 

@@ -126,7 +126,7 @@ struct Pipeline {
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
     let node = prepare_node(&s).await?;
     let cri = connect_runtime(&s, &node.cfg).await?;
-    crate::cm::check_runtime_driver(cri.rt.as_ref(), crate::cm::driver(&node.cfg)).await?;
+    crate::cm::check_runtime_driver(cri.rt.as_ref(), node.cfg.cgroup_driver).await?;
     let clients = match &s.flags.kubeconfig {
         Some(p) => Some(connect_api(p, &node.cfg).await?),
         None => {
@@ -406,7 +406,7 @@ fn start_pod_pipeline(
             root_dir: root_dir.clone(),
             host_ip: node_ip.map(|i| i.to_string()),
             allocatable,
-            systemd_cgroups: cfg.cgroup_driver == kubelet_config::CgroupDriver::Systemd,
+            cgroup_driver: cfg.cgroup_driver,
             memory_capacity: machine.memory_bytes,
         },
         recorder,

@@ -124,19 +124,9 @@ pub struct RuntimeConfig {
     /// Node allocatable, the default for unset limits in resourceFieldRef.
     pub allocatable: std::collections::BTreeMap<String, String>,
     /// cgroupDriver systemd (slice names) rather than cgroupfs (paths).
-    pub systemd_cgroups: bool,
+    pub cgroup_driver: kubelet_core::cm::Driver,
     /// The machine's memory, for Burstable containers' OOM scores.
     pub memory_capacity: u64,
-}
-
-impl RuntimeConfig {
-    pub fn cgroup_driver(&self) -> kubelet_core::cm::Driver {
-        if self.systemd_cgroups {
-            kubelet_core::cm::Driver::Systemd
-        } else {
-            kubelet_core::cm::Driver::Cgroupfs
-        }
-    }
 }
 
 #[derive(Debug)]

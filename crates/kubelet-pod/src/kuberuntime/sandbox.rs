@@ -145,7 +145,7 @@ impl RuntimeManager {
     /// The pod's cgroup as the runtime is given it in `cgroup_parent`: a path under
     /// cgroupfs, the expanded slice path under systemd.
     pub(super) fn pod_cgroup(&self, pod: &Pod) -> String {
-        Self::pod_cgroup_name(pod).path(self.cfg.cgroup_driver())
+        Self::pod_cgroup_name(pod).path(self.cfg.cgroup_driver)
     }
 
     /// Creates the pod's cgroup (a slice under systemd) with the pod's limits, before the

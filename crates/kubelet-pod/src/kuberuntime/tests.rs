@@ -19,7 +19,7 @@ pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeMa
             root_dir: logs.join("root"),
             host_ip: None,
             allocatable: Default::default(),
-            systemd_cgroups: false,
+            cgroup_driver: kubelet_core::cm::Driver::Cgroupfs,
             memory_capacity: 4 << 30,
         },
         recorder: Recorder::disabled(),
