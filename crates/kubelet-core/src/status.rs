@@ -59,6 +59,11 @@ pub fn active_deadline_left(
 }
 
 /// Truncates to whole seconds: the API's resolution, so generated and stored statuses compare equal.
+/// Succeeded and Failed are final: nothing of the pod runs again.
+pub fn is_terminal_phase(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
 pub fn time_of(ts: Timestamp) -> Time {
     Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
 }

@@ -81,7 +81,7 @@ pub fn decide(f: &SyncFacts<'_>) -> SyncDecision {
             removed: f.removed,
         };
     }
-    if matches!(f.phase, Some("Succeeded" | "Failed")) {
+    if crate::status::is_terminal_phase(f.phase) {
         return SyncDecision::Finish {
             kill: active(f.runtime),
         };

@@ -17,13 +17,6 @@ use tracing::{info, warn};
 /// Upstream's eviction monitoring interval.
 pub const MONITORING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
 /// Measures the limited emptyDirs of every running pod and evicts those over their limit;
 /// then, from the summary stats, the pods and containers with ephemeral-storage limits.
 pub async fn local_storage_evictions(
@@ -32,8 +25,8 @@ pub async fn local_storage_evictions(
     stats: &StatsProvider,
 ) {
     let mut limited_pods = vec![];
-    for pod in workers.pods() {
-        if terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+    for pod in workers.active_pods() {
+        if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         if empty_dir_evicted(workers, volumes, &pod).await {

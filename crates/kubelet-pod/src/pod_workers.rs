@@ -162,6 +162,18 @@ impl PodWorkers {
             .collect()
     }
 
+    /// The pods not yet finished (upstream `GetActivePods`): what the QoS tiers, eviction
+    /// and node shutdown work on.
+    pub fn active_pods(&self) -> Vec<Pod> {
+        let mut pods = self.pods();
+        pods.retain(|p| {
+            !kubelet_core::status::is_terminal_phase(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            )
+        });
+        pods
+    }
+
     /// The latest status computed for the pod.
     pub fn cached_status(&self, uid: &str) -> Option<k8s_openapi::api::core::v1::PodStatus> {
         self.deps.status.cached(uid)

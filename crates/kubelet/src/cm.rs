@@ -119,7 +119,7 @@ pub(crate) async fn check_runtime_driver(
 const QOS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Keeps the Burstable tier's shares at its pods' summed CPU requests (upstream
-/// `UpdateCgroups`): when pods come or go (`kick`), and every minute.
+/// `UpdateCgroups`): when a pod cgroup is made or removed (`kick`), and every minute.
 pub(crate) async fn update_qos_tiers(
     cgroups: Arc<dyn Cgroups>,
     workers: kubelet_pod::pod_workers::PodWorkers,
@@ -129,17 +129,9 @@ pub(crate) async fn update_qos_tiers(
     let burstable = qos_cgroup(QosClass::Burstable).to_cgroupfs();
     let mut written = None;
     loop {
-        let pods = workers.pods();
-        let shares = kubelet_core::cm::burstable_shares(
-            pods.iter()
-                .filter(|p| {
-                    !matches!(
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                        Some("Succeeded" | "Failed")
-                    )
-                })
-                .filter_map(|p| p.spec.as_ref()),
-        );
+        let pods = workers.active_pods();
+        let shares =
+            kubelet_core::cm::burstable_shares(pods.iter().filter_map(|p| p.spec.as_ref()));
         if written != Some(shares) {
             let limits = PodLimits {
                 cpu_shares: Some(shares),

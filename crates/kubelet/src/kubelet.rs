@@ -118,8 +118,6 @@ struct Pipeline {
     /// Set by the node shutdown manager: the node reports NotReady, at once (`kick`).
     shutting_down: Arc<AtomicBool>,
     node_status_kick: Arc<tokio::sync::Notify>,
-    /// Pods came or went: the QoS tiers are brought up to date.
-    qos_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
@@ -413,6 +411,7 @@ fn start_pod_pipeline(
         clock: clock.clone(),
         secrets,
         cgroups: Some(cgroups.clone()),
+        qos_changed: Default::default(),
         exited: Default::default(),
         volumes: volumes.clone(),
     });
@@ -457,13 +456,12 @@ fn start_pod_pipeline(
             }
         });
     }
-    let qos_kick = Arc::new(tokio::sync::Notify::new());
     tasks.spawn(
         "qos tiers",
         crate::cm::update_qos_tiers(
             cgroups.clone(),
             workers.clone(),
-            qos_kick.clone(),
+            runtime.qos_changed.clone(),
             cancel.child_token(),
         ),
     );
@@ -503,7 +501,6 @@ fn start_pod_pipeline(
         status,
         shutting_down: Arc::default(),
         node_status_kick: Arc::default(),
-        qos_kick,
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
     pipeline
@@ -600,7 +597,6 @@ fn start_node_status(
         pods_synced,
         shutting_down,
         node_status_kick,
-        qos_kick,
         ..
     } = pipeline;
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
@@ -680,19 +676,13 @@ fn start_node_status(
             cancel.child_token(),
         ),
     );
-    let (workers, synced, qos) = (workers.clone(), pods_synced.clone(), qos_kick.clone());
+    let (workers, synced) = (workers.clone(), pods_synced.clone());
     let (listed_tx, listed_rx) = watch::channel(false);
     tasks.spawn("pod updates", async move {
         while let Some(u) = pods_rx.recv().await {
             match u {
-                PodUpdate::Apply(p) => {
-                    workers.update(p);
-                    qos.notify_one();
-                }
-                PodUpdate::Remove(p) => {
-                    workers.remove(p);
-                    qos.notify_one();
-                }
+                PodUpdate::Apply(p) => workers.update(p),
+                PodUpdate::Remove(p) => workers.remove(p),
                 PodUpdate::Synced { pods } => {
                     if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
                         info!(pods, "initial pod list synced");

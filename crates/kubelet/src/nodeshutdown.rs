@@ -6,7 +6,6 @@
 
 use crate::settings::KubeletError;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use kubelet_api::status_manager::StatusManager;
 use kubelet_config::KubeletConfiguration;
 use kubelet_core::nodeshutdown::{ShutdownKill, plan};
@@ -119,18 +118,7 @@ impl ShutdownManager {
 
     /// Ends every pod still running as the plan says, within the grace period.
     async fn end_pods(&self) {
-        let pods: Vec<Pod> = self
-            .workers
-            .pods()
-            .into_iter()
-            .filter(|p| {
-                !matches!(
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-            })
-            .collect();
-        let kills = plan(&pods, self.grace, self.critical);
+        let kills = plan(&self.workers.active_pods(), self.grace, self.critical);
         let all = futures::future::join_all(kills.into_iter().map(|k| self.end_pod(k)));
         if tokio::time::timeout(self.grace, all).await.is_err() {
             warn!(grace = ?self.grace, "node shutdown: pods not all ended within the grace period");

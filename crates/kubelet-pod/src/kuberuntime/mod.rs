@@ -139,6 +139,8 @@ pub struct RuntimeManager {
     pub clock: SharedClock,
     /// Pod cgroups; `None` leaves cgroups to the runtime (unit tests).
     pub cgroups: Option<Arc<dyn kubelet_host::cgroups::Cgroups>>,
+    /// Notified when a pod cgroup is made or removed, where upstream updates the QoS tiers.
+    pub qos_changed: Arc<tokio::sync::Notify>,
     /// Pull secrets; `None` in standalone mode.
     pub secrets: Option<Arc<dyn crate::credentialprovider::SecretSource>>,
     /// Statuses of exited containers, which never change: (pod UID, status) by container ID.

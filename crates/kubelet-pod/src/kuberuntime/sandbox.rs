@@ -163,6 +163,7 @@ impl RuntimeManager {
             pids_max: (self.cfg.pod_pids_limit > 0).then_some(self.cfg.pod_pids_limit),
         };
         let path = Self::pod_cgroup_name(pod).to_cgroupfs();
+        self.qos_changed.notify_one();
         cg.ensure(&path, &limits)
             .await
             .map_err(|source| CgroupError { path, source })
@@ -184,6 +185,7 @@ impl RuntimeManager {
                 warn!(cgroup = %path, error = %e, "removing pod cgroup failed");
             }
         }
+        self.qos_changed.notify_one();
     }
 
     /// Writes the pod's /etc/hosts under its directory and returns its mount; `None` while the

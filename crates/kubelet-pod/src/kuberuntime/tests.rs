@@ -26,6 +26,7 @@ pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeMa
         clock: Arc::new(SystemClock),
         secrets: None,
         cgroups: Some(Arc::new(kubelet_host::cgroups::FakeCgroups::default())),
+        qos_changed: Default::default(),
         exited: Default::default(),
         volumes: Arc::new(crate::volume_manager::VolumeManager::new(
             logs.join("root"),
