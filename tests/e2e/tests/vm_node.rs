@@ -196,8 +196,8 @@ async fn guaranteed_pod_slice_limits_and_pids() {
 }
 
 /// The QoS slices, held to the node (kubepods to its memory less kubeReserved 100Mi and
-/// systemReserved 28Mi, best-effort to the least weight), allocatable less the
-/// reservations, and each class's OOM score through CRI.
+/// systemReserved 28Mi, best-effort to the least weight, burstable to its pods' CPU
+/// requests), allocatable less the reservations, and each class's OOM score through CRI.
 #[tokio::test]
 #[ignore = "needs the systemd + cgroup v2 VM node: scripts/vm-test.sh"]
 async fn qos_slices_and_oom_scores() {
@@ -223,7 +223,7 @@ async fn qos_slices_and_oom_scores() {
     ns.create(&ns.pod(
         "bu",
         "Always",
-        reporter(serde_json::json!({"requests": {"memory": "64Mi"}})),
+        reporter(serde_json::json!({"requests": {"cpu": "200m", "memory": "64Mi"}})),
     ))
     .await;
     let be = running(&ns, "be").await;
@@ -241,6 +241,17 @@ async fn qos_slices_and_oom_scores() {
         assert!(dir.contains(parent), "{dir}");
         guest_ok(&format!("test -d {dir}"));
     }
+    // The Burstable tier weighs its pods' CPU requests (200m: 204 shares, cpu.weight 8).
+    eventually(
+        Duration::from_secs(30),
+        "the burstable tier's weight",
+        || async {
+            let w =
+                guest_ok("cat /sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/cpu.weight");
+            (w == "8").then_some(())
+        },
+    )
+    .await;
     ns.cleanup().await;
 }
 
