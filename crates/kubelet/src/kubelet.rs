@@ -138,7 +138,6 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let shutdown = crate::nodeshutdown::ShutdownManager::new(
         &node.cfg,
         pipeline.workers.clone(),
-        pipeline.runtime.clone(),
         pipeline.status.clone(),
         pipeline.shutting_down.clone(),
         pipeline.node_status_kick.clone(),

@@ -10,7 +10,6 @@ use kubelet_api::status_manager::StatusManager;
 use kubelet_config::KubeletConfiguration;
 use kubelet_core::nodeshutdown::{ShutdownKill, plan};
 use kubelet_host::logind::{InhibitLock, Logind};
-use kubelet_pod::kuberuntime::RuntimeManager;
 use kubelet_pod::pod_workers::PodWorkers;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +25,6 @@ pub(crate) struct ShutdownManager {
     grace: Duration,
     critical: Duration,
     workers: PodWorkers,
-    runtime: Arc<RuntimeManager>,
     status: StatusManager,
     /// Read by the node status: Ready=False while set; `node_status` reports it at once.
     shutting_down: Arc<AtomicBool>,
@@ -37,7 +35,6 @@ impl ShutdownManager {
     pub(crate) fn new(
         cfg: &KubeletConfiguration,
         workers: PodWorkers,
-        runtime: Arc<RuntimeManager>,
         status: StatusManager,
         shutting_down: Arc<AtomicBool>,
         node_status: Arc<tokio::sync::Notify>,
@@ -46,7 +43,6 @@ impl ShutdownManager {
             grace: cfg.shutdown_grace_period,
             critical: cfg.shutdown_grace_period_critical_pods,
             workers,
-            runtime,
             status,
             shutting_down,
             node_status,
@@ -129,18 +125,15 @@ impl ShutdownManager {
         tokio::time::sleep(k.delay).await;
         info!(uid = %k.uid, grace = ?k.failure.grace_override, "node shutdown: killing pod");
         self.workers.fail(&k.uid, k.failure);
-        // Done when nothing of it runs and its Failed status reached the API server.
+        // Done when its Failed status reached the API server: the worker reports Failed only
+        // once the kill has returned, and a pod fails on its own only when nothing runs.
         loop {
-            let stopped = match self.runtime.pod_status(&k.uid).await {
-                Ok(rt) => !kubelet_core::sync::active(&rt),
-                Err(_) => false,
-            };
             let failed = self
                 .status
                 .cached(&k.uid)
                 .and_then(|s| s.phase)
                 .is_some_and(|p| p == "Failed");
-            if stopped && failed && self.status.sent(&k.uid) {
+            if failed && self.status.sent(&k.uid) {
                 return;
             }
             tokio::time::sleep(POLL).await;
