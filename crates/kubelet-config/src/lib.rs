@@ -263,6 +263,25 @@ pub struct KubeletConfiguration {
     pub kube_reserved: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "quantity_map")]
     pub system_reserved: BTreeMap<String, String>,
+    /// A directory (or one file) of static pod manifests; empty: none.
+    #[serde(default)]
+    pub static_pod_path: String,
+    /// How often `static_pod_path` is rescanned (inotify covers the time between).
+    #[serde(default = "twenty_seconds", with = "go_duration")]
+    pub file_check_frequency: Duration,
+    /// A URL serving static pod manifests (a Pod or a PodList); empty: none.
+    #[serde(default, rename = "staticPodURL")]
+    pub static_pod_url: String,
+    /// Headers sent with every `static_pod_url` request.
+    #[serde(default, rename = "staticPodURLHeader")]
+    pub static_pod_url_header: BTreeMap<String, Vec<String>>,
+    /// How often `static_pod_url` is fetched.
+    #[serde(default = "twenty_seconds", with = "go_duration")]
+    pub http_check_frequency: Duration,
+}
+
+fn twenty_seconds() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn default_masquerade_bit() -> i32 {
@@ -388,6 +407,11 @@ impl Default for KubeletConfiguration {
             shutdown_grace_period_critical_pods: Duration::ZERO,
             kube_reserved: BTreeMap::new(),
             system_reserved: BTreeMap::new(),
+            static_pod_path: String::new(),
+            file_check_frequency: twenty_seconds(),
+            static_pod_url: String::new(),
+            static_pod_url_header: BTreeMap::new(),
+            http_check_frequency: twenty_seconds(),
         }
     }
 }

@@ -7,8 +7,6 @@ use std::path::Path;
 /// Fields of v1beta1 that only tune what this kubelet does not do (static pod polling,
 /// metrics visibility, log format...): accepted with any value, and reported as ignored.
 pub(crate) const IGNORED: &[&str] = &[
-    "fileCheckFrequency",
-    "httpCheckFrequency",
     "volumeStatsAggPeriod",
     "cpuManagerReconcilePeriod",
     "contentType",
@@ -28,9 +26,6 @@ pub(crate) const IGNORED: &[&str] = &[
 /// what it does anyway (upstream's default, or the zero value that means it), refused
 /// otherwise, since a user would rely on them.
 pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
-    ("staticPodPath", r#""""#),
-    ("staticPodURL", r#""""#),
-    ("staticPodURLHeader", "{}"),
     ("rotateCertificates", "false"),
     ("serverTLSBootstrap", "false"),
     ("registryPullQPS", "5"),
@@ -146,6 +141,11 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "shutdownGracePeriodCriticalPods",
     "kubeReserved",
     "systemReserved",
+    "staticPodPath",
+    "fileCheckFrequency",
+    "staticPodURL",
+    "staticPodURLHeader",
+    "httpCheckFrequency",
 ];
 
 /// Resources `kubeReserved` and `systemReserved` may hold back here (upstream also takes
@@ -275,6 +275,8 @@ pub(crate) fn zero_means_default(c: &mut KubeletConfiguration) {
         d.node_status_update_frequency,
     );
     dur(&mut c.runtime_request_timeout, d.runtime_request_timeout);
+    dur(&mut c.file_check_frequency, d.file_check_frequency);
+    dur(&mut c.http_check_frequency, d.http_check_frequency);
     dur(
         &mut c.streaming_connection_idle_timeout,
         d.streaming_connection_idle_timeout,

@@ -65,7 +65,7 @@ fn defaults() {
 #[test]
 fn reference_file() {
     let text = format!(
-        "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nfileCheckFrequency: 20s\nbogusField: 1\n"
+        "{HEAD}authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  x509: {{clientCAFile: /pki/ca.crt}}\nauthorization: {{mode: Webhook}}\ncgroupDriver: cgroupfs\nfailSwapOn: false\nclusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\nreadOnlyPort: 0\nport: 10250\naddress: 127.0.0.1\nnodeStatusUpdateFrequency: 1m0s\nkubeAPIQPS: 50\nkubeAPIBurst: 100\nfileCheckFrequency: 0s\nvolumeStatsAggPeriod: 1m\nstaticPodPath: /etc/kubernetes/manifests\nbogusField: 1\n"
     );
     let l = parse("k.yaml", &text).unwrap();
     assert_eq!(
@@ -79,7 +79,10 @@ fn reference_file() {
     );
     assert_eq!(l.config.kube_api_qps, 50.0);
     assert!(!l.config.fail_swap_on);
-    assert_eq!(l.unsupported, vec!["fileCheckFrequency"]);
+    assert_eq!(l.unsupported, vec!["volumeStatsAggPeriod"]);
+    assert_eq!(l.config.static_pod_path, "/etc/kubernetes/manifests");
+    // kubeadm's "0s" means the default.
+    assert_eq!(l.config.file_check_frequency, Duration::from_secs(20));
     assert_eq!(l.unknown, vec!["bogusField"]);
 }
 
@@ -195,7 +198,6 @@ fn shutdown_grace_periods_need_their_gate_and_fit() {
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {
     for bad in [
-        "staticPodPath: /etc/kubernetes/manifests",
         "rotateCertificates: true",
         "imageGCHighThresholdPercent: 90",
         "featureGates: {RotateKubeletServerCertificate: true}",
