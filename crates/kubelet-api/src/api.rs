@@ -26,6 +26,13 @@ pub trait PodStatusWriter: Send + Sync + std::fmt::Debug {
     async fn delete_pod(&self, pod: &PodRef) -> Result<()>;
 }
 
+/// Mirror pods: the API server's copies of static pods (upstream `pod.MirrorClient`).
+/// Deletes go through [`PodStatusWriter::delete_pod`] (grace 0, UID precondition).
+#[async_trait]
+pub trait MirrorClient: PodStatusWriter + NodeClient {
+    async fn create_pod(&self, pod: &Pod) -> Result<Pod>;
+}
+
 /// The Node object and its heartbeat Lease in `kube-node-lease`.
 #[async_trait]
 pub trait NodeClient: Send + Sync + std::fmt::Debug {

@@ -29,6 +29,16 @@ pub struct Recorder {
     tx: Option<mpsc::Sender<PendingEvent>>,
 }
 
+/// The Node as upstream's kubelet names it in events (its UID field holds the name).
+pub fn node_ref(node: &str) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Node".into()),
+        name: Some(node.into()),
+        uid: Some(node.into()),
+        ..Default::default()
+    }
+}
+
 pub fn pod_ref(pod: &Pod, container: Option<&str>) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),

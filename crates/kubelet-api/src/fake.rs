@@ -2,7 +2,8 @@
 //! injected per operation, and watches fed from what tests store.
 
 use crate::api::{
-    EventSink, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer, WatchStream,
+    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
+    WatchStream,
 };
 use crate::error::{ApiError, Result};
 use async_trait::async_trait;
@@ -283,11 +284,41 @@ impl PodStatusWriter for FakeApi {
                 ApiError::status(409, "Conflict", "Precondition failed: UID in precondition"),
             ),
             Some(_) => {
-                s.pods.remove(&k);
+                if let Some(gone) = s.pods.remove(&k) {
+                    s.pod_watches
+                        .retain(|(_, tx)| tx.send(Ok(WatchEvent::Delete(gone.clone()))).is_ok());
+                }
                 s.deleted_pods.push(pod.clone());
+                drop(s);
+                self.changed.notify_waiters();
                 Ok(())
             }
         }
+    }
+}
+
+#[async_trait]
+impl MirrorClient for FakeApi {
+    async fn create_pod(&self, pod: &Pod) -> Result<Pod> {
+        let mut s = self.call("create_pod")?;
+        let k = meta_key(&pod.metadata);
+        if s.pods.contains_key(&k) {
+            return Err(ApiError::status(
+                409,
+                "AlreadyExists",
+                format!("pods \"{}\" already exists", k.1),
+            ));
+        }
+        let mut pod = pod.clone();
+        pod.metadata.resource_version = Some(Self::bump(&mut s));
+        let n = s.next_rv;
+        pod.metadata.uid = Some(format!("fake-uid-{n}"));
+        s.pods.insert(k, pod.clone());
+        s.pod_watches
+            .retain(|(_, tx)| tx.send(Ok(WatchEvent::Apply(pod.clone()))).is_ok());
+        drop(s);
+        self.changed.notify_waiters();
+        Ok(pod)
     }
 }
 

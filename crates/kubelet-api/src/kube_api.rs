@@ -3,7 +3,8 @@
 //! watch is one long request, and its relists are paced by kube's back-off.
 
 use crate::api::{
-    EventSink, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer, WatchStream,
+    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
+    WatchStream,
 };
 use crate::client::ApiClient;
 use crate::error::{ApiError, Result};
@@ -115,6 +116,19 @@ impl PodStatusWriter for ApiClient {
         )
         .await
         .map(drop)
+    }
+}
+
+#[async_trait]
+impl MirrorClient for ApiClient {
+    async fn create_pod(&self, pod: &Pod) -> Result<Pod> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        self.request(
+            "create mirror pod",
+            self.namespaced::<Pod>(ns)
+                .create(&PostParams::default(), pod),
+        )
+        .await
     }
 }
 

@@ -11,11 +11,14 @@ pub mod events;
 pub mod fake;
 pub mod kube_api;
 pub mod kubelet_node_status;
+pub mod mirror_client;
 pub mod nodelease;
 pub mod object_manager;
 pub mod pod_source;
 pub mod status_manager;
 
-pub use api::{EventSink, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer};
+pub use api::{
+    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
+};
 pub use client::{ApiClient, RateLimiter};
 pub use error::ApiError;

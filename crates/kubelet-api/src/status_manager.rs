@@ -28,6 +28,10 @@ struct Entry {
     sent: Option<PodStatus>,
     delete: bool,
     deleted: bool,
+    /// A static pod: its status goes to its mirror pod, and it is never deleted.
+    static_pod: bool,
+    /// The mirror pod UID the last status went to.
+    sent_to: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +46,7 @@ pub struct StatusManager {
     inner: Arc<Mutex<Inner>>,
     notify: Arc<Notify>,
     api: Option<Arc<dyn PodStatusWriter>>,
+    mirrors: Option<crate::mirror_client::MirrorPods>,
 }
 
 impl StatusManager {
@@ -51,7 +56,31 @@ impl StatusManager {
             inner: Arc::default(),
             notify: Arc::new(Notify::new()),
             api,
+            mirrors: None,
         }
+    }
+
+    /// Where static pods' statuses go: their mirror pods (upstream translates the UID).
+    pub fn with_mirrors(mut self, mirrors: crate::mirror_client::MirrorPods) -> Self {
+        self.mirrors = Some(mirrors);
+        self
+    }
+
+    /// Mirror pods came or went: static pods' statuses are checked against them again.
+    pub fn mirrors_changed(&self) {
+        let mut g = self.lock();
+        let statics: Vec<String> = g
+            .entries
+            .iter()
+            .filter(|(_, e)| e.static_pod && e.status.is_some())
+            .map(|(u, _)| u.clone())
+            .collect();
+        if statics.is_empty() {
+            return;
+        }
+        g.dirty.extend(statics);
+        drop(g);
+        self.notify.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -73,6 +102,7 @@ impl StatusManager {
             return;
         }
         e.pod = Some(r.clone());
+        e.static_pod = kubelet_core::config::is_static_pod(pod);
         e.status = Some(status);
         e.version += 1;
         g.dirty.insert(r.uid);
@@ -84,6 +114,10 @@ impl StatusManager {
     pub fn terminate_and_delete(&self, pod: &Pod) {
         let r = PodRef::of(pod);
         let mut g = self.lock();
+        // A static pod's object is its mirror, which is the mirror manager's to delete.
+        if kubelet_core::config::is_static_pod(pod) {
+            return;
+        }
         let e = g.entries.entry(r.uid.clone()).or_default();
         if e.deleted || e.delete {
             return;
@@ -139,17 +173,35 @@ impl StatusManager {
                     let Some(e) = g.entries.get(&uid) else {
                         continue;
                     };
-                    let Some(pod) = e.pod.clone() else { continue };
-                    let status = (e.version != e.sent_version)
+                    let Some(mut pod) = e.pod.clone() else {
+                        continue;
+                    };
+                    let mut status = (e.version != e.sent_version)
                         .then(|| e.status.clone())
                         .flatten();
+                    let mut sent = e.sent.clone();
+                    let mut target = None;
+                    if e.static_pod {
+                        // No mirror yet: `mirrors_changed` brings the pod back.
+                        let Some(m) = self.mirrors.as_ref().and_then(|m| m.mirror_uid(&pod)) else {
+                            debug!(pod = %pod.key(), "static pod has no mirror pod yet; status not sent");
+                            continue;
+                        };
+                        if e.sent_to.as_ref() != Some(&m) {
+                            status = e.status.clone();
+                            sent = None;
+                        }
+                        pod.uid = m.clone();
+                        target = Some(m);
+                    }
                     out.push(Work {
                         uid: uid.clone(),
                         pod,
                         status,
                         version: e.version,
                         delete: e.delete && !e.deleted,
-                        sent: e.sent.clone(),
+                        sent,
+                        target,
                     });
                     g.in_flight.insert(uid);
                 }
@@ -162,6 +214,7 @@ impl StatusManager {
                 version,
                 delete,
                 sent,
+                target,
             } in batch
             {
                 let api = api.clone();
@@ -169,7 +222,7 @@ impl StatusManager {
                 tasks.spawn(async move {
                     let outcome =
                         sync_one(api.as_ref(), &pod, status.as_ref(), sent.as_ref(), delete).await;
-                    me.finish(&uid, version, status, outcome);
+                    me.finish(&uid, version, status, target, outcome);
                 });
             }
             tokio::select! {
@@ -181,10 +234,21 @@ impl StatusManager {
         tasks.shutdown().await;
     }
 
-    fn finish(&self, uid: &str, version: u64, status: Option<PodStatus>, outcome: Outcome) {
+    fn finish(
+        &self,
+        uid: &str,
+        version: u64,
+        status: Option<PodStatus>,
+        target: Option<String>,
+        outcome: Outcome,
+    ) {
         let mut g = self.lock();
         g.in_flight.remove(uid);
         match outcome {
+            // A static pod's mirror went: wait for the next one (`mirrors_changed`).
+            Outcome::Gone if target.is_some() => {
+                g.dirty.remove(uid);
+            }
             // Keep a tombstone until the watch reports the pod gone (`forget`), so late
             // updates from the worker are not sent to a deleted object.
             Outcome::Gone => {
@@ -198,6 +262,9 @@ impl StatusManager {
                     if status.is_some() {
                         e.sent_version = e.sent_version.max(version);
                         e.sent = status;
+                    }
+                    if target.is_some() {
+                        e.sent_to = target;
                     }
                     e.deleted |= deleted;
                     if e.version != e.sent_version || (e.delete && !e.deleted) {
@@ -223,6 +290,8 @@ struct Work {
     version: u64,
     delete: bool,
     sent: Option<PodStatus>,
+    /// A static pod's mirror UID, which `pod` carries.
+    target: Option<String>,
 }
 
 #[derive(Debug)]

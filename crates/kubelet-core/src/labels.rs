@@ -14,6 +14,9 @@ pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationM
 pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
 pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+/// The kubelet's root directory, on each sandbox it starts: a standalone kubelet only
+/// cleans up sandboxes that carry its own.
+pub const KUBELET_ROOT_DIR: &str = "io.kubelet-rs.root-dir";
 pub const POD_DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
 pub const POD_TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 

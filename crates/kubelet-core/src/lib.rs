@@ -9,6 +9,7 @@ pub mod admission;
 pub mod backoff;
 pub mod clock;
 pub mod cm;
+pub mod config;
 pub mod dns;
 pub mod envvars;
 pub mod eviction;

@@ -147,14 +147,14 @@ pub const KUBELET_OOM_SCORE_ADJ: i64 = -999;
 /// The priority from which a pod is critical (`scheduling.SystemCriticalPriority`).
 pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
-/// Mirror and system-critical-priority pods (upstream `IsCriticalPod`). Static pods are
-/// critical upstream too, but every pod here comes from the API server (`staticPodPath` is
-/// refused), so a `config.source` annotation a user wrote is not trusted.
+/// Static, mirror and system-critical-priority pods (upstream `IsCriticalPod`). The pod
+/// config stamps `config.source` on every pod, API ones as `api`, so a source a user wrote
+/// on an API pod is not believed.
 pub fn is_critical_pod(pod: &Pod) -> bool {
-    let ann = pod.metadata.annotations.as_ref();
-    let is_mirror = ann.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
     let priority = pod.spec.as_ref().and_then(|s| s.priority);
-    is_mirror || priority.is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
+    crate::config::is_static_pod(pod)
+        || crate::config::is_mirror_pod(pod)
+        || priority.is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
 }
 
 /// A container's `oom_score_adj` (upstream `GetContainerOOMScoreAdjust`): critical and
@@ -253,6 +253,8 @@ mod oom_tests {
             )]
             .into(),
         );
+        assert!(is_critical_pod(&p), "static pods are critical");
+        crate::config::stamp(&mut p, crate::config::Source::Api, "t");
         assert!(!is_critical_pod(&p), "an API pod cannot claim to be static");
         p.metadata.annotations =
             Some([("kubernetes.io/config.mirror".to_string(), "h".to_string())].into());

@@ -7,7 +7,7 @@ use crate::pod_workers::PodWorkers;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::labels::PodRef;
+use kubelet_core::labels::{KUBELET_ROOT_DIR, PodRef};
 use kubelet_core::pleg::{Fingerprint, fingerprints, relist_diff};
 use kubelet_cri::RuntimeEvent;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -72,6 +72,9 @@ pub struct Pleg {
     /// Set once the API's initial pod list has been dispatched: only then can a runtime pod
     /// be judged an orphan.
     pub pods_synced: Arc<AtomicBool>,
+    /// Standalone: only sandboxes labelled with this root directory (started by this
+    /// kubelet) may be cleaned up as orphans; other kubelets' pods are left alone.
+    pub own_root: Option<String>,
 }
 
 impl Pleg {
@@ -186,7 +189,16 @@ impl Pleg {
             .pods_synced
             .load(Ordering::Acquire)
             .then(|| self.workers.known().into_iter().collect());
-        let diff = relist_diff(seen, &now, known.as_ref());
+        let mut diff = relist_diff(seen, &now, known.as_ref());
+        if let Some(root) = &self.own_root {
+            let ours: HashSet<&str> = sandboxes
+                .iter()
+                .filter(|sb| sb.labels.get(KUBELET_ROOT_DIR) == Some(root))
+                .filter_map(|sb| sb.labels.get(kubelet_core::labels::POD_UID))
+                .map(String::as_str)
+                .collect();
+            diff.orphans.retain(|u| ours.contains(u.as_str()));
+        }
         for uid in &diff.changed {
             self.workers.kick(uid);
         }
@@ -317,6 +329,7 @@ mod tests {
     use crate::kuberuntime::WorkerState;
     use crate::kuberuntime::tests::pod;
     use crate::testing::{Setup, setup};
+    use kubelet_cri::RuntimeService;
 
     fn start(s: &Setup, synced: bool, period: Duration) -> (PlegHealth, Arc<AtomicBool>) {
         let health = PlegHealth::new();
@@ -328,6 +341,7 @@ mod tests {
                 health: health.clone(),
                 period,
                 pods_synced: pods_synced.clone(),
+                own_root: None,
             }
             .run(s.cancel.child_token()),
         );
@@ -377,6 +391,63 @@ mod tests {
         s.until("orphan removed", |s| s.rt.sandbox_count() == 0)
             .await;
         assert!(s.rt.running_containers().is_empty());
+        s.stop().await;
+    }
+
+    /// Standalone, a sandbox this kubelet did not start (another root directory, or none)
+    /// is never an orphan; its own are.
+    #[tokio::test]
+    async fn standalone_cleans_up_only_its_own_sandboxes() {
+        let s = setup(&[]);
+        let mine = pod("busybox", "Never", "Always");
+        s.runtime
+            .sync_pod(&mine, &Default::default(), &mut WorkerState::default())
+            .await;
+        // Another kubelet's sandbox: Kubernetes labels, another root directory.
+        let labels: HashMap<String, String> = [
+            (kubelet_core::labels::POD_UID, "u-foreign"),
+            (kubelet_core::labels::POD_NAME, "other"),
+            (kubelet_core::labels::POD_NAMESPACE, "ns"),
+            (KUBELET_ROOT_DIR, "/elsewhere"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        s.rt.run_pod_sandbox(
+            kubelet_cri::api::PodSandboxConfig {
+                metadata: Some(kubelet_cri::api::PodSandboxMetadata {
+                    name: "other".into(),
+                    uid: "u-foreign".into(),
+                    namespace: "ns".into(),
+                    attempt: 0,
+                }),
+                labels,
+                ..Default::default()
+            },
+            String::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.rt.sandbox_count(), 2);
+        tokio::spawn(
+            Pleg {
+                runtime: s.runtime.clone(),
+                workers: s.workers.clone(),
+                health: PlegHealth::new(),
+                period: Duration::from_millis(20),
+                pods_synced: Arc::new(AtomicBool::new(true)),
+                own_root: Some(s.runtime.cfg.root_dir.to_string_lossy().into_owned()),
+            }
+            .run(s.cancel.child_token()),
+        );
+        s.until("own orphan removed", |s| s.rt.sandbox_count() == 1)
+            .await;
+        let before = lists(&s);
+        s.until("two more relists", |s| lists(s) >= before + 2)
+            .await;
+        let left = s.rt.list_pod_sandbox(None).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].labels[kubelet_core::labels::POD_UID], "u-foreign");
         s.stop().await;
     }
 

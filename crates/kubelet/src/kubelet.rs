@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::NodeAddress;
 use kubelet_api::client::ApiClient;
 use kubelet_api::events::Recorder;
 use kubelet_api::kubelet_node_status::NodeStatusManager;
+use kubelet_api::mirror_client::{MirrorPodManager, MirrorPods};
 use kubelet_api::nodelease::LeaseController;
-use kubelet_api::pod_source::{self, PodUpdate};
+use kubelet_api::pod_source;
 use kubelet_api::status_manager::StatusManager;
 use kubelet_config::KubeletConfiguration;
 use kubelet_core::clock::{SharedClock, SystemClock};
@@ -17,6 +18,7 @@ use kubelet_core::nodestatus::RuntimeState;
 use kubelet_cri::RuntimeService;
 use kubelet_cri::remote::RemoteRuntime;
 use kubelet_host::{Host, RealHost};
+use kubelet_pod::config::SourceUpdate;
 use kubelet_pod::kuberuntime::{RuntimeConfig, RuntimeManager};
 use kubelet_pod::pleg::{Pleg, PlegHealth};
 use kubelet_pod::pod_workers::{PodWorkers, WorkerDeps};
@@ -102,6 +104,8 @@ struct ApiSide {
     /// UIDs of pods whose ConfigMaps or Secrets changed.
     objects_rx: tokio::sync::mpsc::UnboundedReceiver<String>,
     secrets: Option<Arc<dyn kubelet_pod::credentialprovider::SecretSource>>,
+    /// The API's mirror pods; `None` standalone.
+    mirrors: Option<MirrorPods>,
 }
 
 /// The running pod pipeline.
@@ -113,6 +117,11 @@ struct Pipeline {
     prober: kubelet_pod::prober::ProbeManager,
     pleg_health: PlegHealth,
     pods_synced: Arc<AtomicBool>,
+    /// `true` once every pod source has been seen (systemd's READY waits for it).
+    pods_listed: watch::Receiver<bool>,
+    /// Where the API's pod source sends.
+    pod_updates: tokio::sync::mpsc::Sender<SourceUpdate>,
+    mirrors: Option<MirrorPods>,
     stats: Arc<kubelet_pod::stats::StatsProvider>,
     status: StatusManager,
     /// Set by the node shutdown manager: the node reports NotReady, at once (`kick`).
@@ -122,6 +131,12 @@ struct Pipeline {
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
+    if !s.config.static_pod_url.is_empty() {
+        return Err(KubeletError::Unsupported {
+            setting: "staticPodURL",
+            reason: "the HTTP static pod source is not built yet; use staticPodPath",
+        });
+    }
     let node = prepare_node(&s).await?;
     let cri = connect_runtime(&s, &node.cfg).await?;
     crate::cm::check_runtime_driver(cri.rt.as_ref(), node.cfg.cgroup_driver).await?;
@@ -145,8 +160,19 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     if let Some(run) = shutdown.start(cancel.child_token()).await? {
         tasks.spawn("node shutdown", run);
     }
-    if let Some(clients) = &clients {
-        start_node_status(&s, &node, &cri, clients, &pipeline, &mut tasks, &cancel);
+    match &clients {
+        Some(clients) => {
+            start_node_status(&s, &node, &cri, clients, &pipeline, &mut tasks, &cancel)
+        }
+        // Standalone there is no node to register: ready once the static pods are read.
+        None => tasks.spawn(
+            "systemd notify",
+            crate::service::notify_systemd(
+                watch::channel(true).1,
+                pipeline.pods_listed.clone(),
+                cancel.child_token(),
+            ),
+        ),
     }
     serve(&s, &node, clients.as_ref(), &pipeline, &mut tasks, &cancel).await?;
     info!(node = %s.node_name, "kubelet started");
@@ -292,10 +318,14 @@ fn build_api_side(
         }
         None => Recorder::disabled(),
     };
-    let status = StatusManager::new(
+    let mirrors = api.as_ref().map(|_| MirrorPods::default());
+    let mut status = StatusManager::new(
         api.clone()
             .map(|a| Arc::new(a) as Arc<dyn kubelet_api::PodStatusWriter>),
     );
+    if let Some(m) = &mirrors {
+        status = status.with_mirrors(m.clone());
+    }
     tasks.spawn("status manager", status.clone().run(cancel.child_token()));
 
     let (objects_tx, objects_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -339,6 +369,7 @@ fn build_api_side(
         objects,
         objects_rx,
         secrets,
+        mirrors,
     }
 }
 
@@ -371,6 +402,7 @@ fn start_pod_pipeline(
         objects,
         mut objects_rx,
         secrets,
+        mirrors,
     } = api;
     let allocatable = kubelet_core::nodestatus::downward_allocatable(
         machine,
@@ -464,7 +496,16 @@ fn start_pod_pipeline(
             cancel.child_token(),
         ),
     );
-    let pods_synced = Arc::new(AtomicBool::new(api.is_none()));
+    let (pods_synced, pods_listed, pod_updates) = start_pod_config(
+        s,
+        node,
+        api.is_some(),
+        &workers,
+        &mirrors,
+        &runtime.recorder,
+        tasks,
+        cancel,
+    );
     let pleg_health = PlegHealth::new();
     tasks.spawn(
         "pleg",
@@ -474,6 +515,10 @@ fn start_pod_pipeline(
             health: pleg_health.clone(),
             period: Duration::from_secs(5),
             pods_synced: pods_synced.clone(),
+            // Standalone, never touch another kubelet's pods (there is no API to say whose).
+            own_root: api
+                .is_none()
+                .then(|| root_dir.to_string_lossy().into_owned()),
         }
         .run(cancel.child_token()),
     );
@@ -496,6 +541,9 @@ fn start_pod_pipeline(
         prober,
         pleg_health,
         pods_synced,
+        pods_listed,
+        pod_updates,
+        mirrors,
         stats,
         status,
         shutting_down: Arc::default(),
@@ -503,6 +551,61 @@ fn start_pod_pipeline(
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
     pipeline
+}
+
+/// The pod config: the static pod sources and the merge feeding the workers. Returns the
+/// "synced" flag, its watch, and where the API's pod source is to send.
+#[allow(clippy::too_many_arguments)]
+fn start_pod_config(
+    s: &Settings,
+    node: &NodeSetup,
+    with_api: bool,
+    workers: &PodWorkers,
+    mirrors: &Option<MirrorPods>,
+    recorder: &Recorder,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) -> (
+    Arc<AtomicBool>,
+    watch::Receiver<bool>,
+    tokio::sync::mpsc::Sender<SourceUpdate>,
+) {
+    use kubelet_core::config::Source;
+    let cfg = &node.cfg;
+    let mut sources = vec![];
+    let (tx, rx) = tokio::sync::mpsc::channel(kubelet_pod::config::QUEUE);
+    if !cfg.static_pod_path.is_empty() {
+        sources.push(Source::File);
+        tasks.spawn(
+            "static pod files",
+            kubelet_pod::config::file::FileSource {
+                path: PathBuf::from(&cfg.static_pod_path),
+                node: s.node_name.clone(),
+                period: cfg.file_check_frequency,
+                recorder: recorder.clone(),
+            }
+            .run(tx.clone(), cancel.child_token()),
+        );
+    }
+    if with_api {
+        sources.push(Source::Api);
+    }
+    let synced = Arc::new(AtomicBool::new(sources.is_empty()));
+    let (listed_tx, listed_rx) = watch::channel(sources.is_empty());
+    tasks.spawn(
+        "pod config",
+        kubelet_pod::config::PodConfig {
+            workers: workers.clone(),
+            mirrors: mirrors.clone(),
+            sources,
+            synced: synced.clone(),
+            listed: listed_tx,
+            recorder: recorder.clone(),
+            clock: node.clock.clone(),
+        }
+        .run(rx, cancel.child_token()),
+    );
+    (synced, listed_rx, tx)
 }
 
 /// Container log rotation, and housekeeping: orphaned pod volumes and directories, and the
@@ -593,7 +696,10 @@ fn start_node_status(
     let Pipeline {
         workers,
         pleg_health,
-        pods_synced,
+        pods_listed,
+        pod_updates,
+        mirrors,
+        status,
         shutting_down,
         node_status_kick,
         ..
@@ -675,25 +781,36 @@ fn start_node_status(
             cancel.child_token(),
         ),
     );
-    let (workers, synced) = (workers.clone(), pods_synced.clone());
-    let (listed_tx, listed_rx) = watch::channel(false);
-    tasks.spawn("pod updates", async move {
+    let updates = pod_updates.clone();
+    tasks.spawn("api pod updates", async move {
         while let Some(u) = pods_rx.recv().await {
-            match u {
-                PodUpdate::Apply(p) => workers.update(p),
-                PodUpdate::Remove(p) => workers.remove(p),
-                PodUpdate::Synced { pods } => {
-                    if !synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                        info!(pods, "initial pod list synced");
-                        listed_tx.send_replace(true);
-                    }
-                }
+            if updates.send(SourceUpdate::Api(u)).await.is_err() {
+                return;
             }
         }
     });
+    if let Some(mirrors) = mirrors {
+        let workers = workers.clone();
+        tasks.spawn(
+            "mirror pods",
+            MirrorPodManager {
+                client: Arc::new(api.clone()),
+                mirrors: mirrors.clone(),
+                statics: Arc::new(move || {
+                    let mut pods = workers.pods();
+                    pods.retain(kubelet_core::config::is_static_pod);
+                    pods
+                }),
+                status: status.clone(),
+                node: s.node_name.clone(),
+                period: Duration::from_secs(10),
+            }
+            .run(cancel.child_token()),
+        );
+    }
     tasks.spawn(
         "systemd notify",
-        crate::service::notify_systemd(registered_rx, listed_rx, cancel.child_token()),
+        crate::service::notify_systemd(registered_rx, pods_listed.clone(), cancel.child_token()),
     );
 }
 

@@ -108,7 +108,14 @@ impl RuntimeManager {
                 options: dns.options,
             }),
             port_mappings,
-            labels: labels::sandbox_labels(pod),
+            labels: {
+                let mut l = labels::sandbox_labels(pod);
+                l.insert(
+                    labels::KUBELET_ROOT_DIR.into(),
+                    self.cfg.root_dir.to_string_lossy().into_owned(),
+                );
+                l
+            },
             annotations: labels::sandbox_annotations(pod),
             linux: Some(api::LinuxPodSandboxConfig {
                 cgroup_parent: if self.cgroups.is_some() {

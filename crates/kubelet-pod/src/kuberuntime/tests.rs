@@ -71,7 +71,7 @@ pub(crate) fn tmp() -> PathBuf {
 }
 
 /// A scratch directory, removed when the test ends (also on failure).
-pub(crate) struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl std::ops::Deref for Scratch {
     type Target = std::path::Path;
