@@ -312,9 +312,11 @@ mod tests {
         );
         // Taints, providerID... are the registration's: accepted (providerID refused only as
         // the config field it is, until it is built).
-        let mut bad = KubeletFlags::default();
-        bad.register_with_taints = vec!["a=b".into()];
-        bad.hostname_override = Some("n".into());
+        let bad = KubeletFlags {
+            register_with_taints: vec!["a=b".into()],
+            hostname_override: Some("n".into()),
+            ..Default::default()
+        };
         assert!(
             settings(Parsed::from_flags(bad))
                 .unwrap_err()

@@ -708,8 +708,10 @@ fn without_a_file_flags_apply_over_the_secure_defaults() {
     let c = load(None, &["--max-pods=50", "--read-only-port=0"])
         .unwrap()
         .config;
-    let mut want = crate::KubeletConfiguration::default();
-    want.max_pods = 50;
+    let want = crate::KubeletConfiguration {
+        max_pods: 50,
+        ..Default::default()
+    };
     assert_eq!(c, want);
     // Not upstream's legacy defaults.
     assert!(!c.authentication.anonymous.enabled);
