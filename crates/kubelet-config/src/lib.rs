@@ -25,15 +25,21 @@ pub enum ConfigError {
     Kind { path: String, message: String },
     #[error("invalid value for {field}: {message}")]
     Invalid { field: String, message: String },
+    /// A flag's value that its KubeletConfiguration field refuses.
+    #[error("invalid flag --{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
 }
 
 mod duration;
+pub mod flags;
 mod load;
 #[cfg(test)]
 mod tests;
 
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
-pub use load::{Loaded, MAX_CONFIG_BYTES, MIN_QPS, load, parse, validate};
+pub use load::{
+    Loaded, MAX_CONFIG_BYTES, MIN_QPS, load, load_with_overlay, parse, parse_with_overlay, validate,
+};
 
 /// Durations as Go writes them ("2m0s"), for `#[serde(with = "go_duration")]`.
 mod go_duration {

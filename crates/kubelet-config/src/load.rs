@@ -1,6 +1,7 @@
 //! Reading a KubeletConfiguration file: what is honoured, what must stay at its default,
 //! what is ignored, and the checks upstream's validation makes.
 
+use crate::flags::Overlay;
 use crate::*;
 use std::path::Path;
 
@@ -164,6 +165,13 @@ pub struct Loaded {
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
+    parse_with_overlay(Some(path), Some(text), &[])
+}
+
+/// What errors call the configuration when no `--config` file is given.
+const NO_FILE: &str = "(none: defaults and flags)";
+
+fn read_mapping(path: &str, text: &str) -> Result<serde_yaml::Mapping, ConfigError> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.into(),
         message: e.to_string(),
@@ -174,6 +182,99 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
             message: "expected a YAML mapping".into(),
         });
     };
+    Ok(map)
+}
+
+/// The file a kubelet without `--config` reads: only the defaults.
+fn empty_mapping() -> serde_yaml::Mapping {
+    let mut m = serde_yaml::Mapping::new();
+    m.insert("apiVersion".into(), "kubelet.config.k8s.io/v1beta1".into());
+    m.insert("kind".into(), "KubeletConfiguration".into());
+    m
+}
+
+/// Writes a flag's value into the file's mapping: it replaces what the file has at that path,
+/// except `featureGates`, which is merged gate by gate (upstream's
+/// `kubeletConfigFlagPrecedence`).
+fn apply_overlay(map: &mut serde_yaml::Mapping, o: &Overlay) {
+    let Ok(value) = serde_yaml::to_value(&o.value) else {
+        return;
+    };
+    let Some((last, parents)) = o.path.split_last() else {
+        return;
+    };
+    let mut cur = map;
+    for p in parents {
+        let key = serde_yaml::Value::String((*p).into());
+        let entry = cur
+            .entry(key)
+            .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
+        if !entry.is_mapping() {
+            *entry = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+        }
+        let serde_yaml::Value::Mapping(m) = entry else {
+            return;
+        };
+        cur = m;
+    }
+    let key = serde_yaml::Value::String((*last).into());
+    match (o.path, cur.get_mut(&key), value) {
+        (
+            ["featureGates"],
+            Some(serde_yaml::Value::Mapping(file)),
+            serde_yaml::Value::Mapping(gates),
+        ) => {
+            for (k, v) in gates {
+                file.insert(k, v);
+            }
+        }
+        (_, _, value) => {
+            cur.insert(key, value);
+        }
+    }
+}
+
+/// Reads a config file (`path` and `text`; both `None` without `--config`) with the flags'
+/// values written over it first, so that a flag acts exactly as its field: honoured, ignored
+/// with a warning, or refused. An error a flag alone causes names the flag.
+pub fn parse_with_overlay(
+    path: Option<&str>,
+    text: Option<&str>,
+    overlay: &[Overlay],
+) -> Result<Loaded, ConfigError> {
+    let name = path.unwrap_or(NO_FILE);
+    let mut map = match text {
+        Some(t) => read_mapping(name, t)?,
+        None => empty_mapping(),
+    };
+    for o in overlay {
+        apply_overlay(&mut map, o);
+    }
+    let err = match from_mapping(name, map) {
+        Ok(l) => return Ok(l),
+        Err(e) => e,
+    };
+    // Which flag, if any, is wrong by itself (over the defaults)?
+    for o in overlay {
+        let mut alone = empty_mapping();
+        apply_overlay(&mut alone, o);
+        if let Err(e) = from_mapping(NO_FILE, alone) {
+            let message = match e {
+                ConfigError::Field { field, message, .. } => format!("{field}: {message}"),
+                ConfigError::Invalid { field, message } => format!("{field}: {message}"),
+                e => e.to_string(),
+            };
+            return Err(ConfigError::Flag {
+                flag: o.flag,
+                message,
+            });
+        }
+    }
+    Err(err)
+}
+
+/// Reads a mapping: what is honoured, ignored or refused, then the values and their checks.
+fn from_mapping(path: &str, map: serde_yaml::Mapping) -> Result<Loaded, ConfigError> {
     let mut kept = serde_yaml::Mapping::new();
     let (mut unsupported, mut unknown) = (vec![], vec![]);
     let mut api_version = None;
@@ -242,6 +343,14 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_with_overlay(Some(path), &[])
+}
+
+/// [`parse_with_overlay`] on the `--config` file, if any.
+pub fn load_with_overlay(path: Option<&Path>, overlay: &[Overlay]) -> Result<Loaded, ConfigError> {
+    let Some(path) = path else {
+        return parse_with_overlay(None, None, overlay);
+    };
     let p = path.display().to_string();
     // A config file is small; a device or a runaway file must not hold start-up.
     use std::io::Read;
@@ -258,7 +367,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
         });
     }
-    parse(&p, &text)
+    parse_with_overlay(Some(&p), Some(&text), overlay)
 }
 
 /// Upstream's defaulting replaces these zero values (kubeadm writes durations as "0s").

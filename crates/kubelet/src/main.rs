@@ -1,7 +1,10 @@
 //! The kubelet binary: parse flags, set up logging, run until SIGTERM/SIGINT.
 
-use ::kubelet::{kubelet, options::Flags};
-use clap::Parser;
+use ::kubelet::{
+    kubelet,
+    options::{self, FlagsError, Parsed},
+};
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 /// The log targets `-v` sets the level of (the kubelet's own decisions and actions); every
@@ -30,25 +33,33 @@ fn init_logging(verbosity: i32) {
 }
 
 fn main() -> std::process::ExitCode {
-    let flags = match Flags::try_parse() {
-        Ok(f) => f,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
+    let parsed = match options::parse(std::env::args_os().skip(1)) {
+        Ok(p) => p,
+        Err(e) if e.is_info() => {
+            // --help, --version: on stdout, as upstream.
+            let _ = writeln!(std::io::stdout(), "{e}");
             return std::process::ExitCode::SUCCESS;
         }
+        Err(e @ FlagsError::Syntax(_)) => {
+            // clap's message, with its own "error:" and a pointer to --help.
+            let _ = writeln!(std::io::stderr(), "{e}");
+            return std::process::ExitCode::from(1);
+        }
         Err(e) => {
-            let _ = e.print();
+            let _ = writeln!(std::io::stderr(), "kubelet: error: {e}");
             return std::process::ExitCode::from(1);
         }
     };
-    init_logging(flags.verbosity);
+    init_logging(parsed.flags.verbosity);
+    for w in &parsed.warnings {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
     let result = runtime
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(flags)));
+        .and_then(|rt| rt.block_on(run(parsed)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -59,8 +70,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    let settings = kubelet::settings(flags)?;
+async fn run(parsed: Parsed) -> anyhow::Result<()> {
+    let settings = kubelet::settings(parsed)?;
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {

@@ -1,21 +1,10 @@
-//! Command-line flags, named as upstream's (`cmd/kubelet/app/options`). Explicit flags win
-//! over the config file, which wins over defaults.
+//! Command-line flags, named as upstream's (`cmd/kubelet/app/options`): the table, the parser
+//! and [`KubeletFlags`] live in [`kubelet_config::flags`]; flags that are KubeletConfiguration
+//! fields win over the config file, which wins over defaults. What is left here is the
+//! validation of `--node-labels`.
 
-use clap::Parser;
+pub use kubelet_config::flags::{FlagsError, KubeletFlags, Parsed, parse};
 use std::collections::BTreeMap;
-
-/// A flag value Go's `strconv.ParseBool` refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid boolean {0:?}")]
-pub struct InvalidBool(String);
-
-fn parse_bool(s: &str) -> Result<bool, InvalidBool> {
-    match s {
-        "true" | "True" | "TRUE" | "1" | "t" | "T" => Ok(true),
-        "false" | "False" | "FALSE" | "0" | "f" | "F" => Ok(false),
-        _ => Err(InvalidBool(s.into())),
-    }
-}
 
 /// `--node-labels` in the kubernetes.io namespace that the kubelet may not set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,69 +14,6 @@ fn parse_bool(s: &str) -> Result<bool, InvalidBool> {
     ALLOWED_LABELS.join(", ")
 )]
 pub struct ForbiddenLabels(pub Vec<String>);
-
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "kubelet",
-    version,
-    about = "kubelet-rs: the Kubernetes node agent, in Rust"
-)]
-pub struct Flags {
-    /// Path to a kubeconfig file for the API server. Without it, the kubelet runs standalone.
-    #[arg(long)]
-    pub kubeconfig: Option<String>,
-    /// A kubeconfig to request the node's client certificate with (TLS bootstrap). Used by
-    /// upstream only while --kubeconfig does not exist yet; here bootstrapping is not built,
-    /// so the kubelet refuses to start when it would be needed.
-    #[arg(long = "bootstrap-kubeconfig")]
-    pub bootstrap_kubeconfig: Option<String>,
-    /// Path to a KubeletConfiguration (kubelet.config.k8s.io/v1beta1) file.
-    #[arg(long)]
-    pub config: Option<String>,
-    /// Use this name instead of the hostname as the node's name.
-    #[arg(long = "hostname-override")]
-    pub hostname_override: Option<String>,
-    /// The CRI endpoint, e.g. unix:///run/containerd/containerd.sock.
-    #[arg(
-        long = "container-runtime-endpoint",
-        default_value = "unix:///run/containerd/containerd.sock"
-    )]
-    pub container_runtime_endpoint: String,
-    /// Accepted for compatibility; only "remote" (CRI) is supported.
-    #[arg(long = "container-runtime", default_value = "remote")]
-    pub container_runtime: String,
-    /// Directory for the kubelet's files (pod directories, volumes, plugins).
-    #[arg(long = "root-dir", default_value = "/var/lib/kubelet")]
-    pub root_dir: String,
-    /// Where the self-signed serving certificate goes when tlsCertFile is unset (upstream
-    /// default: <root-dir>/pki).
-    #[arg(long = "cert-dir")]
-    pub cert_dir: Option<String>,
-    /// IP address (or comma-separated dual-stack pair) of the node.
-    #[arg(long = "node-ip")]
-    pub node_ip: Option<String>,
-    /// Labels to add when registering the node: key=value pairs separated by commas; repeatable.
-    #[arg(long = "node-labels", action = clap::ArgAction::Append)]
-    pub node_labels: Vec<String>,
-    /// Register the node with the API server.
-    #[arg(long = "register-node", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
-    pub register_node: bool,
-    /// Log verbosity, as klog's -v.
-    #[arg(long = "v", short = 'v', default_value_t = 0)]
-    pub verbosity: i32,
-    /// Overrides the config file's cgroupDriver.
-    #[arg(long = "cgroup-driver")]
-    pub cgroup_driver: Option<String>,
-    /// Overrides the config file's maxPods.
-    #[arg(long = "max-pods")]
-    pub max_pods: Option<u32>,
-    /// Overrides the config file's failSwapOn.
-    #[arg(long = "fail-swap-on", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
-    pub fail_swap_on: Option<bool>,
-    /// Accepted for compatibility; the runtime's own sandbox image is used.
-    #[arg(long = "pod-infra-container-image")]
-    pub pod_infra_container_image: Option<String>,
-}
 
 /// The kubelet may only set these kubernetes.io labels on its own node (NodeRestriction).
 const ALLOWED_LABELS: [&str; 11] = [
@@ -121,12 +47,27 @@ fn allowed_prefix(key: &str) -> bool {
         .any(|a| prefix == *a || prefix.ends_with(&format!(".{a}")))
 }
 
-/// Parses and validates `--node-labels` as upstream does.
-pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, ForbiddenLabels> {
+/// Why `--node-labels` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    #[error(transparent)]
+    Forbidden(#[from] ForbiddenLabels),
+    /// `=value`: the API server would refuse the node.
+    #[error("empty label key in {0:?}")]
+    EmptyKey(String),
+}
+
+/// Parses and validates `--node-labels` as upstream does: its ConfigurationMap takes `key`
+/// alone as `key=` (an empty value is a valid label); an empty key is refused here, where
+/// upstream would only fail at registration.
+pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, LabelsError> {
     let mut out = BTreeMap::new();
     for v in values {
-        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in v.split(',').filter(|s| !s.is_empty()) {
             let (k, val) = item.split_once('=').unwrap_or((item, ""));
+            if k.trim().is_empty() {
+                return Err(LabelsError::EmptyKey(item.to_string()));
+            }
             out.insert(k.trim().to_string(), val.trim().to_string());
         }
     }
@@ -137,9 +78,7 @@ pub fn node_labels(values: &[String]) -> Result<BTreeMap<String, String>, Forbid
         .collect();
     if !bad.is_empty() {
         bad.sort();
-        return Err(ForbiddenLabels(
-            bad.into_iter().map(str::to_string).collect(),
-        ));
+        return Err(ForbiddenLabels(bad.into_iter().map(str::to_string).collect()).into());
     }
     Ok(out)
 }
@@ -150,8 +89,7 @@ mod tests {
 
     #[test]
     fn upstream_style_flags_parse() {
-        let f = Flags::try_parse_from([
-            "kubelet",
+        let f = parse([
             "--kubeconfig=/k",
             "--config=/c.yaml",
             "--hostname-override=n1",
@@ -161,24 +99,27 @@ mod tests {
             "--node-ip=192.0.2.2",
             "--node-labels=a=b,node.kubernetes.io/pool=x",
             "--node-labels=c=",
+            "--node-labels=d",
             "--register-node=false",
             "--v=4",
         ])
-        .unwrap();
+        .unwrap()
+        .flags;
         assert_eq!(f.kubeconfig.as_deref(), Some("/k"));
         assert!(!f.register_node);
         assert_eq!(f.verbosity, 4);
         let l = node_labels(&f.node_labels).unwrap();
         assert_eq!(l["a"], "b");
         assert_eq!(l["c"], "");
+        assert_eq!(l["d"], "");
         assert_eq!(l["node.kubernetes.io/pool"], "x");
-        assert!(
-            Flags::try_parse_from(["kubelet", "--register-node"])
-                .unwrap()
-                .register_node
+        assert!(parse(["--register-node"]).unwrap().flags.register_node);
+        assert!(parse(["--register-node=maybe"]).is_err());
+        assert!(parse(["--no-such-flag"]).is_err());
+        assert_eq!(
+            node_labels(&["a=b,=c".into()]).unwrap_err().to_string(),
+            "empty label key in \"=c\""
         );
-        assert!(Flags::try_parse_from(["kubelet", "--register-node=maybe"]).is_err());
-        assert!(Flags::try_parse_from(["kubelet", "--no-such-flag"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Everything settled before the kubelet starts: flags and the config file resolved and
 //! validated, with errors that name what is wrong; the host checks upstream makes first.
 
-use crate::options::{self, Flags};
+use crate::options::{self, KubeletFlags, Parsed};
 use kubelet_config::{self as config, ConfigError, KubeletConfiguration};
 use kubelet_cri::CriError;
 use kubelet_host::{Host, HostError, RealHost};
@@ -94,43 +94,36 @@ pub fn setup_kernel_tunables(host: &dyn Host, protect: bool) -> Result<(), Kubel
 /// Everything resolved from flags and the config file before anything starts.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub flags: Flags,
+    pub flags: KubeletFlags,
     pub config: KubeletConfiguration,
     pub node_name: String,
     pub node_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads and validates flags and the config file; every error names what is wrong.
-pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
-    let mut cfg = match &flags.config {
-        Some(p) => {
-            let loaded = config::load(std::path::Path::new(p))?;
-            for f in &loaded.unsupported {
-                warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
-            }
-            for f in &loaded.unknown {
-                warn!(field = %f, "unknown KubeletConfiguration field; ignored");
-            }
-            loaded.config
+/// KubeletConfiguration flags are written over the file (or the defaults, without
+/// `--config`) before it is read, so they win and are honoured, ignored or refused as the
+/// file's fields are. The parse's warnings are the caller's to log.
+pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
+    let Parsed { flags, overlay, .. } = parsed;
+    let loaded =
+        config::load_with_overlay(flags.config.as_deref().map(std::path::Path::new), &overlay)?;
+    for f in &loaded.unsupported {
+        let by: Vec<String> = overlay
+            .iter()
+            .filter(|o| o.path.first() == Some(&f.as_str()))
+            .map(|o| format!("--{}", o.flag))
+            .collect();
+        if by.is_empty() {
+            warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
+        } else {
+            warn!(field = %f, flags = %by.join(" "), "KubeletConfiguration field (set by flag) is not yet supported; ignored");
         }
-        None => KubeletConfiguration::default(),
-    };
-    if let Some(d) = &flags.cgroup_driver {
-        cfg.cgroup_driver =
-            serde_json::from_value(serde_json::Value::String(d.clone())).map_err(|_| {
-                KubeletError::Flag {
-                    flag: "cgroup-driver",
-                    message: format!("{d:?} is not cgroupfs or systemd"),
-                }
-            })?;
     }
-    if let Some(m) = flags.max_pods {
-        cfg.max_pods = m;
+    for f in &loaded.unknown {
+        warn!(field = %f, "unknown KubeletConfiguration field; ignored");
     }
-    if let Some(f) = flags.fail_swap_on {
-        cfg.fail_swap_on = f;
-    }
-    config::validate(&cfg)?;
+    let cfg = loaded.config;
     if flags.bootstrap_kubeconfig.is_some() {
         match &flags.kubeconfig {
             Some(k) if std::path::Path::new(k).exists() => {
@@ -153,11 +146,42 @@ pub fn settings(flags: Flags) -> Result<Settings, KubeletError> {
             ),
         });
     }
-    kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint).map_err(|e| {
-        KubeletError::Flag {
+    let runtime_socket = kubelet_cri::remote::socket_path(&flags.container_runtime_endpoint)
+        .map_err(|e| KubeletError::Flag {
             flag: "container-runtime-endpoint",
             message: e.to_string(),
+        })?;
+    if let Some(image) = &flags.image_service_endpoint {
+        let socket = kubelet_cri::remote::socket_path(image).map_err(|e| KubeletError::Flag {
+            flag: "image-service-endpoint",
+            message: e.to_string(),
+        })?;
+        if socket != runtime_socket {
+            return Err(KubeletError::Flag {
+                flag: "image-service-endpoint",
+                message: format!(
+                    "a separate image service is not supported yet: it must be the runtime's endpoint ({})",
+                    flags.container_runtime_endpoint
+                ),
+            });
         }
+    }
+    if flags.exit_on_lock_contention && flags.lock_file.is_none() {
+        return Err(KubeletError::Flag {
+            flag: "exit-on-lock-contention",
+            message: "cannot exit on lock file contention: no lock file specified".into(),
+        });
+    }
+    if let Some(f) = &flags.lock_file {
+        return Err(KubeletError::Flag {
+            flag: "lock-file",
+            message: format!("{f}: not supported yet (the kubelet's file lock is not built)"),
+        });
+    }
+    // Registration (the API side) takes them as parsed; refuse a bad one before anything starts.
+    flags.taints().map_err(|message| KubeletError::Flag {
+        flag: "register-with-taints",
+        message,
     })?;
     if let Some(ip) = &flags.node_ip {
         for part in ip.split(',') {
@@ -231,11 +255,10 @@ mod tests {
         assert!(setup_kernel_tunables(&FakeHost::default(), false).is_err());
     }
 
-    fn flags(extra: &[&str]) -> Flags {
-        use clap::Parser;
-        let mut argv = vec!["kubelet", "--hostname-override", "Node-A"];
+    fn flags(extra: &[&str]) -> Parsed {
+        let mut argv = vec!["--hostname-override", "Node-A"];
         argv.extend_from_slice(extra);
-        Flags::try_parse_from(argv).unwrap()
+        options::parse(argv).unwrap()
     }
 
     #[test]
@@ -255,9 +278,50 @@ mod tests {
             err(&["--node-ip", "10.0.0.1,nope"]),
             "invalid flag --node-ip: \"nope\" is not an IP address"
         );
+        assert!(
+            err(&["--cgroup-driver", "upstart"]).starts_with(
+                "invalid flag --cgroup-driver: cgroupDriver: unknown variant `upstart`"
+            ),
+        );
         assert_eq!(
-            err(&["--cgroup-driver", "upstart"]),
-            "invalid flag --cgroup-driver: \"upstart\" is not cgroupfs or systemd"
+            err(&["--image-service-endpoint", "/run/other.sock"]),
+            "invalid flag --image-service-endpoint: a separate image service is not supported yet: it must be the runtime's endpoint (unix:///run/containerd/containerd.sock)"
+        );
+        assert!(
+            settings(flags(&[
+                "--image-service-endpoint",
+                "/run/containerd/containerd.sock"
+            ]))
+            .is_ok()
+        );
+        assert_eq!(
+            err(&["--lock-file", "/run/kubelet.lock"]),
+            "invalid flag --lock-file: /run/kubelet.lock: not supported yet (the kubelet's file lock is not built)"
+        );
+        assert_eq!(
+            err(&["--exit-on-lock-contention"]),
+            "invalid flag --exit-on-lock-contention: cannot exit on lock file contention: no lock file specified"
+        );
+        assert_eq!(
+            err(&["--rotate-certificates"]),
+            "invalid flag --rotate-certificates: rotateCertificates: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
+        );
+        assert!(
+            err(&["--cgroup-root=/kadm-n1"])
+                .starts_with("invalid flag --cgroup-root: cgroupRoot: ")
+        );
+        // Taints, providerID... are the registration's: accepted (providerID refused only as
+        // the config field it is, until it is built).
+        let bad = KubeletFlags {
+            register_with_taints: vec!["a=b".into()],
+            hostname_override: Some("n".into()),
+            ..Default::default()
+        };
+        assert!(
+            settings(Parsed::from_flags(bad))
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid flag --register-with-taints: invalid taint spec \"a=b\": missing effect")
         );
         assert!(
             err(&["--node-labels", "kubernetes.io/role=x"])
@@ -296,8 +360,7 @@ mod tests {
 
     #[test]
     fn an_empty_hostname_override_is_refused() {
-        use clap::Parser;
-        let f = Flags::try_parse_from(["kubelet", "--hostname-override", " "]).unwrap();
+        let f = options::parse(["--hostname-override", " "]).unwrap();
         assert_eq!(
             settings(f).unwrap_err().to_string(),
             "invalid flag --hostname-override: must not be empty"
@@ -309,5 +372,17 @@ mod tests {
         let s = settings(flags(&["--max-pods", "7", "--fail-swap-on=false"])).unwrap();
         assert_eq!(s.config.max_pods, 7);
         assert!(!s.config.fail_swap_on);
+        let dir = std::env::temp_dir().join(format!("krs-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: 20\nport: 10260\n",
+        )
+        .unwrap();
+        let config = format!("--config={}", file.display());
+        let s = settings(flags(&[&config, "--max-pods=30"])).unwrap();
+        assert_eq!((s.config.max_pods, s.config.port), (30, 10260));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,8 +1,6 @@
 //! Property tests over the config file and flag parsing: whatever the input, an answer (a
 //! configuration or an error naming what is wrong), never a panic.
 
-use clap::Parser;
-use kubelet::options::Flags;
 use kubelet_config::parse;
 use proptest::prelude::*;
 
@@ -92,13 +90,17 @@ proptest! {
             Just("--cgroup-driver".to_string()),
             Just("--node-ip".to_string()),
             Just("--v".to_string()),
+            Just("--kube-reserved".to_string()),
+            Just("--eviction-hard".to_string()),
+            Just("--register-with-taints".to_string()),
+            Just("--feature-gates".to_string()),
+            Just("--log_dir".to_string()),
             "--[a-z-]{1,12}(=[^\\x00]{0,12})?",
             "[^\\x00]{0,16}",
         ],
         0..6,
     )) {
-        let argv = std::iter::once("kubelet".to_string()).chain(args);
-        if let Ok(flags) = Flags::try_parse_from(argv) {
+        if let Ok(flags) = kubelet::options::parse(args) {
             // Settings read no config file here (none given) or fail cleanly.
             let _ = kubelet::kubelet::settings(flags);
         }
