@@ -40,7 +40,7 @@ KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
 trap '"$here/kubelet.sh" stop' EXIT
 export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK KRS_CLUSTER_DIR=$CLUSTER_DIR
 # For the restart test: where the kubelet's pid is, and how to start it again.
-export KRS_KUBELET_PIDFILE=$KRS_RUN/kubelet-rs.pid
+export KRS_KUBELET_PIDFILE=$KRS_RUN/kubelet-rs.pid KRS_KUBELET_BIN=$top/target/debug/kubelet
 export KRS_KUBELET_START="KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG '$here/kubelet.sh' start"
 # For the runtime outage test: stop our containerd (containers survive) and start it again.
 export KRS_RUNTIME_DOWN="'$here/runtime-down.sh'" KRS_RUNTIME_UP="'$here/runtime-up.sh' >/dev/null"

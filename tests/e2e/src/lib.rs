@@ -408,3 +408,63 @@ pub fn kubelet_pid() -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// Stops the kubelet under test (SIGTERM, then waits for it to end, bounded).
+pub fn stop_kubelet() {
+    if let Some(pid) = kubelet_pid() {
+        stop_pid(pid);
+    }
+}
+
+/// SIGTERM to a process the test started, then waits (at most 20 s) for it to end.
+pub fn stop_pid(pid: i32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    // Waits for the process to end (bounded), without polling.
+    let _ = std::process::Command::new("timeout")
+        .args(["20", "tail", &format!("--pid={pid}"), "-f", "/dev/null"])
+        .status();
+}
+
+/// Our kubelet binary, as the suite built it.
+pub fn kubelet_bin() -> std::path::PathBuf {
+    std::env::var("KRS_KUBELET_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/kubelet")
+        })
+}
+
+/// Stops the running kubelet and starts it again, with `config` if given.
+pub fn restart_kubelet(config: Option<&std::path::Path>) {
+    stop_kubelet();
+    let mut start = std::process::Command::new("bash");
+    start.arg("-c").arg(env("KRS_KUBELET_START"));
+    if let Some(c) = config {
+        start.env("KRS_KUBELET_CONFIG", c);
+    }
+    assert!(
+        start.status().unwrap().success(),
+        "starting the kubelet failed"
+    );
+}
+
+/// Puts the usual kubelet back, whatever the test did.
+pub struct Restore;
+impl Drop for Restore {
+    fn drop(&mut self) {
+        restart_kubelet(None);
+    }
+}
+
+/// The tests restart the one kubelet: one at a time.
+pub static ONE_RESTART: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The usual config plus `extra`, in a file of the test's own.
+pub fn config_with(extra: &str, tag: &str) -> std::path::PathBuf {
+    let base = std::fs::read_to_string(env("KRS_KUBELET_CONFIG")).unwrap();
+    let p = std::env::temp_dir().join(format!("krs-e2e-{tag}-{}.yaml", std::process::id()));
+    std::fs::write(&p, format!("{base}\n{extra}\n")).unwrap();
+    p
+}

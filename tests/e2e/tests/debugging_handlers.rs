@@ -5,51 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::api::LogParams;
-use kubelet_e2e::{TestNs, env, kubelet_get, kubelet_pid, phase};
+use kubelet_e2e::{
+    ONE_RESTART, Restore, TestNs, config_with, env, kubelet_get, phase, restart_kubelet,
+};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Stops the running kubelet and starts it again, with `config` if given.
-fn restart_kubelet(config: Option<&std::path::Path>) {
-    if let Some(pid) = kubelet_pid() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        // Waits for the process to end (bounded), without polling.
-        let _ = std::process::Command::new("timeout")
-            .args(["20", "tail", &format!("--pid={pid}"), "-f", "/dev/null"])
-            .status();
-    }
-    let mut start = std::process::Command::new("bash");
-    start.arg("-c").arg(env("KRS_KUBELET_START"));
-    if let Some(c) = config {
-        start.env("KRS_KUBELET_CONFIG", c);
-    }
-    assert!(
-        start.status().unwrap().success(),
-        "starting the kubelet failed"
-    );
-}
-
-/// Puts the usual kubelet back, whatever the test did.
-struct Restore;
-impl Drop for Restore {
-    fn drop(&mut self) {
-        restart_kubelet(None);
-    }
-}
-
-/// The tests restart the one kubelet: one at a time.
-static ONE_RESTART: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The usual config plus `extra`, in a file of the test's own.
-fn config_with(extra: &str, tag: &str) -> std::path::PathBuf {
-    let base = std::fs::read_to_string(env("KRS_KUBELET_CONFIG")).unwrap();
-    let p = std::env::temp_dir().join(format!("krs-e2e-{tag}-{}.yaml", std::process::id()));
-    std::fs::write(&p, format!("{base}\n{extra}\n")).unwrap();
-    p
-}
 
 #[tokio::test]
 async fn disabled_debugging_handlers_answer_405() {
