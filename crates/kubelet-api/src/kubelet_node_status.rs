@@ -33,6 +33,8 @@ pub struct NodeStatusManager {
     pub labels: BTreeMap<String, String>,
     pub update_frequency: Duration,
     pub register: bool,
+    /// Taints, schedulability and provider ID, set when the Node is created.
+    pub registration: nodestatus::Registration,
     /// Set once the Node exists (at once when not registering): part of readiness.
     pub registered: watch::Sender<bool>,
     /// Woken when a fact changed that must be reported at once (node shutdown).
@@ -60,7 +62,12 @@ impl NodeStatusManager {
         loop {
             let status =
                 nodestatus::node_status(&self.facts.inputs(images), None, self.clock.now());
-            let node = nodestatus::initial_node(&self.node_name, self.labels.clone(), status);
+            let node = nodestatus::initial_node(
+                &self.node_name,
+                self.labels.clone(),
+                status,
+                &self.registration,
+            );
             match self.api.create_node(&node).await {
                 Ok(n) => {
                     info!(node = %self.node_name, "node registered");

@@ -80,6 +80,10 @@ struct Setup {
 }
 
 fn start(api: FakeApi) -> Setup {
+    start_with(api, Default::default())
+}
+
+fn start_with(api: FakeApi, registration: kubelet_core::nodestatus::Registration) -> Setup {
     let (tx, rx) = watch::channel(ready_runtime());
     let (registered_tx, registered) = watch::channel(false);
     let facts = Arc::new(Facts {
@@ -95,6 +99,7 @@ fn start(api: FakeApi) -> Setup {
         labels: BTreeMap::from([("kubernetes.io/hostname".into(), "n1".into())]),
         update_frequency: Duration::from_secs(10),
         register: true,
+        registration,
         registered: registered_tx,
         kick: Default::default(),
     };
@@ -200,6 +205,48 @@ async fn an_existing_node_is_reconciled_not_replaced() {
         n.metadata.annotations.unwrap()["volumes.kubernetes.io/controller-managed-attach-detach"],
         "true"
     );
+    s.stop().await;
+}
+
+/// Taints, schedulability and the provider ID go on the Node when it is created, and are
+/// left alone on an existing one (NodeRestriction forbids a node to change its taints).
+#[tokio::test(start_paused = true)]
+async fn registration_sets_taints_unschedulable_and_provider_id() {
+    let taint = |key: &str, value: Option<&str>, effect: &str| k8s_openapi::api::core::v1::Taint {
+        key: key.into(),
+        value: value.map(Into::into),
+        effect: effect.into(),
+        time_added: None,
+    };
+    let reg = kubelet_core::nodestatus::Registration {
+        taints: vec![taint("example.com/t", Some("x"), "NoSchedule")],
+        unschedulable: true,
+        provider_id: "kadm://n1".into(),
+    };
+    let s = start_with(FakeApi::new(), reg.clone());
+    s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
+    let spec = s.api.get_node("n1").await.unwrap().spec.unwrap();
+    assert_eq!(spec.provider_id.as_deref(), Some("kadm://n1"));
+    assert_eq!(spec.unschedulable, Some(true));
+    assert_eq!(
+        spec.taints.unwrap(),
+        vec![
+            taint("example.com/t", Some("x"), "NoSchedule"),
+            taint("node.kubernetes.io/unschedulable", None, "NoSchedule"),
+        ]
+    );
+    s.stop().await;
+
+    let api = FakeApi::new();
+    let mut old = Node::default();
+    old.metadata.name = Some("n1".into());
+    api.create_node(&old).await.unwrap();
+    let s = start_with(api, reg);
+    s.api
+        .wait_for(|st| st.calls.iter().any(|c| c == "patch_node"))
+        .await;
+    let spec = s.api.get_node("n1").await.unwrap().spec.unwrap_or_default();
+    assert!(spec.taints.is_none() && spec.provider_id.is_none());
     s.stop().await;
 }
 

@@ -284,6 +284,9 @@ pub struct KubeletConfiguration {
     /// How often `static_pod_url` is fetched.
     #[serde(default = "twenty_seconds", with = "go_duration")]
     pub http_check_frequency: Duration,
+    /// The node's ID in its cloud provider's database, set on the Node at registration.
+    #[serde(default, rename = "providerID")]
+    pub provider_id: String,
 }
 
 fn twenty_seconds() -> Duration {
@@ -418,6 +421,7 @@ impl Default for KubeletConfiguration {
             static_pod_url: String::new(),
             static_pod_url_header: BTreeMap::new(),
             http_check_frequency: twenty_seconds(),
+            provider_id: String::new(),
         }
     }
 }

@@ -57,7 +57,6 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("systemReservedCgroup", r#""""#),
     ("kubeReservedCgroup", r#""""#),
     ("enforceNodeAllocatable", r#"["pods"]"#),
-    ("providerID", r#""""#),
     ("kernelMemcgNotification", "false"),
 ];
 
@@ -147,6 +146,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "staticPodURL",
     "staticPodURLHeader",
     "httpCheckFrequency",
+    "providerID",
 ];
 
 /// Resources `kubeReserved` and `systemReserved` may hold back here (upstream also takes
@@ -444,6 +444,10 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     }
     if c.kube_api_burst == 0 {
         return bad("kubeAPIBurst", "must be at least 1");
+    }
+    let url = &c.static_pod_url;
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        return bad("staticPodURL", "must be an http:// or https:// URL");
     }
     if let Some(g) = c
         .feature_gates

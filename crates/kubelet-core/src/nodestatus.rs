@@ -370,7 +370,50 @@ pub fn node_labels(
 
 pub const ATTACH_DETACH_ANNOTATION: &str = "volumes.kubernetes.io/controller-managed-attach-detach";
 
-pub fn initial_node(name: &str, labels: BTreeMap<String, String>, status: NodeStatus) -> Node {
+/// What the Node is created with and never changed by the kubelet afterwards (upstream
+/// `initialNode`): NodeRestriction forbids a node to change its own taints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registration {
+    /// `--register-with-taints`.
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// `--register-schedulable=false`.
+    pub unschedulable: bool,
+    /// `providerID`.
+    pub provider_id: String,
+}
+
+/// The taint an unschedulable node registers with (upstream `TaintNodeUnschedulable`).
+pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+impl Registration {
+    pub fn spec(&self) -> NodeSpec {
+        let mut taints = self.taints.clone();
+        if self.unschedulable
+            && !taints
+                .iter()
+                .any(|t| t.key == TAINT_UNSCHEDULABLE && t.effect == "NoSchedule")
+        {
+            taints.push(k8s_openapi::api::core::v1::Taint {
+                key: TAINT_UNSCHEDULABLE.into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            });
+        }
+        NodeSpec {
+            taints: Some(taints).filter(|t| !t.is_empty()),
+            unschedulable: self.unschedulable.then_some(true),
+            provider_id: Some(self.provider_id.clone()).filter(|p| !p.is_empty()),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn initial_node(
+    name: &str,
+    labels: BTreeMap<String, String>,
+    status: NodeStatus,
+    registration: &Registration,
+) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -381,7 +424,7 @@ pub fn initial_node(name: &str, labels: BTreeMap<String, String>, status: NodeSt
             )])),
             ..Default::default()
         },
-        spec: Some(NodeSpec::default()),
+        spec: Some(registration.spec()),
         status: Some(status),
     }
 }

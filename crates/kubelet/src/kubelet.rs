@@ -131,12 +131,6 @@ struct Pipeline {
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
-    if !s.config.static_pod_url.is_empty() {
-        return Err(KubeletError::Unsupported {
-            setting: "staticPodURL",
-            reason: "the HTTP static pod source is not built yet; use staticPodPath",
-        });
-    }
     let node = prepare_node(&s).await?;
     let cri = connect_runtime(&s, &node.cfg).await?;
     crate::cm::check_runtime_driver(cri.rt.as_ref(), node.cfg.cgroup_driver).await?;
@@ -587,6 +581,19 @@ fn start_pod_config(
             .run(tx.clone(), cancel.child_token()),
         );
     }
+    if !cfg.static_pod_url.is_empty() {
+        sources.push(Source::Http);
+        tasks.spawn(
+            "static pod URL",
+            kubelet_pod::config::http::HttpSource {
+                url: cfg.static_pod_url.clone(),
+                headers: cfg.static_pod_url_header.clone(),
+                node: s.node_name.clone(),
+                period: cfg.http_check_frequency,
+            }
+            .run(tx.clone(), cancel.child_token()),
+        );
+    }
     if with_api {
         sources.push(Source::Api);
     }
@@ -756,6 +763,7 @@ fn start_node_status(
             ),
             update_frequency: cfg.node_status_update_frequency,
             register: s.flags.register_node,
+            registration: s.registration.clone(),
             registered: registered_tx,
             kick: node_status_kick.clone(),
         }

@@ -98,6 +98,8 @@ pub struct Settings {
     pub config: KubeletConfiguration,
     pub node_name: String,
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// What the Node is created with: taints, schedulability, provider ID.
+    pub registration: kubelet_core::nodestatus::Registration,
 }
 
 /// Reads and validates flags and the config file; every error names what is wrong.
@@ -178,11 +180,16 @@ pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
             message: format!("{f}: not supported yet (the kubelet's file lock is not built)"),
         });
     }
-    // Registration (the API side) takes them as parsed; refuse a bad one before anything starts.
-    flags.taints().map_err(|message| KubeletError::Flag {
+    // Refuse a bad taint before anything starts.
+    let taints = flags.taints().map_err(|message| KubeletError::Flag {
         flag: "register-with-taints",
         message,
     })?;
+    let registration = kubelet_core::nodestatus::Registration {
+        taints: taints.iter().map(|t| t.to_k8s()).collect(),
+        unschedulable: !flags.register_schedulable,
+        provider_id: cfg.provider_id.clone(),
+    };
     if let Some(ip) = &flags.node_ip {
         for part in ip.split(',') {
             part.trim()
@@ -212,6 +219,7 @@ pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
         config: cfg,
         node_name,
         node_labels,
+        registration,
     })
 }
 

@@ -4,6 +4,7 @@
 //! count as synced (orphans can be judged) once every configured source has been seen.
 
 pub mod file;
+pub mod http;
 
 use crate::pod_workers::PodWorkers;
 use k8s_openapi::api::core::v1::Pod;

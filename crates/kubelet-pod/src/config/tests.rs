@@ -226,3 +226,77 @@ async fn the_merge_feeds_the_workers_and_keeps_mirrors_apart() {
     task.await.unwrap();
     s.stop().await;
 }
+
+/// A one-shot HTTP server on loopback: answers each request with the next of `replies`
+/// (status, body) and hands back the requests it read.
+async fn http_server(
+    replies: Vec<(u16, String)>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/pods", l.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for (status, body) in replies {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap();
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).await.unwrap();
+        }
+    });
+    (url, rx)
+}
+
+async fn next_http(rx: &mut mpsc::Receiver<SourceUpdate>) -> Vec<String> {
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a set")
+        .unwrap()
+    {
+        SourceUpdate::Set(Source::Http, pods) => pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_http_source_sends_what_the_url_serves() {
+    let list = "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n  spec: {containers: [{name: c, image: busybox}]}\n".to_string();
+    let (url, mut requests) = http_server(vec![
+        (200, list.clone()),
+        // The same body again: nothing new to send.
+        (200, list),
+        (500, "oops".into()),
+        (200, "not: [a pod".into()),
+        (200, manifest("b", "busybox")),
+        (200, String::new()),
+    ])
+    .await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(
+        super::http::HttpSource {
+            url,
+            headers: [("X-Node".to_string(), vec!["n".to_string()])].into(),
+            node: "n".into(),
+            period: Duration::from_millis(10),
+        }
+        .run(tx, cancel.clone()),
+    );
+    assert_eq!(next_http(&mut rx).await, ["a-n"]);
+    let first = requests.recv().await.unwrap().to_lowercase();
+    assert!(first.starts_with("get /pods http/1.1"), "{first}");
+    assert!(first.contains("x-node: n"), "{first}");
+    // The repeat, the 500 and the garbage change nothing; then b; then nothing at all.
+    assert_eq!(next_http(&mut rx).await, ["b-n"]);
+    assert!(next_http(&mut rx).await.is_empty());
+    cancel.cancel();
+    task.await.unwrap();
+}
