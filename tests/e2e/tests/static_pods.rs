@@ -280,7 +280,7 @@ impl Drop for Standalone {
     }
 }
 
-fn standalone_config(dir: &Path, port: u16, healthz: u16) -> PathBuf {
+fn standalone_config(dir: &Path, url: &str, port: u16, healthz: u16) -> PathBuf {
     let p = std::env::temp_dir().join(format!("krs-e2e-standalone-{}.yaml", std::process::id()));
     std::fs::write(
         &p,
@@ -295,6 +295,9 @@ failSwapOn: false
 makeIPTablesUtilChains: false
 staticPodPath: {}
 fileCheckFrequency: 2s
+staticPodURL: {url}
+staticPodURLHeader: {{X-Test: [e2e]}}
+httpCheckFrequency: 2s
 ",
             dir.display()
         ),
@@ -313,9 +316,29 @@ async fn standalone_runs_static_pods_and_leaves_other_pods_alone() {
 
     let dir = Manifests::new("standalone");
     dir.write("web.yaml", &web("default", "alone"));
+    // The HTTP source: a second directory served by python's web server.
+    let served = Manifests::new("served");
+    served.write(
+        "pod.yaml",
+        &web("default", "served").replace("name: web", "name: served"),
+    );
+    let mut http = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "10359",
+            "--directory",
+        ])
+        .arg(&served.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let (port, healthz) = (10355, 10358);
     let root = std::env::temp_dir().join(format!("krs-e2e-standalone-root-{}", std::process::id()));
-    let config = standalone_config(&dir.0, port, healthz);
+    let config = standalone_config(&dir.0, "http://127.0.0.1:10359/pod.yaml", port, healthz);
     let log = std::fs::File::create(std::env::temp_dir().join("krs-e2e-standalone.log")).unwrap();
     let child = std::process::Command::new(kubelet_bin())
         .arg(format!("--config={}", config.display()))
@@ -356,6 +379,22 @@ async fn standalone_runs_static_pods_and_leaves_other_pods_alone() {
         async move { (runtime_objects(&uid).await == (1, 1)).then_some(()) }
     })
     .await;
+    let from_url = kubelet_core::config::static_pod(
+        web("default", "served")
+            .replace("name: web", "name: served")
+            .as_bytes(),
+        kubelet_core::config::Source::Http,
+        &node_name(),
+    )
+    .unwrap()
+    .metadata
+    .uid
+    .unwrap();
+    eventually(Duration::from_secs(60), "pod from the URL running", || {
+        let uid = from_url.clone();
+        async move { (runtime_objects(&uid).await == (1, 1)).then_some(()) }
+    })
+    .await;
     // The read-only API lists it.
     let (pods, code) = curl(&[&format!("http://127.0.0.1:{port}/pods")]);
     assert_eq!(code, "200");
@@ -393,12 +432,18 @@ async fn standalone_runs_static_pods_and_leaves_other_pods_alone() {
 
     // Its own pods go with their manifests.
     dir.remove("web.yaml");
+    served.write("pod.yaml", "");
     eventually(Duration::from_secs(60), "static pod removed", || {
-        let b = second.clone();
-        async move { (runtime_objects(&b).await == (0, 0)).then_some(()) }
+        let (b, u) = (second.clone(), from_url.clone());
+        async move {
+            (runtime_objects(&b).await == (0, 0) && runtime_objects(&u).await == (0, 0))
+                .then_some(())
+        }
     })
     .await;
     drop(guard);
+    stop_pid(http.id() as i32);
+    let _ = http.wait();
     let rt = runtime();
     let _ = rt.stop_pod_sandbox(&foreign).await;
     let _ = rt.remove_pod_sandbox(&foreign).await;
