@@ -53,6 +53,15 @@ pub trait Cgroups: Send + Sync + std::fmt::Debug + 'static {
     /// Removes `path`; missing is fine.
     async fn remove(&self, path: &str) -> std::io::Result<()>;
     fn exists(&self, path: &str) -> bool;
+    /// Where `path` is missing: the directories under the mount that should hold it (every
+    /// managed controller's hierarchy under v1) and do not. Empty when it is all there.
+    fn missing(&self, path: &str) -> Vec<PathBuf> {
+        if self.exists(path) {
+            vec![]
+        } else {
+            vec![PathBuf::from(path)]
+        }
+    }
     /// `path`'s CPU and memory accounting; `None` if the cgroup is not there.
     fn usage(&self, path: &str) -> Option<CgroupUsage>;
     /// A container's accounting under its pod's cgroup `pod`: runc names it by the
