@@ -202,6 +202,8 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
 #[derive(Debug, Default)]
 pub struct FakeCgroups {
     pub state: std::sync::Mutex<std::collections::BTreeMap<String, PodLimits>>,
+    /// What `usage` answers, by path; a path not here has none.
+    pub usages: std::sync::Mutex<std::collections::BTreeMap<String, CgroupUsage>>,
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -228,8 +230,12 @@ impl Cgroups for FakeCgroups {
     fn exists(&self, path: &str) -> bool {
         self.state().contains_key(path)
     }
-    fn usage(&self, _path: &str) -> Option<CgroupUsage> {
-        None
+    fn usage(&self, path: &str) -> Option<CgroupUsage> {
+        self.usages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .copied()
     }
 }
 
