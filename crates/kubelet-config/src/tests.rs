@@ -201,8 +201,14 @@ fn cgroup_root_is_honoured_under_cgroupfs() {
     let d = KubeletConfiguration::default();
     assert_eq!(d.cgroup_root, "");
     assert_eq!(d.cgroup_layout().kubepods().to_cgroupfs(), "/kubepods");
-    let l = parse("k.yaml", &format!("{HEAD}cgroupRoot: /kadm-n1
-")).unwrap();
+    let l = parse(
+        "k.yaml",
+        &format!(
+            "{HEAD}cgroupRoot: /kadm-n1
+"
+        ),
+    )
+    .unwrap();
     assert_eq!(l.config.cgroup_root, "/kadm-n1");
     assert_eq!(
         l.config.cgroup_layout().kubepods().to_cgroupfs(),
@@ -219,8 +225,14 @@ fn cgroup_root_is_honoured_under_cgroupfs() {
         assert!(parse("k.yaml", &format!("{HEAD}{ok}\n")).is_ok(), "{ok}");
     }
     for (bad, want) in [
-        ("cgroupRoot: kadm", "cgroupRoot: \"kadm\" must be an absolute"),
-        ("cgroupRoot: /a/../b", "cgroupRoot: \"/a/../b\" has an invalid"),
+        (
+            "cgroupRoot: kadm",
+            "cgroupRoot: \"kadm\" must be an absolute",
+        ),
+        (
+            "cgroupRoot: /a/../b",
+            "cgroupRoot: \"/a/../b\" has an invalid",
+        ),
         (
             "cgroupDriver: systemd\ncgroupRoot: /kadm",
             "cgroupRoot: \"/kadm\" is not supported by kubelet-rs with cgroupDriver systemd yet",

@@ -350,11 +350,15 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda_b.slice"
         );
         assert_eq!(
-            CgroupLayout::default().pod(QosClass::Guaranteed, "u").path(Driver::Systemd),
+            CgroupLayout::default()
+                .pod(QosClass::Guaranteed, "u")
+                .path(Driver::Systemd),
             "/kubepods.slice/kubepods-podu.slice"
         );
         assert_eq!(
-            CgroupLayout::default().pod(QosClass::BestEffort, "u").path(Driver::Cgroupfs),
+            CgroupLayout::default()
+                .pod(QosClass::BestEffort, "u")
+                .path(Driver::Cgroupfs),
             "/kubepods/besteffort/podu"
         );
         assert_eq!(
@@ -364,7 +368,9 @@ mod tests {
         assert_eq!(
             CgroupLayout::default()
                 .kubepods()
-                .parent().map(|p| p.systemd_unit()).as_deref(),
+                .parent()
+                .map(|p| p.systemd_unit())
+                .as_deref(),
             Some("-.slice")
         );
         assert_eq!(CgroupName::root().to_systemd(), "/");

@@ -694,7 +694,10 @@ mod tests {
             let mut u = cgroups.usages.lock().unwrap();
             u.insert("/".into(), usage(1000, None));
             u.insert("/kadm-n1/kubepods".into(), usage(300, None));
-            u.insert("/kadm-n1/kubepods/besteffort/podu1".into(), usage(70, Some(3)));
+            u.insert(
+                "/kadm-n1/kubepods/besteffort/podu1".into(),
+                usage(70, Some(3)),
+            );
             // What a kubelet without the root would read: not ours.
             u.insert("/kubepods".into(), usage(5, None));
             u.insert("/kubepods/besteffort/podu1".into(), usage(6, Some(9)));
@@ -723,7 +726,10 @@ mod tests {
         assert_eq!(sum.pods.len(), 1);
         assert_eq!(ws(&sum.pods[0].memory), Some(70));
         assert_eq!(
-            sum.pods[0].process_stats.as_ref().and_then(|p| p.process_count),
+            sum.pods[0]
+                .process_stats
+                .as_ref()
+                .and_then(|p| p.process_count),
             Some(3)
         );
         s.stop().await;

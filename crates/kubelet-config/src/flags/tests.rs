@@ -782,7 +782,9 @@ fn cgroup_root_flag_sets_its_field() {
     // kubeadm's end-to-end environment: two kubelets on one host, each under its own root.
     let c = load(None, &["--cgroup-root=/kadm-n1"]).unwrap().config;
     assert_eq!(c.cgroup_root, "/kadm-n1");
-    let c = load(Some(FILE), &["--cgroup-root=/kadm-n2"]).unwrap().config;
+    let c = load(Some(FILE), &["--cgroup-root=/kadm-n2"])
+        .unwrap()
+        .config;
     assert_eq!(
         c.cgroup_layout().kubepods().to_cgroupfs(),
         "/kadm-n2/kubepods"

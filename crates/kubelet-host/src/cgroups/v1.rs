@@ -199,7 +199,10 @@ mod tests {
             std::fs::create_dir_all(root.join(c)).unwrap();
         }
         let cg = CgroupV1 { root: root.clone() };
-        assert!(cg.missing("/").is_empty(), "the root cgroup is always there");
+        assert!(
+            cg.missing("/").is_empty(),
+            "the root cgroup is always there"
+        );
         assert_eq!(cg.missing("/krs").len(), 4, "freezer is not ours to check");
         for c in ["cpu", "cpuacct", "pids"] {
             std::fs::create_dir_all(root.join(c).join("krs")).unwrap();
