@@ -169,6 +169,10 @@ pub struct KubeletConfiguration {
     pub authorization: Authorization,
     #[serde(default)]
     pub cgroup_driver: CgroupDriver,
+    /// The cgroup the node's pods hang under (`<cgroupRoot>/kubepods/...`), in cgroupfs
+    /// form; "" and "/" are the host's root. Honoured with the cgroupfs driver only.
+    #[serde(default)]
+    pub cgroup_root: String,
     #[serde(default, rename = "clusterDNS")]
     pub cluster_dns: Vec<String>,
     #[serde(default)]
@@ -375,6 +379,7 @@ impl Default for KubeletConfiguration {
             authentication: Authentication::default(),
             authorization: Authorization::default(),
             cgroup_driver: CgroupDriver::default(),
+            cgroup_root: String::new(),
             cluster_dns: vec![],
             cluster_domain: String::new(),
             tls_cert_file: None,
@@ -427,6 +432,13 @@ impl Default for KubeletConfiguration {
 }
 
 impl KubeletConfiguration {
+    /// Where pod and QoS cgroups are named (`<cgroupRoot>/kubepods/...`); `cgroupRoot` is
+    /// validated at load, so an invalid one (only in a hand-built configuration) is the
+    /// host's root.
+    pub fn cgroup_layout(&self) -> kubelet_core::cm::CgroupLayout {
+        kubelet_core::cm::CgroupLayout::new(&self.cgroup_root).unwrap_or_default()
+    }
+
     /// The GracefulNodeShutdown gate (alpha and off by default in 1.20).
     pub fn graceful_node_shutdown(&self) -> bool {
         self.feature_gates

@@ -38,7 +38,6 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("imageGCLowThresholdPercent", "80"),
     ("kubeletCgroups", r#""""#),
     ("systemCgroups", r#""""#),
-    ("cgroupRoot", r#""""#),
     ("cgroupsPerQOS", "true"),
     ("cpuManagerPolicy", r#""none""#),
     ("topologyManagerPolicy", r#""none""#),
@@ -100,6 +99,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "authentication",
     "authorization",
     "cgroupDriver",
+    "cgroupRoot",
     "clusterDNS",
     "clusterDomain",
     "tlsCertFile",
@@ -538,6 +538,19 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
         }
+    }
+    if let Err(e) = kubelet_core::cm::parse_cgroup_root(&c.cgroup_root) {
+        return bad("cgroupRoot", &e);
+    }
+    // Under systemd a root is a slice name, which is not built yet.
+    if c.cgroup_driver == CgroupDriver::Systemd && !matches!(c.cgroup_root.as_str(), "" | "/") {
+        return bad(
+            "cgroupRoot",
+            &format!(
+                "{:?} is not supported by kubelet-rs with cgroupDriver systemd yet (only \"\" or \"/\"); use cgroupDriver: cgroupfs for a cgroup root",
+                c.cgroup_root
+            ),
+        );
     }
     Ok(())
 }

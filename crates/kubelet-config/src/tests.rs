@@ -194,6 +194,61 @@ fn shutdown_grace_periods_need_their_gate_and_fit() {
     }
 }
 
+/// `cgroupRoot`: an absolute cgroupfs path under the cgroupfs driver; only the host's root
+/// under systemd (a slice name there is not built yet).
+#[test]
+fn cgroup_root_is_honoured_under_cgroupfs() {
+    let d = KubeletConfiguration::default();
+    assert_eq!(d.cgroup_root, "");
+    assert_eq!(d.cgroup_layout().kubepods().to_cgroupfs(), "/kubepods");
+    let l = parse(
+        "k.yaml",
+        &format!(
+            "{HEAD}cgroupRoot: /kadm-n1
+"
+        ),
+    )
+    .unwrap();
+    assert_eq!(l.config.cgroup_root, "/kadm-n1");
+    assert_eq!(
+        l.config.cgroup_layout().kubepods().to_cgroupfs(),
+        "/kadm-n1/kubepods"
+    );
+    for ok in [
+        "cgroupRoot: \"\"",
+        "cgroupRoot: /",
+        "cgroupRoot: /a/b",
+        "cgroupDriver: cgroupfs\ncgroupRoot: /a",
+        "cgroupDriver: systemd\ncgroupRoot: /",
+        "cgroupDriver: systemd\ncgroupRoot: \"\"",
+    ] {
+        assert!(parse("k.yaml", &format!("{HEAD}{ok}\n")).is_ok(), "{ok}");
+    }
+    for (bad, want) in [
+        (
+            "cgroupRoot: kadm",
+            "cgroupRoot: \"kadm\" must be an absolute",
+        ),
+        (
+            "cgroupRoot: /a/../b",
+            "cgroupRoot: \"/a/../b\" has an invalid",
+        ),
+        (
+            "cgroupDriver: systemd\ncgroupRoot: /kadm",
+            "cgroupRoot: \"/kadm\" is not supported by kubelet-rs with cgroupDriver systemd yet",
+        ),
+        (
+            "cgroupDriver: systemd\ncgroupRoot: kadm.slice",
+            "cgroupRoot: \"kadm.slice\" must be an absolute",
+        ),
+    ] {
+        let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
+
 /// Settings this kubelet cannot honour are refused unless they ask for what it does.
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {

@@ -60,7 +60,7 @@ impl Driver {
 
 /// A cgroup as a list of components (upstream `CgroupName`), e.g. `[kubepods, burstable,
 /// pod<uid>]`; each driver spells it its own way.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CgroupName(pub Vec<String>);
 
 impl CgroupName {
@@ -107,6 +107,17 @@ impl CgroupName {
         }
     }
 
+    /// A cgroupfs-form path as its name: "/kubepods/burstable/podu" → [kubepods, burstable,
+    /// podu]; empty components are skipped.
+    pub fn from_cgroupfs(path: &str) -> Self {
+        CgroupName(
+            path.split('/')
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    }
+
     /// The parent, for a systemd slice's `Wants`; `None` at the root.
     pub fn parent(&self) -> Option<CgroupName> {
         let (_, rest) = self.0.split_last()?;
@@ -114,22 +125,73 @@ impl CgroupName {
     }
 }
 
-/// The node's pods live under `kubepods` (`cgroupsPerQOS`).
-pub fn kubepods() -> CgroupName {
-    CgroupName(vec!["kubepods".into()])
+/// Where the node's cgroups hang (`cgroupRoot`, with `cgroupsPerQOS`): the node allocatable
+/// cgroup `<root>/kubepods`, the Burstable and BestEffort tiers under it, each pod under its
+/// tier (Guaranteed pods directly under kubepods). Every pod and QoS cgroup name is built here.
+/// The default root is the host's root cgroup ("" and "/" both mean it, as upstream defaults
+/// "" to "/"), which gives today's `/kubepods/...` names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct CgroupLayout {
+    root: CgroupName,
 }
 
-/// The QoS class's cgroup: Guaranteed pods sit directly under kubepods.
-pub fn qos_cgroup(qos: QosClass) -> CgroupName {
-    match qos {
-        QosClass::Guaranteed => kubepods(),
-        QosClass::Burstable => kubepods().child("burstable"),
-        QosClass::BestEffort => kubepods().child("besteffort"),
+impl CgroupLayout {
+    /// The layout under `cgroup_root` in cgroupfs form ("", "/" or "/a/b"); see
+    /// [`parse_cgroup_root`] for what is accepted.
+    pub fn new(cgroup_root: &str) -> Result<Self, String> {
+        Ok(CgroupLayout {
+            root: parse_cgroup_root(cgroup_root)?,
+        })
+    }
+
+    /// The root cgroup everything hangs under (`CgroupName::root()` for "/").
+    pub fn root(&self) -> &CgroupName {
+        &self.root
+    }
+
+    /// The node allocatable cgroup: `<root>/kubepods`.
+    pub fn kubepods(&self) -> CgroupName {
+        self.root.child("kubepods")
+    }
+
+    /// The QoS class's cgroup: Guaranteed pods sit directly under kubepods.
+    pub fn qos(&self, qos: QosClass) -> CgroupName {
+        match qos {
+            QosClass::Guaranteed => self.kubepods(),
+            QosClass::Burstable => self.kubepods().child("burstable"),
+            QosClass::BestEffort => self.kubepods().child("besteffort"),
+        }
+    }
+
+    /// `<root>/kubepods/[tier/]pod<uid>`.
+    pub fn pod(&self, qos: QosClass, uid: &str) -> CgroupName {
+        self.qos(qos).child(format!("pod{uid}"))
     }
 }
 
-pub fn pod_cgroup_name(qos: QosClass, uid: &str) -> CgroupName {
-    qos_cgroup(qos).child(format!("pod{uid}"))
+/// A `cgroupRoot` in cgroupfs form as a name: "" or "/" is the root, "/a/b" is `[a, b]` (a
+/// trailing "/" is dropped). Refused: a relative path, empty components ("/a//b"), "." and
+/// "..", which would name another cgroup than the one written.
+pub fn parse_cgroup_root(s: &str) -> Result<CgroupName, String> {
+    if s.is_empty() || s == "/" {
+        return Ok(CgroupName::root());
+    }
+    let Some(rest) = s.strip_prefix('/') else {
+        return Err(format!(
+            "{s:?} must be an absolute cgroupfs path (\"/\" or \"/a/b\")"
+        ));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let parts: Vec<String> = rest.split('/').map(String::from).collect();
+    if let Some(p) = parts
+        .iter()
+        .find(|p| p.is_empty() || *p == "." || *p == ".." || p.trim() != p.as_str())
+    {
+        return Err(format!(
+            "{s:?} has an invalid component {p:?}: components must be non-empty names, not \".\" or \"..\""
+        ));
+    }
+    Ok(CgroupName(parts))
 }
 
 /// `MilliCPUToShares`: 1024 shares a CPU, within the kernel's bounds.
@@ -280,7 +342,7 @@ mod tests {
 
     #[test]
     fn names_for_both_drivers() {
-        let n = pod_cgroup_name(QosClass::Burstable, "a-b");
+        let n = CgroupLayout::default().pod(QosClass::Burstable, "a-b");
         assert_eq!(n.to_cgroupfs(), "/kubepods/burstable/poda-b");
         assert_eq!(n.systemd_unit(), "kubepods-burstable-poda_b.slice");
         assert_eq!(
@@ -288,11 +350,15 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda_b.slice"
         );
         assert_eq!(
-            pod_cgroup_name(QosClass::Guaranteed, "u").path(Driver::Systemd),
+            CgroupLayout::default()
+                .pod(QosClass::Guaranteed, "u")
+                .path(Driver::Systemd),
             "/kubepods.slice/kubepods-podu.slice"
         );
         assert_eq!(
-            pod_cgroup_name(QosClass::BestEffort, "u").path(Driver::Cgroupfs),
+            CgroupLayout::default()
+                .pod(QosClass::BestEffort, "u")
+                .path(Driver::Cgroupfs),
             "/kubepods/besteffort/podu"
         );
         assert_eq!(
@@ -300,10 +366,64 @@ mod tests {
             Some("kubepods-burstable.slice")
         );
         assert_eq!(
-            kubepods().parent().map(|p| p.systemd_unit()).as_deref(),
+            CgroupLayout::default()
+                .kubepods()
+                .parent()
+                .map(|p| p.systemd_unit())
+                .as_deref(),
             Some("-.slice")
         );
         assert_eq!(CgroupName::root().to_systemd(), "/");
+    }
+
+    #[test]
+    fn names_under_a_cgroup_root() {
+        // "" and "/" are the host's root: the names every existing node has.
+        for root in ["", "/"] {
+            let l = CgroupLayout::new(root).unwrap();
+            assert_eq!(l, CgroupLayout::default());
+            assert_eq!(l.root(), &CgroupName::root());
+            assert_eq!(l.kubepods().to_cgroupfs(), "/kubepods");
+            assert_eq!(
+                l.qos(QosClass::Burstable).to_cgroupfs(),
+                "/kubepods/burstable"
+            );
+            assert_eq!(
+                l.pod(QosClass::BestEffort, "u").to_cgroupfs(),
+                "/kubepods/besteffort/podu"
+            );
+        }
+        let l = CgroupLayout::new("/kadm-n1").unwrap();
+        assert_eq!(l.root().to_cgroupfs(), "/kadm-n1");
+        assert_eq!(l.kubepods().to_cgroupfs(), "/kadm-n1/kubepods");
+        assert_eq!(
+            l.qos(QosClass::Guaranteed).to_cgroupfs(),
+            "/kadm-n1/kubepods"
+        );
+        assert_eq!(
+            l.qos(QosClass::BestEffort).to_cgroupfs(),
+            "/kadm-n1/kubepods/besteffort"
+        );
+        assert_eq!(
+            l.pod(QosClass::Burstable, "a-b").to_cgroupfs(),
+            "/kadm-n1/kubepods/burstable/poda-b"
+        );
+        assert_eq!(
+            l.pod(QosClass::Guaranteed, "u").to_cgroupfs(),
+            "/kadm-n1/kubepods/podu"
+        );
+        // Deeper roots, and a trailing slash dropped.
+        let l = CgroupLayout::new("/a/b/").unwrap();
+        assert_eq!(l.kubepods().to_cgroupfs(), "/a/b/kubepods");
+        assert_eq!(
+            CgroupName::from_cgroupfs("/a/b/kubepods"),
+            l.kubepods(),
+            "the cgroupfs form reads back"
+        );
+        for bad in ["kadm", "a/b", "/a//b", "/a/../b", "/.", "//", "/ a"] {
+            let e = CgroupLayout::new(bad).unwrap_err();
+            assert!(e.starts_with(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -399,7 +519,7 @@ mod tests {
         #[test]
         fn drivers_agree_on_depth(uid in "[a-f0-9]{8}-[a-f0-9]{4}", q in 0usize..3) {
             let qos = [QosClass::Guaranteed, QosClass::Burstable, QosClass::BestEffort][q];
-            let n = pod_cgroup_name(qos, &uid);
+            let n = CgroupLayout::default().pod(qos, &uid);
             let fs = n.to_cgroupfs();
             let sd = n.to_systemd();
             prop_assert_eq!(fs.matches('/').count(), sd.matches('/').count());

@@ -51,6 +51,8 @@ pub struct StatsProvider {
     pub host: Arc<dyn Host>,
     /// cgroupfs accounting; `None` under the systemd driver or in tests.
     pub cgroups: Option<Arc<dyn Cgroups>>,
+    /// Where the pods' cgroups are (`<cgroupRoot>/kubepods`); set with [`Self::with_layout`].
+    pub cgroup_layout: kubelet_core::cm::CgroupLayout,
     pub root_dir: PathBuf,
     pub pod_logs_root: PathBuf,
     pub volumes: Arc<VolumeManager>,
@@ -231,6 +233,7 @@ impl StatsProvider {
             rt,
             host,
             cgroups,
+            cgroup_layout: Default::default(),
             root_dir,
             pod_logs_root,
             volumes,
@@ -239,6 +242,12 @@ impl StatsProvider {
             pids: Mutex::default(),
             volume_cache: Mutex::default(),
         }
+    }
+
+    /// Reads the pods' cgroups under `layout` (the node's `cgroupRoot`).
+    pub fn with_layout(mut self, layout: kubelet_core::cm::CgroupLayout) -> Self {
+        self.cgroup_layout = layout;
+        self
     }
 
     /// CPU stats from a cumulative sample, with the rate since the previous sample of `key`.
@@ -309,7 +318,10 @@ impl StatsProvider {
         let machine = self.host.machine_info().ok();
         let capacity = machine.as_ref().map(|m| m.memory_bytes);
         let root = self.cgroups.as_ref().and_then(|c| c.usage("/"));
-        let pods = self.cgroups.as_ref().and_then(|c| c.usage("/kubepods"));
+        // The node allocatable cgroup, the "pods" system container; the node itself is the
+        // host's root cgroup whatever the cgroupRoot, as cadvisor's "/".
+        let kubepods = self.cgroup_layout.kubepods().to_cgroupfs();
+        let pods = self.cgroups.as_ref().and_then(|c| c.usage(&kubepods));
         let boot = self
             .host
             .read_to_string(Path::new("/proc/stat"))
@@ -324,7 +336,7 @@ impl StatsProvider {
             system_containers.push(ContainerStats {
                 name: "pods".into(),
                 start_time: boot.and_then(|b| time_ns(b * 1_000_000_000)),
-                cpu: Some(self.cpu_stats("/kubepods", now, u.cpu_ns, true)),
+                cpu: Some(self.cpu_stats(&kubepods, now, u.cpu_ns, true)),
                 memory: Some(memory_of(&u, t.clone(), capacity)),
                 ..Default::default()
             });
@@ -389,7 +401,7 @@ impl StatsProvider {
             .and_then(|p| p.spec.as_ref())
             .map(kubelet_core::qos::pod_qos)?;
         // The Cgroups trait takes cgroupfs names whatever the driver.
-        Some(kubelet_core::cm::pod_cgroup_name(qos, uid).to_cgroupfs())
+        Some(self.cgroup_layout.pod(qos, uid).to_cgroupfs())
     }
 
     async fn pod_stats(
@@ -659,6 +671,69 @@ impl StatsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under a `cgroupRoot` the "pods" system container and each pod's CPU, memory and
+    /// process count come from the cgroups under `<root>/kubepods`; the node's own from the
+    /// host's root cgroup.
+    #[tokio::test]
+    async fn pod_stats_come_from_cgroups_under_the_cgroup_root() {
+        let s = crate::testing::setup(&[]);
+        let p = crate::kuberuntime::tests::pod("busybox", "Never", "Always");
+        s.workers.update(Arc::new(p.clone()));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let cgroups = Arc::new(kubelet_host::cgroups::FakeCgroups::default());
+        let usage = |working_set: u64, processes| CgroupUsage {
+            cpu_ns: 1,
+            memory_usage: working_set,
+            working_set,
+            processes,
+            ..Default::default()
+        };
+        {
+            let mut u = cgroups.usages.lock().unwrap();
+            u.insert("/".into(), usage(1000, None));
+            u.insert("/kadm-n1/kubepods".into(), usage(300, None));
+            u.insert(
+                "/kadm-n1/kubepods/besteffort/podu1".into(),
+                usage(70, Some(3)),
+            );
+            // What a kubelet without the root would read: not ours.
+            u.insert("/kubepods".into(), usage(5, None));
+            u.insert("/kubepods/besteffort/podu1".into(), usage(6, Some(9)));
+        }
+        let volumes = s.runtime.volumes.clone();
+        let stats = StatsProvider::new(
+            "n1".into(),
+            s.rt.clone(),
+            Arc::new(kubelet_host::FakeHost::default()),
+            Some(cgroups),
+            volumes.root_dir.clone(),
+            s.dir.join("pods"),
+            volumes,
+            s.clock.clone(),
+        )
+        .with_layout(kubelet_core::cm::CgroupLayout::new("/kadm-n1").unwrap());
+        let sum = stats.summary(&[p], false).await.unwrap();
+        let ws = |m: &Option<kubelet_core::stats::MemoryStats>| {
+            m.as_ref().and_then(|m| m.working_set_bytes)
+        };
+        assert_eq!(ws(&sum.node.memory), Some(1000));
+        let pods = &sum.node.system_containers;
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].name, "pods");
+        assert_eq!(ws(&pods[0].memory), Some(300));
+        assert_eq!(sum.pods.len(), 1);
+        assert_eq!(ws(&sum.pods[0].memory), Some(70));
+        assert_eq!(
+            sum.pods[0]
+                .process_stats
+                .as_ref()
+                .and_then(|p| p.process_count),
+            Some(3)
+        );
+        s.stop().await;
+    }
 
     #[test]
     fn net_dev() {

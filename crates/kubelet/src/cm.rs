@@ -3,7 +3,7 @@
 
 use crate::settings::KubeletError;
 use kubelet_config::KubeletConfiguration;
-use kubelet_core::cm::{Driver, MIN_SHARES, kubepods, milli_cpu_to_shares, qos_cgroup};
+use kubelet_core::cm::{CgroupLayout, Driver, MIN_SHARES, milli_cpu_to_shares};
 use kubelet_core::machine::MachineInfo;
 use kubelet_core::qos::QosClass;
 use kubelet_cri::RuntimeService;
@@ -15,16 +15,25 @@ use tracing::{debug, info, warn};
 /// Where systemd says it is running as the init system (`sd_booted(3)`).
 const SYSTEMD_RUN_DIR: &str = "/run/systemd/system";
 
-/// Detects the layout, picks the driver's manager and makes kubepods and the QoS tiers.
-/// Pods cannot get their limits without these, so any failure stops the start.
+/// Detects the layout, picks the driver's manager and makes kubepods and the QoS tiers under
+/// the `cgroupRoot`. Pods cannot get their limits without these, so any failure stops the
+/// start.
 pub(crate) async fn setup_cgroups(
     cfg: &KubeletConfiguration,
     machine: &MachineInfo,
 ) -> Result<Arc<dyn Cgroups>, KubeletError> {
+    let driver = cfg.cgroup_driver;
+    let layout = cfg.cgroup_layout();
+    // Validated at load; a slice-form root under systemd is not built.
+    if driver == Driver::Systemd && layout != CgroupLayout::default() {
+        return Err(KubeletError::CgroupDriver(format!(
+            "cgroupRoot {:?} is not supported with cgroupDriver systemd yet; use cgroupDriver: cgroupfs",
+            cfg.cgroup_root
+        )));
+    }
     let root = Path::new(CGROUP_ROOT);
     let version = detect(root)?;
-    let driver = cfg.cgroup_driver;
-    info!(?version, ?driver, "cgroups");
+    info!(?version, ?driver, cgroup_root = %layout.root().to_cgroupfs(), "cgroups");
     let cgroups: Arc<dyn Cgroups> = match driver {
         Driver::Cgroupfs => manager(version, root),
         Driver::Systemd => {
@@ -39,7 +48,24 @@ pub(crate) async fn setup_cgroups(
             Arc::new(sd)
         }
     };
-    for (name, limits) in qos_tiers(machine, &cfg.reserved()) {
+    make_qos_tiers(cgroups.as_ref(), &layout, machine, &cfg.reserved()).await?;
+    Ok(cgroups)
+}
+
+/// Checks the root is there (upstream refuses to start otherwise: the kubelet does not make
+/// the root, whoever set it does) and makes kubepods and the QoS tiers under it.
+async fn make_qos_tiers(
+    cgroups: &dyn Cgroups,
+    layout: &CgroupLayout,
+    machine: &MachineInfo,
+    reserved: &kubelet_core::nodestatus::Reserved,
+) -> Result<(), KubeletError> {
+    let root = layout.root().to_cgroupfs();
+    let missing = cgroups.missing(&root);
+    if !missing.is_empty() {
+        return Err(KubeletError::CgroupRoot { root, missing });
+    }
+    for (name, limits) in qos_tiers(layout, machine, reserved) {
         let path = name.to_cgroupfs();
         cgroups
             .ensure(&path, &limits)
@@ -50,28 +76,29 @@ pub(crate) async fn setup_cgroups(
                 source,
             })?;
     }
-    Ok(cgroups)
+    Ok(())
 }
 
 /// kubepods holds all pods to the node's capacity less `kubeReserved` and `systemReserved`
 /// (`enforceNodeAllocatable: [pods]`, the only value accepted; no eviction thresholds, as
 /// upstream); best-effort pods share the minimum weight.
 fn qos_tiers(
+    layout: &CgroupLayout,
     machine: &MachineInfo,
     reserved: &kubelet_core::nodestatus::Reserved,
 ) -> [(kubelet_core::cm::CgroupName, PodLimits); 3] {
     [
         (
-            kubepods(),
+            layout.kubepods(),
             PodLimits {
                 cpu_shares: Some(milli_cpu_to_shares(i128::from(reserved.cpu_left(machine)))),
                 memory_limit: i64::try_from(reserved.memory_left(machine)).ok(),
                 ..Default::default()
             },
         ),
-        (qos_cgroup(QosClass::Burstable), PodLimits::default()),
+        (layout.qos(QosClass::Burstable), PodLimits::default()),
         (
-            qos_cgroup(QosClass::BestEffort),
+            layout.qos(QosClass::BestEffort),
             PodLimits {
                 cpu_shares: Some(MIN_SHARES),
                 ..Default::default()
@@ -120,16 +147,18 @@ const QOS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Keeps the Burstable tier's shares at its pods' summed CPU requests (upstream
 /// `UpdateCgroups`): when a pod cgroup is made or removed (`kick`), and every minute.
+/// `active_pods` are the pod workers' (`PodWorkers::active_pods`).
 pub(crate) async fn update_qos_tiers(
     cgroups: Arc<dyn Cgroups>,
-    workers: kubelet_pod::pod_workers::PodWorkers,
+    layout: CgroupLayout,
+    active_pods: impl Fn() -> Vec<k8s_openapi::api::core::v1::Pod> + Send + 'static,
     kick: Arc<tokio::sync::Notify>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let burstable = qos_cgroup(QosClass::Burstable).to_cgroupfs();
+    let burstable = layout.qos(QosClass::Burstable).to_cgroupfs();
     let mut written = None;
     loop {
-        let pods = workers.active_pods();
+        let pods = active_pods();
         let shares =
             kubelet_core::cm::burstable_shares(pods.iter().filter_map(|p| p.spec.as_ref()));
         if written != Some(shares) {
@@ -157,6 +186,7 @@ pub(crate) async fn update_qos_tiers(
 mod tests {
     use super::*;
     use kubelet_cri::fake::FakeRuntime;
+    use kubelet_host::cgroups::FakeCgroups;
 
     #[tokio::test]
     async fn a_runtime_on_the_other_driver_stops_the_start() {
@@ -177,6 +207,150 @@ mod tests {
         assert!(check_runtime_driver(&rt, Driver::Cgroupfs).await.is_ok());
     }
 
+    fn machine() -> MachineInfo {
+        MachineInfo {
+            num_cpus: 2,
+            memory_bytes: 4 << 30,
+            ..Default::default()
+        }
+    }
+
+    fn made(cg: &FakeCgroups) -> Vec<(String, PodLimits)> {
+        cg.state
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn qos_tiers_are_made_under_the_cgroup_root() {
+        let layout = CgroupLayout::new("/kadm-n1").unwrap();
+        let cg = FakeCgroups::default();
+        // The root is the operator's to make: missing, the start stops, naming it.
+        let e = make_qos_tiers(&cg, &layout, &machine(), &Default::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"invalid configuration: cgroup-root "/kadm-n1" doesn't exist (missing: /kadm-n1)"#
+        );
+        assert!(made(&cg).is_empty(), "nothing made without the root");
+        cg.ensure("/kadm-n1", &PodLimits::default()).await.unwrap();
+        make_qos_tiers(&cg, &layout, &machine(), &Default::default())
+            .await
+            .unwrap();
+        let names: Vec<String> = made(&cg).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names,
+            [
+                "/kadm-n1",
+                "/kadm-n1/kubepods",
+                "/kadm-n1/kubepods/besteffort",
+                "/kadm-n1/kubepods/burstable"
+            ]
+        );
+        let kp = cg.state.lock().unwrap()["/kadm-n1/kubepods"].clone();
+        assert_eq!(kp.cpu_shares, Some(2048));
+        assert_eq!(kp.memory_limit, Some(4 << 30));
+    }
+
+    #[tokio::test]
+    async fn a_cgroup_root_is_refused_under_systemd() {
+        // Before anything is read from the host.
+        let cfg = KubeletConfiguration {
+            cgroup_driver: Driver::Systemd,
+            cgroup_root: "/kadm-n1".into(),
+            ..Default::default()
+        };
+        let e = setup_cgroups(&cfg, &machine())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"cgroupRoot "/kadm-n1" is not supported with cgroupDriver systemd"#),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_default_root_keeps_todays_names() {
+        for root in ["", "/"] {
+            let layout = CgroupLayout::new(root).unwrap();
+            let cg = FakeCgroups::default();
+            // The host's root cgroup is always there (the fake knows no paths: it answers
+            // by what it holds, so hold "/").
+            cg.ensure("/", &PodLimits::default()).await.unwrap();
+            make_qos_tiers(&cg, &layout, &machine(), &Default::default())
+                .await
+                .unwrap();
+            let names: Vec<String> = made(&cg).into_iter().map(|(k, _)| k).collect();
+            assert_eq!(
+                names,
+                [
+                    "/",
+                    "/kubepods",
+                    "/kubepods/besteffort",
+                    "/kubepods/burstable"
+                ]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_burstable_tier_under_the_root_follows_its_pods() {
+        let cg = Arc::new(FakeCgroups::default());
+        let pods: Arc<std::sync::Mutex<Vec<k8s_openapi::api::core::v1::Pod>>> = Default::default();
+        let kick = Arc::new(tokio::sync::Notify::new());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(update_qos_tiers(
+            cg.clone(),
+            CgroupLayout::new("/kadm-n2").unwrap(),
+            {
+                let pods = pods.clone();
+                move || pods.lock().unwrap().clone()
+            },
+            kick.clone(),
+            cancel.clone(),
+        ));
+        let shares = |cg: &FakeCgroups| {
+            cg.state
+                .lock()
+                .unwrap()
+                .get("/kadm-n2/kubepods/burstable")
+                .and_then(|l| l.cpu_shares)
+        };
+        let wait = |want: u64| {
+            let cg = cg.clone();
+            async move {
+                for _ in 0..200 {
+                    if shares(&cg) == Some(want) {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                panic!("burstable shares never became {want}: {:?}", shares(&cg));
+            }
+        };
+        wait(MIN_SHARES).await;
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"uid": "u"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}
+        }))
+        .unwrap();
+        pods.lock().unwrap().push(pod);
+        kick.notify_one();
+        wait(512).await;
+        assert!(
+            !cg.state.lock().unwrap().contains_key("/kubepods/burstable"),
+            "nothing outside the root"
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
     #[test]
     fn kubepods_is_held_to_the_machine() {
         let m = MachineInfo {
@@ -184,7 +358,8 @@ mod tests {
             memory_bytes: 4 << 30,
             ..Default::default()
         };
-        let [(kp, l), (b, bl), (be, bel)] = qos_tiers(&m, &Default::default());
+        let [(kp, l), (b, bl), (be, bel)] =
+            qos_tiers(&CgroupLayout::default(), &m, &Default::default());
         assert_eq!(kp.to_cgroupfs(), "/kubepods");
         assert_eq!(l.cpu_shares, Some(2048));
         assert_eq!(l.memory_limit, Some(4 << 30));
@@ -198,7 +373,7 @@ mod tests {
             memory: 1 << 30,
             ephemeral_storage: 0,
         };
-        let [(_, l), ..] = qos_tiers(&m, &r);
+        let [(_, l), ..] = qos_tiers(&CgroupLayout::default(), &m, &r);
         assert_eq!(l.cpu_shares, Some(1536));
         assert_eq!(l.memory_limit, Some(3 << 30));
     }

@@ -430,6 +430,7 @@ fn start_pod_pipeline(
             host_ip: node_ip.map(|i| i.to_string()),
             allocatable,
             cgroup_driver: cfg.cgroup_driver,
+            cgroup_layout: cfg.cgroup_layout(),
             memory_capacity: machine.memory_bytes,
         },
         recorder,
@@ -485,7 +486,11 @@ fn start_pod_pipeline(
         "qos tiers",
         crate::cm::update_qos_tiers(
             cgroups.clone(),
-            workers.clone(),
+            cfg.cgroup_layout(),
+            {
+                let workers = workers.clone();
+                move || workers.active_pods()
+            },
             runtime.qos_changed.clone(),
             cancel.child_token(),
         ),
@@ -517,16 +522,19 @@ fn start_pod_pipeline(
         .run(cancel.child_token()),
     );
 
-    let stats = Arc::new(kubelet_pod::stats::StatsProvider::new(
-        s.node_name.clone(),
-        rt.clone(),
-        host.clone(),
-        Some(cgroups.clone()),
-        root_dir.clone(),
-        PathBuf::from("/var/log/pods"),
-        volumes.clone(),
-        clock.clone(),
-    ));
+    let stats = Arc::new(
+        kubelet_pod::stats::StatsProvider::new(
+            s.node_name.clone(),
+            rt.clone(),
+            host.clone(),
+            Some(cgroups.clone()),
+            root_dir.clone(),
+            PathBuf::from("/var/log/pods"),
+            volumes.clone(),
+            clock.clone(),
+        )
+        .with_layout(cfg.cgroup_layout()),
+    );
     let pipeline = Pipeline {
         runtime,
         volumes,

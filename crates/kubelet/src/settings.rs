@@ -41,6 +41,12 @@ pub enum KubeletError {
     CgroupDriver(String),
     #[error("cgroups: {0}")]
     Cgroups(#[from] kubelet_host::cgroups::CgroupSetupError),
+    /// The `cgroupRoot` is not there (in every managed hierarchy under cgroup v1).
+    #[error("invalid configuration: cgroup-root {root:?} doesn't exist (missing: {})", .missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    CgroupRoot {
+        root: String,
+        missing: Vec<std::path::PathBuf>,
+    },
     /// A setting this kubelet cannot honour yet: refused rather than silently weakened.
     #[error("{setting} is not supported: {reason}")]
     Unsupported {
@@ -314,9 +320,14 @@ mod tests {
             err(&["--rotate-certificates"]),
             "invalid flag --rotate-certificates: rotateCertificates: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
         );
+        // A cgroup root is honoured under cgroupfs (the default driver), refused under systemd.
+        assert!(settings(flags(&["--cgroup-root=/kadm-n1"])).is_ok());
+        assert!(err(&["--cgroup-root=kadm-n1"]).starts_with(
+            "invalid flag --cgroup-root: cgroupRoot: \"kadm-n1\" must be an absolute"
+        ));
         assert!(
-            err(&["--cgroup-root=/kadm-n1"])
-                .starts_with("invalid flag --cgroup-root: cgroupRoot: ")
+            err(&["--cgroup-driver=systemd", "--cgroup-root=/kadm-n1"])
+                .contains("is not supported by kubelet-rs with cgroupDriver systemd yet")
         );
         // Taints, providerID... are the registration's: accepted (providerID refused only as
         // the config field it is, until it is built).

@@ -778,6 +778,37 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
 }
 
 #[test]
+fn cgroup_root_flag_sets_its_field() {
+    // kubeadm's end-to-end environment: two kubelets on one host, each under its own root.
+    let c = load(None, &["--cgroup-root=/kadm-n1"]).unwrap().config;
+    assert_eq!(c.cgroup_root, "/kadm-n1");
+    let c = load(Some(FILE), &["--cgroup-root=/kadm-n2"])
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.cgroup_layout().kubepods().to_cgroupfs(),
+        "/kadm-n2/kubepods"
+    );
+    let e = load(None, &["--cgroup-root=kadm"]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("invalid flag --cgroup-root: cgroupRoot: \"kadm\" must be an absolute"),
+        "{e}"
+    );
+    // Refused under systemd, whichever of the two comes from the file.
+    let e = load(
+        Some(&format!("{FILE}cgroupDriver: systemd\n")),
+        &["--cgroup-root=/kadm-n1"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("with cgroupDriver systemd"), "{e}");
+    let e = load(None, &["--cgroup-driver=systemd", "--cgroup-root=/kadm-n1"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("with cgroupDriver systemd"), "{e}");
+}
+
+#[test]
 fn static_pod_flags_set_their_fields() {
     let c = load(
         Some(FILE),

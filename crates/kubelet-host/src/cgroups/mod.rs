@@ -53,6 +53,15 @@ pub trait Cgroups: Send + Sync + std::fmt::Debug + 'static {
     /// Removes `path`; missing is fine.
     async fn remove(&self, path: &str) -> std::io::Result<()>;
     fn exists(&self, path: &str) -> bool;
+    /// Where `path` is missing: the directories under the mount that should hold it (every
+    /// managed controller's hierarchy under v1) and do not. Empty when it is all there.
+    fn missing(&self, path: &str) -> Vec<PathBuf> {
+        if self.exists(path) {
+            vec![]
+        } else {
+            vec![PathBuf::from(path)]
+        }
+    }
     /// `path`'s CPU and memory accounting; `None` if the cgroup is not there.
     fn usage(&self, path: &str) -> Option<CgroupUsage>;
     /// A container's accounting under its pod's cgroup `pod`: runc names it by the
@@ -193,6 +202,8 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
 #[derive(Debug, Default)]
 pub struct FakeCgroups {
     pub state: std::sync::Mutex<std::collections::BTreeMap<String, PodLimits>>,
+    /// What `usage` answers, by path; a path not here has none.
+    pub usages: std::sync::Mutex<std::collections::BTreeMap<String, CgroupUsage>>,
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -219,8 +230,12 @@ impl Cgroups for FakeCgroups {
     fn exists(&self, path: &str) -> bool {
         self.state().contains_key(path)
     }
-    fn usage(&self, _path: &str) -> Option<CgroupUsage> {
-        None
+    fn usage(&self, path: &str) -> Option<CgroupUsage> {
+        self.usages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .copied()
     }
 }
 

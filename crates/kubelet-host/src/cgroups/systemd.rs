@@ -94,12 +94,7 @@ pub struct SystemdCgroups {
 
 /// A cgroupfs-form path as its name: "/kubepods/burstable/podu" → [kubepods, burstable, podu].
 fn name_of(path: &str) -> CgroupName {
-    CgroupName(
-        path.split('/')
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-            .collect(),
-    )
+    CgroupName::from_cgroupfs(path)
 }
 
 /// The unit properties for a slice with `limits` (runc's `systemd` v1/v2 property sets).

@@ -105,6 +105,16 @@ impl Cgroups for CgroupV1 {
         let rel = path.trim_start_matches('/');
         self.hierarchies().iter().any(|h| h.join(rel).is_dir())
     }
+
+    /// The managed controllers' hierarchies (those mounted) that lack `path`.
+    fn missing(&self, path: &str) -> Vec<PathBuf> {
+        CONTROLLERS
+            .into_iter()
+            .filter(|c| self.root.join(c).is_dir())
+            .map(|c| self.dir(c, path))
+            .filter(|d| !d.is_dir())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +189,38 @@ mod tests {
         cg.remove(pod).await.unwrap();
         assert!(!cg.exists(pod));
         cg.remove(pod).await.unwrap();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn a_root_is_missing_where_any_managed_hierarchy_lacks_it() {
+        let root = std::env::temp_dir().join(format!("krs-cg-missing-{}", std::process::id()));
+        for c in ["cpu", "cpuacct", "memory", "pids", "freezer"] {
+            std::fs::create_dir_all(root.join(c)).unwrap();
+        }
+        let cg = CgroupV1 { root: root.clone() };
+        assert!(
+            cg.missing("/").is_empty(),
+            "the root cgroup is always there"
+        );
+        assert_eq!(cg.missing("/krs").len(), 4, "freezer is not ours to check");
+        for c in ["cpu", "cpuacct", "pids"] {
+            std::fs::create_dir_all(root.join(c).join("krs")).unwrap();
+        }
+        assert_eq!(cg.missing("/krs"), vec![root.join("memory/krs")]);
+        assert!(cg.exists("/krs"), "exists: in any hierarchy");
+        std::fs::create_dir_all(root.join("memory/krs")).unwrap();
+        assert!(cg.missing("/krs").is_empty());
+        // Pods under the root land in every hierarchy.
+        cg.ensure("/krs/kubepods/podu", &PodLimits::default())
+            .await
+            .unwrap();
+        for c in ["cpu", "cpuacct", "memory", "pids"] {
+            assert!(root.join(c).join("krs/kubepods/podu").is_dir(), "{c}");
+        }
+        assert!(cg.missing("/krs/kubepods/podu").is_empty());
+        cg.remove("/krs/kubepods/podu").await.unwrap();
+        assert!(!cg.exists("/krs/kubepods/podu"));
         let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -128,6 +128,11 @@ impl Cgroups for CgroupV2 {
         self.dir(path).is_dir()
     }
 
+    fn missing(&self, path: &str) -> Vec<PathBuf> {
+        let d = self.dir(path);
+        if d.is_dir() { vec![] } else { vec![d] }
+    }
+
     fn usage(&self, path: &str) -> Option<CgroupUsage> {
         let dir = self.dir(path);
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
@@ -254,6 +259,31 @@ mod tests {
         cg.remove(pod).await.unwrap();
         assert!(!cg.exists(pod));
         cg.remove(pod).await.unwrap();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn pods_under_a_cgroup_root_get_controllers_down_the_tree() {
+        let root = scratch("root");
+        let cg = CgroupV2::new(&root);
+        assert!(cg.missing("/").is_empty());
+        assert_eq!(cg.missing("/krs"), vec![root.join("krs")]);
+        std::fs::create_dir_all(root.join("krs")).unwrap();
+        kernel_files(&root.join("krs"));
+        assert!(cg.missing("/krs").is_empty());
+        cg.ensure("/krs/kubepods", &PodLimits::default())
+            .await
+            .unwrap();
+        // The root's own controllers are delegated to it, and it delegates to kubepods.
+        for dir in [root.clone(), root.join("krs")] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+                "+cpu +cpuset +memory +pids",
+                "{}",
+                dir.display()
+            );
+        }
+        assert!(cg.exists("/krs/kubepods"));
         let _ = std::fs::remove_dir_all(root);
     }
 

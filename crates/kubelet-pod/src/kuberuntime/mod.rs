@@ -125,6 +125,8 @@ pub struct RuntimeConfig {
     pub allocatable: std::collections::BTreeMap<String, String>,
     /// cgroupDriver systemd (slice names) rather than cgroupfs (paths).
     pub cgroup_driver: kubelet_core::cm::Driver,
+    /// Where pod cgroups are named: `<cgroupRoot>/kubepods/[tier/]pod<uid>`.
+    pub cgroup_layout: kubelet_core::cm::CgroupLayout,
     /// The machine's memory, for Burstable containers' OOM scores.
     pub memory_capacity: u64,
 }

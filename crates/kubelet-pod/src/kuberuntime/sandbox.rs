@@ -140,19 +140,21 @@ impl RuntimeManager {
         }
     }
 
-    fn pod_cgroup_name(pod: &Pod) -> kubelet_core::cm::CgroupName {
+    fn pod_cgroup_name(&self, pod: &Pod) -> kubelet_core::cm::CgroupName {
         let qos = pod
             .spec
             .as_ref()
             .map(kubelet_core::qos::pod_qos)
             .unwrap_or(kubelet_core::qos::QosClass::BestEffort);
-        kubelet_core::cm::pod_cgroup_name(qos, pod.metadata.uid.as_deref().unwrap_or_default())
+        self.cfg
+            .cgroup_layout
+            .pod(qos, pod.metadata.uid.as_deref().unwrap_or_default())
     }
 
     /// The pod's cgroup as the runtime is given it in `cgroup_parent`: a path under
     /// cgroupfs, the expanded slice path under systemd.
     pub(super) fn pod_cgroup(&self, pod: &Pod) -> String {
-        Self::pod_cgroup_name(pod).path(self.cfg.cgroup_driver)
+        self.pod_cgroup_name(pod).path(self.cfg.cgroup_driver)
     }
 
     /// Creates the pod's cgroup (a slice under systemd) with the pod's limits, before the
@@ -169,7 +171,7 @@ impl RuntimeManager {
             memory_limit: r.memory_limit,
             pids_max: (self.cfg.pod_pids_limit > 0).then_some(self.cfg.pod_pids_limit),
         };
-        let path = Self::pod_cgroup_name(pod).to_cgroupfs();
+        let path = self.pod_cgroup_name(pod).to_cgroupfs();
         self.qos_changed.notify_one();
         cg.ensure(&path, &limits)
             .await
@@ -179,13 +181,13 @@ impl RuntimeManager {
     /// Removes the pod's cgroup, whatever its QoS class was (orphans carry no spec).
     pub(super) async fn remove_pod_cgroup(&self, uid: &str) {
         let Some(cg) = &self.cgroups else { return };
-        use kubelet_core::{cm::pod_cgroup_name, qos::QosClass};
+        use kubelet_core::qos::QosClass;
         for qos in [
             QosClass::Guaranteed,
             QosClass::Burstable,
             QosClass::BestEffort,
         ] {
-            let path = pod_cgroup_name(qos, uid).to_cgroupfs();
+            let path = self.cfg.cgroup_layout.pod(qos, uid).to_cgroupfs();
             if cg.exists(&path)
                 && let Err(e) = cg.remove(&path).await
             {

@@ -20,6 +20,7 @@ pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeMa
             host_ip: None,
             allocatable: Default::default(),
             cgroup_driver: kubelet_core::cm::Driver::Cgroupfs,
+            cgroup_layout: Default::default(),
             memory_capacity: 4 << 30,
         },
         recorder: Recorder::disabled(),
@@ -325,4 +326,54 @@ fn hostnames_and_resources() {
     );
     let best = linux_resources(&Pod::default(), &Container::default(), 4 << 30);
     assert_eq!((best.cpu_shares, best.oom_score_adj), (2, 1000));
+}
+
+/// The pod's cgroup is made, handed to the runtime as `cgroup_parent` and removed under the
+/// node's `cgroupRoot`; the default root keeps the names of existing nodes.
+#[tokio::test]
+async fn pod_cgroups_hang_under_the_cgroup_root() {
+    for (root, want) in [
+        ("", "/kubepods/besteffort/podu1"),
+        ("/", "/kubepods/besteffort/podu1"),
+        ("/kadm-n1", "/kadm-n1/kubepods/besteffort/podu1"),
+        ("/a/b", "/a/b/kubepods/besteffort/podu1"),
+    ] {
+        let (rt, _dir, mut m) = fixture(&["busybox"]);
+        let cgroups = Arc::new(kubelet_host::cgroups::FakeCgroups::default());
+        m.cgroups = Some(cgroups.clone());
+        m.cfg.cgroup_layout = kubelet_core::cm::CgroupLayout::new(root).unwrap();
+        let p = pod("busybox", "Never", "Always");
+        let parent = m
+            .sandbox_config(&p, 0)
+            .linux
+            .map(|l| l.cgroup_parent)
+            .unwrap_or_default();
+        assert_eq!(parent, want, "root {root:?}");
+        let mut ws = WorkerState::default();
+        let st = m.pod_status("u1").await.unwrap();
+        let res = m.sync_pod(&p, &st, &mut ws).await;
+        assert!(res.error.is_none(), "{res:?}");
+        assert_eq!(rt.running_containers(), vec!["c"]);
+        let made: Vec<String> = cgroups.state.lock().unwrap().keys().cloned().collect();
+        assert_eq!(made, [want], "root {root:?}");
+        let st = m.pod_status("u1").await.unwrap();
+        m.remove_pod(&PodRef::of(&p), &st).await.unwrap();
+        assert!(cgroups.state.lock().unwrap().is_empty(), "root {root:?}");
+    }
+    // A Guaranteed pod sits directly under the root's kubepods.
+    let (_rt, _dir, mut m) = fixture(&["busybox"]);
+    m.cfg.cgroup_layout = kubelet_core::cm::CgroupLayout::new("/kadm-n2").unwrap();
+    let mut p = pod("busybox", "Never", "Always");
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let limits = std::collections::BTreeMap::from([
+        ("cpu".to_string(), Quantity("1".into())),
+        ("memory".to_string(), Quantity("64Mi".into())),
+    ]);
+    if let Some(s) = p.spec.as_mut() {
+        s.containers[0].resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: Some(limits),
+            ..Default::default()
+        });
+    }
+    assert_eq!(m.pod_cgroup(&p), "/kadm-n2/kubepods/podu1");
 }
