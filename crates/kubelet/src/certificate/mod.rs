@@ -3,6 +3,15 @@
 //! Each file is written whole (temporary file, fsync, rename), and a pair that does not load
 //! (unreadable, truncated, or a key that is not the certificate's) is made afresh, so a crash
 //! mid-write never leaves a kubelet that cannot start.
+//!
+//! The rotated certificates (issue #17) live in the submodules: [`pki`] (parse, load, CSR),
+//! [`store`] (upstream's FileStore), [`manager`] (the rotation task) and [`bootstrap`] (the
+//! kubeconfig written for a bootstrapped client certificate).
+
+pub mod bootstrap;
+pub mod manager;
+pub mod pki;
+pub mod store;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,10 +53,14 @@ pub enum CertError {
     },
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("parsing {what}: {message}")]
+    Parse { what: &'static str, message: String },
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
 }
 
 /// Writes `data` to `p` whole: a temporary file beside it, synced, then renamed over it.
-fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
+pub(crate) fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
     let err = |source: std::io::Error| CertError::Io {
         what: "writing",
         path: p.to_path_buf(),
