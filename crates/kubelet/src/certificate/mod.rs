@@ -60,7 +60,7 @@ pub enum CertError {
 }
 
 /// Writes `data` to `p` whole: a temporary file beside it, synced, then renamed over it.
-pub(crate) fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
+pub(crate) fn write_atomic(p: &Path, data: &[u8], mode: u32) -> Result<(), CertError> {
     let err = |source: std::io::Error| CertError::Io {
         what: "writing",
         path: p.to_path_buf(),
@@ -74,7 +74,7 @@ pub(crate) fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertEr
         .mode(mode)
         .open(&tmp)
         .map_err(err)?;
-    f.write_all(data.as_bytes()).map_err(err)?;
+    f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, p).map_err(err)?;
     // The rename itself must reach the disk too.
@@ -124,8 +124,8 @@ pub fn self_signed(
     let cert = params.self_signed(&pair)?;
     // The key first: a crash between the two leaves a pair that does not match, made afresh
     // at the next start.
-    write_atomic(&key, &pair.serialize_pem(), 0o600)?;
-    write_atomic(&crt, &cert.pem(), 0o644)?;
+    write_atomic(&key, pair.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&crt, cert.pem().as_bytes(), 0o644)?;
     Ok((crt, key))
 }
 

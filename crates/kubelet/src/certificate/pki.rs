@@ -195,6 +195,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// A new key and a certificate for `t` from `ca`: `(cert chain PEM, key PEM)`.
+    pub fn issue(ca: &TestCa, t: &Template, nb: Timestamp, na: Timestamp) -> (String, String) {
+        let (csr, key) = generate_csr(t).unwrap();
+        (ca.sign(&csr, nb, na), key)
+    }
+
+    /// A fresh empty directory for one test.
+    pub fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("krs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     pub fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
