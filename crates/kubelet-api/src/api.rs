@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -92,4 +93,17 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
 pub trait Reviewer: Send + Sync + std::fmt::Debug {
     async fn token_review(&self, review: &TokenReview) -> Result<TokenReview>;
     async fn access_review(&self, review: &SubjectAccessReview) -> Result<SubjectAccessReview>;
+}
+
+/// certificates.k8s.io/v1 CertificateSigningRequests, for the certificate manager
+/// (upstream `util/certificate/csr`).
+#[async_trait]
+pub trait CsrClient: Send + Sync + std::fmt::Debug {
+    /// Creates the CSR; the answer carries the name (for `generateName`) and the UID.
+    async fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest>;
+    /// The one CSR of that name (list then watch, field selector `metadata.name`).
+    fn watch_csr(&self, name: &str) -> WatchStream<CertificateSigningRequest>;
 }

@@ -2,14 +2,17 @@
 //! injected per operation, and watches fed from what tests store.
 
 use crate::api::{
-    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
-    WatchStream,
+    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
+    Reviewer, WatchStream,
 };
 use crate::error::{ApiError, Result};
 use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -40,6 +43,8 @@ pub struct State {
     pub config_maps: BTreeMap<Key, ConfigMap>,
     pub runtime_classes: BTreeMap<String, RuntimeClass>,
     pub services: BTreeMap<Key, Service>,
+    /// CertificateSigningRequests (cluster-scoped: the namespace is empty).
+    pub csrs: BTreeMap<Key, CertificateSigningRequest>,
     /// Every request by operation name, in order.
     pub calls: Vec<String>,
     /// Errors to answer the next requests of an operation with.
@@ -49,6 +54,7 @@ pub struct State {
     config_map_watches: Senders<ConfigMap>,
     secret_watches: Senders<Secret>,
     service_watches: Senders<Service>,
+    csr_watches: Senders<CertificateSigningRequest>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -562,5 +568,118 @@ impl Reviewer for FakeApi {
     async fn access_review(&self, review: &SubjectAccessReview) -> Result<SubjectAccessReview> {
         let _s = self.call("access_review")?;
         Ok(review.clone())
+    }
+}
+
+/// The stored CSRs and the watches of single CSRs.
+fn csrs(
+    s: &mut State,
+) -> (
+    &mut BTreeMap<Key, CertificateSigningRequest>,
+    &mut Senders<CertificateSigningRequest>,
+) {
+    (&mut s.csrs, &mut s.csr_watches)
+}
+
+impl FakeApi {
+    /// Changes a stored CSR as a controller would (new resourceVersion, watches told).
+    pub fn update_csr(&self, name: &str, f: impl FnOnce(&mut CertificateSigningRequest)) {
+        let Some(mut csr) = self.state().csrs.get(&key("", name)).cloned() else {
+            return;
+        };
+        f(&mut csr);
+        self.put_watched(csr, csrs);
+        self.changed.notify_waiters();
+    }
+
+    fn add_csr_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        cert: Option<&[u8]>,
+    ) {
+        self.update_csr(name, |c| {
+            let status = c.status.get_or_insert_with(Default::default);
+            let conds = status.conditions.get_or_insert_with(Vec::new);
+            if !conds.iter().any(|c| c.type_ == type_) {
+                conds.push(CertificateSigningRequestCondition {
+                    type_: type_.into(),
+                    status: "True".into(),
+                    reason: Some(reason.into()),
+                    message: Some(message.into()),
+                    ..Default::default()
+                });
+            }
+            if let Some(pem) = cert {
+                status.certificate = Some(k8s_openapi::ByteString(pem.to_vec()));
+            }
+        });
+    }
+
+    /// Approves a CSR (as csrapproving does) and, with `cert`, issues it (as csrsigning).
+    pub fn approve_csr(&self, name: &str, cert: Option<&[u8]>) {
+        self.add_csr_condition(
+            name,
+            "Approved",
+            "AutoApproved",
+            "approved by the test",
+            cert,
+        );
+    }
+
+    pub fn deny_csr(&self, name: &str, reason: &str, message: &str) {
+        self.add_csr_condition(name, "Denied", reason, message, None);
+    }
+
+    /// Deletes a CSR and tells its watches.
+    pub fn delete_csr(&self, name: &str) {
+        let mut s = self.state();
+        let k = key("", name);
+        if let Some(c) = s.csrs.remove(&k) {
+            tell(&mut s.csr_watches, &k, WatchEvent::Delete(c));
+        }
+    }
+}
+
+#[async_trait]
+impl CsrClient for FakeApi {
+    async fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest> {
+        let mut s = self.call("create_csr")?;
+        let mut csr = csr.clone();
+        let rv = Self::bump(&mut s);
+        if csr.metadata.name.as_deref().unwrap_or_default().is_empty() {
+            let Some(prefix) = csr.metadata.generate_name.clone() else {
+                return Err(ApiError::status(
+                    422,
+                    "Invalid",
+                    "name or generateName is required",
+                ));
+            };
+            csr.metadata.name = Some(format!("{prefix}{rv:0>5}"));
+        }
+        let k = meta_key(&csr.metadata);
+        if s.csrs.contains_key(&k) {
+            return Err(ApiError::status(
+                409,
+                "AlreadyExists",
+                format!("certificatesigningrequests \"{}\" already exists", k.1),
+            ));
+        }
+        csr.metadata.uid = Some(format!("csr-uid-{rv}"));
+        csr.metadata.resource_version = Some(rv);
+        s.csrs.insert(k.clone(), csr.clone());
+        tell(&mut s.csr_watches, &k, WatchEvent::Apply(csr.clone()));
+        Ok(csr)
+    }
+
+    fn watch_csr(&self, name: &str) -> WatchStream<CertificateSigningRequest> {
+        let w = self.watch_one("watch_csr", key("", name), csrs);
+        self.changed.notify_waiters();
+        w
     }
 }

@@ -3,8 +3,8 @@
 //! watch is one long request, and its relists are paced by kube's back-off.
 
 use crate::api::{
-    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
-    WatchStream,
+    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
+    Reviewer, WatchStream,
 };
 use crate::client::ApiClient;
 use crate::error::{ApiError, Result};
@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Node, Pod, PodStatus, Secret, Service, ServiceAccount,
@@ -296,5 +297,24 @@ impl Reviewer for ApiClient {
                 .create(&PostParams::default(), review),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl CsrClient for ApiClient {
+    async fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest> {
+        self.request(
+            "create certificatesigningrequest",
+            self.all::<CertificateSigningRequest>()
+                .create(&PostParams::default(), csr),
+        )
+        .await
+    }
+
+    fn watch_csr(&self, name: &str) -> WatchStream<CertificateSigningRequest> {
+        watch(self.all(), by_name(name))
     }
 }

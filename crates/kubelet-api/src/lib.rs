@@ -4,6 +4,7 @@
 //! [`fake::FakeApi`] and a paused clock.
 
 pub mod api;
+pub mod certificate;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -18,7 +19,8 @@ pub mod pod_source;
 pub mod status_manager;
 
 pub use api::{
-    EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter, Reviewer,
+    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
+    Reviewer,
 };
 pub use client::{ApiClient, RateLimiter};
 pub use error::ApiError;

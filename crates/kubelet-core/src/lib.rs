@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod admission;
 pub mod backoff;
+pub mod certificate;
 pub mod clock;
 pub mod cm;
 pub mod config;

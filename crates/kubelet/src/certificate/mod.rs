@@ -3,6 +3,15 @@
 //! Each file is written whole (temporary file, fsync, rename), and a pair that does not load
 //! (unreadable, truncated, or a key that is not the certificate's) is made afresh, so a crash
 //! mid-write never leaves a kubelet that cannot start.
+//!
+//! The rotated certificates (issue #17) live in the submodules: [`pki`] (parse, load, CSR),
+//! [`store`] (upstream's FileStore), [`manager`] (the rotation task) and [`bootstrap`] (the
+//! kubeconfig written for a bootstrapped client certificate).
+
+pub mod bootstrap;
+pub mod manager;
+pub mod pki;
+pub mod store;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,10 +53,14 @@ pub enum CertError {
     },
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("parsing {what}: {message}")]
+    Parse { what: &'static str, message: String },
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
 }
 
 /// Writes `data` to `p` whole: a temporary file beside it, synced, then renamed over it.
-fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
+pub(crate) fn write_atomic(p: &Path, data: &[u8], mode: u32) -> Result<(), CertError> {
     let err = |source: std::io::Error| CertError::Io {
         what: "writing",
         path: p.to_path_buf(),
@@ -61,7 +74,7 @@ fn write_atomic(p: &Path, data: &str, mode: u32) -> Result<(), CertError> {
         .mode(mode)
         .open(&tmp)
         .map_err(err)?;
-    f.write_all(data.as_bytes()).map_err(err)?;
+    f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, p).map_err(err)?;
     // The rename itself must reach the disk too.
@@ -111,8 +124,8 @@ pub fn self_signed(
     let cert = params.self_signed(&pair)?;
     // The key first: a crash between the two leaves a pair that does not match, made afresh
     // at the next start.
-    write_atomic(&key, &pair.serialize_pem(), 0o600)?;
-    write_atomic(&crt, &cert.pem(), 0o644)?;
+    write_atomic(&key, pair.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&crt, cert.pem().as_bytes(), 0o644)?;
     Ok((crt, key))
 }
 

@@ -1,0 +1,3 @@
+//! The API side of certificate rotation.
+
+pub mod csr;
