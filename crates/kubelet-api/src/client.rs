@@ -212,3 +212,202 @@ mod tests {
         assert!(l.acquire_within(Duration::ZERO).await);
     }
 }
+
+/// The client certificate a rotating transport presents: whatever the certificate manager
+/// published last, read at every TLS handshake (upstream's `GetClientCertificate`).
+pub type ClientCertificate =
+    tokio::sync::watch::Receiver<Option<std::sync::Arc<rustls::sign::CertifiedKey>>>;
+
+#[derive(Debug)]
+struct CurrentCertificate(ClientCertificate);
+
+impl rustls::client::ResolvesClientCert for CurrentCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        self.0.borrow().clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Connections made under one client certificate: cancelled when the next one is
+/// published, which ends them (upstream's `CloseAll` on rotation), so every request and
+/// watch moves to the new certificate at once. A connection made before the first
+/// certificate (anonymous, during bootstrap) ends the same way.
+#[derive(Debug, Clone)]
+struct Generations(Arc<Mutex<tokio_util::sync::CancellationToken>>);
+
+impl Generations {
+    fn current(&self) -> tokio_util::sync::CancellationToken {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Follows `cert` until its sender goes: each change ends the current generation.
+    fn follow(cert: ClientCertificate) -> Self {
+        let g = Generations(Arc::default());
+        let me = g.clone();
+        let mut cert = cert;
+        tokio::spawn(async move {
+            while cert.changed().await.is_ok() {
+                let old = std::mem::take(&mut *me.0.lock().unwrap_or_else(|e| e.into_inner()));
+                old.cancel();
+                tracing::info!("client certificate rotated: closing the API connections");
+            }
+        });
+        g
+    }
+}
+
+/// A connector whose connections end with their generation.
+#[derive(Debug, Clone)]
+struct Closing<C> {
+    inner: C,
+    generations: Generations,
+}
+
+impl<C> tower::Service<hyper::Uri> for Closing<C>
+where
+    C: tower::Service<hyper::Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = ClosingIo<C::Response>;
+    type Error = C::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let ended = Box::pin(self.generations.current().cancelled_owned());
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            Ok(ClosingIo {
+                inner: connecting.await?,
+                ended,
+            })
+        })
+    }
+}
+
+/// A connection that fails its reads and writes once its generation has ended.
+struct ClosingIo<T> {
+    inner: T,
+    ended: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<T> ClosingIo<T> {
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::io::Result<()> {
+        match self.ended.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client certificate was rotated",
+            )),
+            std::task::Poll::Pending => Ok(()),
+        }
+    }
+}
+
+use std::future::Future as _;
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for ClosingIo<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for ClosingIo<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Err(e) = self.check(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: hyper_util::client::legacy::connect::Connection>
+    hyper_util::client::legacy::connect::Connection for ClosingIo<T>
+{
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
+}
+
+/// A kube client whose TLS client certificate comes from `cert` at each new connection, so
+/// a rotated certificate is used without a restart; connections made under the previous
+/// one are closed. The kubeconfig's own certificate, if any, is ignored.
+pub fn rotating_client(
+    mut config: kube::Config,
+    cert: ClientCertificate,
+) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt;
+    let a = &mut config.auth_info;
+    a.client_certificate = None;
+    a.client_certificate_data = None;
+    a.client_key = None;
+    a.client_key_data = None;
+    let mut tls = config.rustls_client_config()?;
+    tls.client_auth_cert_resolver = Arc::new(CurrentCertificate(cert.clone()));
+    // A resumed session keeps the identity of the handshake it came from (anonymous, or an
+    // old certificate): every connection makes a full handshake with the current pair.
+    tls.resumption = rustls::client::Resumption::disabled();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let connector = Closing {
+        inner: connector,
+        generations: Generations::follow(cert),
+    };
+    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(kube::Client::new(service, config.default_namespace))
+}

@@ -291,6 +291,10 @@ pub struct KubeletConfiguration {
     /// The node's ID in its cloud provider's database, set on the Node at registration.
     #[serde(default, rename = "providerID")]
     pub provider_id: String,
+    /// Renew the client certificate through CSRs before it expires (and bootstrap it with
+    /// `--bootstrap-kubeconfig`).
+    #[serde(default)]
+    pub rotate_certificates: bool,
 }
 
 fn twenty_seconds() -> Duration {
@@ -427,6 +431,7 @@ impl Default for KubeletConfiguration {
             static_pod_url_header: BTreeMap::new(),
             http_check_frequency: twenty_seconds(),
             provider_id: String::new(),
+            rotate_certificates: false,
         }
     }
 }

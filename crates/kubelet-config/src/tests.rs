@@ -253,7 +253,6 @@ fn cgroup_root_is_honoured_under_cgroupfs() {
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {
     for bad in [
-        "rotateCertificates: true",
         "imageGCHighThresholdPercent: 90",
         "featureGates: {RotateKubeletServerCertificate: true}",
         "kubeReserved: {pid: 100}",

@@ -46,16 +46,36 @@ pub struct ApiClients {
 pub const AUTH_QPS: f64 = 10.0;
 pub const AUTH_BURST: u32 = 20;
 
-async fn connect_api(path: &str, cfg: &KubeletConfiguration) -> Result<ApiClients, KubeletError> {
+async fn connect_api(
+    path: &str,
+    cfg: &KubeletConfiguration,
+    cert: Option<kubelet_api::client::ClientCertificate>,
+) -> Result<ApiClients, KubeletError> {
     let err = |message: String| KubeletError::Kubeconfig {
         path: path.into(),
         message,
     };
-    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let mut kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    if cert.is_some() {
+        // The certificate manager's pair is used; the files may not exist yet.
+        for a in kc
+            .auth_infos
+            .iter_mut()
+            .filter_map(|a| a.auth_info.as_mut())
+        {
+            a.client_certificate = None;
+            a.client_key = None;
+        }
+    }
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| err(e.to_string()))?;
-    let client = |c: kube::Config| kube::Client::try_from(c).map_err(|e| err(e.to_string()));
+    let client = |c: kube::Config| match &cert {
+        Some(cert) => {
+            kubelet_api::client::rotating_client(c, cert.clone()).map_err(|e| err(e.to_string()))
+        }
+        None => kube::Client::try_from(c).map_err(|e| err(e.to_string())),
+    };
     let mut beat = config.clone();
     // As upstream: a heartbeat request may take no longer than the status update period.
     let beat_timeout = cfg.node_status_update_frequency.min(Duration::from_secs(
@@ -134,14 +154,47 @@ pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletEr
     let node = prepare_node(&s).await?;
     let cri = connect_runtime(&s, &node.cfg).await?;
     crate::cm::check_runtime_driver(cri.rt.as_ref(), node.cfg.cgroup_driver).await?;
+    let mut tasks = crate::tasks::Tasks::new();
     let clients = match &s.flags.kubeconfig {
-        Some(p) => Some(connect_api(p, &node.cfg).await?),
+        Some(p) => {
+            let cert_dir = s
+                .flags
+                .cert_dir
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| node.root_dir.join("pki"));
+            let paths = crate::certificate::client::Paths {
+                kubeconfig: std::path::Path::new(p),
+                bootstrap: s
+                    .flags
+                    .bootstrap_kubeconfig
+                    .as_deref()
+                    .map(std::path::Path::new),
+                cert_dir: &cert_dir,
+            };
+            let cert = crate::certificate::client::setup(
+                paths,
+                node.cfg.rotate_certificates,
+                &s.node_name,
+                node.clock.clone(),
+                node.cfg.kube_api_qps,
+                node.cfg.kube_api_burst,
+            )
+            .await
+            .map_err(|e| KubeletError::Certificate(e.to_string()))?;
+            let clients =
+                connect_api(p, &node.cfg, cert.as_ref().map(|c| c.current.clone())).await?;
+            if let Some(c) = cert {
+                let _ = c.node_client.set(clients.main.clone());
+                tasks.spawn("client certificate", c.manager.run(cancel.child_token()));
+            }
+            Some(clients)
+        }
         None => {
             info!("no --kubeconfig: running standalone");
             None
         }
     };
-    let mut tasks = crate::tasks::Tasks::new();
     let api = build_api_side(&s, &node, clients.as_ref(), &mut tasks, &cancel);
     let pipeline = start_pod_pipeline(&s, &node, &cri, api, &mut tasks, &cancel);
     let shutdown = crate::nodeshutdown::ShutdownManager::new(

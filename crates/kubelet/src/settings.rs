@@ -31,6 +31,8 @@ pub enum KubeletError {
     },
     #[error("kubelet API server: {0}")]
     Server(String),
+    #[error("client certificate: {0}")]
+    Certificate(String),
     #[error("serving certificate: {0}")]
     Cert(#[from] crate::certificate::CertError),
     #[error("kernel settings: {0}")]
@@ -132,18 +134,12 @@ pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
         warn!(field = %f, "unknown KubeletConfiguration field; ignored");
     }
     let cfg = loaded.config;
-    if flags.bootstrap_kubeconfig.is_some() {
-        match &flags.kubeconfig {
-            Some(k) if std::path::Path::new(k).exists() => {
-                info!(kubeconfig = %k, "kubeconfig exists: not bootstrapping");
-            }
-            _ => {
-                return Err(KubeletError::Unsupported {
-                    setting: "--bootstrap-kubeconfig",
-                    reason: "TLS bootstrap is not built yet: provide the node's --kubeconfig",
-                });
-            }
-        }
+    if flags.bootstrap_kubeconfig.is_some() && flags.kubeconfig.is_none() {
+        return Err(KubeletError::Flag {
+            flag: "bootstrap-kubeconfig",
+            message: "needs --kubeconfig, where the bootstrapped client configuration is written"
+                .into(),
+        });
     }
     if flags.container_runtime != "remote" {
         return Err(KubeletError::Flag {
@@ -317,8 +313,8 @@ mod tests {
             "invalid flag --exit-on-lock-contention: cannot exit on lock file contention: no lock file specified"
         );
         assert_eq!(
-            err(&["--rotate-certificates"]),
-            "invalid flag --rotate-certificates: rotateCertificates: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
+            err(&["--rotate-server-certificates"]),
+            "invalid flag --rotate-server-certificates: serverTLSBootstrap: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
         );
         // A cgroup root is honoured under cgroupfs (the default driver), refused under systemd.
         assert!(settings(flags(&["--cgroup-root=/kadm-n1"])).is_ok());
@@ -351,7 +347,7 @@ mod tests {
                 "--bootstrap-kubeconfig",
                 "/etc/kubernetes/bootstrap-kubelet.conf"
             ]),
-            "--bootstrap-kubeconfig is not supported: TLS bootstrap is not built yet: provide the node's --kubeconfig"
+            "invalid flag --bootstrap-kubeconfig: needs --kubeconfig, where the bootstrapped client configuration is written"
         );
         // With the kubeconfig in place, upstream does not bootstrap either.
         let kc = std::env::temp_dir().join(format!("krs-bootstrap-{}", std::process::id()));

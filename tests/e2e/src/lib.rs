@@ -438,11 +438,20 @@ pub fn kubelet_bin() -> std::path::PathBuf {
 
 /// Stops the running kubelet and starts it again, with `config` if given.
 pub fn restart_kubelet(config: Option<&std::path::Path>) {
+    restart_kubelet_with(config, None);
+}
+
+/// Like [`restart_kubelet`], with `flags` in place of the usual extra flags (`--v=2`);
+/// later flags win over the script's own.
+pub fn restart_kubelet_with(config: Option<&std::path::Path>, flags: Option<&str>) {
     stop_kubelet();
     let mut start = std::process::Command::new("bash");
     start.arg("-c").arg(env("KRS_KUBELET_START"));
     if let Some(c) = config {
         start.env("KRS_KUBELET_CONFIG", c);
+    }
+    if let Some(f) = flags {
+        start.env("KUBELET_ARGS", f);
     }
     assert!(
         start.status().unwrap().success(),

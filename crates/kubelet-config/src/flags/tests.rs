@@ -728,12 +728,18 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
     )
     .unwrap();
     assert_eq!(l.unsupported, ["volumeStatsAggPeriod", "logging"]);
-    let e = load(Some(FILE), &["--rotate-certificates"])
+    assert!(
+        load(Some(FILE), &["--rotate-certificates"])
+            .unwrap()
+            .config
+            .rotate_certificates
+    );
+    let e = load(Some(FILE), &["--rotate-server-certificates"])
         .unwrap_err()
         .to_string();
     assert_eq!(
         e,
-        "invalid flag --rotate-certificates: rotateCertificates: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
+        "invalid flag --rotate-server-certificates: serverTLSBootstrap: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
     );
     let e = load(Some(FILE), &["--healthz-port=70000"])
         .unwrap_err()

@@ -9,6 +9,7 @@
 //! kubeconfig written for a bootstrapped client certificate).
 
 pub mod bootstrap;
+pub mod client;
 pub mod manager;
 pub mod pki;
 pub mod store;
