@@ -339,7 +339,9 @@ async fn standalone_runs_static_pods_and_leaves_other_pods_alone() {
     let (port, healthz) = (10355, 10358);
     let root = std::env::temp_dir().join(format!("krs-e2e-standalone-root-{}", std::process::id()));
     let config = standalone_config(&dir.0, "http://127.0.0.1:10359/pod.yaml", port, healthz);
-    let log = std::fs::File::create(std::env::temp_dir().join("krs-e2e-standalone.log")).unwrap();
+    let log_path =
+        std::env::temp_dir().join(format!("krs-e2e-standalone-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = std::process::Command::new(kubelet_bin())
         .arg(format!("--config={}", config.display()))
         .arg(format!("--root-dir={}", root.display()))
@@ -448,5 +450,7 @@ async fn standalone_runs_static_pods_and_leaves_other_pods_alone() {
     let _ = rt.stop_pod_sandbox(&foreign).await;
     let _ = rt.remove_pod_sandbox(&foreign).await;
     let _ = std::fs::remove_dir_all(format!("/tmp/krs-e2e-foreign-{foreign_uid}"));
+    // Kept only when the test fails, to read.
+    let _ = std::fs::remove_file(&log_path);
     drop(restore);
 }
