@@ -295,6 +295,10 @@ pub struct KubeletConfiguration {
     /// `--bootstrap-kubeconfig`).
     #[serde(default)]
     pub rotate_certificates: bool,
+    /// The serving certificate comes from a CSR (signer kubernetes.io/kubelet-serving, which
+    /// someone must approve) and is rotated like the client's; no self-signed one is made.
+    #[serde(default, rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: bool,
 }
 
 fn twenty_seconds() -> Duration {
@@ -432,6 +436,7 @@ impl Default for KubeletConfiguration {
             http_check_frequency: twenty_seconds(),
             provider_id: String::new(),
             rotate_certificates: false,
+            server_tls_bootstrap: false,
         }
     }
 }

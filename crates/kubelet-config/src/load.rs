@@ -27,7 +27,6 @@ pub(crate) const IGNORED: &[&str] = &[
 /// what it does anyway (upstream's default, or the zero value that means it), refused
 /// otherwise, since a user would rely on them.
 pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
-    ("serverTLSBootstrap", "false"),
     ("registryPullQPS", "5"),
     ("registryBurst", "10"),
     ("enableContentionProfiling", "false"),
@@ -147,6 +146,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "httpCheckFrequency",
     "providerID",
     "rotateCertificates",
+    "serverTLSBootstrap",
 ];
 
 /// Resources `kubeReserved` and `systemReserved` may hold back here (upstream also takes

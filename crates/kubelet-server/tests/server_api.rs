@@ -166,6 +166,7 @@ async fn start() -> Fixture {
         addr: "127.0.0.1:0".parse().unwrap(),
         cert_pem: cert.into_bytes(),
         key_pem: key.into_bytes(),
+        cert_resolver: None,
         client_ca_pem: Some(pki.ca.pem().into_bytes()),
     };
     let bound = kubelet_server::bind(&cfg).await.unwrap();

@@ -907,16 +907,36 @@ async fn serve(
         ..
     } = pipeline;
     let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let tls_files = match (set(&cfg.tls_cert_file), set(&cfg.tls_private_key_file)) {
+    let cert_dir = s
+        .flags
+        .cert_dir
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root_dir.join("pki"));
+    let files = (set(&cfg.tls_cert_file), set(&cfg.tls_private_key_file));
+    // serverTLSBootstrap: the pair comes from CSRs, the files (if any) only until then.
+    let serving = match (cfg.server_tls_bootstrap, clients) {
+        (true, Some(c)) if cfg.enable_server => Some(
+            crate::certificate::serving::start(
+                &s.node_name,
+                &node.addresses,
+                &cert_dir,
+                files.0.as_deref().zip(files.1.as_deref()),
+                &c.main,
+                clock.clone(),
+                tasks,
+                cancel,
+            )
+            .map_err(|e| KubeletError::Certificate(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let tls_files = match files {
         (Some(c), Some(k)) => Some((c, k)),
+        (None, None) if serving.is_some() => None,
         // As upstream: no files configured, a self-signed pair in --cert-dir.
         (None, None) if clients.is_some() => {
-            let dir = s
-                .flags
-                .cert_dir
-                .as_ref()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root_dir.join("pki"));
+            let dir = cert_dir.clone();
             let (c, k) = crate::certificate::self_signed(
                 &dir,
                 &s.node_name,
@@ -949,7 +969,11 @@ async fn serve(
             cfg.port
         );
     }
-    if let (true, Some(clients), Some((cert, key))) = (cfg.enable_server, clients, &tls_files) {
+    if let (true, Some(clients), true) = (
+        cfg.enable_server,
+        clients,
+        tls_files.is_some() || serving.is_some(),
+    ) {
         let read = |p: &str| {
             std::fs::read(p).map_err(|source| KubeletError::Io {
                 what: "reading",
@@ -972,8 +996,15 @@ async fn serve(
             min_version: cfg.tls_min_version.clone(),
             cipher_suites: cfg.tls_cipher_suites.clone(),
             addr,
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
+            cert_pem: match (&serving, &tls_files) {
+                (None, Some((cert, _))) => read(cert)?,
+                _ => vec![],
+            },
+            key_pem: match (&serving, &tls_files) {
+                (None, Some((_, key))) => read(key)?,
+                _ => vec![],
+            },
+            cert_resolver: serving,
             client_ca_pem: client_ca,
         };
         let bound = kubelet_server::bind(&server_cfg)

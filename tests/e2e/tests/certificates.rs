@@ -265,3 +265,108 @@ current-context: x
     let _ = std::fs::remove_file(&config);
     cleanup.run().await;
 }
+
+/// The subject of the certificate 10250 serves now.
+fn served_subject() -> String {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("openssl s_client -connect 127.0.0.1:10250 </dev/null 2>/dev/null | openssl x509 -noout -subject")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `serverTLSBootstrap`: 10250 keeps its configured pair until a serving CSR (signer
+/// kubelet-serving, the node's addresses) is approved, then serves the issued one, which
+/// the API server verifies for `kubectl logs`.
+#[tokio::test]
+async fn server_tls_bootstrap_serves_the_approved_certificate() {
+    let _one = ONE_RESTART.lock().await;
+    let client = client().await;
+    let dir = std::env::temp_dir().join(format!("krs-e2e-serving-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config_with("serverTLSBootstrap: true", "serving");
+    let ns = TestNs::new("serving").await;
+    let c = serde_json::json!([{"name": "c", "image": "docker.io/library/busybox:latest",
+        "imagePullPolicy": "Never", "command": ["sh", "-c", "echo hi; sleep 3600"]}]);
+    ns.create(&ns.pod("p", "Always", c)).await;
+    let restore = Restore;
+    restart_kubelet_with(
+        Some(&config),
+        Some(&format!("--v=2 --cert-dir={}", dir.display())),
+    );
+    let node_user = format!("system:node:{}", node_name());
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let serving_csrs = || {
+        let csrs = csrs.clone();
+        let user = node_user.clone();
+        async move {
+            csrs.list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|c| {
+                    c.spec.username.as_deref() == Some(user.as_str())
+                        && c.spec.signer_name == "kubernetes.io/kubelet-serving"
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let csr = eventually(Duration::from_secs(30), "a serving CSR", || {
+        let f = serving_csrs();
+        async move { f.await.into_iter().next() }
+    })
+    .await;
+    assert_eq!(
+        csr.spec.usages.clone().unwrap(),
+        ["digital signature", "key encipherment", "server auth"]
+    );
+    // Until approved, the configured pair (CN=<node>) is served.
+    assert!(
+        served_subject().contains(&format!("CN = {}", node_name())),
+        "{}",
+        served_subject()
+    );
+    let name = csr.metadata.name.clone().unwrap();
+    let approve = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", env("KRS_KUBECONFIG"))
+        .args(["certificate", "approve", &name])
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    eventually(
+        Duration::from_secs(30),
+        "the issued certificate served",
+        || async {
+            served_subject()
+                .contains(&format!("CN = system:node:{}", node_name()))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(dir.join("kubelet-server-current.pem").exists());
+    // The API server checks it against the cluster CA: kubectl logs works.
+    ns.wait_pod("p", Duration::from_secs(60), |p| phase(p) == "Running")
+        .await;
+    let logs = eventually(Duration::from_secs(30), "kubectl logs", || {
+        let pods = ns.pods();
+        async move { pods.logs("p", &Default::default()).await.ok() }
+    })
+    .await;
+    assert_eq!(logs, "hi\n");
+
+    drop(restore);
+    ns.cleanup().await;
+    for c in serving_csrs().await {
+        let _ = csrs
+            .delete(
+                c.metadata.name.as_deref().unwrap_or_default(),
+                &DeleteParams::default(),
+            )
+            .await;
+    }
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -734,12 +734,12 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
             .config
             .rotate_certificates
     );
-    let e = load(Some(FILE), &["--rotate-server-certificates"])
+    let e = load(Some(FILE), &["--image-gc-high-threshold=90"])
         .unwrap_err()
         .to_string();
     assert_eq!(
         e,
-        "invalid flag --rotate-server-certificates: serverTLSBootstrap: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
+        "invalid flag --image-gc-high-threshold: imageGCHighThresholdPercent: is not supported by kubelet-rs yet: only its default (85) is accepted, got 90"
     );
     let e = load(Some(FILE), &["--healthz-port=70000"])
         .unwrap_err()

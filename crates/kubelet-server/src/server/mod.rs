@@ -167,6 +167,9 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// A certificate chosen at each handshake (serverTLSBootstrap's rotated one); when set,
+    /// `cert_pem` and `key_pem` are not used.
+    pub cert_resolver: Option<Arc<dyn rustls::server::ResolvesServerCert>>,
     /// Client certificates are verified against this CA; none: no client certificates.
     pub client_ca_pem: Option<Vec<u8>>,
     /// tlsMinVersion ("" for the default, TLS 1.2).
@@ -234,18 +237,21 @@ struct AppState {
 struct Peer(Option<UserInfo>);
 
 pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cfg.cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| ServerError::Pem {
-            what: "certificate",
-            path: "tlsCertFile".into(),
+    let pair = || -> Result<_, ServerError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cfg.cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServerError::Pem {
+                what: "certificate",
+                path: "tlsCertFile".into(),
+                message: e.to_string(),
+            })?;
+        let key = PrivateKeyDer::from_pem_slice(&cfg.key_pem).map_err(|e| ServerError::Pem {
+            what: "private key",
+            path: "tlsPrivateKeyFile".into(),
             message: e.to_string(),
         })?;
-    let key = PrivateKeyDer::from_pem_slice(&cfg.key_pem).map_err(|e| ServerError::Pem {
-        what: "private key",
-        path: "tlsPrivateKeyFile".into(),
-        message: e.to_string(),
-    })?;
+        Ok((certs, key))
+    };
     let mut provider = rustls::crypto::ring::default_provider();
     if !cfg.cipher_suites.is_empty() {
         provider.cipher_suites = cipher_suites(&cfg.cipher_suites)?;
@@ -288,9 +294,16 @@ pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerErro
         }
         None => builder.with_no_client_auth(),
     };
-    let mut tls = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut tls = match &cfg.cert_resolver {
+        // Existing connections keep their session; new handshakes get the current pair.
+        Some(r) => builder.with_cert_resolver(r.clone()),
+        None => {
+            let (certs, key) = pair()?;
+            builder
+                .with_single_cert(certs, key)
+                .map_err(|e| ServerError::Tls(e.to_string()))?
+        }
+    };
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
 }

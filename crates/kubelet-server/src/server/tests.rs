@@ -11,6 +11,7 @@ fn tls_settings_are_honoured_or_refused() {
         addr: "127.0.0.1:0".parse().unwrap(),
         cert_pem: cert.pem().into_bytes(),
         key_pem: key.serialize_pem().into_bytes(),
+        cert_resolver: None,
         client_ca_pem: None,
         min_version: min.into(),
         cipher_suites: suites.iter().map(|s| s.to_string()).collect(),

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod manager;
 pub mod pki;
+pub mod serving;
 pub mod store;
 
 use std::io::Write;
