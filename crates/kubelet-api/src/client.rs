@@ -376,6 +376,12 @@ pub fn rotating_client(
     cert: ClientCertificate,
 ) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
+    if let Some(p) = &config.proxy_url {
+        // kube's own client refuses it too (no proxy support is built in).
+        return Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(p.clone()),
+        });
+    }
     let a = &mut config.auth_info;
     a.client_certificate = None;
     a.client_certificate_data = None;
@@ -388,11 +394,15 @@ pub fn rotating_client(
     tls.resumption = rustls::client::Resumption::disabled();
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| kube::Error::Service(format!("tls-server-name {name:?}: {e}").into()))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = https.enable_http1().wrap_connector(http);
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
@@ -404,9 +414,15 @@ pub fn rotating_client(
     let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector);
+    // As kube's own stack: 429/503/504 retried with back-off, impersonation headers.
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(retry)
         .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
         .service(http_client);
     Ok(kube::Client::new(service, config.default_namespace))

@@ -84,6 +84,9 @@ pub struct MirrorPodManager {
     pub status: StatusManager,
     pub node: String,
     pub period: Duration,
+    /// Every pod source has been read: only then is a mirror with no static pod an orphan
+    /// (upstream's `HandlePodCleanups` waits for `sourcesReady` too).
+    pub synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for MirrorPodManager {
@@ -138,7 +141,11 @@ impl MirrorPodManager {
         } else {
             None
         };
+        let synced = self.synced.load(std::sync::atomic::Ordering::Acquire);
         for a in decide_mirrors(&s, &m, &self.node, uid.as_deref()) {
+            if !synced && matches!(a, MirrorAction::Delete { .. }) {
+                continue;
+            }
             match a {
                 MirrorAction::Delete {
                     namespace,
@@ -153,7 +160,11 @@ impl MirrorPodManager {
                     match self.client.delete_pod(&r).await {
                         Ok(()) => info!(pod = %r.key(), uid = %r.uid, "deleted mirror pod"),
                         Err(e) if e.is_not_found() || e.is_status(409) => {}
-                        Err(e) => warn!(pod = %r.key(), error = %e, "deleting mirror pod failed"),
+                        // Still there: tried again at the next pass.
+                        Err(e) => {
+                            warn!(pod = %r.key(), error = %e, "deleting mirror pod failed");
+                            continue;
+                        }
                     }
                     // The watch reports the delete; until then the old one must not count.
                     let gone = Pod {

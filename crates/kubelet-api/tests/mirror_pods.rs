@@ -34,6 +34,10 @@ struct Running {
 }
 
 async fn start(with_node: bool) -> Running {
+    start_synced(with_node, true).await
+}
+
+async fn start_synced(with_node: bool, synced: bool) -> Running {
     let api = FakeApi::new();
     if with_node {
         let mut n = Node::default();
@@ -53,6 +57,7 @@ async fn start(with_node: bool) -> Running {
         status: status.clone(),
         node: "n1".into(),
         period: Duration::from_secs(10),
+        synced: Arc::new(std::sync::atomic::AtomicBool::new(synced)),
     };
     let tasks = vec![
         Task::spawn(|c| m.run(c)),
@@ -187,5 +192,22 @@ async fn no_node_no_mirror_until_it_is_registered() {
     r.api.create_node(&n).await.unwrap();
     // Found on the next periodic pass.
     r.api.wait_for(|st| st.pods.len() == 1).await;
+    r.stop().await;
+}
+
+/// Before every pod source has been read, a mirror with no static pod may only be one whose
+/// static pod is not read yet: it is kept.
+#[tokio::test(start_paused = true)]
+async fn no_orphan_is_deleted_before_the_sources_are_read() {
+    let r = start_synced(true, false).await;
+    let s = manifest("etcd", "i");
+    let mut m = kubelet_core::config::mirror_pod_for(&s, "n1", "node-uid");
+    m.metadata.uid = Some("m-uid".into());
+    r.api.put_pod(m.clone());
+    r.mirrors.update(Arc::new(m));
+    r.mirrors.kick();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(r.api.count("delete_pod"), 0);
+    assert!(r.mirror("etcd-n1").is_some());
     r.stop().await;
 }

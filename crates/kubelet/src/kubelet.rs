@@ -873,6 +873,7 @@ fn start_node_status(
                 status: status.clone(),
                 node: s.node_name.clone(),
                 period: Duration::from_secs(10),
+                synced: pipeline.pods_synced.clone(),
             }
             .run(cancel.child_token()),
         );

@@ -34,6 +34,9 @@ pub struct Scan {
     pub pods: Vec<Pod>,
     pub errors: BTreeMap<PathBuf, String>,
     pub missing: bool,
+    /// The path could not be read as a whole (or its one manifest did not parse): nothing
+    /// is sent, and the pods stay as they were (upstream's `listConfig` error).
+    pub fatal: bool,
 }
 
 fn read_manifest(path: &Path) -> Result<Vec<u8>, String> {
@@ -60,6 +63,7 @@ pub fn scan(path: &Path, node: &str) -> Scan {
         }
         Err(e) => {
             out.errors.insert(path.to_path_buf(), e.to_string());
+            out.fatal = true;
             return out;
         }
     };
@@ -68,6 +72,7 @@ pub fn scan(path: &Path, node: &str) -> Scan {
             Ok(d) => d,
             Err(e) => {
                 out.errors.insert(path.to_path_buf(), e.to_string());
+                out.fatal = true;
                 return out;
             }
         };
@@ -75,7 +80,8 @@ pub fn scan(path: &Path, node: &str) -> Scan {
             .filter_map(Result::ok)
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter(|e| {
-                let regular = e.file_type().is_ok_and(|t| t.is_file());
+                // Followed, as Go's os.Stat does: a symlinked manifest counts.
+                let regular = std::fs::metadata(e.path()).is_ok_and(|m| m.is_file());
                 if !regular {
                     debug!(path = %e.path().display(), "not a regular file; skipped");
                 }
@@ -86,8 +92,12 @@ pub fn scan(path: &Path, node: &str) -> Scan {
         files.sort();
         files
     } else {
+        // One file: if it does not parse, upstream keeps the pods as they were.
+        out.fatal = true;
         vec![path.to_path_buf()]
     };
+    let single = out.fatal;
+    out.fatal = false;
     for f in files {
         match read_manifest(&f)
             .and_then(|b| static_pod(&b, Source::File, node).map_err(|e| e.to_string()))
@@ -95,6 +105,7 @@ pub fn scan(path: &Path, node: &str) -> Scan {
             Ok(p) => out.pods.push(p),
             Err(e) => {
                 out.errors.insert(f, e);
+                out.fatal |= single;
             }
         }
     }
@@ -159,7 +170,10 @@ impl FileSource {
             let node = self.node.clone();
             let scan = tokio::task::spawn_blocking(move || scan(&path, &node))
                 .await
-                .unwrap_or_default();
+                .unwrap_or_else(|_| Scan {
+                    fatal: true,
+                    ..Default::default()
+                });
             if scan.missing {
                 if !said_missing {
                     info!(path = %self.path.display(), "static pod path does not exist, ignoring");
@@ -183,10 +197,12 @@ impl FileSource {
                 }
             }
             reported = scan.errors;
-            let set = SourceUpdate::Set(Source::File, scan.pods);
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = tx.send(set) => if r.is_err() { return },
+            if !scan.fatal {
+                let set = SourceUpdate::Set(Source::File, scan.pods);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = tx.send(set) => if r.is_err() { return },
+                }
             }
             let changed = async {
                 match &watcher {

@@ -46,6 +46,27 @@ fn a_directory_is_read_as_upstream_reads_it() {
 }
 
 #[test]
+fn symlinked_manifests_count_and_unreadable_paths_change_nothing() {
+    let d = scratch();
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("a.yaml"), manifest("a", "busybox")).unwrap();
+    let dir = d.join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("a.yaml"), dir.join("a.yaml")).unwrap();
+    let s = scan(&dir, "n");
+    assert_eq!(s.pods.len(), 1, "{:?}", s.errors);
+    assert!(!s.fatal);
+    // One file that does not parse: the pods stay as they were (nothing is sent).
+    std::fs::write(elsewhere.join("a.yaml"), "kind: Pod\n").unwrap();
+    let one = scan(&elsewhere.join("a.yaml"), "n");
+    assert!(one.fatal && one.pods.is_empty());
+    // In a directory, the broken file is only left out.
+    let many = scan(&dir, "n");
+    assert!(!many.fatal && many.pods.is_empty() && many.errors.len() == 1);
+}
+
+#[test]
 fn an_oversized_manifest_is_left_out() {
     let d = scratch();
     let big = format!(

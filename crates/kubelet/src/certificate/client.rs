@@ -18,7 +18,7 @@ use kubelet_core::certificate::{CLIENT, client_template};
 use kubelet_core::clock::SharedClock;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why the client certificate could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,22 @@ pub async fn setup(
         path: cert_dir.to_path_buf(),
         source,
     })?;
-    let mut boot = None;
+    // Also kept when not bootstrapping now: a pair that expires later is replaced with the
+    // bootstrap credentials, as upstream's.
+    // (kubeadm join deletes the bootstrap kubeconfig once joined: not needed then.)
+    let boot = match bootstrap {
+        Some(b) if decision == Decision::Bootstrap || b.exists() => {
+            match bootstrap_client(b, qps, burst).await {
+                Ok(c) => Some(c),
+                Err(e) if decision == Decision::Bootstrap => return Err(e),
+                Err(e) => {
+                    warn!(error = %e, "the bootstrap kubeconfig is not usable; not kept for later");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let (mut embedded, mut files) = (None, (None, None));
     match (decision, bootstrap) {
         (Decision::Bootstrap, Some(b)) => {
@@ -155,7 +170,6 @@ pub async fn setup(
             let store = FileStore::new(CLIENT.store_prefix, cert_dir, None, None)?;
             write_kubeconfig(kubeconfig, &cluster, &store.current_path())?;
             info!(kubeconfig = %kubeconfig.display(), bootstrap = %b.display(), "no usable client certificate: bootstrapping one through a CSR");
-            boot = Some(bootstrap_client(b, qps, burst).await?);
         }
         _ => {
             embedded = embedded_pair(kubeconfig);

@@ -93,7 +93,10 @@ impl CertificateManager {
     /// Loads the store's pair (or stores the bootstrap one) and publishes it at once, so TLS
     /// has it before the task runs.
     pub fn new(mut cfg: Config) -> Self {
-        let mut current = cfg.store.current();
+        // An expired pair counts as none (upstream `Current`): the bootstrap credentials, if
+        // any, ask for the next one.
+        let now = cfg.clock.now();
+        let mut current = cfg.store.current().filter(|p| p.expires > now);
         let mut force = false;
         if current.is_none()
             && let Some((c, k)) = cfg.bootstrap.take()
@@ -149,7 +152,9 @@ impl CertificateManager {
     async fn rotate(&self, t: &Template) -> Result<Pair, RotateError> {
         let profile = &self.cfg.profile;
         let (csr_pem, key_pem) = generate_csr(t)?;
-        let client = (self.cfg.client)(self.current.as_ref().map(|p| &*p.certified));
+        let now = self.cfg.clock.now();
+        let live = self.current.as_ref().filter(|p| p.expires > now);
+        let client = (self.cfg.client)(live.map(|p| &*p.certified));
         let csr = request_certificate(
             &*client,
             csr_pem.as_bytes(),
@@ -459,6 +464,34 @@ mod tests {
         assert_eq!(t0.elapsed(), Duration::ZERO);
         // With its own (old) pair, the node's client is used.
         assert_eq!(*h.asked_with_cert.lock().unwrap(), [true]);
+        cancel.cancel();
+        task.await.unwrap();
+        std::fs::remove_dir_all(&h.dir).unwrap();
+    }
+
+    /// An expired pair in the store counts as none: it is not served, and the CSR goes out
+    /// with the bootstrap credentials (as upstream's `Current` returns nil then).
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_pair_is_replaced_through_the_bootstrap_client() {
+        let h = Harness::new("mgr-expired");
+        let now = h.clock.now();
+        let (c, k) = issue(
+            &h.ca,
+            &client_template("node-a"),
+            now - SignedDuration::from_hours(2),
+            now - SignedDuration::from_hours(1),
+        );
+        h.store("kubelet-client")
+            .update(c.as_bytes(), k.as_bytes(), now)
+            .unwrap();
+        let m =
+            CertificateManager::new(h.config(CLIENT, fixed_template(client_template("node-a"))));
+        let rx = m.subscribe();
+        assert!(rx.borrow().is_none(), "an expired pair is not served");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(m.run(cancel.clone()));
+        h.csr(1).await;
+        assert_eq!(*h.asked_with_cert.lock().unwrap(), [false]);
         cancel.cancel();
         task.await.unwrap();
         std::fs::remove_dir_all(&h.dir).unwrap();
