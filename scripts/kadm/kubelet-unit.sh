@@ -18,9 +18,8 @@ echo $$ > "$U/unit.pid.new" && mv "$U/unit.pid.new" "$U/unit.pid"
 . "$U/unit.env"
 stopping='' child=''
 trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
-n=0
 while [ -z "$stopping" ]; do
-  n=$((n + 1))
+  n=$(($(grep -c ' start ' "$U/kubelet-starts.log" 2>/dev/null || true) + 1))   # counts over restarts of the unit
   KUBELET_KUBEADM_ARGS=
   # shellcheck disable=SC1091
   if [ -f /var/lib/kubelet/kubeadm-flags.env ]; then . /var/lib/kubelet/kubeadm-flags.env; fi

@@ -10,7 +10,7 @@
 # The layout of the kubeadm cluster on this one machine:
 # - Each node has its own network namespace (kadm1, kadm2) joined by a veth pair, both named eth0,
 #   with NET.1 and NET.2 (NET defaults to 198.51.100, a documentation range) and a default route
-#   on eth0. kubeadm needs a non-loopback advertise address and the kubelet a non-loopback node IP;
+#   via the other node. kubeadm needs a non-loopback advertise address and the kubelet a non-loopback node IP;
 #   inside these namespaces they have one, and nothing reaches the host's own interfaces: the host
 #   network is never touched. Node 2 also gets its own ports 10250/10248 this way, and node 1's
 #   control plane (6443, 2379, 10257, 10259) never meets the project's own cluster on 127.0.0.1.
@@ -70,19 +70,21 @@ nets_up() { # both node network namespaces and the wire between them
   for n in 1 2; do
     ip -n "kadm$n" addr replace "$NET.$n/24" dev eth0
     ip -n "kadm$n" link set eth0 up
-    ip -n "kadm$n" route replace default dev eth0
+    # a gateway (the other node), not just `default dev eth0`: kubelet-rs finds its node IP from
+    # the default route's gateway only (upstream first resolves the node name, see /etc/hosts below)
+    ip -n "kadm$n" route replace default via "$NET.$((3 - n))" dev eth0
     nsenter --net="/run/netns/kadm$n" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
   done
 }
 
 holder_main() { # runs in a fresh private mount namespace: the node's own view, then sleeps forever
-  local n=$1 name=$2 m
+  local n=$1 name=$2 m d
   node_dirs "$n"
   for m in "${NODE_MOUNTS[@]}"; do
     mkdir -p "$ND/${m%%:*}"
-    if [ ! -d "${m#*:}" ]; then   # a mount point made on the host: down.sh removes it if empty
-      mkdir -p "${m#*:}"; echo "${m#*:}" >> "$STATE_ROOT/mountpoints.created"
-    fi
+    d=${m#*:}   # a mount point made on the host, with every level made for it: down.sh removes them if empty
+    while [ ! -d "$d" ]; do echo "$d" >> "$STATE_ROOT/mountpoints.created"; d=$(dirname "$d"); done
+    mkdir -p "${m#*:}"
     mount --bind "$ND/${m%%:*}" "${m#*:}"
   done
   { grep -vw -- "$name" /etc/hosts || true; echo "$NET.$n $name"; } > "$ND/hosts"
