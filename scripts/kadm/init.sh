@@ -110,6 +110,8 @@ res kubeadm_init_rc "$rc"
 res kubeadm_init_s "$(secs "$t0" "$t1")"
 if [ "$rc" != 0 ]; then
   tail -30 "$OUT/kubeadm-init.log" >&2
+  log "the kubelet's last lines but connection errors:"
+  grep -v 'client error (Connect)' "$SD/kubelet.log" | tail -8 >&2 || true
   log "kubeadm init failed (rc $rc): see $OUT/kubeadm-init.log and $SD/kubelet.log"; exit 1
 fi
 for _ in $(seq 240); do
