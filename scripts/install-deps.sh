@@ -3,7 +3,8 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 need=(containerd runc containernetworking-plugins busybox-static umoci skopeo gcc libc6-dev
-      golang-go rsync jq etcd-server etcd-client openssl iproute2 iptables make curl)
+      golang-go rsync jq etcd-server etcd-client openssl iproute2 iptables make curl
+      python3 util-linux golang-github-modern-go-reflect2-dev)   # the last: kadm/build.sh (kubeadm)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

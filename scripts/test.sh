@@ -70,6 +70,13 @@ left=$(ctr_ containers ls -q | while read -r id; do
 done | sort -u)
 if [ -n "$left" ]; then echo "e2e pods left in the runtime: $left" >&2; exit 1; fi
 "$here/kubelet.sh" stop
+# The kubeadm yardstick: kubeadm init and join with our kubelet, in their own namespaces.
+if [ "${KRS_SKIP_KUBEADM:-0}" = 1 ]; then
+  log "KRS_SKIP_KUBEADM=1: skipping the kubeadm yardstick"
+else
+  log "kubeadm yardstick (scripts/kadm-e2e.sh)"
+  "$here/kadm-e2e.sh" "$top/target/debug/kubelet"
+fi
 # The side-by-side benchmark must not rot: a 1-pod smoke run of each kubelet (not timed here).
 log "benchmark smoke run"
 KRS_BENCH_IN_TEST=1 "$here/bench.sh" --smoke --no-plot --out "${TMPDIR:-/tmp}/kubelet-bench-smoke.json"
