@@ -370,6 +370,24 @@ pub fn node_labels(
 
 pub const ATTACH_DETACH_ANNOTATION: &str = "volumes.kubernetes.io/controller-managed-attach-detach";
 
+/// A version as upstream's `ParseGeneric(...).String()` prints it: the dotted numbers, with
+/// a leading `v` and anything after them dropped (`1.6.20~ds1` → `1.6.20`). A version that
+/// does not start with a number is kept as it is.
+pub fn generic_version(v: &str) -> String {
+    let t = v.trim();
+    let t = t.strip_prefix('v').unwrap_or(t);
+    let end = t
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(t.len(), |(i, _)| i);
+    let num = t[..end].trim_end_matches('.');
+    if num.is_empty() || num.split('.').any(str::is_empty) {
+        v.to_string()
+    } else {
+        num.to_string()
+    }
+}
+
 /// What the Node is created with and never changed by the kubelet afterwards (upstream
 /// `initialNode`): NodeRestriction forbids a node to change its own taints.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -471,6 +489,16 @@ pub fn status_changed(a: &NodeStatus, b: &NodeStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_versions_print_as_upstream_parses_them() {
+        assert_eq!(generic_version("1.6.20~ds1"), "1.6.20");
+        assert_eq!(generic_version("v1.7.0"), "1.7.0");
+        assert_eq!(generic_version("1.6.20"), "1.6.20");
+        assert_eq!(generic_version("1.6.20-rc.1+git"), "1.6.20");
+        assert_eq!(generic_version("devel"), "devel");
+        assert_eq!(generic_version(""), "");
+    }
 
     fn inputs() -> NodeInputs {
         NodeInputs {

@@ -45,6 +45,11 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     fn memory_available(&self) -> Result<u64>;
     /// The IPv4 address of the interface carrying the default route.
     fn default_route_ip(&self) -> Option<IpAddr>;
+    /// The first address `name` resolves to (hosts file, then DNS) that is assigned here and
+    /// is neither loopback, link-local nor multicast; IPv4 first. Blocks on the resolver.
+    fn lookup_node_ip(&self, _name: &str) -> Option<IpAddr> {
+        None
+    }
     fn read_to_string(&self, path: &Path) -> Result<String>;
     /// Writes a small file in place (a sysctl under /proc/sys).
     fn write_string(&self, path: &Path, contents: &str) -> Result<()>;
@@ -157,12 +162,41 @@ impl Host for RealHost {
 
     fn default_route_ip(&self) -> Option<IpAddr> {
         // Connecting a UDP socket sends nothing; it only asks the kernel which source address
-        // it would route from, toward the default gateway.
+        // it would route from, toward the default gateway. A default route with no gateway
+        // (`default dev eth0`) is taken toward any off-link address.
         let gw = default_gateway(&read("/proc/net/route").ok()?)?;
+        let target = if gw.is_unspecified() {
+            Ipv4Addr::new(8, 8, 8, 8)
+        } else {
+            gw
+        };
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-        s.connect((gw, 9)).ok()?;
+        s.connect((target, 9)).ok()?;
         let ip = s.local_addr().ok()?.ip();
         (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    }
+
+    fn lookup_node_ip(&self, name: &str) -> Option<IpAddr> {
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<IpAddr> = (name, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+        let usable = |ip: &&IpAddr| {
+            let link_local = match ip {
+                IpAddr::V4(v4) => v4.is_link_local(),
+                IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+            };
+            // Binding succeeds only for an address assigned to this host.
+            !ip.is_loopback()
+                && !ip.is_unspecified()
+                && !ip.is_multicast()
+                && !link_local
+                && UdpSocket::bind((**ip, 0)).is_ok()
+        };
+        addrs
+            .iter()
+            .filter(|ip| ip.is_ipv4())
+            .find(usable)
+            .or_else(|| addrs.iter().find(usable))
+            .copied()
     }
 
     fn read_to_string(&self, path: &Path) -> Result<String> {

@@ -285,8 +285,12 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
-    /// Every Service, once they have been listed; `Err` until then.
-    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
+    /// Every Service, once they have been listed; `Err` until then. With `wait` false
+    /// (static pods, which may be what runs the API server), whatever is known now.
+    async fn services(
+        &self,
+        _wait: bool,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
         Ok(vec![])
     }
 
@@ -370,7 +374,18 @@ impl SecretSource for ApiSecrets {
         }
     }
 
-    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
+    async fn services(
+        &self,
+        wait: bool,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Service>, SourceError> {
+        if !wait {
+            return Ok(self
+                .services
+                .state()
+                .iter()
+                .map(|s| (**s).clone())
+                .collect());
+        }
         let ready = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             self.services.wait_until_ready(),
@@ -445,4 +460,25 @@ pub async fn pull_credentials(
         }
     }
     (lookup(&creds, image), missing)
+}
+
+#[cfg(test)]
+mod services_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Static pods do not wait for the Services (upstream: the API server may be one of
+    /// them); API pods wait, then fail with upstream's words.
+    #[tokio::test(start_paused = true)]
+    async fn static_pods_do_not_wait_for_the_services() {
+        let (store, _writer) = kube::runtime::reflector::store();
+        let s = ApiSecrets {
+            api: Arc::new(kubelet_api::fake::FakeApi::new()),
+            services: store,
+            objects: None,
+        };
+        assert!(s.services(false).await.unwrap().is_empty());
+        let e = s.services(true).await.unwrap_err();
+        assert!(matches!(e, SourceError::ServicesNotSynced), "{e}");
+    }
 }

@@ -276,9 +276,24 @@ async fn prepare_node(s: &Settings) -> Result<NodeSetup, KubeletError> {
     }
     let machine = host.machine_info()?;
     let cgroups = crate::cm::setup_cgroups(&cfg, &machine).await?;
+    // Upstream's order: --node-ip, a node name that is an IP, what the node name resolves
+    // to (if assigned here), then the default route's interface.
     let node_ip: Option<IpAddr> = match &s.flags.node_ip {
         Some(ip) => ip.split(',').next().and_then(|p| p.trim().parse().ok()),
-        None => host.default_route_ip(),
+        None => match s.node_name.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                let (h, name) = (host.clone(), s.node_name.clone());
+                let lookup = tokio::task::spawn_blocking(move || h.lookup_node_ip(&name));
+                // A resolver that does not answer must not hold the start up for long.
+                let found = tokio::time::timeout(Duration::from_secs(5), lookup)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten();
+                found.or_else(|| host.default_route_ip())
+            }
+        },
     };
     let mut addresses = vec![];
     if let Some(ip) = node_ip {

@@ -96,7 +96,11 @@ pub async fn watch_runtime(
         if version.is_empty()
             && let Ok(v) = rt.version().await
         {
-            version = format!("{}://{}", v.runtime_name, v.runtime_version);
+            version = format!(
+                "{}://{}",
+                v.runtime_name,
+                kubelet_core::nodestatus::generic_version(&v.runtime_version)
+            );
         }
         let next = match rt.status().await {
             Ok(s) => RuntimeState {

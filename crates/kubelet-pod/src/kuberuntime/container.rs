@@ -233,7 +233,11 @@ impl RuntimeManager {
         };
         match &self.secrets {
             Some(o) => {
-                src.services = o.services().await?;
+                // Upstream does not wait for the Services for static pods: the API server
+                // may be one of them.
+                src.services = o
+                    .services(!kubelet_core::config::is_static_pod(pod))
+                    .await?;
                 for name in cms {
                     let cm = o.get_config_map(&ns, &name).await?;
                     src.config_maps.insert(name, cm);
