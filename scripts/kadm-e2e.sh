@@ -23,7 +23,7 @@ log "kadm: build and images took $(secs "$t0" "$t1") s"
 rc=0
 "$here/kadm/run.sh" "$KUBELET_BIN" "$KADM_OUT" || rc=$?
 log "kadm: timings"
-grep -E '^(step_|init: kubeadm_init_s|init: node1_ready|checks-init: static_pods_all|checks-init: bb-cp_running_s|join: kubeadm_join_s|join: node2_ready|checks-join: bb-worker_running_s|checks-join: node._kubelet_rss)' \
+grep -E '^(step_|init: kubeadm_init_s|init: node1_ready|checks-init: static_pods_all|checks-init: bb-cp_running_s|join: kubeadm_join_s|join: node2_ready|checks-join: bb-worker_running_s|checks-join: node._kubelet_rss|checks-rotation: )' \
   "$KADM_OUT/results.txt" >&2 || true
 if [ $rc != 0 ]; then
   log "kadm: FAILED; the failed checks:"

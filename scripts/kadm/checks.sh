@@ -14,7 +14,7 @@ set -euo pipefail
 # shellcheck source=scripts/kadm/lib.sh
 . "$(dirname "$(realpath "$0")")/lib.sh"
 PHASE=${1:-}; OUT=$(realpath -m "${2:-$KADM_OUT}")
-case $PHASE in init|join) ;; *) log "usage: checks.sh init|join [OUT_DIR]"; exit 2 ;; esac
+case $PHASE in init|join|rotation) ;; *) log "usage: checks.sh init|join|rotation [OUT_DIR]"; exit 2 ;; esac
 [ -f "$OUT/env" ] || { log "no $OUT/env: run init.sh first"; exit 2; }
 # shellcheck disable=SC1091
 . "$OUT/env"
@@ -56,6 +56,7 @@ busybox_on() { # $1 pod name, $2 node: create, time to Running, logs, exec
     res "${1}_running" "FAIL phase=$ph"; fail=1; kc describe pod "$1" > "$OUT/$1.describe" 2>&1 || true; return
   fi
   res "${1}_running_s" "$(secs "$t0" "$t1") (node $(kc get pod "$1" -o jsonpath='{.spec.nodeName}'))"
+  res "${1}_container" "$(kc get pod "$1" -o jsonpath='{.status.containerStatuses[0].containerID}')"
   sleep 1
   out=$(kc logs "$1" 2>&1 | head -1) || true
   res "${1}_logs" "$out"
@@ -144,6 +145,41 @@ for i in d['items']:
   busybox_on bb-cp "$NODE1"
   res node1_kubelet_starts_exits "$(count ' start ' "$OUT/n1/kubelet-starts.log")/$(count ' exit ' "$OUT/n1/kubelet-starts.log")"
   res node1_kubelet_rss_kb "$(rss_kb 1)"
+elif [ "$PHASE" = rotation ]; then
+  # Under the short signing duration (init.sh), node 2's client certificate (from its bootstrap
+  # CSR) and both nodes' serving certificates must each be renewed at least twice, through CSRs,
+  # while the pods keep running untouched. Node 1 keeps the client certificate kubeadm signed
+  # (a year), as upstream's does.
+  [ -n "${NODE2:-}" ] || { log "no NODE2 in $OUT/env: run join.sh first"; exit 2; }
+  issued() { # $1 requestor, $2 signer: how many of its CSRs were issued
+    csr_for "$1" | awk -v s="$2" '$2 == s && $5 == "issued"' | wc -l
+  }
+  t0=$(now); ok=0
+  for _ in $(seq "${KADM_ROTATION_WAIT:-720}"); do
+    c2=$(issued "system:node:$NODE2" kubernetes.io/kube-apiserver-client-kubelet)
+    s1=$(issued "system:node:$NODE1" kubernetes.io/kubelet-serving)
+    s2=$(issued "system:node:$NODE2" kubernetes.io/kubelet-serving)
+    if [ "$c2" -ge 2 ] && [ "$s1" -ge 3 ] && [ "$s2" -ge 3 ]; then ok=1; break; fi
+    sleep 1
+  done
+  res rotation_wait_s "$(secs "$t0" "$(now)")"
+  res node2_client_rotations "$c2"
+  res node1_serving_certs "$s1"
+  res node2_serving_certs "$s2"
+  [ $ok = 1 ] || { res rotation_check FAIL; fail=1; }
+  res node2_client_cert "$(cert_check "$N2/var-lib-kubelet/pki/kubelet-client-current.pem" "system:node:$NODE2")"
+  for p in bb-cp bb-worker; do
+    was=$(grep -h "^${p}_container " "$OUT"/checks-*.result | head -1 | cut -d' ' -f2)
+    now_id=$(kc get pod "$p" -o jsonpath='{.status.containerStatuses[0].containerID}')
+    restarts=$(kc get pod "$p" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+    res "${p}_after_rotation" "container $now_id restarts $restarts"
+    if [ "$now_id" != "$was" ] || [ "$restarts" != 0 ]; then res "${p}_untouched_check" FAIL; fail=1; fi
+    out=$(kc logs "$p" 2>&1 | head -1) || true
+    [ "$out" = "hello from $p" ] || { res "${p}_logs_after_rotation" "FAIL $out"; fail=1; }
+    # shellcheck disable=SC2016 # $(hostname) runs in the container
+    out=$(kc exec "$p" -- sh -c 'echo exec-ok $(hostname)' 2>&1 | head -1) || true
+    [ "$out" = "exec-ok $p" ] || { res "${p}_exec_after_rotation" "FAIL $out"; fail=1; }
+  done
 else
   [ -n "${NODE2:-}" ] || { log "no NODE2 in $OUT/env: run join.sh first"; exit 2; }
   res join_cmd "$(cat "$OUT/kubeadm-join.cmd")"

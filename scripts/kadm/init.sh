@@ -58,6 +58,10 @@ KADM_KUBELET=$KUBELET_BIN
 KADM_NSENTER="nsenter -t $(cat "$SD/holder.pid") -m -n"
 KUBELET_EXTRA_ARGS="${N1_CGROUP_ROOT:+--cgroup-root=$N1_CGROUP_ROOT }${KUBELET_EXTRA_ARGS:-}"
 EOF
+# Certificates the CSR signer issues live this long (kubeadm's own are not affected): short, so
+# that the kubelets' client and serving certificates rotate during the run. Empty: the default.
+SIGNING=${KADM_SIGNING_DURATION-10m}
+SERVER_TLS_BOOTSTRAP=$([ -n "$SIGNING" ] && echo true || echo false)
 TOKEN=$("$KUBEADM" token generate)
 cat > "$OUT/kubeadm-init.yaml" <<EOF
 apiVersion: kubeadm.k8s.io/v1beta2
@@ -81,11 +85,15 @@ clusterName: kadm
 networking:
   serviceSubnet: 10.96.0.0/12
   dnsDomain: cluster.local
+${SIGNING:+controllerManager:
+  extraArgs:
+    cluster-signing-duration: $SIGNING}
 ---
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
 rotateCertificates: true
+serverTLSBootstrap: ${SERVER_TLS_BOOTSTRAP}
 EOF
 FLEX=/usr/libexec/kubernetes/kubelet-plugins/volume/exec   # kube-controller-manager's hostPath (DirectoryOrCreate)
 cat >> "$OUT/env" <<EOF

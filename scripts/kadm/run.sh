@@ -21,13 +21,20 @@ step() { # $1 name, rest: command; its output goes to OUT/$1.out and its result 
   if [ $rc != 0 ]; then fail=1; tail -5 "$OUT/$name.out" | sed "s/^/  $name: /" >&2; fi
   return $rc
 }
+# serverTLSBootstrap's CSRs need an approver (the controller-manager does not approve them).
+mkdir -p "$OUT"; rm -f "$OUT/approver.stop"
+"$KADM_TOOLS/approver.sh" "$OUT" & approver=$!
 if step init "$KADM_TOOLS/init.sh" "$KUBELET_BIN" "$OUT"; then
   step checks-init "$KADM_TOOLS/checks.sh" init "$OUT" || true
   if step join "$KADM_TOOLS/join.sh" "$OUT"; then
     step checks-join "$KADM_TOOLS/checks.sh" join "$OUT" || true
+    if [ -n "${KADM_SIGNING_DURATION-10m}" ]; then
+      step rotation "$KADM_TOOLS/checks.sh" rotation "$OUT" || true
+    fi
   fi
 fi
-for f in init.result checks-init.result join.result checks-join.result; do
+touch "$OUT/approver.stop"; wait "$approver" 2>/dev/null || true
+for f in init.result checks-init.result join.result checks-join.result checks-rotation.result; do
   if [ -f "$OUT/$f" ]; then sed "s/^/${f%.result}: /" "$OUT/$f" >> "$RES"; fi
 done
 if [ -z "${KEEP:-}" ]; then step down "$KADM_TOOLS/down.sh" "$OUT" || true; fi
