@@ -45,8 +45,14 @@ KUBELET_EXTRA_ARGS="${N2_CGROUP_ROOT:+--cgroup-root=$N2_CGROUP_ROOT }${KUBELET_E
 EOF
 
 # what an admin runs on the control plane to get the join command
-JOIN=$(in_node "$OUT/n1" "$KUBEADM" token create --ttl 1h --print-join-command 2>/dev/null | tail -1) || true
-case $JOIN in "kubeadm join "*) ;; *) log "no join command from kubeadm token create: $JOIN"; exit 1 ;; esac
+# (retried: on a loaded machine the API server may not answer at once; stderr kept)
+JOIN=
+for i in 1 2 3 4 5; do
+  JOIN=$(in_node "$OUT/n1" "$KUBEADM" token create --ttl 1h --print-join-command 2>>"$OUT/token-create.log" | tail -1) || true
+  case $JOIN in "kubeadm join "*) break ;; esac
+  log "kubeadm token create failed (try $i); see $OUT/token-create.log"; sleep 5
+done
+case $JOIN in "kubeadm join "*) ;; *) log "no join command from kubeadm token create: $JOIN"; tail -5 "$OUT/token-create.log" >&2 || true; exit 1 ;; esac
 # shellcheck disable=SC2206
 JOIN_CMD=($JOIN --node-name "$NODE2" --cri-socket "$SOCK2" --ignore-preflight-errors="$IGN")
 echo "${JOIN_CMD[*]}" > "$OUT/kubeadm-join.cmd"
