@@ -37,13 +37,16 @@ impl MirrorPods {
 
     /// Gone from the API server (only that incarnation: a newer one may be stored).
     pub fn remove(&self, pod: &Pod) {
-        let mut g = self.lock();
-        let name = full_name(pod);
-        if g.get(&name).map(|p| &p.metadata.uid) == Some(&pod.metadata.uid) {
-            g.remove(&name);
-        }
-        drop(g);
+        self.forget(&full_name(pod), pod.metadata.uid.as_deref());
         self.changed.notify_one();
+    }
+
+    /// Drops the mirror stored under `full_name` if it is the incarnation `uid`.
+    fn forget(&self, full_name: &str, uid: Option<&str>) {
+        let mut g = self.lock();
+        if g.get(full_name).map(|p| p.metadata.uid.as_deref()) == Some(uid) {
+            g.remove(full_name);
+        }
     }
 
     pub fn all(&self) -> Vec<Arc<Pod>> {
@@ -167,20 +170,7 @@ impl MirrorPodManager {
                         }
                     }
                     // The watch reports the delete; until then the old one must not count.
-                    let gone = Pod {
-                        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                            namespace: Some(r.namespace),
-                            name: Some(r.name),
-                            uid: Some(r.uid),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    };
-                    let mut g = self.mirrors.lock();
-                    let n = full_name(&gone);
-                    if g.get(&n).map(|p| &p.metadata.uid) == Some(&gone.metadata.uid) {
-                        g.remove(&n);
-                    }
+                    self.mirrors.forget(&r.key(), Some(&r.uid));
                 }
                 MirrorAction::Create(pod) => {
                     let key = full_name(&pod);

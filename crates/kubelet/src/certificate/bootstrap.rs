@@ -75,6 +75,21 @@ fn current(kc: &Kubeconfig) -> Result<(Option<&Cluster>, Option<&AuthInfo>), Cer
     Ok((cluster, user))
 }
 
+/// The client certificate and key files the kubeconfig's current user names (none when it
+/// embeds them, or on any error): the store's fallback.
+pub fn client_files(path: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let Ok(kc) = read(path) else {
+        return (None, None);
+    };
+    match current(&kc) {
+        Ok((_, Some(a))) => (
+            a.client_certificate.as_ref().map(PathBuf::from),
+            a.client_key.as_ref().map(PathBuf::from),
+        ),
+        _ => (None, None),
+    }
+}
+
 fn read(path: &Path) -> Result<Kubeconfig, CertError> {
     Kubeconfig::read_from(path).map_err(kubeconfig_err)
 }

@@ -5,7 +5,7 @@
 
 use super::CertError;
 use super::bootstrap::{
-    Decision, cluster_from_kubeconfig, decide, embedded_pair, write_kubeconfig,
+    Decision, client_files, cluster_from_kubeconfig, decide, embedded_pair, write_kubeconfig,
 };
 use super::manager::{CertificateManager, ClientFn, Config, fixed_template, random_fraction};
 use super::store::FileStore;
@@ -16,7 +16,7 @@ use kubelet_api::client::ClientCertificate;
 use kubelet_api::{ApiClient, ApiError, CsrClient};
 use kubelet_core::certificate::{CLIENT, client_template};
 use kubelet_core::clock::SharedClock;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tracing::{info, warn};
 
@@ -87,29 +87,6 @@ async fn bootstrap_client(path: &Path, qps: f64, burst: u32) -> Result<ApiClient
     Ok(ApiClient::new(client, qps, burst))
 }
 
-/// The client certificate files the kubeconfig names, the store's fallback while it has
-/// none of its own.
-fn kubeconfig_files(path: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
-    let Ok(kc) = kube::config::Kubeconfig::read_from(path) else {
-        return (None, None);
-    };
-    let user = kc
-        .current_context
-        .as_deref()
-        .and_then(|c| kc.contexts.iter().find(|n| n.name == c))
-        .and_then(|n| n.context.as_ref())
-        .map(|c| c.user.clone())
-        .and_then(|u| kc.auth_infos.iter().find(|a| Some(&a.name) == u.as_ref()))
-        .and_then(|a| a.auth_info.clone());
-    match user {
-        Some(a) => (
-            a.client_certificate.map(PathBuf::from),
-            a.client_key.map(PathBuf::from),
-        ),
-        None => (None, None),
-    }
-}
-
 /// Where the client configuration lives: `--kubeconfig`, `--bootstrap-kubeconfig`,
 /// `--cert-dir`.
 #[derive(Debug, Clone, Copy)]
@@ -173,7 +150,7 @@ pub async fn setup(
         }
         _ => {
             embedded = embedded_pair(kubeconfig);
-            files = kubeconfig_files(kubeconfig);
+            files = client_files(kubeconfig);
         }
     }
     let store = FileStore::new(CLIENT.store_prefix, cert_dir, files.0, files.1)?;
