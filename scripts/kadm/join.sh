@@ -37,6 +37,7 @@ node_up 2 "$NODE2" "$SD"
 node_dirs 2; SOCK2=$SOCK
 if [ -n "$N2_CGROUP_ROOT" ]; then cgroup_root_up "$N2_CGROUP_ROOT"; fi
 "$KADM_TOOLS/images.sh" "$SOCK2" pause busybox
+log "node 2 up"
 bin_dir "$SD/bin" "$KUBELET2"
 cat > "$SD/unit.env" <<EOF
 KADM_KUBELET=$KUBELET2
@@ -52,7 +53,14 @@ for i in 1 2 3 4 5; do
   case $JOIN in "kubeadm join "*) break ;; esac
   log "kubeadm token create failed (try $i); see $OUT/token-create.log"; sleep 5
 done
-case $JOIN in "kubeadm join "*) ;; *) log "no join command from kubeadm token create: $JOIN"; tail -5 "$OUT/token-create.log" >&2 || true; exit 1 ;; esac
+case $JOIN in "kubeadm join "*) ;; *)
+  log "no join command from kubeadm token create: $JOIN"; tail -5 "$OUT/token-create.log" >&2 || true
+  # what node 1 looked like then: is its API server up, and what did its kubelet last say
+  in_node "$OUT/n1" curl -sk -m 5 "https://$NET.1:6443/healthz" >&2 || log "node 1's API server does not answer"
+  ctr -a "$RUN_ROOT/n1/containerd.sock" -n k8s.io tasks ls >&2 || true
+  tail -20 "$OUT/n1/kubelet.log" >&2 || true
+  exit 1 ;;
+esac
 # shellcheck disable=SC2206
 JOIN_CMD=($JOIN --node-name "$NODE2" --cri-socket "$SOCK2" --ignore-preflight-errors="$IGN")
 echo "${JOIN_CMD[*]}" > "$OUT/kubeadm-join.cmd"
