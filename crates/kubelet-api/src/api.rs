@@ -67,6 +67,11 @@ pub trait PodSource: Send + Sync + std::fmt::Debug {
     fn watch_pods(&self, node: &str) -> WatchStream<Pod>;
 }
 
+/// This node's Node object (upstream's node informer, field-selected by name).
+pub trait NodeWatcher: Send + Sync + std::fmt::Debug {
+    fn watch_node(&self, name: &str) -> WatchStream<Node>;
+}
+
 /// The objects pods refer to: read once, or watched.
 #[async_trait]
 pub trait ObjectSource: Send + Sync + std::fmt::Debug {

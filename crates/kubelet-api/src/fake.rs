@@ -2,8 +2,8 @@
 //! injected per operation, and watches fed from what tests store.
 
 use crate::api::{
-    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
-    Reviewer, WatchStream,
+    CsrClient, EventSink, MirrorClient, NodeClient, NodeWatcher, ObjectSource, PodSource,
+    PodStatusWriter, Reviewer, WatchStream,
 };
 use crate::error::{ApiError, Result};
 use async_trait::async_trait;
@@ -51,6 +51,7 @@ pub struct State {
     failures: HashMap<String, VecDeque<ApiError>>,
     next_rv: u64,
     pod_watches: Senders<Pod>,
+    node_watches: Senders<Node>,
     config_map_watches: Senders<ConfigMap>,
     secret_watches: Senders<Secret>,
     service_watches: Senders<Service>,
@@ -380,14 +381,25 @@ impl NodeClient for FakeApi {
         let mut n = node.clone();
         n.metadata.uid = Some(format!("uid-{name}"));
         n.metadata.resource_version = Some(Self::bump(&mut s));
-        s.nodes.insert(name, n.clone());
+        s.nodes.insert(name.clone(), n.clone());
+        tell(
+            &mut s.node_watches,
+            &key("", &name),
+            WatchEvent::Apply(n.clone()),
+        );
         Ok(n)
     }
 
     async fn patch_node(&self, name: &str, patch: &serde_json::Value) -> Result<Node> {
         let mut s = self.call("patch_node")?;
-        let n = patched(stored_node(&s, name)?, patch)?;
+        let mut n = patched(stored_node(&s, name)?, patch)?;
+        n.metadata.resource_version = Some(Self::bump(&mut s));
         s.nodes.insert(name.to_string(), n.clone());
+        tell(
+            &mut s.node_watches,
+            &key("", name),
+            WatchEvent::Apply(n.clone()),
+        );
         Ok(n)
     }
 
@@ -399,7 +411,13 @@ impl NodeClient for FakeApi {
         n2.metadata = n.metadata.clone();
         n2.spec = n.spec.clone();
         s.node_status_patches += 1;
+        n2.metadata.resource_version = Some(Self::bump(&mut s));
         s.nodes.insert(name.to_string(), n2.clone());
+        tell(
+            &mut s.node_watches,
+            &key("", name),
+            WatchEvent::Apply(n2.clone()),
+        );
         Ok(n2)
     }
 
@@ -496,6 +514,18 @@ impl PodSource for FakeApi {
         s.calls.push("watch_pods".into());
         let (tx, stream) = open(s.pods.values().cloned().collect());
         s.pod_watches.push((key("", ""), tx));
+        drop(s);
+        self.changed.notify_waiters();
+        stream
+    }
+}
+
+impl NodeWatcher for FakeApi {
+    fn watch_node(&self, name: &str) -> WatchStream<Node> {
+        let mut s = self.state();
+        s.calls.push("watch_node".into());
+        let (tx, stream) = open(s.nodes.get(name).cloned().into_iter().collect());
+        s.node_watches.push((key("", name), tx));
         drop(s);
         self.changed.notify_waiters();
         stream

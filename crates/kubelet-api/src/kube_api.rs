@@ -3,8 +3,8 @@
 //! watch is one long request, and its relists are paced by kube's back-off.
 
 use crate::api::{
-    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
-    Reviewer, WatchStream,
+    CsrClient, EventSink, MirrorClient, NodeClient, NodeWatcher, ObjectSource, PodSource,
+    PodStatusWriter, Reviewer, WatchStream,
 };
 use crate::client::ApiClient;
 use crate::error::{ApiError, Result};
@@ -232,6 +232,12 @@ impl PodSource for ApiClient {
         let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         // kube's watcher does not back off on its own: the default back-off paces relists.
         watch(self.all::<Pod>(), cfg)
+    }
+}
+
+impl NodeWatcher for ApiClient {
+    fn watch_node(&self, name: &str) -> WatchStream<Node> {
+        watch(self.all::<Node>(), by_name(name))
     }
 }
 

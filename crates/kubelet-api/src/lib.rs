@@ -13,14 +13,15 @@ pub mod fake;
 pub mod kube_api;
 pub mod kubelet_node_status;
 pub mod mirror_client;
+pub mod node_informer;
 pub mod nodelease;
 pub mod object_manager;
 pub mod pod_source;
 pub mod status_manager;
 
 pub use api::{
-    CsrClient, EventSink, MirrorClient, NodeClient, ObjectSource, PodSource, PodStatusWriter,
-    Reviewer,
+    CsrClient, EventSink, MirrorClient, NodeClient, NodeWatcher, ObjectSource, PodSource,
+    PodStatusWriter, Reviewer,
 };
 pub use client::{ApiClient, RateLimiter};
 pub use error::ApiError;

@@ -38,6 +38,7 @@ pub async fn run(
     let mut stream = source.watch_pods(&node);
     let mut known: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut relisting: Option<HashMap<String, Arc<Pod>>> = None;
+    let mut listed: Vec<Arc<Pod>> = vec![];
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -59,13 +60,19 @@ pub async fn run(
                 }
                 out.push(PodUpdate::Remove(Arc::new(p)));
             }
-            Ok(watcher::Event::Init) => relisting = Some(HashMap::new()),
+            Ok(watcher::Event::Init) => {
+                relisting = Some(HashMap::new());
+                listed.clear();
+            }
+            // A list is handed over whole at its end, as upstream's config source does: pods
+            // gone first (they free room), then the rest oldest first, the order in which
+            // admission judges them (upstream `HandlePodAdditions` sorts by creation time).
             Ok(watcher::Event::InitApply(p)) => {
                 let p = Arc::new(p);
                 if let (Some(uid), Some(r)) = (p.metadata.uid.clone(), relisting.as_mut()) {
                     r.insert(uid, p.clone());
                 }
-                out.push(PodUpdate::Apply(p));
+                listed.push(p);
             }
             Ok(watcher::Event::InitDone) => {
                 let fresh = relisting.take().unwrap_or_default();
@@ -75,6 +82,12 @@ pub async fn run(
                     }
                 }
                 known = fresh;
+                let mut pods = std::mem::take(&mut listed);
+                pods.sort_by(|a, b| {
+                    let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                    t(a).cmp(&t(b))
+                });
+                out.extend(pods.into_iter().map(PodUpdate::Apply));
                 out.push(PodUpdate::Synced { pods: known.len() });
             }
             // The stream backs off before it retries.

@@ -79,9 +79,37 @@ async fn a_relist_removes_pods_deleted_while_not_watching() {
     // "b" goes away while the watch is down; the watch lists afresh.
     api.lose_pod("ns", "b");
     api.relist_pod_watches();
+    assert_eq!(
+        next(&mut rx).await,
+        "remove b",
+        "pods gone first: they free room"
+    );
     assert_eq!(next(&mut rx).await, "apply a");
-    assert_eq!(next(&mut rx).await, "remove b");
     assert_eq!(next(&mut rx).await, "synced 1");
+    task.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_is_handed_over_oldest_first() {
+    let api = FakeApi::new();
+    for (name, created) in [
+        ("a", "2026-01-03T00:00:00Z"),
+        ("b", "2026-01-01T00:00:00Z"),
+        ("c", "2026-01-02T00:00:00Z"),
+    ] {
+        let mut p = pod(name);
+        p.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            created.parse().unwrap(),
+        ));
+        api.put_pod(p);
+    }
+    let (tx, mut rx) = mpsc::channel(pod_source::QUEUE);
+    let source = Arc::new(api.clone());
+    let task = Task::spawn(|cancel| pod_source::run(source, "n1".into(), tx, cancel));
+    assert_eq!(next(&mut rx).await, "apply b");
+    assert_eq!(next(&mut rx).await, "apply c");
+    assert_eq!(next(&mut rx).await, "apply a");
+    assert_eq!(next(&mut rx).await, "synced 3");
     task.stop().await;
 }
 

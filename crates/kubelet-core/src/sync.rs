@@ -23,8 +23,8 @@ pub struct SyncFacts<'a> {
     /// When the pod started, as last reported.
     pub start_time: Option<&'a Time>,
     pub now: Timestamp,
-    /// allowedUnsafeSysctls.
-    pub allowed_unsafe_sysctls: &'a [String],
+    /// Admission's refusal, when the pod was refused (upstream `rejectPod`).
+    pub rejection: Option<&'a crate::admission::Rejection>,
     /// The kubelet's own verdict, once made (the eviction manager, node shutdown).
     pub failure: Option<&'a Failure>,
 }
@@ -86,13 +86,12 @@ pub fn decide(f: &SyncFacts<'_>) -> SyncDecision {
             kill: active(f.runtime),
         };
     }
-    // Admission is judged once, before anything ran: a pod already running stays.
-    let never_ran = f.runtime.containers.is_empty() && f.runtime.sandboxes.is_empty();
-    if never_ran
-        && let Err((reason, message)) =
-            crate::admission::admit_sysctls(f.pod, f.allowed_unsafe_sysctls)
-    {
-        return SyncDecision::Reject { reason, message };
+    // Admission judged the pod when the workers first met it.
+    if let Some(r) = f.rejection {
+        return SyncDecision::Reject {
+            reason: r.reason.clone(),
+            message: r.message.clone(),
+        };
     }
     let deadline_left = active_deadline_left(f.pod, f.start_time, f.now);
     if deadline_left.is_some_and(|d| d.is_zero()) {
@@ -163,7 +162,7 @@ mod tests {
             phase: None,
             start_time: None,
             now: t(0),
-            allowed_unsafe_sysctls: &[],
+            rejection: None,
             failure: None,
         }
     }
@@ -231,26 +230,36 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_sysctls_reject_a_pod_before_it_runs_only() {
-        let p = pod(serde_json::json!({"spec": {"securityContext": {
-            "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}}));
+    fn a_rejected_pod_is_reported_failed_until_it_is_deleted() {
+        let p = pod(serde_json::json!({}));
         let empty = PodStatus::default();
-        assert_eq!(
-            decide(&facts(&p, &empty)),
-            SyncDecision::Reject {
-                reason: "SysctlForbidden".into(),
-                message: "forbidden sysctl: \"kernel.msgmax\" not whitelisted".into()
-            }
-        );
-        let allowed = ["kernel.msgmax".to_string()];
+        let r = crate::admission::Rejection {
+            reason: "OutOfcpu".into(),
+            message: "Node didn't have enough resource: cpu".into(),
+        };
         let f = SyncFacts {
-            allowed_unsafe_sysctls: &allowed,
+            rejection: Some(&r),
             ..facts(&p, &empty)
         };
-        assert!(matches!(decide(&f), SyncDecision::Sync { .. }));
-        // Already running (e.g. admitted by an earlier kubelet): it stays.
+        assert_eq!(
+            decide(&f),
+            SyncDecision::Reject {
+                reason: "OutOfcpu".into(),
+                message: "Node didn't have enough resource: cpu".into()
+            }
+        );
+        // Once reported Failed, what may still run is stopped.
         let rt = running();
-        assert!(matches!(decide(&facts(&p, &rt)), SyncDecision::Sync { .. }));
+        let f = SyncFacts {
+            rejection: Some(&r),
+            phase: Some("Failed"),
+            ..facts(&p, &rt)
+        };
+        assert_eq!(decide(&f), SyncDecision::Finish { kill: true });
+        assert!(matches!(
+            decide(&facts(&p, &empty)),
+            SyncDecision::Sync { .. }
+        ));
     }
 
     #[test]

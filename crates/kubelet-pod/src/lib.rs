@@ -2,6 +2,7 @@
 //! PLEG, prober, lifecycle hooks, volume manager, eviction, logs, stats and metrics. It acts on
 //! the decisions in kubelet-core and reports through kubelet-api; see docs/architecture.md.
 
+pub mod admission;
 pub mod config;
 pub mod credentialprovider;
 pub mod eviction;

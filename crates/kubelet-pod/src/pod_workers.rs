@@ -6,6 +6,7 @@
 use crate::kuberuntime::{RuntimeManager, SyncResult, WorkerState};
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_api::status_manager::StatusManager;
+use kubelet_core::admission::{Admission, AdmitInput, Rejection, admit};
 use kubelet_core::clock::SharedClock;
 use kubelet_core::labels::PodRef;
 use kubelet_core::status::{StatusInput, generate};
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 /// Why a pod sync did not finish; the worker logs it and retries with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,8 @@ pub struct WorkerDeps {
     /// Upstream's syncFrequency: every pod is re-checked at least this often.
     pub resync: Duration,
     pub prober: crate::prober::ProbeManager,
-    /// allowedUnsafeSysctls from the config.
-    pub allowed_unsafe_sysctls: Vec<String>,
+    /// What a new pod is admitted against.
+    pub admission: crate::admission::Admitter,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct PodWorkers {
     /// Pods the kubelet itself ends (eviction, node shutdown); their workers kill and fail
     /// them.
     failures: Arc<Mutex<HashMap<String, Failure>>>,
+    /// Pods refused at admission; their workers only report them Failed.
+    rejections: Arc<Mutex<HashMap<String, Rejection>>>,
 }
 
 enum Step {
@@ -84,6 +87,7 @@ impl PodWorkers {
             tracker: TaskTracker::new(),
             cancel,
             failures: Arc::default(),
+            rejections: Arc::default(),
         }
     }
 
@@ -200,13 +204,69 @@ impl PodWorkers {
         self.len() == 0
     }
 
+    /// Judges a pod the workers meet for the first time (upstream `canAdmitPod` against the
+    /// admitted pods still alive); a pod already finished is not judged.
+    fn admit(&self, uid: &str, pod: &Pod) {
+        if kubelet_core::status::is_terminal_phase(self.phase(pod).as_deref()) {
+            return;
+        }
+        let refused: Vec<String> = {
+            let r = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+            let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            r.keys().chain(f.keys()).cloned().collect()
+        };
+        let active: Vec<Pod> = self
+            .active_pods()
+            .into_iter()
+            .filter(|p| {
+                let u = p.metadata.uid.as_deref().unwrap_or_default();
+                u != uid && !refused.iter().any(|r| r == u) && !deleted_and_stopped(p)
+            })
+            .collect();
+        let others: Vec<&Pod> = active.iter().collect();
+        let a = &self.deps.admission;
+        let node = a.node.get();
+        let pressure = a.pressure.borrow().clone();
+        match admit(&AdmitInput {
+            pod,
+            others: &others,
+            node: &node,
+            pressure: &pressure,
+            allowed_unsafe_sysctls: &a.allowed_unsafe_sysctls,
+        }) {
+            Admission::Admit => {}
+            Admission::Reject(r) => {
+                info!(reason = %r.reason, message = %r.message, "pod rejected at admission");
+                self.rejections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(uid.to_string(), r);
+            }
+            Admission::Preempt(victims) => {
+                use kubelet_core::admission::preemption::{PREEMPTED_MESSAGE, PREEMPTING};
+                info!(?victims, "preempting pods to admit a critical pod");
+                for v in victims {
+                    self.fail(
+                        &v,
+                        Failure {
+                            reason: PREEMPTING.into(),
+                            message: PREEMPTED_MESSAGE.into(),
+                            grace_override: None,
+                            event: true,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
     fn dispatch(&self, pod: Arc<Pod>, removed: bool) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if uid.is_empty() {
             warn!(pod = ?pod.metadata.name, "pod without a UID ignored");
             return;
         }
-        let mut g = self.lock();
+        let g = self.lock();
         if let Some(h) = g.get(&uid) {
             h.tx.send_modify(|d| {
                 d.pod = pod;
@@ -216,6 +276,14 @@ impl PodWorkers {
             return;
         }
         if self.cancel.is_cancelled() {
+            return;
+        }
+        drop(g);
+        if !removed {
+            self.admit(&uid, &pod);
+        }
+        let mut g = self.lock();
+        if g.contains_key(&uid) {
             return;
         }
         let generation = self
@@ -284,6 +352,10 @@ impl PodWorkers {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&uid);
+            self.rejections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
         }
     }
 
@@ -299,6 +371,12 @@ impl PodWorkers {
             .or_else(|| pod.status.as_ref().and_then(|s| s.start_time.clone()));
         let phase = self.phase(pod);
         let failure = self.failure(&r.uid);
+        let rejection = self
+            .rejections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&r.uid)
+            .cloned();
         let decision = decide(&SyncFacts {
             pod,
             runtime: &rt,
@@ -306,7 +384,7 @@ impl PodWorkers {
             phase: phase.as_deref(),
             start_time: start.as_ref(),
             now: deps.clock.now(),
-            allowed_unsafe_sysctls: &deps.allowed_unsafe_sysctls,
+            rejection: rejection.as_ref(),
             failure: failure.as_ref(),
         });
         let (res, terminal, deadline) = match decision {
@@ -519,6 +597,19 @@ impl PodWorkers {
     }
 }
 
+/// Being deleted with nothing running: as good as gone (upstream `podIsTerminated`).
+fn deleted_and_stopped(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_some()
+        && !p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,6 +666,56 @@ mod tests {
             Some("Pod forbidden sysctl: \"kernel.msgmax\" not whitelisted")
         );
         assert_eq!(s.rt.sandbox_count(), 0, "nothing was started");
+        s.stop().await;
+    }
+
+    fn with_cpu(mut p: Pod, cpu: &str) -> Pod {
+        if let Some(c) = p.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            c.resources =
+                serde_json::from_value(serde_json::json!({"requests": {"cpu": cpu}})).ok();
+        }
+        p
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_does_not_fit_is_rejected_with_upstreams_reason() {
+        let s = setup(&[]);
+        let p = with_cpu(pod("busybox", "Never", "Always"), "100");
+        s.workers.update(Arc::new(p));
+        s.until("failed", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("OutOfcpu"));
+        assert_eq!(
+            s.status.cached("u1").and_then(|st| st.message).as_deref(),
+            Some(
+                "Pod Node didn't have enough resource: cpu, requested: 100000, used: 0, capacity: 64000"
+            )
+        );
+        assert_eq!(s.rt.sandbox_count(), 0, "nothing was started");
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_critical_pod_short_of_room_preempts_a_lesser_pod() {
+        let s = setup(&[]);
+        s.workers
+            .update(Arc::new(with_cpu(pod("busybox", "Never", "Always"), "60")));
+        s.until("running", |s| s.phase().as_deref() == Some("Running"))
+            .await;
+        let mut crit = with_cpu(pod("busybox", "Never", "Always"), "10");
+        crit.metadata.uid = Some("u2".into());
+        crit.metadata.name = Some("critical".into());
+        if let Some(spec) = crit.spec.as_mut() {
+            spec.priority = Some(kubelet_core::qos::SYSTEM_CRITICAL_PRIORITY);
+        }
+        s.workers.update(Arc::new(crit));
+        s.until("preempted", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("Preempting"));
+        s.until("critical pod running", |s| {
+            s.status.cached("u2").and_then(|st| st.phase).as_deref() == Some("Running")
+        })
+        .await;
         s.stop().await;
     }
 

@@ -52,10 +52,14 @@ pub(crate) fn setup(allowed_unsafe_sysctls: &[&str]) -> Setup {
             clock: clock.clone(),
             resync: Duration::from_secs(60),
             prober,
-            allowed_unsafe_sysctls: allowed_unsafe_sysctls
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            admission: crate::admission::Admitter {
+                node: crate::admission::NodeSource::fixed(roomy_node()),
+                pressure: tokio::sync::watch::channel(vec![]).1,
+                allowed_unsafe_sysctls: allowed_unsafe_sysctls
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
         }),
         cancel.clone(),
     );
@@ -102,4 +106,12 @@ impl Setup {
         self.workers.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A node with room for anything the tests run.
+pub(crate) fn roomy_node() -> k8s_openapi::api::core::v1::Node {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "node"},
+        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "110",
+            "ephemeral-storage": "1Ti"}}}))
+    .unwrap_or_default()
 }

@@ -147,6 +147,8 @@ struct Pipeline {
     /// Set by the node shutdown manager: the node reports NotReady, at once (`kick`).
     shutting_down: Arc<AtomicBool>,
     node_status_kick: Arc<tokio::sync::Notify>,
+    /// The Node as the API server returns it; admission reads it.
+    node_published: watch::Sender<Option<Arc<k8s_openapi::api::core::v1::Node>>>,
 }
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
@@ -518,6 +520,31 @@ fn start_pod_pipeline(
         workers_cancel.child_token(),
         clock.clone(),
     );
+    let labels = kubelet_core::nodestatus::node_labels(
+        &s.node_name,
+        &s.node_name,
+        &machine.architecture,
+        &s.node_labels,
+    );
+    let (node_published, node_rx) = watch::channel(None);
+    let local_node = {
+        let facts = HostFacts {
+            host: host.clone(),
+            rt: rt.clone(),
+            runtime_state: watch::channel(RuntimeState::default()).1,
+            root_dir: root_dir.clone(),
+            addresses: vec![],
+            port: cfg.port,
+            max_pods: cfg.max_pods,
+            eviction_hard: cfg.eviction_hard(),
+            reserved: cfg.reserved(),
+            max_images: 0,
+            health: Arc::new(Vec::new),
+        };
+        let (name, registration, clock) =
+            (s.node_name.clone(), s.registration.clone(), clock.clone());
+        Arc::new(move || facts.local_node(&name, &labels, &registration, clock.now()))
+    };
     let workers = PodWorkers::new(
         Arc::new(WorkerDeps {
             runtime: runtime.clone(),
@@ -526,7 +553,15 @@ fn start_pod_pipeline(
             clock: clock.clone(),
             resync: cfg.sync_frequency,
             prober: prober.clone(),
-            allowed_unsafe_sysctls: cfg.allowed_unsafe_sysctls.clone(),
+            admission: kubelet_pod::admission::Admitter {
+                node: kubelet_pod::admission::NodeSource {
+                    api: node_rx,
+                    local: local_node,
+                },
+                // No eviction manager signals yet: no pressure.
+                pressure: watch::channel(vec![]).1,
+                allowed_unsafe_sysctls: cfg.allowed_unsafe_sysctls.clone(),
+            },
         }),
         workers_cancel.clone(),
     );
@@ -618,6 +653,7 @@ fn start_pod_pipeline(
         status,
         shutting_down: Arc::default(),
         node_status_kick: Arc::default(),
+        node_published,
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
     pipeline
@@ -785,6 +821,7 @@ fn start_node_status(
         status,
         shutting_down,
         node_status_kick,
+        node_published,
         ..
     } = pipeline;
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
@@ -854,6 +891,15 @@ fn start_node_status(
             clock: clock.clone(),
         }
         .run(cancel.child_token()),
+    );
+    tasks.spawn(
+        "node informer",
+        kubelet_api::node_informer::run(
+            Arc::new(api.clone()),
+            s.node_name.clone(),
+            node_published.clone(),
+            cancel.child_token(),
+        ),
     );
     let (pods_tx, mut pods_rx) = tokio::sync::mpsc::channel(pod_source::QUEUE);
     tasks.spawn(

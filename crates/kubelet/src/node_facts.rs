@@ -84,6 +84,21 @@ impl NodeFacts for HostFacts {
     }
 }
 
+impl HostFacts {
+    /// The Node as this kubelet would register it, from the host's facts now: what admission
+    /// judges against until the API server has returned one (and always standalone).
+    pub fn local_node(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        registration: &nodestatus::Registration,
+        now: k8s_openapi::jiff::Timestamp,
+    ) -> k8s_openapi::api::core::v1::Node {
+        let status = nodestatus::node_status(&self.inputs(&[]), None, now);
+        nodestatus::initial_node(name, labels.clone(), status, registration)
+    }
+}
+
 /// Polls CRI `Status` (and `Version` once) and publishes changes.
 pub async fn watch_runtime(
     rt: Arc<dyn RuntimeService>,
