@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 #[derive(Debug)]
 struct Facts {
-    memory_available: Mutex<u64>,
+    pressure: Mutex<Vec<String>>,
     runtime: watch::Receiver<RuntimeState>,
 }
 
@@ -43,7 +43,7 @@ impl NodeFacts for Facts {
                 available_bytes: 50 << 30,
                 ..Default::default()
             },
-            memory_available: Some(*self.memory_available.lock().unwrap()),
+            pressure: self.pressure.lock().unwrap().clone(),
             runtime: self.runtime.borrow().clone(),
             images: images.to_vec(),
             addresses: vec![],
@@ -87,7 +87,7 @@ fn start_with(api: FakeApi, registration: kubelet_core::nodestatus::Registration
     let (tx, rx) = watch::channel(ready_runtime());
     let (registered_tx, registered) = watch::channel(false);
     let facts = Arc::new(Facts {
-        memory_available: Mutex::new(2 << 30),
+        pressure: Mutex::default(),
         runtime: rx.clone(),
     });
     let m = NodeStatusManager {
@@ -179,10 +179,16 @@ async fn a_runtime_change_is_reported_at_once() {
 async fn memory_pressure_shows_within_a_period() {
     let s = start(FakeApi::new());
     s.api.wait_for(|st| st.nodes.contains_key("n1")).await;
-    *s.facts.memory_available.lock().unwrap() = 50 << 20;
+    // The eviction manager's verdict, as the node status reads it.
+    *s.facts.pressure.lock().unwrap() = vec!["MemoryPressure".into(), "PIDPressure".into()];
     tokio::time::sleep(Duration::from_secs(11)).await;
     let n = s.api.get_node("n1").await.unwrap();
     assert_eq!(condition(&n, "MemoryPressure").0, "True");
+    assert_eq!(
+        condition(&n, "PIDPressure"),
+        ("True".into(), Some("KubeletHasInsufficientPID".into()))
+    );
+    assert_eq!(condition(&n, "DiskPressure").0, "False");
     s.stop().await;
 }
 

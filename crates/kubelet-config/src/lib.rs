@@ -221,6 +221,19 @@ pub struct KubeletConfiguration {
     pub sync_frequency: Duration,
     #[serde(default)]
     pub eviction_hard: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "quantity_map")]
+    pub eviction_soft: BTreeMap<String, String>,
+    /// Go durations per signal ("1m30s").
+    #[serde(default)]
+    pub eviction_soft_grace_period: BTreeMap<String, String>,
+    /// The grace period cap for soft evictions, in seconds.
+    #[serde(default)]
+    pub eviction_max_pod_grace_period: i32,
+    #[serde(default, deserialize_with = "quantity_map")]
+    pub eviction_minimum_reclaim: BTreeMap<String, String>,
+    /// How long a pressure condition is kept after its signal recovered.
+    #[serde(default = "five_minutes", with = "go_duration")]
+    pub eviction_pressure_transition_period: Duration,
     #[serde(default = "default_healthz_port")]
     pub healthz_port: u16,
     #[serde(default = "default_healthz_address")]
@@ -409,6 +422,11 @@ impl Default for KubeletConfiguration {
             runtime_request_timeout: two_minutes(),
             sync_frequency: one_minute(),
             eviction_hard: None,
+            eviction_soft: BTreeMap::new(),
+            eviction_soft_grace_period: BTreeMap::new(),
+            eviction_max_pod_grace_period: 0,
+            eviction_minimum_reclaim: BTreeMap::new(),
+            eviction_pressure_transition_period: five_minutes(),
             healthz_port: default_healthz_port(),
             healthz_bind_address: default_healthz_address(),
             node_status_max_images: default_max_images(),
@@ -487,6 +505,26 @@ impl KubeletConfiguration {
     pub fn report_frequency(&self) -> Duration {
         self.node_status_report_frequency
             .unwrap_or(self.node_status_update_frequency)
+    }
+
+    /// Every eviction threshold, parsed as upstream's `ParseThresholdConfig` (pods are always
+    /// enforced: `enforceNodeAllocatable` is `["pods"]`).
+    pub fn eviction_thresholds(
+        &self,
+    ) -> Result<Vec<kubelet_core::eviction::thresholds::Threshold>, String> {
+        let mut grace = BTreeMap::new();
+        for (k, v) in &self.eviction_soft_grace_period {
+            let d = parse_go_duration(v).map_err(|e| format!("{k}: {v:?}: {e}"))?;
+            grace.insert(k.clone(), d);
+        }
+        kubelet_core::eviction::thresholds::parse_thresholds(
+            &self.eviction_hard(),
+            &self.eviction_soft,
+            &grace,
+            &self.eviction_minimum_reclaim,
+            true,
+        )
+        .map_err(|e| e.0)
     }
 
     /// Hard eviction thresholds, with upstream's Linux defaults when the map is absent.

@@ -19,7 +19,6 @@ pub(crate) const IGNORED: &[&str] = &[
     "serializeImagePulls",
     "configMapAndSecretChangeDetectionStrategy",
     "volumePluginDir",
-    "evictionPressureTransitionPeriod",
     "maxOpenFiles",
 ];
 
@@ -44,10 +43,6 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("runOnce", "false"),
     ("cpuCFSQuota", "true"),
     ("cpuCFSQuotaPeriod", r#""100ms""#),
-    ("evictionSoft", "{}"),
-    ("evictionSoftGracePeriod", "{}"),
-    ("evictionMaxPodGracePeriod", "0"),
-    ("evictionMinimumReclaim", "{}"),
     ("podsPerCore", "0"),
     ("enableControllerAttachDetach", "true"),
     ("reservedSystemCPUs", r#""""#),
@@ -119,6 +114,11 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "runtimeRequestTimeout",
     "syncFrequency",
     "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "evictionPressureTransitionPeriod",
     "healthzPort",
     "healthzBindAddress",
     "nodeStatusMaxImages",
@@ -538,6 +538,12 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
         }
+    }
+    if let Err(e) = c.eviction_thresholds() {
+        return bad(
+            "evictionHard, evictionSoft, evictionSoftGracePeriod, evictionMinimumReclaim",
+            &e,
+        );
     }
     if let Err(e) = kubelet_core::cm::parse_cgroup_root(&c.cgroup_root) {
         return bad("cgroupRoot", &e);

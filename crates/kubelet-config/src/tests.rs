@@ -160,6 +160,56 @@ fn reservations_are_summed_and_checked() {
 /// Graceful node shutdown, as 1.20 validates it: behind its gate, the critical pods' share
 /// within the whole.
 #[test]
+fn eviction_thresholds_are_parsed_as_upstream() {
+    let l = parse(
+        "k.yaml",
+        &format!(
+            "{HEAD}evictionHard: {{memory.available: 200Mi}}\nevictionSoft: {{nodefs.available: 15%}}\nevictionSoftGracePeriod: {{nodefs.available: 1m30s}}\nevictionMinimumReclaim: {{memory.available: 50Mi}}\nevictionMaxPodGracePeriod: 30\nevictionPressureTransitionPeriod: 30s\n"
+        ),
+    )
+    .unwrap()
+    .config;
+    let t = l.eviction_thresholds().unwrap();
+    assert_eq!(
+        t.len(),
+        3,
+        "hard, soft, and the pods' allocatable twin: {t:?}"
+    );
+    assert_eq!(t[1].grace_period, Duration::from_secs(90));
+    assert_eq!(l.eviction_max_pod_grace_period, 30);
+    assert_eq!(
+        l.eviction_pressure_transition_period,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        parse("k.yaml", HEAD)
+            .unwrap()
+            .config
+            .eviction_pressure_transition_period,
+        Duration::from_secs(300)
+    );
+    for (bad, want) in [
+        (
+            "evictionSoft: {memory.available: 1Gi}",
+            "grace period must be specified for the soft eviction threshold memory.available",
+        ),
+        (
+            "evictionHard: {memory.free: 1Gi}",
+            "unsupported eviction signal memory.free",
+        ),
+        (
+            "evictionMinimumReclaim: {memory.available: -1Mi}",
+            "negative eviction minimum reclaim specified for memory.available",
+        ),
+    ] {
+        let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn shutdown_grace_periods_need_their_gate_and_fit() {
     let gate = "featureGates: {GracefulNodeShutdown: true}\n";
     let l = parse(

@@ -51,7 +51,9 @@ pub struct RuntimeState {
 pub struct NodeInputs {
     pub machine: MachineInfo,
     pub root_fs: FsStats,
-    pub memory_available: Option<u64>,
+    /// The eviction manager's pressure conditions (`MemoryPressure`, `DiskPressure`,
+    /// `PIDPressure`).
+    pub pressure: Vec<String>,
     pub runtime: RuntimeState,
     pub images: Vec<ContainerImage>,
     pub addresses: Vec<NodeAddress>,
@@ -239,16 +241,12 @@ fn set_condition(
 }
 
 pub fn conditions(i: &NodeInputs, old: &[NodeCondition], now: &Time) -> Vec<NodeCondition> {
-    let mem_pressure = match (i.memory_available, i.eviction_hard.get("memory.available")) {
-        (Some(avail), Some(t)) => avail < threshold_bytes(t, i.machine.memory_bytes),
-        _ => false,
-    };
-    let disk_pressure = match i.eviction_hard.get("nodefs.available") {
-        Some(t) if i.root_fs.capacity_bytes > 0 => {
-            i.root_fs.available_bytes < threshold_bytes(t, i.root_fs.capacity_bytes)
-        }
-        _ => false,
-    };
+    let under = |c: &str| i.pressure.iter().any(|p| p == c);
+    let (mem_pressure, disk_pressure, pid_pressure) = (
+        under("MemoryPressure"),
+        under("DiskPressure"),
+        under("PIDPressure"),
+    );
     let errs = not_ready_errors(i);
     let ready = errs.is_empty();
     let ready_msg = if ready {
@@ -288,11 +286,18 @@ pub fn conditions(i: &NodeInputs, old: &[NodeCondition], now: &Time) -> Vec<Node
         set_condition(
             old,
             "PIDPressure",
-            false,
-            (
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-            ),
+            pid_pressure,
+            if pid_pressure {
+                (
+                    "KubeletHasInsufficientPID",
+                    "kubelet has insufficient PID available",
+                )
+            } else {
+                (
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                )
+            },
             now,
         ),
         set_condition(
@@ -513,7 +518,7 @@ mod tests {
                 available_bytes: 50 * 1024 * 1024 * 1024,
                 ..Default::default()
             },
-            memory_available: Some(2 * 1024 * 1024 * 1024),
+            pressure: vec![],
             runtime: RuntimeState {
                 synced: Some(true),
                 version: "containerd://1.6.20".into(),
@@ -638,7 +643,7 @@ mod tests {
         assert_eq!(r.last_heartbeat_time, Some(time_of(t1)));
         assert!(!status_changed(&s0, &s1));
         let mut i = inputs();
-        i.memory_available = Some(1);
+        i.pressure = vec!["MemoryPressure".into()];
         let s2 = node_status(&i, Some(&s1), t1);
         assert!(status_changed(&s1, &s2));
         let mp = s2

@@ -43,10 +43,15 @@ pub struct Failure {
 impl Failure {
     /// Upstream's eviction manager kills with a zero grace period override.
     pub fn evicted(message: impl Into<String>) -> Self {
+        Self::evicted_with_grace(message, 0)
+    }
+
+    /// A soft threshold's eviction kills with `evictionMaxPodGracePeriod`.
+    pub fn evicted_with_grace(message: impl Into<String>, grace: i64) -> Self {
         Failure {
             reason: EVICTED.into(),
             message: message.into(),
-            grace_override: Some(0),
+            grace_override: Some(grace),
             event: true,
         }
     }

@@ -1,35 +1,206 @@
-//! The eviction manager (upstream `pkg/kubelet/eviction`), local-storage part: a pod whose
-//! emptyDir outgrows its `sizeLimit`, whose ephemeral storage outgrows its containers' summed
-//! limits, or with a container whose rootfs and logs outgrow its own limit, is evicted, as
-//! upstream's `localStorageEviction`.
+//! The eviction manager (upstream `pkg/kubelet/eviction`). Every 10 s it observes the
+//! node's signals in the summary (memory, the pods' memory, nodefs, imagefs, PIDs), keeps the
+//! pressure conditions (reported on the Node and used by admission) and, when a threshold is
+//! met past its grace period, evicts one pod, ranked as upstream does. Before that, as
+//! upstream's `localStorageEviction`: a pod whose emptyDir outgrows its `sizeLimit`, whose
+//! ephemeral storage outgrows its containers' summed limits, or with a container whose rootfs
+//! and logs outgrow its own limit, is evicted.
 
 use crate::pod_workers::PodWorkers;
 use crate::stats::StatsProvider;
 use crate::volume_manager::VolumeManager;
+use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
+use kubelet_api::events::{Recorder, WARNING, node_ref};
+use kubelet_core::clock::SharedClock;
+use kubelet_core::eviction::rank::{eviction_message, rank};
+use kubelet_core::eviction::thresholds::{EvictionState, Threshold, observe, synchronize};
 use kubelet_core::eviction::{
     empty_dir_limits, empty_dir_over_limit, ephemeral_storage_over_limit, has_ephemeral_limits,
 };
+use kubelet_core::stats::Summary;
+use kubelet_core::sync::Failure;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use tracing::{info, warn};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 /// Upstream's eviction monitoring interval.
-pub const MONITORING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
+/// How long the manager waits for an evicted pod to be killed before it looks again.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the manager reads the node's and the pods' figures.
+#[async_trait]
+pub trait SummarySource: Send + Sync {
+    async fn summary(&self, pods: &[Pod]) -> Result<Summary, crate::stats::StatsError>;
+}
+
+#[async_trait]
+impl SummarySource for StatsProvider {
+    async fn summary(&self, pods: &[Pod]) -> Result<Summary, crate::stats::StatsError> {
+        self.eviction_summary(pods).await
+    }
+}
+
+/// The eviction manager and what it acts through.
+pub struct EvictionManager {
+    pub workers: PodWorkers,
+    pub summary: Arc<dyn SummarySource>,
+    /// For the local-storage checks (`None` in tests of the node signals).
+    pub local_storage: Option<(Arc<VolumeManager>, Arc<StatsProvider>)>,
+    pub thresholds: Vec<Threshold>,
+    /// `evictionMaxPodGracePeriod`: the grace period of a soft eviction.
+    pub max_pod_grace_seconds: i64,
+    /// `evictionPressureTransitionPeriod`.
+    pub transition: Duration,
+    pub clock: SharedClock,
+    pub recorder: Recorder,
+    pub node: String,
+    /// The pressure conditions now: admission and the node status read them.
+    pub pressure: watch::Sender<Vec<String>>,
+}
+
+impl std::fmt::Debug for EvictionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvictionManager")
+            .field("thresholds", &self.thresholds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvictionManager {
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut st = EvictionState::default();
+        loop {
+            if let Some(uid) = self.synchronize(&mut st).await {
+                self.wait_for_cleanup(&uid, &cancel).await;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(MONITORING_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// One pass (upstream `synchronize`); the UID of the pod evicted, if one was.
+    pub async fn synchronize(&self, st: &mut EvictionState) -> Option<String> {
+        let active = self.workers.active_pods();
+        let summary = match self.summary.summary(&active).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "eviction manager: failed to get summary stats");
+                return None;
+            }
+        };
+        let pass = synchronize(
+            st,
+            &self.thresholds,
+            observe(&summary),
+            self.clock.now(),
+            self.transition,
+        );
+        let conditions: Vec<String> = pass.conditions.iter().map(|c| c.to_string()).collect();
+        self.pressure.send_if_modified(|p| {
+            let changed = *p != conditions;
+            if changed {
+                info!(?conditions, "eviction manager: node pressure changed");
+                *p = conditions;
+            }
+            changed
+        });
+        if let Some((volumes, stats)) = &self.local_storage
+            && let Some(uid) = local_storage_evictions(&self.workers, volumes, stats).await
+        {
+            return Some(uid);
+        }
+        let t = pass.reclaim?;
+        let resource = t.signal.resource();
+        warn!(signal = %t.signal, "eviction manager: attempting to reclaim {resource}");
+        self.recorder.emit(
+            node_ref(&self.node),
+            WARNING,
+            "EvictionThresholdMet",
+            format!("Attempting to reclaim {resource}"),
+        );
+        // Node-level reclaim (image and container GC) before pods, for disk signals, comes
+        // with the garbage collectors.
+        if active.is_empty() {
+            error!(
+                "eviction manager: eviction thresholds have been met, but no pods are active to evict"
+            );
+            return None;
+        }
+        let stats_of = |p: &Pod| {
+            let uid = p.metadata.uid.as_deref()?;
+            summary.pods.iter().find(|s| s.pod_ref.uid == uid)
+        };
+        let mut ranked: Vec<&Pod> = active.iter().collect();
+        rank(t.signal, &mut ranked, &stats_of);
+        for p in ranked {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            if kubelet_core::qos::is_critical_pod(p) {
+                error!(pod = ?p.metadata.name, %uid, "eviction manager: cannot evict a critical pod");
+                continue;
+            }
+            let message = eviction_message(resource, p, stats_of(p));
+            // Hard thresholds kill at once; soft ones with evictionMaxPodGracePeriod.
+            let grace = if t.is_hard() {
+                0
+            } else {
+                self.max_pod_grace_seconds
+            };
+            info!(pod = ?p.metadata.name, %uid, %message, "eviction manager: evicting pod");
+            self.workers
+                .fail(&uid, Failure::evicted_with_grace(message, grace));
+            return Some(uid);
+        }
+        info!("eviction manager: unable to evict any pods from the node");
+        None
+    }
+
+    /// Waits until the evicted pod is reported Failed (its containers killed), at most
+    /// [`CLEANUP_TIMEOUT`].
+    async fn wait_for_cleanup(&self, uid: &str, cancel: &CancellationToken) {
+        let done = async {
+            loop {
+                let phase = self.workers.cached_status(uid).and_then(|s| s.phase);
+                if phase.as_deref() == Some("Failed")
+                    || !self.workers.known().iter().any(|u| u == uid)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            r = tokio::time::timeout(CLEANUP_TIMEOUT, done) => if r.is_err() {
+                warn!(%uid, "eviction manager: timed out waiting for the evicted pod to be cleaned up");
+            },
+        }
+    }
+}
 
 /// Measures the limited emptyDirs of every running pod and evicts those over their limit;
 /// then, from the summary stats, the pods and containers with ephemeral-storage limits.
+/// The first pod evicted, if any.
 pub async fn local_storage_evictions(
     workers: &PodWorkers,
     volumes: &VolumeManager,
     stats: &StatsProvider,
-) {
+) -> Option<String> {
     let mut limited_pods = vec![];
+    let mut evicted = None;
     for pod in workers.active_pods() {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         if empty_dir_evicted(workers, volumes, &pod).await {
+            evicted = evicted.or_else(|| pod.metadata.uid.clone());
             continue;
         }
         if has_ephemeral_limits(&pod) {
@@ -37,13 +208,13 @@ pub async fn local_storage_evictions(
         }
     }
     if limited_pods.is_empty() {
-        return;
+        return evicted;
     }
     let pod_stats = match stats.pod_storage_stats(&limited_pods).await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no stats for the local-storage eviction checks");
-            return;
+            return evicted;
         }
     };
     for ps in &pod_stats {
@@ -57,8 +228,10 @@ pub async fn local_storage_evictions(
         if let Some(message) = ephemeral_storage_over_limit(pod, ps, files) {
             info!(pod = ?pod.metadata.name, uid = %ps.pod_ref.uid, %message, "evicting pod");
             workers.evict(&ps.pod_ref.uid, message);
+            evicted = evicted.or_else(|| Some(ps.pod_ref.uid.clone()));
         }
     }
+    evicted
 }
 
 /// The bytes of the pod's etc-hosts and termination-log files (`<root>/pods/<uid>/etc-hosts`,
@@ -133,6 +306,96 @@ async fn empty_dir_evicted(workers: &PodWorkers, volumes: &VolumeManager, pod: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node and pods as the test says.
+    struct Figures(std::sync::Mutex<Summary>);
+
+    #[async_trait]
+    impl SummarySource for Figures {
+        async fn summary(&self, _pods: &[Pod]) -> Result<Summary, crate::stats::StatsError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    fn figures(available: u64, time: i64, pods: &[(&str, u64)]) -> Summary {
+        let t =
+            kubelet_core::status::time_of(k8s_openapi::jiff::Timestamp::from_second(time).unwrap());
+        serde_json::from_value(serde_json::json!({
+            "node": {"nodeName": "n1", "memory": {"time": t, "availableBytes": available,
+                "workingSetBytes": (1u64 << 30) - available}},
+            "pods": pods.iter().map(|(uid, ws)| serde_json::json!({
+                "podRef": {"name": uid, "namespace": "ns", "uid": uid},
+                "memory": {"workingSetBytes": ws},
+                "containers": [{"name": "c", "memory": {"workingSetBytes": ws}}]})).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn memory_pressure_evicts_the_pod_furthest_over_its_request() {
+        let s = crate::testing::setup(&[]);
+        let hog = crate::kuberuntime::tests::pod("busybox", "Never", "Always");
+        let mut modest = hog.clone();
+        modest.metadata.uid = Some("u2".into());
+        modest.metadata.name = Some("modest".into());
+        if let Some(c) = modest.spec.as_mut().map(|s| &mut s.containers[0]) {
+            c.resources =
+                serde_json::from_value(serde_json::json!({"requests": {"memory": "64Mi"}})).ok();
+        }
+        s.workers.update(std::sync::Arc::new(hog));
+        s.workers.update(std::sync::Arc::new(modest));
+        s.until("both running", |s| {
+            s.phase().as_deref() == Some("Running")
+                && s.status.cached("u2").and_then(|st| st.phase).as_deref() == Some("Running")
+        })
+        .await;
+        let source = Arc::new(Figures(std::sync::Mutex::new(figures(
+            500 << 20,
+            1,
+            &[("u1", 300 << 20), ("u2", 32 << 20)],
+        ))));
+        let (pressure, pressure_rx) = watch::channel(vec![]);
+        let m = EvictionManager {
+            workers: s.workers.clone(),
+            summary: source.clone(),
+            local_storage: None,
+            thresholds: kubelet_core::eviction::thresholds::parse_thresholds(
+                &[("memory.available".to_string(), "100Mi".to_string())].into(),
+                &Default::default(),
+                &Default::default(),
+                &Default::default(),
+                false,
+            )
+            .unwrap(),
+            max_pod_grace_seconds: 0,
+            transition: Duration::from_secs(300),
+            clock: s.clock.clone(),
+            recorder: Recorder::disabled(),
+            node: "n1".into(),
+            pressure,
+        };
+        let mut st = EvictionState::default();
+        assert_eq!(m.synchronize(&mut st).await, None, "plenty of memory");
+        assert!(pressure_rx.borrow().is_empty());
+        *source.0.lock().unwrap() = figures(50 << 20, 2, &[("u1", 300 << 20), ("u2", 32 << 20)]);
+        assert_eq!(m.synchronize(&mut st).await.as_deref(), Some("u1"));
+        assert_eq!(*pressure_rx.borrow(), ["MemoryPressure"]);
+        s.until("evicted", |s| s.phase().as_deref() == Some("Failed"))
+            .await;
+        assert_eq!(s.reason().as_deref(), Some("Evicted"));
+        assert_eq!(
+            s.status.cached("u1").and_then(|st| st.message).as_deref(),
+            Some(
+                "The node was low on resource: memory. Container c was using 300Mi, which exceeds its request of 0. "
+            )
+        );
+        assert_eq!(
+            s.status.cached("u2").and_then(|st| st.phase).as_deref(),
+            Some("Running"),
+            "one pod per pass"
+        );
+        s.stop().await;
+    }
 
     #[test]
     fn pod_files_count_hosts_and_termination_logs_not_links() {

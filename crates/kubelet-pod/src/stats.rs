@@ -57,6 +57,9 @@ pub struct StatsProvider {
     pub pod_logs_root: PathBuf,
     pub volumes: Arc<VolumeManager>,
     pub clock: SharedClock,
+    /// The kubepods cgroup's memory limit (capacity less the reservations): what the "pods"
+    /// system container reports as available beyond its working set. `None`: the capacity.
+    pub pods_memory_limit: Option<u64>,
     /// Last CPU sample (time ns, usage ns) per container id or cgroup path.
     cpu: Mutex<HashMap<String, (i64, u64)>>,
     /// Sandbox id → pid, which does not change.
@@ -238,6 +241,7 @@ impl StatsProvider {
             pod_logs_root,
             volumes,
             clock,
+            pods_memory_limit: None,
             cpu: Mutex::default(),
             pids: Mutex::default(),
             volume_cache: Mutex::default(),
@@ -247,6 +251,11 @@ impl StatsProvider {
     /// Reads the pods' cgroups under `layout` (the node's `cgroupRoot`).
     pub fn with_layout(mut self, layout: kubelet_core::cm::CgroupLayout) -> Self {
         self.cgroup_layout = layout;
+        self
+    }
+
+    pub fn with_pods_memory_limit(mut self, limit: u64) -> Self {
+        self.pods_memory_limit = Some(limit);
         self
     }
 
@@ -282,6 +291,16 @@ impl StatsProvider {
         self.pod_stats(pods, now, &root_fs, false).await
     }
 
+    /// The summary as the eviction manager reads it: everything but the CPU-rate samples of
+    /// `/stats/summary`, which it leaves as they are.
+    pub async fn eviction_summary(&self, pods: &[Pod]) -> Result<Summary, StatsError> {
+        let now = self.clock.now_unix_ns();
+        let root_fs = self.root_fs(now)?;
+        let node = self.node_stats(now, &root_fs, false).await;
+        let pods = self.pod_stats(pods, now, &root_fs, false).await?;
+        Ok(Summary { node, pods })
+    }
+
     /// The summary; `only_cpu_and_memory` as upstream's query parameter of that name.
     pub async fn summary(
         &self,
@@ -290,7 +309,7 @@ impl StatsProvider {
     ) -> Result<Summary, StatsError> {
         let now = self.clock.now_unix_ns();
         let root_fs = self.root_fs(now)?;
-        let node = self.node_stats(now, &root_fs).await;
+        let node = self.node_stats(now, &root_fs, true).await;
         let mut pod_stats = self.pod_stats(pods, now, &root_fs, true).await?;
         pod_stats.sort_by(|a, b| {
             (&a.pod_ref.namespace, &a.pod_ref.name).cmp(&(&b.pod_ref.namespace, &b.pod_ref.name))
@@ -313,7 +332,7 @@ impl StatsProvider {
         Ok(s)
     }
 
-    async fn node_stats(&self, now: i64, root_fs: &FsStats) -> NodeStats {
+    async fn node_stats(&self, now: i64, root_fs: &FsStats, record: bool) -> NodeStats {
         let t = time_ns(now);
         let machine = self.host.machine_info().ok();
         let capacity = machine.as_ref().map(|m| m.memory_bytes);
@@ -336,8 +355,13 @@ impl StatsProvider {
             system_containers.push(ContainerStats {
                 name: "pods".into(),
                 start_time: boot.and_then(|b| time_ns(b * 1_000_000_000)),
-                cpu: Some(self.cpu_stats(&kubepods, now, u.cpu_ns, true)),
-                memory: Some(memory_of(&u, t.clone(), capacity)),
+                cpu: Some(self.cpu_stats(&kubepods, now, u.cpu_ns, record)),
+                // Available to pods: the kubepods limit (capacity less the reservations).
+                memory: Some(memory_of(
+                    &u,
+                    t.clone(),
+                    self.pods_memory_limit.or(capacity),
+                )),
                 ..Default::default()
             });
         }
@@ -369,21 +393,13 @@ impl StatsProvider {
             .read_to_string(Path::new("/proc/sys/kernel/pid_max"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
-        let procs = std::fs::read_dir("/proc").ok().map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
-                .count() as i64
-        });
+        // Tasks, threads included, as upstream's sysinfo(2) `procs`: what pid_max bounds.
+        let procs = Some(i64::from(rustix::system::sysinfo().procs));
         NodeStats {
             node_name: self.node_name.clone(),
             system_containers,
             start_time: boot.and_then(|b| time_ns(b * 1_000_000_000)),
-            cpu: root.map(|u| self.cpu_stats("/", now, u.cpu_ns, true)),
+            cpu: root.map(|u| self.cpu_stats("/", now, u.cpu_ns, record)),
             memory: root.map(|u| memory_of(&u, t.clone(), capacity)),
             network: net,
             fs: Some(root_fs.clone()),

@@ -149,6 +149,8 @@ struct Pipeline {
     node_status_kick: Arc<tokio::sync::Notify>,
     /// The Node as the API server returns it; admission reads it.
     node_published: watch::Sender<Option<Arc<k8s_openapi::api::core::v1::Node>>>,
+    /// The eviction manager's pressure conditions; admission and the node status read them.
+    pressure: watch::Sender<Vec<String>>,
 }
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
@@ -527,6 +529,7 @@ fn start_pod_pipeline(
         &s.node_labels,
     );
     let (node_published, node_rx) = watch::channel(None);
+    let (pressure, pressure_rx) = watch::channel(Vec::<String>::new());
     let local_node = {
         let facts = HostFacts {
             host: host.clone(),
@@ -540,6 +543,7 @@ fn start_pod_pipeline(
             reserved: cfg.reserved(),
             max_images: 0,
             health: Arc::new(Vec::new),
+            pressure: pressure_rx.clone(),
         };
         let (name, registration, clock) =
             (s.node_name.clone(), s.registration.clone(), clock.clone());
@@ -558,8 +562,7 @@ fn start_pod_pipeline(
                     api: node_rx,
                     local: local_node,
                 },
-                // No eviction manager signals yet: no pressure.
-                pressure: watch::channel(vec![]).1,
+                pressure: pressure_rx,
                 allowed_unsafe_sysctls: cfg.allowed_unsafe_sysctls.clone(),
             },
         }),
@@ -636,7 +639,8 @@ fn start_pod_pipeline(
             volumes.clone(),
             clock.clone(),
         )
-        .with_layout(cfg.cgroup_layout()),
+        .with_layout(cfg.cgroup_layout())
+        .with_pods_memory_limit(cfg.reserved().memory_left(machine)),
     );
     let pipeline = Pipeline {
         runtime,
@@ -654,8 +658,10 @@ fn start_pod_pipeline(
         shutting_down: Arc::default(),
         node_status_kick: Arc::default(),
         node_published,
+        pressure,
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
+    start_eviction_manager(s, cfg, clock, &pipeline, tasks, cancel);
     pipeline
 }
 
@@ -758,38 +764,59 @@ fn start_housekeeping(
             },
         );
     }
-    // Housekeeping: volumes and directories of pods the kubelet no longer knows, and the
-    // eviction manager's local-storage checks (both every 10 s, as upstream).
+    // Housekeeping: volumes and directories of pods the kubelet no longer knows (every 10 s,
+    // as upstream).
     {
-        let (workers, synced, volumes, stats) = (
+        let (workers, synced, volumes) = (
             pipeline.workers.clone(),
             pipeline.pods_synced.clone(),
             pipeline.volumes.clone(),
-            pipeline.stats.clone(),
         );
         tasks.spawn_every(
             "housekeeping",
             kubelet_pod::volume_manager::HOUSEKEEPING_PERIOD,
             cancel.child_token(),
             move || {
-                let (workers, synced, volumes, stats) = (
-                    workers.clone(),
-                    synced.clone(),
-                    volumes.clone(),
-                    stats.clone(),
-                );
+                let (workers, synced, volumes) = (workers.clone(), synced.clone(), volumes.clone());
                 async move {
                     if synced.load(std::sync::atomic::Ordering::Acquire) {
                         let active: std::collections::HashSet<String> =
                             workers.known().into_iter().collect();
                         volumes.cleanup_orphans(&active);
                     }
-                    kubelet_pod::eviction::local_storage_evictions(&workers, &volumes, &stats)
-                        .await;
                 }
             },
         );
     }
+}
+
+/// The eviction manager: node pressure, the pods' local-storage limits, evictions.
+fn start_eviction_manager(
+    s: &Settings,
+    cfg: &KubeletConfiguration,
+    clock: &SharedClock,
+    pipeline: &Pipeline,
+    tasks: &mut crate::tasks::Tasks,
+    cancel: &CancellationToken,
+) {
+    // Checked when the config was loaded.
+    let thresholds = cfg.eviction_thresholds().unwrap_or_else(|e| {
+        error!(error = %e, "eviction thresholds");
+        vec![]
+    });
+    let manager = kubelet_pod::eviction::EvictionManager {
+        workers: pipeline.workers.clone(),
+        summary: pipeline.stats.clone(),
+        local_storage: Some((pipeline.volumes.clone(), pipeline.stats.clone())),
+        thresholds,
+        max_pod_grace_seconds: i64::from(cfg.eviction_max_pod_grace_period),
+        transition: cfg.eviction_pressure_transition_period,
+        clock: clock.clone(),
+        recorder: pipeline.runtime.recorder.clone(),
+        node: s.node_name.clone(),
+        pressure: pipeline.pressure.clone(),
+    };
+    tasks.spawn("eviction manager", manager.run(cancel.child_token()));
 }
 
 /// The runtime's state, node registration and status, the lease, and the pod source.
@@ -822,6 +849,7 @@ fn start_node_status(
         shutting_down,
         node_status_kick,
         node_published,
+        pressure,
         ..
     } = pipeline;
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
@@ -865,6 +893,7 @@ fn start_node_status(
                 reserved: cfg.reserved(),
                 max_images: cfg.node_status_max_images,
                 health: health_errors,
+                pressure: pressure.subscribe(),
             }),
             runtime_state: rt_rx,
             clock: clock.clone(),

@@ -30,6 +30,8 @@ pub struct HostFacts {
     pub reserved: kubelet_core::nodestatus::Reserved,
     pub max_images: i32,
     pub health: HealthCheck,
+    /// The eviction manager's pressure conditions.
+    pub pressure: watch::Receiver<Vec<String>>,
 }
 
 impl std::fmt::Debug for HostFacts {
@@ -71,7 +73,7 @@ impl NodeFacts for HostFacts {
         NodeInputs {
             machine,
             root_fs: self.host.fs_stats(&self.root_dir).unwrap_or_default(),
-            memory_available: self.host.memory_available().ok(),
+            pressure: self.pressure.borrow().clone(),
             runtime: self.runtime_state.borrow().clone(),
             images: images.to_vec(),
             addresses: self.addresses.clone(),

@@ -1,5 +1,8 @@
 //! Eviction decisions (upstream `pkg/kubelet/eviction`): which pod goes, and the words used.
 
+pub mod rank;
+pub mod thresholds;
+
 use crate::stats::PodStats;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
