@@ -121,6 +121,9 @@ clusterDomain: cluster.local
 # The test host's firewall is not ours to change (CI machines are shared); the e2e test
 # makes the kubelet's iptables chains in a network namespace instead.
 makeIPTablesUtilChains: false
+# Disk thresholds for a shared build machine, which CI fills with caches: upstream's defaults
+# (nodefs 10%, imagefs 15%) would put the node under DiskPressure and evict the tests' pods.
+evictionHard: {memory.available: 100Mi, nodefs.available: 2%, nodefs.inodesFree: 2%, imagefs.available: 2%}
 EOF
 put audit-policy.yaml <<'EOF'
 apiVersion: audit.k8s.io/v1

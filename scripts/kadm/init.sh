@@ -94,6 +94,9 @@ kind: KubeletConfiguration
 cgroupDriver: cgroupfs
 rotateCertificates: true
 serverTLSBootstrap: ${SERVER_TLS_BOOTSTRAP}
+# Disk thresholds for a shared build machine, which CI fills with caches: upstream's defaults
+# (nodefs 10%, imagefs 15%) would put the node under DiskPressure and evict the tests' pods.
+evictionHard: {memory.available: 100Mi, nodefs.available: 2%, nodefs.inodesFree: 2%, imagefs.available: 2%}
 EOF
 FLEX=/usr/libexec/kubernetes/kubelet-plugins/volume/exec   # kube-controller-manager's hostPath (DirectoryOrCreate)
 cat >> "$OUT/env" <<EOF

@@ -66,6 +66,8 @@ makeIPTablesUtilChains: false
 featureGates: {GracefulNodeShutdown: true}
 shutdownGracePeriod: 20s
 shutdownGracePeriodCriticalPods: 10s
+# A small test disk: upstream's default disk thresholds would be close to it.
+evictionHard: {memory.available: 100Mi, nodefs.available: 2%, nodefs.inodesFree: 2%, imagefs.available: 2%}
 C
 # What kubeadm would record, and the admin's own flag (the node's name).
 printf 'KUBELET_KUBEADM_ARGS="--container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock"\n' \
