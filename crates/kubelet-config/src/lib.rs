@@ -197,6 +197,9 @@ pub struct KubeletConfiguration {
     pub fail_swap_on: bool,
     #[serde(default = "default_max_pods")]
     pub max_pods: u32,
+    /// Pods per core; 0: no limit but `maxPods`.
+    #[serde(default)]
+    pub pods_per_core: u32,
     #[serde(default = "default_pids_limit")]
     pub pod_pids_limit: i64,
     #[serde(default = "ten_seconds", with = "go_duration")]
@@ -412,6 +415,7 @@ impl Default for KubeletConfiguration {
             address: default_address(),
             fail_swap_on: true,
             max_pods: default_max_pods(),
+            pods_per_core: 0,
             pod_pids_limit: default_pids_limit(),
             node_status_update_frequency: ten_seconds(),
             node_status_report_frequency: None,
@@ -505,6 +509,15 @@ impl KubeletConfiguration {
     pub fn report_frequency(&self) -> Duration {
         self.node_status_report_frequency
             .unwrap_or(self.node_status_update_frequency)
+    }
+
+    /// The node's pod capacity: `maxPods`, or `podsPerCore` × cores when that is smaller.
+    pub fn pod_capacity(&self, cores: u64) -> u32 {
+        if self.pods_per_core == 0 {
+            return self.max_pods;
+        }
+        let per_core = u64::from(self.pods_per_core).saturating_mul(cores);
+        u32::try_from(per_core.min(u64::from(self.max_pods))).unwrap_or(self.max_pods)
     }
 
     /// Every eviction threshold, parsed as upstream's `ParseThresholdConfig` (pods are always

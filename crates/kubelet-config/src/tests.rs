@@ -160,6 +160,16 @@ fn reservations_are_summed_and_checked() {
 /// Graceful node shutdown, as 1.20 validates it: behind its gate, the critical pods' share
 /// within the whole.
 #[test]
+fn pods_per_core_caps_the_pod_capacity() {
+    let c = parse("k.yaml", &format!("{HEAD}podsPerCore: 10\n"))
+        .unwrap()
+        .config;
+    assert_eq!(c.pod_capacity(4), 40);
+    assert_eq!(c.pod_capacity(64), 110, "never above maxPods");
+    assert_eq!(parse("k.yaml", HEAD).unwrap().config.pod_capacity(4), 110);
+}
+
+#[test]
 fn eviction_thresholds_are_parsed_as_upstream() {
     let l = parse(
         "k.yaml",

@@ -12,6 +12,8 @@ pub struct MachineInfo {
     /// GOARCH-style name: amd64, arm64, ...
     pub architecture: String,
     pub hostname: String,
+    /// Huge page pools: (page size in bytes, pages), as the kernel's sysfs lists them.
+    pub hugepages: Vec<(u64, u64)>,
 }
 
 /// One filesystem's size and use (upstream cadvisor `FsInfo`).

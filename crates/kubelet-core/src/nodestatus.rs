@@ -83,7 +83,7 @@ fn threshold_bytes(value: &str, capacity: u64) -> u64 {
 }
 
 pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
-    BTreeMap::from([
+    let mut c = BTreeMap::from([
         ("cpu".into(), q(format_decimal(i.machine.num_cpus))),
         ("memory".into(), q(format_binary_si(i.machine.memory_bytes))),
         ("pods".into(), q(format_decimal(u64::from(i.max_pods)))),
@@ -91,9 +91,22 @@ pub fn capacity(i: &NodeInputs) -> BTreeMap<String, Quantity> {
             "ephemeral-storage".into(),
             q(format_binary_si(i.root_fs.capacity_bytes)),
         ),
-        ("hugepages-1Gi".into(), q("0".into())),
-        ("hugepages-2Mi".into(), q("0".into())),
-    ])
+    ]);
+    for (size, pages) in &i.machine.hugepages {
+        c.insert(
+            format!("hugepages-{}", format_binary_si(*size)),
+            q(format_binary_si(size.saturating_mul(*pages))),
+        );
+    }
+    c
+}
+
+/// The memory held in huge page pools, which pods cannot use as ordinary memory.
+fn hugepages_bytes(m: &MachineInfo) -> u64 {
+    m.hugepages
+        .iter()
+        .map(|(size, pages)| size.saturating_mul(*pages))
+        .sum()
 }
 
 /// What `kubeReserved` and `systemReserved` hold back from pods, summed.
@@ -146,8 +159,10 @@ fn allocatable_bytes(
     let mem = machine.memory_bytes;
     let fs = root_fs.capacity_bytes;
     (
+        // Huge pages come off too (upstream's MachineInfo setter).
         mem.saturating_sub(reserved.memory)
-            .saturating_sub(threshold("memory.available", mem)),
+            .saturating_sub(threshold("memory.available", mem))
+            .saturating_sub(hugepages_bytes(machine)),
         fs.saturating_sub(reserved.ephemeral_storage)
             .saturating_sub(threshold("nodefs.available", fs)),
     )
@@ -601,6 +616,26 @@ mod tests {
         assert_eq!(
             types,
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        );
+    }
+
+    #[test]
+    fn huge_pages_are_capacity_and_leave_ordinary_memory() {
+        let mut i = inputs();
+        i.machine.hugepages = vec![(2 << 20, 64), (1 << 30, 0)];
+        let c = capacity(&i);
+        assert_eq!(c["hugepages-2Mi"].0, "128Mi");
+        assert_eq!(c["hugepages-1Gi"].0, "0");
+        let a = allocatable(&i);
+        assert_eq!(a["hugepages-2Mi"].0, "128Mi");
+        // 4Gi less the 100Mi eviction threshold less 128Mi of huge pages.
+        assert_eq!(
+            a["memory"].0,
+            format_binary_si((4 << 30) - (100 << 20) - (128 << 20))
+        );
+        assert!(
+            !capacity(&inputs()).contains_key("hugepages-2Mi"),
+            "none on a host without pools"
         );
     }
 

@@ -65,6 +65,32 @@ fn read(path: &str) -> Result<String> {
     })
 }
 
+/// The huge page pools under `dir` (`hugepages-2048kB/nr_hugepages`): (page bytes, pages),
+/// smallest page first.
+pub fn hugepage_pools(dir: &Path) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            let pages = std::fs::read_to_string(e.path().join("nr_hugepages"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((kb.checked_mul(1024)?, pages))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// Value of `key` in /proc/meminfo, in bytes.
 pub fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -133,6 +159,7 @@ impl Host for RealHost {
                 .unwrap_or_else(|| "Linux".into()),
             architecture: go_arch(&uname.machine().to_string_lossy()),
             hostname: uname.nodename().to_string_lossy().trim().to_lowercase(),
+            hugepages: hugepage_pools(Path::new("/sys/kernel/mm/hugepages")),
         })
     }
 
