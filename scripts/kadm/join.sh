@@ -49,7 +49,7 @@ EOF
 # (retried: on a loaded machine the API server may not answer at once; stderr kept)
 JOIN=
 for i in 1 2 3 4 5; do
-  JOIN=$(in_node "$OUT/n1" "$KUBEADM" token create --ttl 1h --print-join-command 2>>"$OUT/token-create.log" | tail -1) || true
+  JOIN=$(in_node "$OUT/n1" "$KUBEADM" token create --kubeconfig /etc/kubernetes/admin.conf --ttl 1h --print-join-command 2>>"$OUT/token-create.log" | tail -1) || true
   case $JOIN in "kubeadm join "*) break ;; esac
   log "kubeadm token create failed (try $i); see $OUT/token-create.log"; sleep 5
 done

@@ -44,6 +44,9 @@ NODE_MOUNTS=(var-log-pods:/var/log/pods var-log-containers:/var/log/containers
   var-lib-cni:/var/lib/cni etc-cni-net-d:/etc/cni/net.d run-kubernetes:/run/kubernetes
   etc-kubernetes:/etc/kubernetes var-lib-kubelet:/var/lib/kubelet var-lib-etcd:/var/lib/etcd)
 export PATH="$PATH:/usr/sbin:/sbin"
+# kubeadm and kubectl prefer $KUBECONFIG to /etc/kubernetes/admin.conf: the project's own
+# cluster's (scripts/test.sh exports it) would send kubeadm's calls there, refused.
+unset KUBECONFIG
 
 default_kubelet() { # the project's kubelet (KRS_KUBELET_BIN, else target/$KRS_PROFILE, release by default)
   echo "${KRS_KUBELET_BIN:-$KRS_TOP/target/${KRS_PROFILE:-release}/kubelet}"

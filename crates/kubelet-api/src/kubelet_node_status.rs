@@ -39,6 +39,8 @@ pub struct NodeStatusManager {
     pub registered: watch::Sender<bool>,
     /// Woken when a fact changed that must be reported at once (node shutdown).
     pub kick: Arc<tokio::sync::Notify>,
+    /// Condition changes are recorded as events on the Node, as upstream's setters do.
+    pub recorder: crate::events::Recorder,
 }
 
 impl std::fmt::Debug for NodeStatusManager {
@@ -52,6 +54,17 @@ impl std::fmt::Debug for NodeStatusManager {
 const IMAGE_REFRESH: Duration = Duration::from_secs(30);
 
 impl NodeStatusManager {
+    fn record_condition_events(&self, old: Option<&NodeStatus>, new: &NodeStatus) {
+        for e in nodestatus::condition_events(old, new) {
+            self.recorder.emit(
+                crate::events::node_ref(&self.node_name),
+                crate::events::NORMAL,
+                e,
+                format!("Node {} status is now: {e}", self.node_name),
+            );
+        }
+    }
+
     /// Creates the Node, or reconciles the labels and annotation of an existing one.
     async fn register(
         &self,
@@ -62,6 +75,8 @@ impl NodeStatusManager {
         loop {
             let status =
                 nodestatus::node_status(&self.facts.inputs(images), None, self.clock.now());
+            // Upstream records these for its initial node at every start.
+            self.record_condition_events(None, &status);
             let node = nodestatus::initial_node(
                 &self.node_name,
                 self.labels.clone(),
@@ -125,6 +140,7 @@ impl NodeStatusManager {
                 .as_ref()
                 .is_none_or(|l| nodestatus::status_changed(l, &status));
             if changed || last_patch.elapsed() >= self.update_frequency || failures > 0 {
+                self.record_condition_events(last.as_ref(), &status);
                 let patch = serde_json::json!({ "status": status });
                 match self.api.patch_node_status(&self.node_name, &patch).await {
                     Ok(n) => {

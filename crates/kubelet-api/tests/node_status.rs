@@ -102,6 +102,7 @@ fn start_with(api: FakeApi, registration: kubelet_core::nodestatus::Registration
         registration,
         registered: registered_tx,
         kick: Default::default(),
+        recorder: kubelet_api::events::Recorder::disabled(),
     };
     Setup {
         api,

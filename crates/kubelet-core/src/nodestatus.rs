@@ -168,6 +168,47 @@ fn allocatable_bytes(
     )
 }
 
+/// The events upstream's condition setters record (`Node <name> status is now: <event>`,
+/// Normal): a pressure condition when it first appears or changes, Ready only when it
+/// changes.
+pub fn condition_events(old: Option<&NodeStatus>, new: &NodeStatus) -> Vec<&'static str> {
+    let find = |s: Option<&NodeStatus>, kind: &str| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
+            .map(|c| c.status.clone())
+    };
+    let mut out = vec![];
+    for (kind, on, off) in [
+        (
+            "MemoryPressure",
+            "NodeHasInsufficientMemory",
+            "NodeHasSufficientMemory",
+        ),
+        (
+            "DiskPressure",
+            "NodeHasDiskPressure",
+            "NodeHasNoDiskPressure",
+        ),
+        (
+            "PIDPressure",
+            "NodeHasInsufficientPID",
+            "NodeHasSufficientPID",
+        ),
+        ("Ready", "NodeReady", "NodeNotReady"),
+    ] {
+        let (was, now) = (find(old, kind), find(Some(new), kind));
+        let Some(now) = now else { continue };
+        let changed = match &was {
+            Some(w) => *w != now,
+            None => kind != "Ready",
+        };
+        if changed {
+            out.push(if now == "True" { on } else { off });
+        }
+    }
+    out
+}
+
 /// Node allocatable as plain quantities, the downward API's default for unset cpu, memory
 /// and ephemeral-storage limits (upstream reads the node's status.allocatable).
 pub fn downward_allocatable(
@@ -616,6 +657,30 @@ mod tests {
         assert_eq!(
             types,
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        );
+    }
+
+    #[test]
+    fn condition_events_follow_upstreams_setters() {
+        let t = Timestamp::from_second(1000).unwrap();
+        let first = node_status(&inputs(), None, t);
+        assert_eq!(
+            condition_events(None, &first),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID"
+            ],
+            "a new node: the pressure conditions, not Ready"
+        );
+        assert!(condition_events(Some(&first), &first).is_empty());
+        let mut i = inputs();
+        i.pressure = vec!["MemoryPressure".into()];
+        i.runtime.error = Some("down".into());
+        let next = node_status(&i, Some(&first), t);
+        assert_eq!(
+            condition_events(Some(&first), &next),
+            ["NodeHasInsufficientMemory", "NodeNotReady"]
         );
     }
 

@@ -852,6 +852,21 @@ fn start_node_status(
         pressure,
         ..
     } = pipeline;
+    // Upstream's birth cry, and the kubepods cgroup's limits set by prepare_node.
+    let node = kubelet_api::events::node_ref(&s.node_name);
+    let recorder = &pipeline.runtime.recorder;
+    recorder.emit(
+        node.clone(),
+        kubelet_api::events::NORMAL,
+        "Starting",
+        "Starting kubelet.",
+    );
+    recorder.emit(
+        node,
+        kubelet_api::events::NORMAL,
+        "NodeAllocatableEnforced",
+        "Updated Node Allocatable limit across pods",
+    );
     let (rt_tx, rt_rx) = watch::channel(RuntimeState::default());
     tasks.spawn(
         "runtime state",
@@ -908,6 +923,7 @@ fn start_node_status(
             registration: s.registration.clone(),
             registered: registered_tx,
             kick: node_status_kick.clone(),
+            recorder: pipeline.runtime.recorder.clone(),
         }
         .run(cancel.child_token()),
     );
