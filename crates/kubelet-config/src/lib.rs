@@ -197,6 +197,25 @@ pub struct KubeletConfiguration {
     pub fail_swap_on: bool,
     #[serde(default = "default_max_pods")]
     pub max_pods: u32,
+    /// Image GC starts above this much of the image filesystem used (100: never).
+    #[serde(
+        default = "default_image_gc_high",
+        rename = "imageGCHighThresholdPercent"
+    )]
+    pub image_gc_high_threshold_percent: i32,
+    /// ... and frees down to this.
+    #[serde(
+        default = "default_image_gc_low",
+        rename = "imageGCLowThresholdPercent"
+    )]
+    pub image_gc_low_threshold_percent: i32,
+    /// Images younger than this are never collected.
+    #[serde(
+        default = "two_minutes",
+        rename = "imageMinimumGCAge",
+        with = "go_duration"
+    )]
+    pub image_minimum_gc_age: Duration,
     /// Pods per core; 0: no limit but `maxPods`.
     #[serde(default)]
     pub pods_per_core: u32,
@@ -369,6 +388,12 @@ fn default_port() -> u16 {
 fn default_address() -> String {
     "0.0.0.0".into()
 }
+fn default_image_gc_high() -> i32 {
+    85
+}
+fn default_image_gc_low() -> i32 {
+    80
+}
 fn default_max_pods() -> u32 {
     110
 }
@@ -416,6 +441,9 @@ impl Default for KubeletConfiguration {
             fail_swap_on: true,
             max_pods: default_max_pods(),
             pods_per_core: 0,
+            image_gc_high_threshold_percent: default_image_gc_high(),
+            image_gc_low_threshold_percent: default_image_gc_low(),
+            image_minimum_gc_age: two_minutes(),
             pod_pids_limit: default_pids_limit(),
             node_status_update_frequency: ten_seconds(),
             node_status_report_frequency: None,

@@ -30,9 +30,6 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("registryBurst", "10"),
     ("enableContentionProfiling", "false"),
     ("oomScoreAdj", "-999"),
-    ("imageMinimumGCAge", r#""2m0s""#),
-    ("imageGCHighThresholdPercent", "85"),
-    ("imageGCLowThresholdPercent", "80"),
     ("kubeletCgroups", r#""""#),
     ("systemCgroups", r#""""#),
     ("cgroupsPerQOS", "true"),
@@ -104,6 +101,9 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "failSwapOn",
     "maxPods",
     "podsPerCore",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "imageMinimumGCAge",
     "podPidsLimit",
     "nodeStatusUpdateFrequency",
     "nodeStatusReportFrequency",
@@ -386,6 +386,11 @@ pub(crate) fn zero_means_default(c: &mut KubeletConfiguration) {
     dur(&mut c.runtime_request_timeout, d.runtime_request_timeout);
     dur(&mut c.file_check_frequency, d.file_check_frequency);
     dur(&mut c.http_check_frequency, d.http_check_frequency);
+    dur(&mut c.image_minimum_gc_age, d.image_minimum_gc_age);
+    dur(
+        &mut c.eviction_pressure_transition_period,
+        d.eviction_pressure_transition_period,
+    );
     dur(
         &mut c.streaming_connection_idle_timeout,
         d.streaming_connection_idle_timeout,
@@ -538,6 +543,40 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return bad("clusterDNS", &format!("{ip:?} is not an IP address"));
         }
+    }
+    // As upstream's ValidateKubeletConfiguration words it.
+    for (field, flag, v) in [
+        (
+            "imageGCHighThresholdPercent",
+            "image-gc-high-threshold",
+            c.image_gc_high_threshold_percent,
+        ),
+        (
+            "imageGCLowThresholdPercent",
+            "image-gc-low-threshold",
+            c.image_gc_low_threshold_percent,
+        ),
+    ] {
+        if !(0..=100).contains(&v) {
+            return bad(
+                field,
+                &format!(
+                    "invalid configuration: {field} (--{flag}) {v} must be between 0 and 100, inclusive"
+                ),
+            );
+        }
+    }
+    let (hi, lo) = (
+        c.image_gc_high_threshold_percent,
+        c.image_gc_low_threshold_percent,
+    );
+    if lo >= hi {
+        return bad(
+            "imageGCLowThresholdPercent",
+            &format!(
+                "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {lo} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {hi}"
+            ),
+        );
     }
     if let Err(e) = c.eviction_thresholds() {
         return bad(

@@ -160,6 +160,36 @@ fn reservations_are_summed_and_checked() {
 /// Graceful node shutdown, as 1.20 validates it: behind its gate, the critical pods' share
 /// within the whole.
 #[test]
+fn image_gc_thresholds_are_checked_as_upstream() {
+    let c = parse("k.yaml", &format!("{HEAD}imageGCHighThresholdPercent: 90\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 5m\n"))
+        .unwrap()
+        .config;
+    assert_eq!(
+        (
+            c.image_gc_high_threshold_percent,
+            c.image_gc_low_threshold_percent
+        ),
+        (90, 50)
+    );
+    assert_eq!(c.image_minimum_gc_age, Duration::from_secs(300));
+    for (bad, want) in [
+        (
+            "imageGCHighThresholdPercent: 101",
+            "imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive",
+        ),
+        (
+            "imageGCLowThresholdPercent: 90",
+            "imageGCLowThresholdPercent (--image-gc-low-threshold) 90 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 85",
+        ),
+    ] {
+        let e = parse("k.yaml", &format!("{HEAD}{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn pods_per_core_caps_the_pod_capacity() {
     let c = parse("k.yaml", &format!("{HEAD}podsPerCore: 10\n"))
         .unwrap()
@@ -313,7 +343,7 @@ fn cgroup_root_is_honoured_under_cgroupfs() {
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {
     for bad in [
-        "imageGCHighThresholdPercent: 90",
+        "kernelMemcgNotification: true",
         "featureGates: {RotateKubeletServerCertificate: true}",
         "kubeReserved: {pid: 100}",
         "cgroupsPerQOS: false",
@@ -369,6 +399,11 @@ fn kubeadm_style_file_loads_with_defaults() {
     );
     let l = parse("config.yaml", &text).unwrap();
     let c = l.config;
+    assert_eq!(c.image_minimum_gc_age, Duration::from_secs(120));
+    assert_eq!(
+        c.eviction_pressure_transition_period,
+        Duration::from_secs(300)
+    );
     assert_eq!(c.authentication.webhook.cache_ttl, Duration::from_secs(120));
     assert_eq!(
         c.authorization.webhook.cache_authorized_ttl,

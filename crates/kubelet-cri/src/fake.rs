@@ -550,6 +550,13 @@ impl RuntimeService for FakeRuntime {
         }))
     }
 
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        self.record("RemoveImage", image)?;
+        let name = image.strip_prefix("sha256:").unwrap_or(image).to_string();
+        self.lock().images.remove(&name);
+        Ok(())
+    }
+
     async fn pull_image(
         &self,
         image: &str,

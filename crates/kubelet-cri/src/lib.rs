@@ -90,6 +90,8 @@ pub trait RuntimeService: Send + Sync + std::fmt::Debug + 'static {
         auth: Option<api::AuthConfig>,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String>;
+    /// Removes an image (by ID or reference); an image already gone is no error.
+    async fn remove_image(&self, image: &str) -> Result<()>;
 
     /// The process id of the sandbox (its network namespace holder), from the runtime's
     /// verbose sandbox status; `None` where the runtime does not say.

@@ -333,6 +333,17 @@ impl RuntimeService for RemoteRuntime {
         Ok(unary!(self.img.image_status(r), "ImageStatus")?.image)
     }
 
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let r = api::RemoveImageRequest {
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                annotations: Default::default(),
+            }),
+        };
+        unary!(self.img.remove_image(r), "RemoveImage")?;
+        Ok(())
+    }
+
     async fn pull_image(
         &self,
         image: &str,

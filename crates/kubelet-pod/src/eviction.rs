@@ -62,6 +62,8 @@ pub struct EvictionManager {
     pub node: String,
     /// The pressure conditions now: admission and the node status read them.
     pub pressure: watch::Sender<Vec<String>>,
+    /// Node-level reclaim for the disk signals: unused images go before any pod.
+    pub image_gc: Option<Arc<crate::images::ImageGcManager>>,
 }
 
 impl std::fmt::Debug for EvictionManager {
@@ -126,8 +128,10 @@ impl EvictionManager {
             "EvictionThresholdMet",
             format!("Attempting to reclaim {resource}"),
         );
-        // Node-level reclaim (image and container GC) before pods, for disk signals, comes
-        // with the garbage collectors.
+        if self.reclaim_node_level(t).await {
+            info!("eviction manager: able to reduce {resource} pressure without evicting pods");
+            return None;
+        }
         if active.is_empty() {
             error!(
                 "eviction manager: eviction thresholds have been met, but no pods are active to evict"
@@ -160,6 +164,34 @@ impl EvictionManager {
         }
         info!("eviction manager: unable to evict any pods from the node");
         None
+    }
+
+    /// Upstream `reclaimNodeLevelResources`: for a disk signal, unused images are removed;
+    /// whether that ended every threshold (observed afresh, grace periods aside).
+    async fn reclaim_node_level(&self, t: Threshold) -> bool {
+        use kubelet_core::eviction::thresholds::{Signal, thresholds_met};
+        let disk = matches!(
+            t.signal,
+            Signal::NodeFsAvailable
+                | Signal::NodeFsInodesFree
+                | Signal::ImageFsAvailable
+                | Signal::ImageFsInodesFree
+        );
+        let Some(gc) = self.image_gc.as_ref().filter(|_| disk) else {
+            return false;
+        };
+        match gc.delete_unused_images().await {
+            Ok(freed) => info!(freed, "eviction manager: unused images removed"),
+            Err(e) => warn!(error = %e, "eviction manager: removing unused images failed"),
+        }
+        let pods = self.workers.active_pods();
+        match self.summary.summary(&pods).await {
+            Ok(s) => thresholds_met(&self.thresholds, &observe(&s), false).is_empty(),
+            Err(e) => {
+                error!(error = %e, "eviction manager: failed to get summary stats after resource reclaim");
+                false
+            }
+        }
     }
 
     /// Waits until the evicted pod is reported Failed (its containers killed), at most
@@ -373,6 +405,7 @@ mod tests {
             recorder: Recorder::disabled(),
             node: "n1".into(),
             pressure,
+            image_gc: None,
         };
         let mut st = EvictionState::default();
         assert_eq!(m.synchronize(&mut st).await, None, "plenty of memory");

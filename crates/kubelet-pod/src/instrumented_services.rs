@@ -102,6 +102,9 @@ impl RuntimeService for InstrumentedRuntime {
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
         timed("image_status", self.0.image_status(image)).await
     }
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        timed("remove_image", self.0.remove_image(image)).await
+    }
     async fn pull_image(
         &self,
         image: &str,

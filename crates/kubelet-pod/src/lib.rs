@@ -6,6 +6,7 @@ pub mod admission;
 pub mod config;
 pub mod credentialprovider;
 pub mod eviction;
+pub mod images;
 pub mod instrumented_services;
 pub mod kuberuntime;
 pub mod lifecycle;

@@ -661,7 +661,7 @@ fn start_pod_pipeline(
         pressure,
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
-    start_eviction_manager(s, cfg, clock, &pipeline, tasks, cancel);
+    start_eviction_manager(s, cfg, clock, host, None, &pipeline, tasks, cancel);
     pipeline
 }
 
@@ -790,11 +790,15 @@ fn start_housekeeping(
     }
 }
 
-/// The eviction manager: node pressure, the pods' local-storage limits, evictions.
+/// The eviction manager (node pressure, the pods' local-storage limits, evictions) and the
+/// image garbage collector it reclaims disk with.
+#[allow(clippy::too_many_arguments)]
 fn start_eviction_manager(
     s: &Settings,
     cfg: &KubeletConfiguration,
     clock: &SharedClock,
+    host: &Arc<dyn Host>,
+    sandbox_image: Option<String>,
     pipeline: &Pipeline,
     tasks: &mut crate::tasks::Tasks,
     cancel: &CancellationToken,
@@ -804,6 +808,21 @@ fn start_eviction_manager(
         error!(error = %e, "eviction thresholds");
         vec![]
     });
+    let image_gc = Arc::new(kubelet_pod::images::ImageGcManager::new(
+        pipeline.runtime.rt.clone(),
+        host.clone(),
+        kubelet_pod::images::ImageGcPolicy {
+            high_threshold_percent: u8::try_from(cfg.image_gc_high_threshold_percent)
+                .unwrap_or(100),
+            low_threshold_percent: u8::try_from(cfg.image_gc_low_threshold_percent).unwrap_or(0),
+            min_age: cfg.image_minimum_gc_age,
+        },
+        sandbox_image,
+        clock.clone(),
+        pipeline.runtime.recorder.clone(),
+        s.node_name.clone(),
+    ));
+    tasks.spawn("image gc", image_gc.clone().run(cancel.child_token()));
     let manager = kubelet_pod::eviction::EvictionManager {
         workers: pipeline.workers.clone(),
         summary: pipeline.stats.clone(),
@@ -815,6 +834,7 @@ fn start_eviction_manager(
         recorder: pipeline.runtime.recorder.clone(),
         node: s.node_name.clone(),
         pressure: pipeline.pressure.clone(),
+        image_gc: Some(image_gc),
     };
     tasks.spawn("eviction manager", manager.run(cancel.child_token()));
 }

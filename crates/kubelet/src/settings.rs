@@ -313,8 +313,8 @@ mod tests {
             "invalid flag --exit-on-lock-contention: cannot exit on lock file contention: no lock file specified"
         );
         assert_eq!(
-            err(&["--image-gc-high-threshold=90"]),
-            "invalid flag --image-gc-high-threshold: imageGCHighThresholdPercent: is not supported by kubelet-rs yet: only its default (85) is accepted, got 90"
+            err(&["--image-gc-high-threshold=70"]),
+            "invalid flag --image-gc-high-threshold: imageGCLowThresholdPercent: invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) 80 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 70"
         );
         // A cgroup root is honoured under cgroupfs (the default driver), refused under systemd.
         assert!(settings(flags(&["--cgroup-root=/kadm-n1"])).is_ok());

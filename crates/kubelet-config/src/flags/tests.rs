@@ -734,12 +734,19 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
             .config
             .rotate_certificates
     );
-    let e = load(Some(FILE), &["--image-gc-high-threshold=90"])
+    assert_eq!(
+        load(Some(FILE), &["--image-gc-high-threshold=90"])
+            .unwrap()
+            .config
+            .image_gc_high_threshold_percent,
+        90
+    );
+    let e = load(Some(FILE), &["--kernel-memcg-notification"])
         .unwrap_err()
         .to_string();
     assert_eq!(
         e,
-        "invalid flag --image-gc-high-threshold: imageGCHighThresholdPercent: is not supported by kubelet-rs yet: only its default (85) is accepted, got 90"
+        "invalid flag --kernel-memcg-notification: kernelMemcgNotification: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
     );
     let e = load(Some(FILE), &["--healthz-port=70000"])
         .unwrap_err()

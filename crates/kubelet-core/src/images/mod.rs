@@ -1,6 +1,8 @@
 //! Image references, pull policy and the image back-off key, as upstream's
 //! `images/image_manager.go` decides them; the pull itself is kuberuntime's.
 
+pub mod gc;
+
 use std::time::Duration;
 
 /// An image reference that does not parse.
