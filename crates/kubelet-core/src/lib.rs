@@ -15,6 +15,7 @@ pub mod dns;
 pub mod envvars;
 pub mod eviction;
 pub mod format;
+pub mod gc;
 pub mod hash;
 pub mod hosts;
 pub mod images;

@@ -129,6 +129,27 @@ fn container_statuses(
                 state: Some(waiting(default_reason, "")),
                 ..Default::default()
             };
+            // Not in the runtime (any more): a terminated container keeps the status last
+            // reported, as its containers may be garbage collected; otherwise the old restart
+            // count and last state carry over (upstream `convertToAPIContainerStatuses`).
+            let old = input.pod.status.as_ref().and_then(|st| {
+                if is_init {
+                    st.init_container_statuses.as_ref()
+                } else {
+                    st.container_statuses.as_ref()
+                }
+            });
+            let old = old.and_then(|v| v.iter().find(|o| o.name == c.name));
+            if latest.is_none()
+                && let Some(o) = old
+            {
+                if o.state.as_ref().is_some_and(|st| st.terminated.is_some()) {
+                    s = o.clone();
+                } else {
+                    s.restart_count = o.restart_count;
+                    s.last_state = o.last_state.clone();
+                }
+            }
             if let Some(rc) = latest {
                 s.state = Some(runtime_state(rc));
                 s.restart_count = rc.restart_count as i32;
@@ -686,6 +707,26 @@ mod tests {
             (c.status.as_str(), c.reason.as_deref()),
             ("True", Some("PodCompleted"))
         );
+    }
+
+    #[test]
+    fn a_terminated_container_gone_from_the_runtime_keeps_its_status() {
+        let mut p = pod(&["a"], "Never");
+        let rt = RtPod {
+            sandboxes: vec![sb()],
+            containers: vec![rc("a", ContainerState::Exited, 3, 1)],
+        };
+        p.status = Some(status_of(&p, &rt, &HashMap::new()));
+        // Garbage collected: the runtime has nothing of the pod any more.
+        let s = status_of(&p, &RtPod::default(), &HashMap::new());
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        let t = s.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(t.exit_code, 3);
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub struct EvictionManager {
     pub node: String,
     /// The pressure conditions now: admission and the node status read them.
     pub pressure: watch::Sender<Vec<String>>,
-    /// Node-level reclaim for the disk signals: unused images go before any pod.
+    /// Node-level reclaim for the disk signals: dead containers, then unused images, go
+    /// before any pod.
+    pub container_gc: Option<crate::container_gc::ContainerGc>,
     pub image_gc: Option<Arc<crate::images::ImageGcManager>>,
 }
 
@@ -177,7 +179,14 @@ impl EvictionManager {
                 | Signal::ImageFsAvailable
                 | Signal::ImageFsInodesFree
         );
-        let Some(gc) = self.image_gc.as_ref().filter(|_| disk) else {
+        if !disk || (self.image_gc.is_none() && self.container_gc.is_none()) {
+            return false;
+        }
+        if let Some(gc) = &self.container_gc {
+            let n = gc.delete_all_unused().await;
+            info!(removed = n, "eviction manager: dead containers removed");
+        }
+        let Some(gc) = &self.image_gc else {
             return false;
         };
         match gc.delete_unused_images().await {
@@ -405,6 +414,7 @@ mod tests {
             recorder: Recorder::disabled(),
             node: "n1".into(),
             pressure,
+            container_gc: None,
             image_gc: None,
         };
         let mut st = EvictionState::default();

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod container_gc;
 pub mod credentialprovider;
 pub mod eviction;
 pub mod images;

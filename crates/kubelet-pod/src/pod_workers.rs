@@ -178,6 +178,40 @@ impl PodWorkers {
         pods
     }
 
+    /// What container GC may do with a pod's dead containers (upstream `IsPodDeleted`,
+    /// `IsPodTerminated`). Unknown pods count as deleted, unless `own_only` (standalone: the
+    /// kubelet cannot tell them from other kubelets' pods).
+    pub fn gc_state(&self, uid: &str, own_only: bool) -> kubelet_core::gc::PodState {
+        use kubelet_core::gc::PodState;
+        let Some(pod) = self
+            .lock()
+            .get(uid)
+            .map(|h| h.tx.borrow().clone())
+            .filter(|d| !d.removed)
+            .map(|d| d.pod)
+        else {
+            return if own_only {
+                PodState::Foreign
+            } else {
+                PodState::Deleted
+            };
+        };
+        let status = self.deps.status.cached(uid).or_else(|| pod.status.clone());
+        let phase = status.as_ref().and_then(|s| s.phase.as_deref());
+        let evicted = phase == Some("Failed")
+            && status.as_ref().and_then(|s| s.reason.as_deref())
+                == Some(kubelet_core::eviction::EVICTED);
+        let mut p = (*pod).clone();
+        p.status = status.clone();
+        if evicted || deleted_and_stopped(&p) {
+            return PodState::Deleted;
+        }
+        if kubelet_core::status::is_terminal_phase(phase) {
+            return PodState::Terminated;
+        }
+        PodState::Live
+    }
+
     /// The latest status computed for the pod.
     pub fn cached_status(&self, uid: &str) -> Option<k8s_openapi::api::core::v1::PodStatus> {
         self.deps.status.cached(uid)

@@ -151,6 +151,8 @@ struct Pipeline {
     node_published: watch::Sender<Option<Arc<k8s_openapi::api::core::v1::Node>>>,
     /// The eviction manager's pressure conditions; admission and the node status read them.
     pressure: watch::Sender<Vec<String>>,
+    /// No API server: containers of pods the kubelet does not know are left alone.
+    standalone: bool,
 }
 
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
@@ -659,6 +661,7 @@ fn start_pod_pipeline(
         node_status_kick: Arc::default(),
         node_published,
         pressure,
+        standalone: api.is_none(),
     };
     start_housekeeping(cfg, rt, clock, &pipeline, tasks, cancel);
     start_eviction_manager(s, cfg, clock, host, None, &pipeline, tasks, cancel);
@@ -823,6 +826,27 @@ fn start_eviction_manager(
         s.node_name.clone(),
     ));
     tasks.spawn("image gc", image_gc.clone().run(cancel.child_token()));
+    let container_gc = kubelet_pod::container_gc::ContainerGc {
+        runtime: pipeline.runtime.clone(),
+        workers: pipeline.workers.clone(),
+        policy: Default::default(),
+        sources_ready: pipeline.pods_synced.clone(),
+        own_only: pipeline.standalone,
+    };
+    {
+        let gc = container_gc.clone();
+        tasks.spawn_every(
+            "container gc",
+            kubelet_pod::container_gc::CONTAINER_GC_PERIOD,
+            cancel.child_token(),
+            move || {
+                let gc = gc.clone();
+                async move {
+                    gc.garbage_collect().await;
+                }
+            },
+        );
+    }
     let manager = kubelet_pod::eviction::EvictionManager {
         workers: pipeline.workers.clone(),
         summary: pipeline.stats.clone(),
@@ -834,6 +858,7 @@ fn start_eviction_manager(
         recorder: pipeline.runtime.recorder.clone(),
         node: s.node_name.clone(),
         pressure: pipeline.pressure.clone(),
+        container_gc: Some(container_gc),
         image_gc: Some(image_gc),
     };
     tasks.spawn("eviction manager", manager.run(cancel.child_token()));

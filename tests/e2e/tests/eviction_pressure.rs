@@ -188,6 +188,24 @@ async fn memory_pressure_evicts_the_best_effort_pod_and_spares_the_guaranteed_on
         (node_condition(&ns, "MemoryPressure").await.as_deref() == Some("False")).then_some(())
     })
     .await;
+    // The container GC (every minute) takes an evicted pod's containers and sandbox; its
+    // status stays as reported.
+    let uid = ns.pods().get("filler").await.unwrap().metadata.uid.unwrap();
+    eventually(
+        Duration::from_secs(150),
+        "the evicted pod's containers removed",
+        || async { (kubelet_e2e::runtime_objects(&uid).await == (0, 0)).then_some(()) },
+    )
+    .await;
+    let p = ns.pods().get("filler").await.unwrap();
+    assert_eq!(
+        p.status.as_ref().unwrap().reason.as_deref(),
+        Some("Evicted")
+    );
+    assert!(
+        container_status(&p, 0).state.unwrap().terminated.is_some(),
+        "the last state survives the runtime's"
+    );
     ns.cleanup().await;
     let _ = std::fs::remove_file(&cfg);
 }

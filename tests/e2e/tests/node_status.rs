@@ -88,6 +88,79 @@ async fn node_is_ready_with_real_status() {
     );
 }
 
+/// When a process started: its start time in clock ticks after boot (/proc/PID/stat, field
+/// 22, at the usual 100 ticks a second) plus the boot time (/proc/stat `btime`).
+fn process_start(pid: i32) -> k8s_openapi::jiff::Timestamp {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let ticks: i64 = rest.split(' ').nth(19).unwrap().parse().unwrap();
+    let btime: i64 = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    k8s_openapi::jiff::Timestamp::from_second(btime + ticks / 100).unwrap()
+}
+
+/// The events upstream's kubelet sends about its Node at start: the birth cry, the pods'
+/// allocatable enforced, and the pressure conditions as its setters record them.
+#[tokio::test]
+async fn node_events_at_start() {
+    let c = client().await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c, "default");
+    let lp = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.kind=Node,involvedObject.name={}",
+        node_name()
+    ));
+    let name = node_name();
+    // Sent by this kubelet: since it started (the node's events outlive earlier runs).
+    let pid = kubelet_e2e::kubelet_pid().expect("the kubelet runs");
+    let started = process_start(pid) - k8s_openapi::jiff::SignedDuration::from_secs(2);
+    let want = [
+        ("Starting", "Starting kubelet.".to_string()),
+        (
+            "NodeAllocatableEnforced",
+            "Updated Node Allocatable limit across pods".to_string(),
+        ),
+        (
+            "NodeHasSufficientMemory",
+            format!("Node {name} status is now: NodeHasSufficientMemory"),
+        ),
+        (
+            "NodeHasNoDiskPressure",
+            format!("Node {name} status is now: NodeHasNoDiskPressure"),
+        ),
+        (
+            "NodeHasSufficientPID",
+            format!("Node {name} status is now: NodeHasSufficientPID"),
+        ),
+    ];
+    kubelet_e2e::eventually(
+        Duration::from_secs(30),
+        "the node's start events",
+        || async {
+            let l = events.list(&lp).await.ok()?;
+            want.iter()
+                .all(|(reason, message)| {
+                    l.items.iter().any(|e| {
+                        e.reason.as_deref() == Some(*reason)
+                            && e.message.as_deref() == Some(message.as_str())
+                            && e.type_.as_deref() == Some("Normal")
+                            && e.last_timestamp.as_ref().is_some_and(|t| t.0 >= started)
+                            && e.source.as_ref().and_then(|s| s.component.as_deref())
+                                == Some("kubelet")
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn lease_is_renewed() {
     let c = client().await;

@@ -78,3 +78,93 @@ impl RuntimeManager {
         }
     }
 }
+
+impl RuntimeManager {
+    /// Node-wide container and sandbox garbage collection (upstream `containerGC`), with the
+    /// decisions of `kubelet_core::gc`: dead containers beyond the policy, all of a deleted
+    /// pod's (and a terminated pod's when `evict_terminated`, as the eviction manager asks),
+    /// and inactive sandboxes no longer needed. Only containers the kubelet labelled count.
+    pub async fn garbage_collect(
+        &self,
+        policy: kubelet_core::gc::GcPolicy,
+        all_sources_ready: bool,
+        evict_terminated: bool,
+        state: &(dyn Fn(&str) -> kubelet_core::gc::PodState + Send + Sync),
+    ) -> Result<usize, kubelet_cri::CriError> {
+        use kubelet_core::gc::{
+            DeadContainer, GcSandbox, containers_to_remove, sandboxes_to_remove,
+        };
+        use kubelet_core::labels::{CONTAINER_NAME, POD_UID};
+        let containers = self.rt.list_containers(None).await?;
+        let running = kubelet_cri::api::ContainerState::ContainerRunning as i32;
+        let dead: Vec<DeadContainer> = containers
+            .iter()
+            .filter(|c| c.state != running)
+            .filter_map(|c| {
+                Some(DeadContainer {
+                    id: c.id.clone(),
+                    pod_uid: c.labels.get(POD_UID)?.clone(),
+                    name: c.labels.get(CONTAINER_NAME)?.clone(),
+                    created: c.created_at,
+                })
+            })
+            .collect();
+        let now = self.clock.now_unix_ns();
+        let mut removed = 0;
+        let gone = containers_to_remove(
+            &dead,
+            policy,
+            now,
+            all_sources_ready,
+            evict_terminated,
+            state,
+        );
+        for id in &gone {
+            match self.rt.remove_container(id).await {
+                Err(e) if !e.is_not_found() => {
+                    warn!(container = %id, error = %e, "container GC: removing a dead container failed");
+                }
+                _ => {
+                    removed += 1;
+                    self.exited
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(id);
+                }
+            }
+        }
+        // Sandboxes, judged after the containers went: one still holding any is active.
+        let holders: std::collections::HashSet<String> = self
+            .rt
+            .list_containers(None)
+            .await?
+            .into_iter()
+            .map(|c| c.pod_sandbox_id)
+            .collect();
+        let ready = kubelet_cri::api::PodSandboxState::SandboxReady as i32;
+        let sandboxes: Vec<GcSandbox> = self
+            .rt
+            .list_pod_sandbox(None)
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let uid = s.metadata.as_ref()?.uid.clone();
+                Some(GcSandbox {
+                    active: s.state == ready || holders.contains(&s.id),
+                    id: s.id,
+                    pod_uid: uid,
+                    created: s.created_at,
+                })
+            })
+            .collect();
+        for id in sandboxes_to_remove(&sandboxes, evict_terminated, state) {
+            match self.rt.remove_pod_sandbox(&id).await {
+                Err(e) if !e.is_not_found() => {
+                    warn!(sandbox = %id, error = %e, "container GC: removing a dead sandbox failed");
+                }
+                _ => removed += 1,
+            }
+        }
+        Ok(removed)
+    }
+}
