@@ -10,15 +10,17 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-/// Follows the Node until cancelled; `None` while it does not exist.
+/// Follows the Node until cancelled; `None` while it does not exist. `listed` turns true
+/// once the first list is in.
 pub async fn run(
     source: Arc<dyn NodeWatcher>,
     name: String,
     tx: watch::Sender<Option<Arc<Node>>>,
+    listed: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let mut stream = source.watch_node(&name);
-    let mut listed = false;
+    let mut seen = false;
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -27,18 +29,19 @@ pub async fn run(
         let Some(ev) = ev else { return };
         match ev {
             Ok(Event::Apply(n) | Event::InitApply(n)) => {
-                listed = true;
+                seen = true;
                 tx.send_replace(Some(Arc::new(n)));
             }
             Ok(Event::Delete(_)) => {
                 tx.send_replace(None);
             }
-            Ok(Event::Init) => listed = false,
+            Ok(Event::Init) => seen = false,
             // A list without the node: it is gone (or not registered yet).
             Ok(Event::InitDone) => {
-                if !listed {
+                if !seen {
                     tx.send_replace(None);
                 }
+                listed.send_replace(true);
             }
             // The stream backs off before it retries.
             Err(e) => warn!(error = %e, "node watch failed; retrying"),

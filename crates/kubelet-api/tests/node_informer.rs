@@ -32,10 +32,10 @@ fn label(n: Option<&Node>, k: &str) -> Option<String> {
 async fn the_node_is_followed_as_the_api_server_changes_it() {
     let api = FakeApi::new();
     let (tx, mut rx) = watch::channel(None);
+    let (listed_tx, mut listed) = watch::channel(false);
     let source = Arc::new(api.clone());
-    let task = Task::spawn(|cancel| node_informer::run(source, "n1".into(), tx, cancel));
-    api.wait_for(|s| s.calls.iter().any(|c| c == "watch_node"))
-        .await;
+    let task = Task::spawn(|cancel| node_informer::run(source, "n1".into(), tx, listed_tx, cancel));
+    listed.wait_for(|l| *l).await.unwrap();
     assert!(rx.borrow().is_none(), "no node yet");
     let n: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "n1",
         "labels": {"kubernetes.io/hostname": "n1"}}}))

@@ -22,10 +22,9 @@ impl std::fmt::Debug for NodeSource {
 
 impl NodeSource {
     pub fn get(&self) -> Arc<Node> {
-        match self.api.borrow().clone() {
-            Some(n) => n,
-            None => Arc::new((self.local)()),
-        }
+        // Not holding the watch while the local node is made (it reads the host).
+        let api = self.api.borrow().clone();
+        api.unwrap_or_else(|| Arc::new((self.local)()))
     }
 
     /// A fixed node, for tests and tools.

@@ -81,7 +81,9 @@ impl EvictionManager {
         let mut st = EvictionState::default();
         loop {
             if let Some(uid) = self.synchronize(&mut st).await {
+                // Then look again at once, as upstream does after an eviction.
                 self.wait_for_cleanup(&uid, &cancel).await;
+                continue;
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,

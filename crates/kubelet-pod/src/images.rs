@@ -38,6 +38,7 @@ pub struct ImageGcManager {
     pub recorder: Recorder,
     pub node: String,
     records: Mutex<ImageRecords>,
+    busy: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ImageGcManager {
@@ -77,12 +78,17 @@ impl ImageGcManager {
             recorder,
             node,
             records: Mutex::default(),
+            busy: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Upstream `detectImages`: the images in use (by any container, running or not, and the
     /// pause image), with the records brought up to date.
-    async fn detect(&self, now: Timestamp) -> Result<HashSet<String>, ImageGcError> {
+    async fn detect(
+        &self,
+        detected: Timestamp,
+        now: Timestamp,
+    ) -> Result<HashSet<String>, ImageGcError> {
         let mut in_use: HashSet<String> = HashSet::new();
         let sandbox = match &self.sandbox_image {
             Some(s) => Some(s.clone()),
@@ -101,7 +107,7 @@ impl ImageGcManager {
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .detect(&images, &in_use, now);
+            .detect(&images, &in_use, detected, now);
         Ok(in_use)
     }
 
@@ -113,10 +119,20 @@ impl ImageGcManager {
         config["sandboxImage"].as_str().map(str::to_string)
     }
 
+    /// Images already on the node at start count as old (upstream detects with a zero time
+    /// first), so a collection soon after start can remove them.
+    pub async fn detect_existing(&self) {
+        if let Err(e) = self.detect(Timestamp::UNIX_EPOCH, self.clock.now()).await {
+            warn!(error = %e, "image GC: detecting the node's images failed");
+        }
+    }
+
     /// Removes unused images, in order, until `want` bytes are freed; what was freed.
     pub async fn free_space(&self, want: u64) -> Result<u64, ImageGcError> {
+        // One collection at a time (the periodic one and the eviction manager's).
+        let _one = self.busy.lock().await;
         let now = self.clock.now();
-        let in_use = self.detect(now).await?;
+        let in_use = self.detect(now, now).await?;
         let candidates = self
             .records
             .lock()
@@ -216,11 +232,20 @@ impl ImageGcManager {
     /// Collects every [`IMAGE_GC_PERIOD`]; a second failure in a row is an `ImageGCFailed`
     /// event (the first may be stats not yet ready, as upstream says).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        self.detect_existing().await;
         let mut failed_before = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(IMAGE_GC_PERIOD) => {}
+            }
+            let now = self.clock.now();
+            if let Err(e) = self.detect(now, now).await {
+                warn!(error = %e, "image GC: detecting images failed");
+            }
+            // Upstream: a high threshold of 100 disables the periodic collection.
+            if self.policy.high_threshold_percent >= 100 {
+                continue;
             }
             match self.garbage_collect().await {
                 Ok(()) => failed_before = false,
@@ -298,5 +323,14 @@ mod tests {
         let m = manager(rt.clone(), Duration::from_secs(120));
         assert_eq!(m.delete_unused_images().await.unwrap(), 0);
         assert_eq!(rt.list_images().await.unwrap().len(), 2);
+        // Found there at start, they count as old.
+        let m = manager(rt.clone(), Duration::from_secs(120));
+        m.detect_existing().await;
+        assert_eq!(m.delete_unused_images().await.unwrap(), 1024);
+        assert_eq!(
+            rt.list_images().await.unwrap().len(),
+            1,
+            "the pause image stays"
+        );
     }
 }

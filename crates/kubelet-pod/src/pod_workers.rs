@@ -71,7 +71,16 @@ pub struct PodWorkers {
     failures: Arc<Mutex<HashMap<String, Failure>>>,
     /// Pods refused at admission; their workers only report them Failed.
     rejections: Arc<Mutex<HashMap<String, Rejection>>>,
+    /// Critical pods admitted by preemption: they start once their victims are killed
+    /// (upstream kills synchronously before admitting), or after [`PREEMPTION_WAIT`].
+    preempting: Arc<Mutex<HashMap<String, Preemption>>>,
 }
+
+/// The pods preempted for a critical pod, and since when.
+type Preemption = (Vec<String>, tokio::time::Instant);
+
+/// How long a critical pod waits for the pods preempted for it.
+pub const PREEMPTION_WAIT: Duration = Duration::from_secs(30);
 
 enum Step {
     Wait(Duration),
@@ -88,6 +97,7 @@ impl PodWorkers {
             cancel,
             failures: Arc::default(),
             rejections: Arc::default(),
+            preempting: Arc::default(),
         }
     }
 
@@ -241,7 +251,11 @@ impl PodWorkers {
     /// Judges a pod the workers meet for the first time (upstream `canAdmitPod` against the
     /// admitted pods still alive); a pod already finished is not judged.
     fn admit(&self, uid: &str, pod: &Pod) {
-        if kubelet_core::status::is_terminal_phase(self.phase(pod).as_deref()) {
+        let mut seen = pod.clone();
+        seen.status = self.deps.status.cached(uid).or_else(|| pod.status.clone());
+        if kubelet_core::status::is_terminal_phase(self.phase(pod).as_deref())
+            || deleted_and_stopped(&seen)
+        {
             return;
         }
         let refused: Vec<String> = {
@@ -279,6 +293,13 @@ impl PodWorkers {
             Admission::Preempt(victims) => {
                 use kubelet_core::admission::preemption::{PREEMPTED_MESSAGE, PREEMPTING};
                 info!(?victims, "preempting pods to admit a critical pod");
+                self.preempting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        uid.to_string(),
+                        (victims.clone(), tokio::time::Instant::now()),
+                    );
                 for v in victims {
                     self.fail(
                         &v,
@@ -390,13 +411,53 @@ impl PodWorkers {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&uid);
+            self.preempting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
         }
+    }
+
+    /// Whether the pods preempted for this one are still being killed.
+    fn waiting_for_victims(&self, uid: &str) -> bool {
+        // Copied out: the workers' lock is taken below, and it comes first elsewhere.
+        let Some((victims, since)) = self
+            .preempting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned()
+        else {
+            return false;
+        };
+        let gone = |v: &String| {
+            self.deps.status.cached(v).and_then(|s| s.phase).as_deref() == Some("Failed")
+                || !self.lock().contains_key(v)
+        };
+        let done = victims.iter().all(gone);
+        if !done && since.elapsed() < PREEMPTION_WAIT {
+            return true;
+        }
+        if !done {
+            warn!(
+                ?victims,
+                "preempted pods not killed in time; starting the critical pod"
+            );
+        }
+        self.preempting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+        false
     }
 
     async fn sync(&self, d: &Desired, ws: &mut WorkerState) -> Result<Step, SyncError> {
         let deps = &self.deps;
         let pod = d.pod.as_ref();
         let r = PodRef::of(pod);
+        if !d.removed && self.waiting_for_victims(&r.uid) {
+            return Ok(Step::Wait(Duration::from_millis(200)));
+        }
         let rt = deps.runtime.pod_status(&r.uid).await?;
         let start = deps
             .status
@@ -631,7 +692,8 @@ impl PodWorkers {
     }
 }
 
-/// Being deleted with nothing running: as good as gone (upstream `podIsTerminated`).
+/// Being deleted with nothing running: as good as gone (upstream `podIsTerminated`; as its
+/// `notRunning`, a container neither terminated nor waiting counts as running).
 fn deleted_and_stopped(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_some()
         && !p
@@ -639,8 +701,11 @@ fn deleted_and_stopped(p: &Pod) -> bool {
             .as_ref()
             .and_then(|s| s.container_statuses.as_ref())
             .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+                cs.iter().any(|c| {
+                    c.state
+                        .as_ref()
+                        .is_none_or(|st| st.terminated.is_none() && st.waiting.is_none())
+                })
             })
 }
 

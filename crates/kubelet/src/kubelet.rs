@@ -155,6 +155,9 @@ struct Pipeline {
     standalone: bool,
 }
 
+/// How long the API's pods wait for the node informer's first list.
+const NODE_LISTED_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs the kubelet until `cancel` (or until one of its tasks ends early, an error).
 pub async fn run(s: Settings, cancel: CancellationToken) -> Result<(), KubeletError> {
     let node = prepare_node(&s).await?;
@@ -982,12 +985,14 @@ fn start_node_status(
         }
         .run(cancel.child_token()),
     );
+    let (node_listed_tx, mut node_listed_rx) = watch::channel(false);
     tasks.spawn(
         "node informer",
         kubelet_api::node_informer::run(
             Arc::new(api.clone()),
             s.node_name.clone(),
             node_published.clone(),
+            node_listed_tx,
             cancel.child_token(),
         ),
     );
@@ -1003,6 +1008,15 @@ fn start_node_status(
     );
     let updates = pod_updates.clone();
     tasks.spawn("api pod updates", async move {
+        // Admission judges pods by the Node's labels as the API server has them: the pods
+        // wait for the node informer's first list (10 s at most).
+        let listed = node_listed_rx.wait_for(|l| *l);
+        if tokio::time::timeout(NODE_LISTED_WAIT, listed)
+            .await
+            .is_err()
+        {
+            warn!("the Node was not listed within 10 s; admitting pods by its local labels");
+        }
         while let Some(u) = pods_rx.recv().await {
             if updates.send(SourceUpdate::Api(u)).await.is_err() {
                 return;

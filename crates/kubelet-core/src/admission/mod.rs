@@ -218,6 +218,20 @@ pub const SAFE_SYSCTLS: [&str; 4] = [
     "net.ipv4.ping_group_range",
 ];
 
+/// The kernel namespace a sysctl belongs to (upstream `sysctl.NamespacedBy`).
+fn sysctl_namespace(name: &str) -> Option<&'static str> {
+    if ["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        Some("ipc")
+    } else if name.starts_with("net.") {
+        Some("net")
+    } else {
+        None
+    }
+}
+
 fn allowed(name: &str, allowlist: &[String]) -> bool {
     SAFE_SYSCTLS.contains(&name)
         || allowlist.iter().any(|p| match p.strip_suffix('*') {
@@ -235,13 +249,24 @@ pub fn admit_sysctls(pod: &Pod, allowlist: &[String]) -> Result<(), (String, Str
         .and_then(|s| s.security_context.as_ref())
         .and_then(|s| s.sysctls.as_deref())
         .unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let host_net = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
     for s in sysctls {
-        if !allowed(&s.name, allowlist) {
-            return Err((
-                "SysctlForbidden".into(),
-                format!("forbidden sysctl: \"{}\" not whitelisted", s.name),
-            ));
-        }
+        let why = if !allowed(&s.name, allowlist) {
+            "not whitelisted"
+        } else {
+            // A namespaced sysctl would change the host's own namespace.
+            match sysctl_namespace(&s.name) {
+                Some("net") if host_net => "not allowed with host net enabled",
+                Some("ipc") if host_ipc => "not allowed with host ipc enabled",
+                _ => continue,
+            }
+        };
+        return Err((
+            "SysctlForbidden".into(),
+            format!("forbidden sysctl: \"{}\" {why}", s.name),
+        ));
     }
     Ok(())
 }
@@ -306,6 +331,22 @@ mod tests {
         assert!(admit_sysctls(&p, &["net.core.*".into()]).is_ok());
         assert!(admit_sysctls(&p, &["net.core.somaxconn".into()]).is_ok());
         assert!(admit_sysctls(&pod(serde_json::json!({"containers": []})), &[]).is_ok());
+        let host = pod(
+            serde_json::json!({"containers": [], "hostNetwork": true, "securityContext": {
+            "sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}}),
+        );
+        assert_eq!(
+            admit_sysctls(&host, &[]).unwrap_err().1,
+            "forbidden sysctl: \"net.ipv4.tcp_syncookies\" not allowed with host net enabled"
+        );
+        let ipc = pod(
+            serde_json::json!({"containers": [], "hostIPC": true, "securityContext": {
+            "sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}]}}),
+        );
+        assert_eq!(
+            admit_sysctls(&ipc, &[]).unwrap_err().1,
+            "forbidden sysctl: \"kernel.shm_rmid_forced\" not allowed with host ipc enabled"
+        );
     }
 
     #[test]

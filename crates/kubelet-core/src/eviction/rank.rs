@@ -103,7 +103,8 @@ pub fn rank<'a>(
             let ws = |p: &Pod| stats(p).map(|s| working_set(s).unwrap_or(0));
             let (sa, sb) = (ws(a), ws(b));
             let (Some(ua), Some(ub)) = (sa, sb) else {
-                return first_if(sa.is_none(), sb.is_none());
+                // Without stats first; two without, by priority (upstream's next comparator).
+                return first_if(sa.is_none(), sb.is_none()).then_with(|| by_priority(a, b));
             };
             let (ra, rb) = (request(a, "memory"), request(b, "memory"));
             first_if(ua > ra, ub > rb)
@@ -139,7 +140,8 @@ pub fn rank<'a>(
             };
             pods.sort_by(|a, b| {
                 let (Some(ua), Some(ub)) = (usage(a), usage(b)) else {
-                    return first_if(usage(a).is_none(), usage(b).is_none());
+                    return first_if(usage(a).is_none(), usage(b).is_none())
+                        .then_with(|| by_priority(a, b));
                 };
                 let exceeds = |p: &Pod, u: i64| u > request(p, resource);
                 // Upstream subtracts the ephemeral-storage request whatever the resource.
@@ -152,28 +154,25 @@ pub fn rank<'a>(
     }
 }
 
-/// A request as `Quantity.String()` prints it: as written, "0" when there is none.
-fn request_text(p: &Pod, container: &str, resource: &str) -> (i64, String) {
-    let q = p
+/// A spec container's request as `Quantity.String()` prints it: as written, "0" when there
+/// is none; `None` for a container the spec does not have.
+fn request_text(p: &Pod, container: &str, resource: &str) -> Option<(i64, String)> {
+    let c = p
         .spec
         .iter()
         .flat_map(|s| &s.containers)
-        .find(|c| c.name == container)
-        .and_then(|c| {
-            c.resources
-                .as_ref()?
-                .requests
-                .as_ref()?
-                .get(resource)
-                .cloned()
-        });
-    match q {
+        .find(|c| c.name == container)?;
+    let q = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref()?.get(resource).cloned());
+    Some(match q {
         Some(q) => {
             let m = crate::quantity::parse_milli(&q.0).unwrap_or(0);
             (i64::try_from((m + 999) / 1000).unwrap_or(i64::MAX), q.0)
         }
         None => (0, "0".into()),
-    }
+    })
 }
 
 /// Upstream `evictionMessage`: the starved resource, then each container using more of it
@@ -196,7 +195,9 @@ pub fn eviction_message(resource: &str, pod: &Pod, stats: Option<&PodStats>) -> 
             _ => None,
         };
         let Some(usage) = usage else { continue };
-        let (req, text) = request_text(pod, &cs.name, resource);
+        let Some((req, text)) = request_text(pod, &cs.name, resource) else {
+            continue;
+        };
         if i64::try_from(usage).unwrap_or(i64::MAX) > req {
             m.push_str(&format!(
                 "Container {} was using {}, which exceeds its request of {}. ",

@@ -154,7 +154,8 @@ fn statement(signal: &str, v: &str) -> Result<Option<Threshold>, ThresholdError>
                 "eviction percentage threshold {signal} must be >= 0%: {v}"
             )));
         }
-        if p > 1.0 {
+        // Upstream compares the fraction with 100, so any percentage up to 10000% passes.
+        if p > 100.0 {
             return Err(ThresholdError(format!(
                 "eviction percentage threshold {signal} must be <= 100%: {v}"
             )));
@@ -507,8 +508,8 @@ mod tests {
             "eviction threshold memory.available must be positive: -1Mi"
         );
         assert_eq!(
-            e(&[("nodefs.available", "120%")], &[]),
-            "eviction percentage threshold nodefs.available must be <= 100%: 120%"
+            e(&[("nodefs.available", "-5%")], &[]),
+            "eviction percentage threshold nodefs.available must be >= 0%: -5%"
         );
         assert_eq!(
             e(&[], &[("memory.available", "1Gi")]),

@@ -23,14 +23,21 @@ pub struct ImageRecords {
 }
 
 impl ImageRecords {
-    /// Upstream `detectImages`: new images are recorded as detected now, images in use get
-    /// `last_used = now`, images gone are forgotten.
-    pub fn detect(&mut self, images: &[(String, u64)], in_use: &HashSet<String>, now: Timestamp) {
+    /// Upstream `detectImages`: new images are recorded as detected at `detected` (the
+    /// first detection at start passes the epoch: images already there count as old), images
+    /// in use get `last_used = now`, images gone are forgotten.
+    pub fn detect(
+        &mut self,
+        images: &[(String, u64)],
+        in_use: &HashSet<String>,
+        detected: Timestamp,
+        now: Timestamp,
+    ) {
         let current: HashSet<&str> = images.iter().map(|(id, _)| id.as_str()).collect();
         self.records.retain(|id, _| current.contains(id.as_str()));
         for (id, size) in images {
             let r = self.records.entry(id.clone()).or_insert(ImageRecord {
-                first_detected: now,
+                first_detected: detected,
                 last_used: None,
                 size: *size,
             });
@@ -125,11 +132,17 @@ mod tests {
             ids.iter().map(|(i, s)| (i.to_string(), *s)).collect()
         };
         let used: HashSet<String> = ["a".to_string(), "b".to_string()].into();
-        r.detect(&imgs(&[("a", 10), ("b", 20), ("c", 30)]), &used, at(0));
+        r.detect(
+            &imgs(&[("a", 10), ("b", 20), ("c", 30)]),
+            &used,
+            at(0),
+            at(0),
+        );
         let only_a: HashSet<String> = ["a".to_string()].into();
         r.detect(
             &imgs(&[("a", 10), ("b", 20), ("c", 30), ("d", 40)]),
             &only_a,
+            at(100),
             at(100),
         );
         // d is too young at 110 with a minimum age of 60 s; a is in use.
@@ -145,7 +158,7 @@ mod tests {
             ["c", "d", "b"]
         );
         // Gone from the runtime: forgotten.
-        r.detect(&imgs(&[("a", 10)]), &only_a, at(300));
+        r.detect(&imgs(&[("a", 10)]), &only_a, at(300), at(300));
         assert_eq!(r.records.len(), 1);
     }
 

@@ -95,6 +95,23 @@ impl RuntimeManager {
             DeadContainer, GcSandbox, containers_to_remove, sandboxes_to_remove,
         };
         use kubelet_core::labels::{CONTAINER_NAME, POD_UID};
+        // Standalone (`Foreign` for unknown pods), the pods whose sandboxes carry this
+        // kubelet's root dir are still its own to collect.
+        let own_root = self.cfg.root_dir.to_string_lossy().into_owned();
+        let ours: std::collections::HashSet<String> = self
+            .rt
+            .list_pod_sandbox(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.labels.get(kubelet_core::labels::KUBELET_ROOT_DIR) == Some(&own_root))
+            .filter_map(|s| s.metadata.map(|m| m.uid))
+            .collect();
+        let state = &|uid: &str| match state(uid) {
+            kubelet_core::gc::PodState::Foreign if ours.contains(uid) => {
+                kubelet_core::gc::PodState::Deleted
+            }
+            other => other,
+        };
         let containers = self.rt.list_containers(None).await?;
         let running = kubelet_cri::api::ContainerState::ContainerRunning as i32;
         let dead: Vec<DeadContainer> = containers
