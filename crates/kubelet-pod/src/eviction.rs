@@ -18,7 +18,7 @@ use kubelet_core::eviction::thresholds::{EvictionState, Threshold, observe, sync
 use kubelet_core::eviction::{
     empty_dir_limits, empty_dir_over_limit, ephemeral_storage_over_limit, has_ephemeral_limits,
 };
-use kubelet_core::stats::Summary;
+use kubelet_core::stats::{PodStats, Summary};
 use kubelet_core::sync::Failure;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -51,7 +51,7 @@ pub struct EvictionManager {
     pub workers: PodWorkers,
     pub summary: Arc<dyn SummarySource>,
     /// For the local-storage checks (`None` in tests of the node signals).
-    pub local_storage: Option<(Arc<VolumeManager>, Arc<StatsProvider>)>,
+    pub local_storage: Option<Arc<VolumeManager>>,
     pub thresholds: Vec<Threshold>,
     /// `evictionMaxPodGracePeriod`: the grace period of a soft eviction.
     pub max_pod_grace_seconds: i64,
@@ -118,8 +118,8 @@ impl EvictionManager {
             }
             changed
         });
-        if let Some((volumes, stats)) = &self.local_storage
-            && let Some(uid) = local_storage_evictions(&self.workers, volumes, stats).await
+        if let Some(volumes) = &self.local_storage
+            && let Some(uid) = local_storage_evictions(&self.workers, volumes, &summary.pods).await
         {
             return Some(uid);
         }
@@ -229,12 +229,12 @@ impl EvictionManager {
 }
 
 /// Measures the limited emptyDirs of every running pod and evicts those over their limit;
-/// then, from the summary stats, the pods and containers with ephemeral-storage limits.
+/// then, from the pass's summary stats, the pods and containers with ephemeral-storage limits.
 /// The first pod evicted, if any.
 pub async fn local_storage_evictions(
     workers: &PodWorkers,
     volumes: &VolumeManager,
-    stats: &StatsProvider,
+    pod_stats: &[PodStats],
 ) -> Option<String> {
     let mut limited_pods = vec![];
     let mut evicted = None;
@@ -250,17 +250,7 @@ pub async fn local_storage_evictions(
             limited_pods.push(pod);
         }
     }
-    if limited_pods.is_empty() {
-        return evicted;
-    }
-    let pod_stats = match stats.pod_storage_stats(&limited_pods).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "no stats for the local-storage eviction checks");
-            return evicted;
-        }
-    };
-    for ps in &pod_stats {
+    for ps in pod_stats {
         let Some(pod) = limited_pods
             .iter()
             .find(|p| p.metadata.uid.as_deref() == Some(ps.pod_ref.uid.as_str()))
@@ -484,13 +474,15 @@ mod tests {
             s.clock.clone(),
         );
         // Within the limit: nothing happens.
-        local_storage_evictions(&s.workers, &volumes, &stats).await;
+        let pods = s.workers.active_pods();
+        let ps = stats.eviction_summary(&pods).await.unwrap().pods;
+        local_storage_evictions(&s.workers, &volumes, &ps).await;
         assert_eq!(s.phase().as_deref(), Some("Running"));
         let dir = volumes
             .root_dir
             .join("pods/u1/volumes/kubernetes.io~empty-dir/scratch");
         std::fs::write(dir.join("big"), vec![0u8; 8192]).unwrap();
-        local_storage_evictions(&s.workers, &volumes, &stats).await;
+        local_storage_evictions(&s.workers, &volumes, &ps).await;
         s.until("evicted", |s| s.phase().as_deref() == Some("Failed"))
             .await;
         assert_eq!(s.reason().as_deref(), Some("Evicted"));

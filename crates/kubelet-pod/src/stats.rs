@@ -283,14 +283,6 @@ impl StatsProvider {
             .map_err(StatsError::RootFs)
     }
 
-    /// The pods' stats alone, for the eviction manager: no node figures, and the CPU-rate
-    /// samples of `/stats/summary` left as they are.
-    pub async fn pod_storage_stats(&self, pods: &[Pod]) -> Result<Vec<PodStats>, StatsError> {
-        let now = self.clock.now_unix_ns();
-        let root_fs = self.root_fs(now)?;
-        self.pod_stats(pods, now, &root_fs, false).await
-    }
-
     /// The summary as the eviction manager reads it: everything but the CPU-rate samples of
     /// `/stats/summary`, which it leaves as they are.
     pub async fn eviction_summary(&self, pods: &[Pod]) -> Result<Summary, StatsError> {

@@ -853,7 +853,7 @@ fn start_eviction_manager(
     let manager = kubelet_pod::eviction::EvictionManager {
         workers: pipeline.workers.clone(),
         summary: pipeline.stats.clone(),
-        local_storage: Some((pipeline.volumes.clone(), pipeline.stats.clone())),
+        local_storage: Some(pipeline.volumes.clone()),
         thresholds,
         max_pod_grace_seconds: i64::from(cfg.eviction_max_pod_grace_period),
         transition: cfg.eviction_pressure_transition_period,
