@@ -98,13 +98,13 @@ impl RuntimeManager {
         // Standalone (`Foreign` for unknown pods), the pods whose sandboxes carry this
         // kubelet's root dir are still its own to collect.
         let own_root = self.cfg.root_dir.to_string_lossy().into_owned();
-        let ours: std::collections::HashSet<String> = self
-            .rt
-            .list_pod_sandbox(None)
-            .await?
-            .into_iter()
+        // One listing of each, before anything is removed.
+        let all_sandboxes = self.rt.list_pod_sandbox(None).await?;
+        let containers = self.rt.list_containers(None).await?;
+        let ours: std::collections::HashSet<String> = all_sandboxes
+            .iter()
             .filter(|s| s.labels.get(kubelet_core::labels::KUBELET_ROOT_DIR) == Some(&own_root))
-            .filter_map(|s| s.metadata.map(|m| m.uid))
+            .filter_map(|s| s.metadata.as_ref().map(|m| m.uid.clone()))
             .collect();
         let state = &|uid: &str| match state(uid) {
             kubelet_core::gc::PodState::Foreign if ours.contains(uid) => {
@@ -112,7 +112,6 @@ impl RuntimeManager {
             }
             other => other,
         };
-        let containers = self.rt.list_containers(None).await?;
         let running = kubelet_cri::api::ContainerState::ContainerRunning as i32;
         let dead: Vec<DeadContainer> = containers
             .iter()
@@ -128,6 +127,7 @@ impl RuntimeManager {
             .collect();
         let now = self.clock.now_unix_ns();
         let mut removed = 0;
+        let mut removed_ids = std::collections::HashSet::new();
         let gone = containers_to_remove(
             &dead,
             policy,
@@ -143,6 +143,7 @@ impl RuntimeManager {
                 }
                 _ => {
                     removed += 1;
+                    removed_ids.insert(id.clone());
                     self.exited
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -151,23 +152,18 @@ impl RuntimeManager {
             }
         }
         // Sandboxes, judged after the containers went: one still holding any is active.
-        let holders: std::collections::HashSet<String> = self
-            .rt
-            .list_containers(None)
-            .await?
-            .into_iter()
-            .map(|c| c.pod_sandbox_id)
+        let holders: std::collections::HashSet<&str> = containers
+            .iter()
+            .filter(|c| !removed_ids.contains(&c.id))
+            .map(|c| c.pod_sandbox_id.as_str())
             .collect();
         let ready = kubelet_cri::api::PodSandboxState::SandboxReady as i32;
-        let sandboxes: Vec<GcSandbox> = self
-            .rt
-            .list_pod_sandbox(None)
-            .await?
+        let sandboxes: Vec<GcSandbox> = all_sandboxes
             .into_iter()
             .filter_map(|s| {
                 let uid = s.metadata.as_ref()?.uid.clone();
                 Some(GcSandbox {
-                    active: s.state == ready || holders.contains(&s.id),
+                    active: s.state == ready || holders.contains(s.id.as_str()),
                     id: s.id,
                     pod_uid: uid,
                     created: s.created_at,
@@ -183,5 +179,99 @@ impl RuntimeManager {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod node_gc_tests {
+    use super::*;
+    use crate::kuberuntime::tests::{Scratch, manager, tmp};
+    use kubelet_core::gc::{GcPolicy, PodState};
+    use kubelet_cri::api;
+    use kubelet_cri::fake::FakeRuntime;
+
+    /// A sandbox of pod `uid` with `n` exited containers named `c`, oldest first.
+    async fn pod_with_dead(rt: &FakeRuntime, uid: &str, n: usize) -> (String, Vec<String>) {
+        let sb_cfg = api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: uid.into(),
+                uid: uid.into(),
+                namespace: "ns".into(),
+                attempt: 0,
+            }),
+            ..Default::default()
+        };
+        let sb = rt
+            .run_pod_sandbox(sb_cfg.clone(), String::new())
+            .await
+            .unwrap();
+        let mut ids = vec![];
+        for _ in 0..n {
+            let cfg = api::ContainerConfig {
+                metadata: Some(api::ContainerMetadata {
+                    name: "c".into(),
+                    attempt: 0,
+                }),
+                labels: [
+                    (kubelet_core::labels::POD_UID.to_string(), uid.to_string()),
+                    (
+                        kubelet_core::labels::CONTAINER_NAME.to_string(),
+                        "c".to_string(),
+                    ),
+                ]
+                .into(),
+                image: Some(api::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            ids.push(rt.create_container(&sb, cfg, sb_cfg.clone()).await.unwrap());
+        }
+        (sb, ids)
+    }
+
+    #[tokio::test]
+    async fn dead_containers_beyond_the_newest_and_a_deleted_pods_all_go() {
+        let dir = Scratch(tmp());
+        let rt = Arc::new(FakeRuntime::with_images(&["busybox"]));
+        let m = manager(rt.clone(), &dir);
+        let (_, live) = pod_with_dead(&rt, "live", 3).await;
+        let (gone_sb, gone) = pod_with_dead(&rt, "gone", 1).await;
+        rt.stop_pod_sandbox(&gone_sb).await.unwrap();
+        let state = |uid: &str| {
+            if uid == "gone" {
+                PodState::Deleted
+            } else {
+                PodState::Live
+            }
+        };
+        m.garbage_collect(GcPolicy::default(), true, false, &state)
+            .await
+            .unwrap();
+        let left: Vec<String> = rt
+            .list_containers(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(
+            left,
+            [live[2].clone()],
+            "the newest of `live` only; {gone:?} went"
+        );
+        let sandboxes: Vec<String> = rt
+            .list_pod_sandbox(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert!(
+            !sandboxes.contains(&gone_sb),
+            "the deleted pod's stopped sandbox went"
+        );
+        assert_eq!(sandboxes.len(), 1);
     }
 }
