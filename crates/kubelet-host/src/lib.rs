@@ -41,8 +41,6 @@ pub use kubelet_core::machine::{FsStats, MachineInfo};
 pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     fn machine_info(&self) -> Result<MachineInfo>;
     fn fs_stats(&self, path: &Path) -> Result<FsStats>;
-    /// Bytes of memory available (MemAvailable), for pressure conditions.
-    fn memory_available(&self) -> Result<u64>;
     /// The IPv4 address of the interface carrying the default route.
     fn default_route_ip(&self) -> Option<IpAddr>;
     /// The first address `name` resolves to (hosts file, then DNS) that is assigned here and
@@ -180,13 +178,6 @@ impl Host for RealHost {
         })
     }
 
-    fn memory_available(&self) -> Result<u64> {
-        meminfo_bytes(&read("/proc/meminfo")?, "MemAvailable").ok_or(HostError::Parse {
-            what: "/proc/meminfo",
-            detail: "no MemAvailable".into(),
-        })
-    }
-
     fn default_route_ip(&self) -> Option<IpAddr> {
         // Connecting a UDP socket sends nothing; it only asks the kernel which source address
         // it would route from, toward the default gateway. A default route with no gateway
@@ -247,7 +238,6 @@ impl Host for RealHost {
 pub struct FakeHost {
     pub info: MachineInfo,
     pub fs: FsStats,
-    pub mem_available: Mutex<u64>,
     pub ip: Option<IpAddr>,
     pub files: Mutex<Vec<(PathBuf, String)>>,
 }
@@ -259,9 +249,6 @@ impl Host for FakeHost {
     }
     fn fs_stats(&self, _path: &Path) -> Result<FsStats> {
         Ok(self.fs)
-    }
-    fn memory_available(&self) -> Result<u64> {
-        Ok(*self.mem_available.lock().unwrap_or_else(|e| e.into_inner()))
     }
     fn default_route_ip(&self) -> Option<IpAddr> {
         self.ip
