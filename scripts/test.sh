@@ -14,6 +14,10 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "unit and integration tests"
 cargo test --workspace --exclude kubelet-e2e --locked
+log "static pod UIDs: the unit test's expectations and type shape against upstream's own code"
+td=crates/kubelet-core/src/config/testdata
+diff <(cd "$td" && "$here/static-uid-oracle.sh" uid *.yaml) "$td/uids.txt"
+diff <("$here/static-uid-oracle.sh" schema) crates/kubelet-core/src/config/core_pod_types.json
 if [ "${KRS_SKIP_VM:-0}" = 1 ]; then
   log "KRS_SKIP_VM=1: skipping the systemd and cgroup v2 tests in the VM"
 else

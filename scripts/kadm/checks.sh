@@ -125,6 +125,14 @@ print('mirror=%s phase=%s ready=%s source=%s' % ('kubernetes.io/config.mirror' i
   for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
     st=$(static_state $c); res "static_$c" "$st"; static_ok "$st" || fail=1
   done
+  # Upstream's own code (static-uid-oracle.sh) gives kubeadm's manifests the UIDs ours did.
+  oracle=$(dirname "$(realpath "$0")")/../static-uid-oracle.sh
+  for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
+    want=$("$oracle" uid "$N1/etc-kubernetes/manifests/$c.yaml" 2>/dev/null | awk '{print $1}') || true
+    got=$(kc -n kube-system get pod "$c-$NODE1" -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.hash}' 2>/dev/null) || true
+    res "static_uid_$c" "ours=${got:-none} upstream=${want:-none}"
+    { [ -n "$want" ] && [ "$got" = "$want" ]; } || fail=1
+  done
   res kube_system_pods "$(kc -n kube-system get pods --no-headers 2>&1 | awk '{printf "%s:%s:%s ", $1, $2, $3}')"
   # ---- node 1 client certificate: kubeadm init gives the kubelet a client certificate in kubelet.conf,
   # which the kubelet may rotate at once through a CSR (then kubelet-finalize points kubelet.conf at

@@ -3,10 +3,8 @@
 //! upstream's `common.go` does, each source's full sets merged into adds, updates and
 //! removes (`config.go`), and which pods are static or mirror pods (`pod/mirror_client.go`).
 //!
-//! One deviation: a static pod's UID is the MD5 of the decoded pod's canonical JSON, where
-//! upstream hashes Go's debug print of its internal types. The UID has the same shape and
-//! the same property (it changes with the manifest and not with the node), but a pod
-//! started by the upstream kubelet is not adopted under the same UID.
+//! A static pod's UID is upstream's, bit for bit (`upstream_uid`): the MD5 of go-spew's print
+//! of the internal `core.Pod`, so a pod started by the upstream kubelet keeps its UID.
 
 use k8s_openapi::api::core::v1::{Pod, Toleration};
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,48 +106,236 @@ pub fn decode_pods(bytes: &[u8]) -> Result<Vec<Pod>, ManifestError> {
     Ok(vec![pod_from(v)?])
 }
 
-/// The API server's v1 defaults for the fields the kubelet reads (upstream
-/// `SetObjectDefaults_Pod`), so a static pod runs as the same pod posted to the API would.
+/// Upstream's v1 defaulting of a decoded pod (`SetObjectDefaults_Pod`, 1.20), all of it: the
+/// static pod's UID hashes the defaulted pod, and a static pod runs as the same pod posted to
+/// the API would. (Rounding resource lists to milli-units shows only in the UID's print.)
 pub fn v1_defaults(pod: &mut Pod) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
-    spec.restart_policy.get_or_insert_with(|| "Always".into());
-    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
-    spec.termination_grace_period_seconds.get_or_insert(30);
-    spec.scheduler_name
-        .get_or_insert_with(|| "default-scheduler".into());
-    spec.enable_service_links.get_or_insert(true);
-    spec.security_context.get_or_insert_with(Default::default);
-    let containers = spec
+    // SetDefaults_Pod: requests default to limits.
+    for c in spec
         .containers
         .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten());
-    for c in containers {
-        if c.image_pull_policy.is_none() {
-            let tag = c
-                .image
-                .as_deref()
-                .and_then(|i| i.rsplit('/').next())
-                .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
-            let latest = tag.is_none_or(|t| t == "latest");
-            let digest = c.image.as_deref().is_some_and(|i| i.contains('@'));
-            c.image_pull_policy = Some(
-                if latest && !digest {
-                    "Always"
-                } else {
-                    "IfNotPresent"
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        if let Some(r) = c.resources.as_mut()
+            && let Some(limits) = r.limits.clone()
+        {
+            let req = r.requests.get_or_insert_with(BTreeMap::new);
+            for (k, v) in limits {
+                req.entry(k).or_insert(v);
+            }
+        }
+    }
+    spec.enable_service_links.get_or_insert(true);
+    // SetDefaults_PodSpec.
+    default_str(&mut spec.dns_policy, "ClusterFirst");
+    default_str(&mut spec.restart_policy, "Always");
+    if spec.host_network == Some(true) {
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            for p in c.ports.iter_mut().flatten() {
+                if p.host_port.unwrap_or(0) == 0 {
+                    p.host_port = Some(p.container_port);
                 }
-                .into(),
-            );
+            }
         }
-        c.termination_message_path
-            .get_or_insert_with(|| "/dev/termination-log".into());
-        c.termination_message_policy
-            .get_or_insert_with(|| "File".into());
-        for p in c.ports.iter_mut().flatten() {
-            p.protocol.get_or_insert_with(|| "TCP".into());
+    }
+    spec.security_context.get_or_insert_with(Default::default);
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    default_str(&mut spec.scheduler_name, "default-scheduler");
+    for v in spec.volumes.iter_mut().flatten() {
+        volume_defaults(v);
+    }
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        container_defaults(c);
+    }
+    for e in spec.ephemeral_containers.iter_mut().flatten() {
+        // An ephemeral container shares a container's defaults field for field.
+        let Ok(mut c) = serde_json::to_value(&*e)
+            .and_then(serde_json::from_value::<k8s_openapi::api::core::v1::Container>)
+        else {
+            continue;
+        };
+        container_defaults(&mut c);
+        if let Ok(d) = serde_json::to_value(&c).and_then(serde_json::from_value) {
+            let target = e.target_container_name.take();
+            *e = d;
+            e.target_container_name = target;
         }
+    }
+}
+
+fn container_defaults(c: &mut k8s_openapi::api::core::v1::Container) {
+    if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
+        c.image_pull_policy = Some(default_pull_policy(c.image.as_deref().unwrap_or("")).into());
+    }
+    default_str(&mut c.termination_message_path, "/dev/termination-log");
+    default_str(&mut c.termination_message_policy, "File");
+    for p in c.ports.iter_mut().flatten() {
+        default_str(&mut p.protocol, "TCP");
+    }
+    for e in c.env.iter_mut().flatten() {
+        if let Some(f) = e.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
+            default_str(&mut f.api_version, "v1");
+        }
+    }
+    for p in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        default_int(&mut p.timeout_seconds, 1);
+        default_int(&mut p.period_seconds, 10);
+        default_int(&mut p.success_threshold, 1);
+        default_int(&mut p.failure_threshold, 3);
+        if let Some(h) = p.http_get.as_mut() {
+            http_get_defaults(h);
+        }
+    }
+    if let Some(l) = c.lifecycle.as_mut() {
+        for h in [&mut l.post_start, &mut l.pre_stop].into_iter().flatten() {
+            if let Some(h) = h.http_get.as_mut() {
+                http_get_defaults(h);
+            }
+        }
+    }
+}
+
+fn http_get_defaults(h: &mut k8s_openapi::api::core::v1::HTTPGetAction) {
+    if h.path.as_deref().is_none_or(str::is_empty) {
+        h.path = Some("/".into());
+    }
+    if h.scheme.as_deref().is_none_or(str::is_empty) {
+        h.scheme = Some("HTTP".into());
+    }
+}
+
+/// `Always` for `:latest` or no tag at all, as upstream's `SetDefaults_Container`.
+fn default_pull_policy(image: &str) -> &'static str {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, _)) => (n, true),
+        None => (image, false),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, "latest")) => "Always",
+        Some(_) => "IfNotPresent",
+        None if digest => "IfNotPresent",
+        None => "Always",
+    }
+}
+
+fn volume_defaults(v: &mut k8s_openapi::api::core::v1::Volume) {
+    // A volume that names no source is an emptyDir.
+    let no_source = serde_json::to_value(&*v)
+        .ok()
+        .and_then(|j| j.as_object().map(|o| o.keys().all(|k| k == "name")))
+        .unwrap_or(false);
+    if no_source {
+        v.empty_dir = Some(Default::default());
+    }
+    if let Some(h) = v.host_path.as_mut() {
+        h.type_.get_or_insert_with(String::new);
+    }
+    if let Some(s) = v.secret.as_mut() {
+        s.default_mode.get_or_insert(0o644);
+    }
+    if let Some(i) = v.iscsi.as_mut()
+        && i.iscsi_interface.as_deref().is_none_or(str::is_empty)
+    {
+        i.iscsi_interface = Some("default".into());
+    }
+    if let Some(r) = v.rbd.as_mut() {
+        for (f, d) in [
+            (&mut r.pool, "rbd"),
+            (&mut r.user, "admin"),
+            (&mut r.keyring, "/etc/ceph/keyring"),
+        ] {
+            if f.as_deref().is_none_or(str::is_empty) {
+                *f = Some(d.into());
+            }
+        }
+    }
+    if let Some(d) = v.downward_api.as_mut() {
+        d.default_mode.get_or_insert(0o644);
+        for i in d.items.iter_mut().flatten() {
+            if let Some(f) = i.field_ref.as_mut() {
+                default_str(&mut f.api_version, "v1");
+            }
+        }
+    }
+    if let Some(c) = v.config_map.as_mut() {
+        c.default_mode.get_or_insert(0o644);
+    }
+    if let Some(a) = v.azure_disk.as_mut() {
+        a.caching_mode.get_or_insert_with(|| "ReadWrite".into());
+        a.kind.get_or_insert_with(|| "Shared".into());
+        a.fs_type.get_or_insert_with(|| "ext4".into());
+        a.read_only.get_or_insert(false);
+    }
+    if let Some(p) = v.projected.as_mut() {
+        p.default_mode.get_or_insert(0o644);
+        for s in p.sources.iter_mut().flatten() {
+            for i in s
+                .downward_api
+                .as_mut()
+                .and_then(|d| d.items.as_mut())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(f) = i.field_ref.as_mut() {
+                    default_str(&mut f.api_version, "v1");
+                }
+            }
+            if let Some(t) = s.service_account_token.as_mut() {
+                t.expiration_seconds.get_or_insert(3600);
+            }
+        }
+    }
+    if let Some(s) = v.scale_io.as_mut() {
+        for (f, d) in [
+            (&mut s.storage_mode, "ThinProvisioned"),
+            (&mut s.fs_type, "xfs"),
+        ] {
+            if f.as_deref().is_none_or(str::is_empty) {
+                *f = Some(d.into());
+            }
+        }
+    }
+    if let Some(spec) = v
+        .ephemeral
+        .as_mut()
+        .and_then(|e| e.volume_claim_template.as_mut())
+    {
+        spec.spec
+            .volume_mode
+            .get_or_insert_with(|| "Filesystem".into());
+    }
+}
+
+/// Go's `if x == "" { x = d }`.
+fn default_str(f: &mut Option<String>, d: &str) {
+    if f.as_deref().is_none_or(str::is_empty) {
+        *f = Some(d.into());
+    }
+}
+
+/// Go's `if x == 0 { x = d }` (also through a nil pointer).
+fn default_int<T: Default + PartialEq + From<u8>>(f: &mut Option<T>, d: T) {
+    if f.as_ref().is_none_or(|v| *v == T::default()) {
+        *f = Some(d);
     }
 }
 
@@ -243,13 +429,21 @@ pub fn validate(pod: &Pod) -> Result<(), ManifestError> {
     }
 }
 
-/// A static pod's UID: MD5 (hex) of the decoded and defaulted pod before it is renamed, so
-/// it changes with the manifest and not with the node or the file's path.
+/// A static pod's UID, from the decoded and defaulted pod before it is renamed: upstream's
+/// own (`upstream_uid`), so a node switched from the upstream kubelet keeps its static pods;
+/// for the rare manifest that cannot be printed as upstream does (a set timestamp, raw managed
+/// fields, a quantity past int64's fast path), the MD5 of its canonical JSON.
 pub fn static_pod_uid(pod: &Pod) -> String {
-    use md5::Digest;
-    let json = serde_json::to_vec(pod).unwrap_or_default();
-    let digest = md5::Md5::digest(&json);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    match upstream_uid::upstream_uid(pod) {
+        Ok(uid) => uid,
+        Err(upstream_uid::Unsupported(why)) => {
+            use md5::Digest;
+            let _ = why;
+            let json = serde_json::to_vec(pod).unwrap_or_default();
+            let digest = md5::Md5::digest(&json);
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
 }
 
 /// Upstream `applyDefaults`: a decoded manifest becomes this node's pod. Validation follows.
@@ -516,6 +710,8 @@ impl PodStorage {
         self.pods.get(&source).into_iter().flat_map(|m| m.values())
     }
 }
+
+pub mod upstream_uid;
 
 #[cfg(test)]
 mod tests;

@@ -318,3 +318,28 @@ fn mirrors_are_created_replaced_and_cleaned_up() {
     // With the node gone, stale mirrors are still deleted.
     assert_eq!(decide_mirrors(&[], &[&orphan], "n", None).len(), 1);
 }
+
+/// Upstream's UIDs for the manifests in testdata/, as `scripts/static-uid-oracle.sh uid`
+/// computed them with upstream's own code.
+#[test]
+fn static_pod_uids_are_upstreams() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/testdata");
+    let expected = std::fs::read_to_string(dir.join("uids.txt")).unwrap();
+    let mut checked = 0;
+    for line in expected.lines() {
+        let (uid, file) = line.split_once(' ').unwrap();
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let mut pod = decode_pod(&bytes).unwrap();
+        v1_defaults(&mut pod);
+        let printed = upstream_uid::spew_internal_pod(&pod);
+        assert_eq!(
+            upstream_uid::upstream_uid(&pod).as_deref(),
+            Ok(uid),
+            "{file}: our print is {printed:?}"
+        );
+        let p = static_pod(&bytes, Source::File, "node-1").unwrap();
+        assert_eq!(p.metadata.uid.as_deref(), Some(uid), "{file}");
+        checked += 1;
+    }
+    assert!(checked >= 4);
+}
