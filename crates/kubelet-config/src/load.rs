@@ -5,6 +5,8 @@ use crate::flags::Overlay;
 use crate::*;
 use std::path::Path;
 
+type Mapping = serde_json::Map<String, serde_json::Value>;
+
 /// Fields of v1beta1 that only tune what this kubelet does not do (static pod polling,
 /// metrics visibility, log format...): accepted with any value, and reported as ignored.
 pub(crate) const IGNORED: &[&str] = &[
@@ -50,10 +52,7 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
 
 /// Whether `v` asks for the default `default` (JSON): the same value, the zero value that
 /// upstream's defaulting replaces, or the same duration written another way.
-pub(crate) fn asks_for_default(v: &serde_yaml::Value, default: &str) -> bool {
-    let Ok(v) = serde_json::to_value(v) else {
-        return false;
-    };
+pub(crate) fn asks_for_default(v: &serde_json::Value, default: &str) -> bool {
     let Ok(d) = serde_json::from_str::<serde_json::Value>(default) else {
         return false;
     };
@@ -81,7 +80,7 @@ pub(crate) fn asks_for_default(v: &serde_yaml::Value, default: &str) -> bool {
         (serde_json::Value::Number(a), serde_json::Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => false,
     };
-    v == d || zero || same_duration || same_number
+    *v == d || zero || same_duration || same_number
 }
 
 pub(crate) const SUPPORTED: &[&str] = &[
@@ -171,12 +170,13 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
 /// What errors call the configuration when no `--config` file is given.
 const NO_FILE: &str = "(none: defaults and flags)";
 
-fn read_mapping(path: &str, text: &str) -> Result<serde_yaml::Mapping, ConfigError> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+/// Upstream reads the file as YAML 1.1 (`sigs.k8s.io/yaml`): `failSwapOn: no` is false.
+fn read_mapping(path: &str, text: &str) -> Result<Mapping, ConfigError> {
+    let value = kubelet_core::yaml::to_json(text).map_err(|e| ConfigError::Syntax {
         path: path.into(),
         message: e.to_string(),
     })?;
-    let serde_yaml::Value::Mapping(map) = value else {
+    let serde_json::Value::Object(map) = value else {
         return Err(ConfigError::Syntax {
             path: path.into(),
             message: "expected a YAML mapping".into(),
@@ -186,8 +186,8 @@ fn read_mapping(path: &str, text: &str) -> Result<serde_yaml::Mapping, ConfigErr
 }
 
 /// The file a kubelet without `--config` reads: only the defaults.
-fn empty_mapping() -> serde_yaml::Mapping {
-    let mut m = serde_yaml::Mapping::new();
+fn empty_mapping() -> Mapping {
+    let mut m = Mapping::new();
     m.insert("apiVersion".into(), "kubelet.config.k8s.io/v1beta1".into());
     m.insert("kind".into(), "KubeletConfiguration".into());
     m
@@ -196,8 +196,8 @@ fn empty_mapping() -> serde_yaml::Mapping {
 /// Writes a flag's value into the file's mapping: it replaces what the file has at that path,
 /// except `featureGates`, which is merged gate by gate (upstream's
 /// `kubeletConfigFlagPrecedence`).
-fn apply_overlay(map: &mut serde_yaml::Mapping, o: &Overlay) {
-    let Ok(value) = serde_yaml::to_value(&o.value) else {
+fn apply_overlay(map: &mut Mapping, o: &Overlay) {
+    let Ok(value) = serde_json::to_value(&o.value) else {
         return;
     };
     let Some((last, parents)) = o.path.split_last() else {
@@ -205,24 +205,23 @@ fn apply_overlay(map: &mut serde_yaml::Mapping, o: &Overlay) {
     };
     let mut cur = map;
     for p in parents {
-        let key = serde_yaml::Value::String((*p).into());
         let entry = cur
-            .entry(key)
-            .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
-        if !entry.is_mapping() {
-            *entry = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+            .entry(*p)
+            .or_insert_with(|| serde_json::Value::Object(Mapping::new()));
+        if !entry.is_object() {
+            *entry = serde_json::Value::Object(Mapping::new());
         }
-        let serde_yaml::Value::Mapping(m) = entry else {
+        let serde_json::Value::Object(m) = entry else {
             return;
         };
         cur = m;
     }
-    let key = serde_yaml::Value::String((*last).into());
+    let key = (*last).to_string();
     match (o.path, cur.get_mut(&key), value) {
         (
             ["featureGates"],
-            Some(serde_yaml::Value::Mapping(file)),
-            serde_yaml::Value::Mapping(gates),
+            Some(serde_json::Value::Object(file)),
+            serde_json::Value::Object(gates),
         ) => {
             for (k, v) in gates {
                 file.insert(k, v);
@@ -274,23 +273,17 @@ pub fn parse_with_overlay(
 }
 
 /// Reads a mapping: what is honoured, ignored or refused, then the values and their checks.
-fn from_mapping(path: &str, map: serde_yaml::Mapping) -> Result<Loaded, ConfigError> {
-    let mut kept = serde_yaml::Mapping::new();
+fn from_mapping(path: &str, map: Mapping) -> Result<Loaded, ConfigError> {
+    let mut kept = Mapping::new();
     let (mut unsupported, mut unknown) = (vec![], vec![]);
     let mut api_version = None;
     let mut kind = None;
-    for (k, v) in map {
-        let Some(key) = k.as_str() else {
-            return Err(ConfigError::Syntax {
-                path: path.into(),
-                message: format!("non-string key {k:?}"),
-            });
-        };
-        match key {
+    for (key, v) in map {
+        match key.as_str() {
             "apiVersion" => api_version = v.as_str().map(str::to_string),
             "kind" => kind = v.as_str().map(str::to_string),
             k if SUPPORTED.contains(&k) => {
-                kept.insert(serde_yaml::Value::String(k.into()), v);
+                kept.insert(k.into(), v);
             }
             k if IGNORED.contains(&k) => unsupported.push(k.to_string()),
             k => match DEFAULT_ONLY.iter().find(|(f, _)| *f == k) {
@@ -322,7 +315,7 @@ fn from_mapping(path: &str, map: serde_yaml::Mapping) -> Result<Loaded, ConfigEr
             message: format!("kind must be KubeletConfiguration, got {kind:?}"),
         });
     }
-    let de = serde_yaml::Value::Mapping(kept);
+    let de = serde_json::Value::Object(kept);
     let config: KubeletConfiguration =
         serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
             path: path.into(),

@@ -454,7 +454,8 @@ fn absurd_values_are_field_errors() {
             "nodeStatusUpdateFrequency",
         ),
         ("kubeAPIQPS: 0.0000000000001", "kubeAPIQPS"),
-        ("kubeAPIQPS: .nan", "kubeAPIQPS"),
+        // No NaN in JSON: upstream's YAML-to-JSON step fails first, as ours.
+        ("kubeAPIQPS: .nan", "unsupported value"),
         ("eventRecordQPS: 1e-300", "eventRecordQPS"),
         (
             "streamingConnectionIdleTimeout: 3000000h",
@@ -480,4 +481,17 @@ fn go_durations() {
     assert!(parse_go_duration("10").is_err());
     assert!(parse_go_duration("5x").is_err());
     assert!(parse_go_duration("-1s").is_err());
+}
+
+/// The file is YAML 1.1, as upstream reads it: `no` is false, `0x10` is 16.
+#[test]
+fn the_file_reads_as_yaml_1_1() {
+    let l = parse(
+        "k.yaml",
+        &format!("{HEAD}failSwapOn: no\nrotateCertificates: On\nmaxPods: 0x10\n"),
+    )
+    .unwrap();
+    assert!(!l.config.fail_swap_on);
+    assert!(l.config.rotate_certificates);
+    assert_eq!(l.config.max_pods, 16);
 }

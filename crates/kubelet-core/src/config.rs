@@ -48,8 +48,7 @@ pub enum ManifestError {
 
 /// Parses YAML or JSON into a JSON value, refusing anything but a mapping.
 fn to_json(bytes: &[u8]) -> Result<serde_json::Value, ManifestError> {
-    let v: serde_json::Value =
-        serde_yaml::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+    let v = crate::yaml::bytes_to_json(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
     if !v.is_object() {
         return Err(ManifestError::Syntax("expected a mapping".into()));
     }

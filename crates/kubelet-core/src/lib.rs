@@ -33,3 +33,4 @@ pub mod security_context;
 pub mod stats;
 pub mod status;
 pub mod sync;
+pub mod yaml;

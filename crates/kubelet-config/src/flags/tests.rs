@@ -727,7 +727,7 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
         &["--volume-stats-agg-period=2m", "--logging-format=json"],
     )
     .unwrap();
-    assert_eq!(l.unsupported, ["volumeStatsAggPeriod", "logging"]);
+    assert_eq!(l.unsupported, ["logging", "volumeStatsAggPeriod"]);
     assert!(
         load(Some(FILE), &["--rotate-certificates"])
             .unwrap()

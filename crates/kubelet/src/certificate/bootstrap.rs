@@ -244,7 +244,7 @@ pub fn write_kubeconfig(
         current_context: Some("default-context".into()),
         ..Default::default()
     };
-    let yaml = serde_yaml::to_string(&kc).map_err(kubeconfig_err)?;
+    let yaml = kubelet_core::yaml::to_string(&kc).map_err(kubeconfig_err)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
             what: "creating",
@@ -285,9 +285,8 @@ mod tests {
             std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let v: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        let want = serde_yaml::from_str::<serde_yaml::Value>(&format!(
+        let v = kubelet_core::yaml::to_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let want = kubelet_core::yaml::to_json(&format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority: {ca}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {pem}\n    client-key: {pem}\ncontexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    user: default-auth\n    namespace: default\ncurrent-context: default-context\n",
             ca = dir.join("ca.crt").display(),
             pem = pem.display()
