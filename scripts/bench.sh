@@ -91,8 +91,7 @@ wait_cargo() {
 if [ $build = 1 ]; then
   wait_cargo
   log "building kubelet and kubelet-bench (release)"
-  (cd "$top" && cargo build --release -p kubelet -p kubelet-bench 2>&1 | tail -3) \
-    || fail "cargo build failed"
+  (cd "$top" && cargo build --release -p kubelet -p kubelet-bench) || fail "cargo build failed"
 fi
 [ -x "$BENCH" ] || fail "$BENCH missing: cargo build --release -p kubelet-bench"
 [ -x "$top/target/release/kubelet" ] || fail "target/release/kubelet missing: cargo build --release -p kubelet"

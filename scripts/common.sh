@@ -18,6 +18,15 @@ wait_for() { # $1 seconds, then a command; polls with a deadline
     sleep 0.2
   done
 }
+with_progress() { # $1 log file, $2 what; then a command: its output to the log, a line every 30 s
+  local logf=$1 what=$2 t0=$SECONDS rc=0; shift 2
+  "$@" >"$logf" 2>&1 & local pid=$!
+  while ! wait_for 30 pid_gone "$pid"; do
+    log "still $what ($(( (SECONDS - t0) / 60 ))m$(( (SECONDS - t0) % 60 ))s): $(tail -c 300 "$logf" | tail -1 | cut -c1-100)"
+  done
+  wait "$pid" || rc=$?
+  return $rc
+}
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 containerd_up() { # does our containerd answer? (ctr retries a missing socket for 10s, so look first)
   [ -S "$CONTAINERD_SOCK" ] && ctr --connect-timeout 2s --address "$CONTAINERD_SOCK" version >/dev/null 2>&1

@@ -2,9 +2,19 @@
 # Debian packages the node and the tests need. Idempotent.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-need=(containerd runc containernetworking-plugins busybox-static umoci skopeo gcc libc6-dev
+# Rust is not taken from Debian (bookworm's rustc is too old): rustup's stable, at least the
+# workspace's rust-version.
+min_rust=$(sed -nE 's/^rust-version = "([0-9.]+)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+if ! command -v cargo >/dev/null; then
+  log "cargo not found: install Rust >= $min_rust with rustup (https://rustup.rs), then rerun"; exit 1
+fi
+have_rust=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n' "$min_rust" "$have_rust" | sort -V | head -1)" != "$min_rust" ]; then
+  log "rustc $have_rust is older than $min_rust: rustup update stable"; exit 1
+fi
+need=(containerd runc containernetworking-plugins busybox-static umoci skopeo gcc g++ libc6-dev
       golang-go rsync jq etcd-server etcd-client openssl iproute2 iptables make curl
-      python3 util-linux golang-github-modern-go-reflect2-dev)   # the last: kadm/build.sh (kubeadm)
+      python3 util-linux golang-github-modern-go-reflect2-dev)   # g++: cargo fuzz; the last: kubeadm
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -161,4 +161,12 @@ if ! have_image $BB:latest; then
 fi
 have_image $BB:1.36 || ctr_ images tag --force $BB:latest $BB:1.36 >/dev/null
 
+# An image no pod uses, for the disk-pressure test to watch image GC take (it imports it again).
+GCV=krs.local/e2e/gc-victim:1 GCV_TAR=$KRS_CACHE/images/gc-victim.tar
+if [ ! -s "$GCV_TAR" ]; then
+  mkdir -p "$W/gcv-root" && echo "garbage" > "$W/gcv-root/victim"
+  build_image $GCV "$GCV_TAR" "$W/gcv-root" --config.label krs.e2e=gc-victim
+fi
+have_image $GCV || import_image $GCV "$GCV_TAR"
+
 ctr_ images ls -q | grep -v '^sha256:'

@@ -107,6 +107,7 @@ pub enum Field {
     LockFile,
     ExitOnLockContention,
     Verbosity,
+    Vmodule,
 }
 
 /// What a flag acts on.
@@ -191,6 +192,8 @@ pub struct KubeletFlags {
     pub exit_on_lock_contention: bool,
     /// Log verbosity, as klog's `-v`.
     pub verbosity: i32,
+    /// klog's `--vmodule` (`pattern=N,...`): verbosity by source file.
+    pub vmodule: String,
 }
 
 /// The default CRI endpoint: containerd's (upstream: dockershim's).
@@ -216,6 +219,7 @@ impl Default for KubeletFlags {
             lock_file: None,
             exit_on_lock_contention: false,
             verbosity: 0,
+            vmodule: String::new(),
         }
     }
 }
@@ -871,6 +875,7 @@ fn set_field(f: &mut KubeletFlags, field: Field, raw: &str, v: &Value) {
         Field::Verbosity => {
             f.verbosity = v.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0)
         }
+        Field::Vmodule => f.vmodule = raw.into(),
     }
 }
 

@@ -334,6 +334,33 @@ pub struct KubeletConfiguration {
     /// someone must approve) and is rotated like the client's; no self-signed one is made.
     #[serde(default, rename = "serverTLSBootstrap")]
     pub server_tls_bootstrap: bool,
+    /// The log format (`text`: klog's lines; `json`); `--logging-format` sets it.
+    #[serde(default)]
+    pub logging: LoggingConfiguration,
+}
+
+/// `logging` (component-base's LoggingConfiguration, 1.20).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingConfiguration {
+    #[serde(default = "text_format")]
+    pub format: String,
+    /// Upstream's experimental redaction of sensitive fields: not done, so refused if asked.
+    #[serde(default)]
+    pub sanitization: bool,
+}
+
+impl Default for LoggingConfiguration {
+    fn default() -> Self {
+        Self {
+            format: text_format(),
+            sanitization: false,
+        }
+    }
+}
+
+fn text_format() -> String {
+    "text".into()
 }
 
 fn twenty_seconds() -> Duration {
@@ -487,6 +514,7 @@ impl Default for KubeletConfiguration {
             provider_id: String::new(),
             rotate_certificates: false,
             server_tls_bootstrap: false,
+            logging: LoggingConfiguration::default(),
         }
     }
 }

@@ -14,7 +14,6 @@ pub(crate) const IGNORED: &[&str] = &[
     "cpuManagerReconcilePeriod",
     "contentType",
     "showHiddenMetricsForVersion",
-    "logging",
     "enableSystemLogHandler",
     "hairpinMode",
     "podCIDR",
@@ -84,6 +83,7 @@ pub(crate) fn asks_for_default(v: &serde_json::Value, default: &str) -> bool {
 }
 
 pub(crate) const SUPPORTED: &[&str] = &[
+    "logging",
     "authentication",
     "authorization",
     "cgroupDriver",
@@ -442,6 +442,22 @@ pub fn validate(c: &KubeletConfiguration) -> Result<(), ConfigError> {
     }
     if c.kube_api_burst == 0 {
         return bad("kubeAPIBurst", "must be at least 1");
+    }
+    // Upstream's words (component-base/logs): only the registered formats.
+    if !["text", "json"].contains(&c.logging.format.as_str()) {
+        return bad(
+            "logging.format",
+            &format!(
+                "Unsupported log format: {:?} (text, json)",
+                c.logging.format
+            ),
+        );
+    }
+    if c.logging.sanitization {
+        return bad(
+            "logging.sanitization",
+            "log sanitization is not supported by kubelet-rs: it would not be done",
+        );
     }
     let url = &c.static_pod_url;
     if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {

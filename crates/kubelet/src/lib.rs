@@ -5,6 +5,7 @@ pub mod certificate;
 mod cm;
 pub mod healthz;
 pub mod kubelet;
+pub mod logging;
 pub mod node_facts;
 mod nodeshutdown;
 pub mod options;

@@ -1,36 +1,11 @@
 //! The kubelet binary: parse flags, set up logging, run until SIGTERM/SIGINT.
 
 use ::kubelet::{
-    kubelet,
-    options::{self, FlagsError, Parsed},
+    kubelet, logging,
+    options::{self, FlagsError},
 };
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
-
-/// The log targets `-v` sets the level of (the kubelet's own decisions and actions); every
-/// other target logs warnings.
-const OUR_CRATES: &[&str] = &["kubelet", "kubelet_pod", "kubelet_api"];
-
-fn init_logging(verbosity: i32) {
-    let level = match verbosity {
-        i32::MIN..=1 => "info",
-        2..=4 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBELET_LOG").unwrap_or_else(|_| {
-        let ours = OUR_CRATES
-            .iter()
-            .map(|c| format!(",{c}={level}"))
-            .collect::<String>();
-        tracing_subscriber::EnvFilter::new(format!("warn{ours}"))
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}
 
 fn main() -> std::process::ExitCode {
     let parsed = match options::parse(std::env::args_os().skip(1)) {
@@ -50,8 +25,24 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    init_logging(parsed.flags.verbosity);
-    for w in &parsed.warnings {
+    // The config file says the log format: read it first, log its warnings after.
+    let settings = match kubelet::settings(parsed) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "kubelet: error: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    logging::init(logging::Options {
+        verbosity: settings.flags.verbosity,
+        vmodule: logging::parse_vmodule(&settings.flags.vmodule),
+        format: if settings.config.logging.format == "json" {
+            logging::Format::Json
+        } else {
+            logging::Format::Text
+        },
+    });
+    for w in &settings.warnings {
         tracing::warn!("{w}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +50,7 @@ fn main() -> std::process::ExitCode {
         .build();
     let result = runtime
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(parsed)));
+        .and_then(|rt| rt.block_on(run(settings)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -70,8 +61,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(parsed: Parsed) -> anyhow::Result<()> {
-    let settings = kubelet::settings(parsed)?;
+async fn run(settings: kubelet::Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {

@@ -7,7 +7,7 @@ use kubelet_cri::CriError;
 use kubelet_host::{Host, HostError, RealHost};
 use std::net::IpAddr;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::info;
 
 #[derive(Debug, Error)]
 pub enum KubeletError {
@@ -108,14 +108,21 @@ pub struct Settings {
     pub node_labels: std::collections::BTreeMap<String, String>,
     /// What the Node is created with: taints, schedulability, provider ID.
     pub registration: kubelet_core::nodestatus::Registration,
+    /// To log once logging is set up (its format is in the config): the command line's
+    /// deprecations and no-ops, then the config's ignored and unknown fields.
+    pub warnings: Vec<String>,
 }
 
 /// Reads and validates flags and the config file; every error names what is wrong.
 /// KubeletConfiguration flags are written over the file (or the defaults, without
 /// `--config`) before it is read, so they win and are honoured, ignored or refused as the
-/// file's fields are. The parse's warnings are the caller's to log.
+/// file's fields are. The warnings are the caller's to log.
 pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
-    let Parsed { flags, overlay, .. } = parsed;
+    let Parsed {
+        flags,
+        overlay,
+        mut warnings,
+    } = parsed;
     let loaded =
         config::load_with_overlay(flags.config.as_deref().map(std::path::Path::new), &overlay)?;
     for f in &loaded.unsupported {
@@ -125,13 +132,18 @@ pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
             .map(|o| format!("--{}", o.flag))
             .collect();
         if by.is_empty() {
-            warn!(field = %f, "KubeletConfiguration field is not yet supported; ignored");
+            warnings.push(format!(
+                "KubeletConfiguration field {f} is not yet supported; ignored"
+            ));
         } else {
-            warn!(field = %f, flags = %by.join(" "), "KubeletConfiguration field (set by flag) is not yet supported; ignored");
+            warnings.push(format!(
+                "KubeletConfiguration field {f} (set by {}) is not yet supported; ignored",
+                by.join(" ")
+            ));
         }
     }
     for f in &loaded.unknown {
-        warn!(field = %f, "unknown KubeletConfiguration field; ignored");
+        warnings.push(format!("unknown KubeletConfiguration field {f}; ignored"));
     }
     let cfg = loaded.config;
     if flags.bootstrap_kubeconfig.is_some() && flags.kubeconfig.is_none() {
@@ -222,6 +234,7 @@ pub fn settings(parsed: Parsed) -> Result<Settings, KubeletError> {
         node_name,
         node_labels,
         registration,
+        warnings,
     })
 }
 

@@ -261,3 +261,130 @@ async fn pid_pressure_evicts_the_pod_with_the_most_processes() {
     ns.cleanup().await;
     let _ = std::fs::remove_file(&cfg);
 }
+
+/// The runtime's image names (containerd's k8s.io namespace).
+fn images() -> Vec<String> {
+    let out = std::process::Command::new("ctr")
+        .args([
+            "--address",
+            &env("KRS_CONTAINERD_SOCK"),
+            "-n",
+            "k8s.io",
+            "images",
+            "ls",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ctr images ls failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn disk_pressure_takes_unused_images_first_then_evicts_the_writer() {
+    let _one = ONE_RESTART.lock().await;
+    let ns = TestNs::new("evict-disk").await;
+    let since = started();
+    // An image no pod uses, imported again for this run.
+    let victim = env("KRS_GC_VICTIM");
+    if !images().contains(&victim) {
+        let ok = std::process::Command::new("ctr")
+            .args([
+                "--address",
+                &env("KRS_CONTAINERD_SOCK"),
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+            ])
+            .arg(env("KRS_GC_VICTIM_TAR"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok && images().contains(&victim),
+            "importing {victim} failed"
+        );
+    }
+    // nodefs.available sits 1 GiB under what is free now (the kubelet's root dir and the
+    // images share this disk, as upstream's e2e_node disk tests assume); the BestEffort pod
+    // writes 2 GiB into a disk-backed emptyDir.
+    let available = summary()["node"]["fs"]["availableBytes"].as_u64().unwrap();
+    let threshold_mi = available.saturating_sub(1 << 30) >> 20;
+    assert!(
+        threshold_mi > 1024,
+        "the node has too little free disk for this test"
+    );
+    let cfg = config_with_eviction(
+        &format!(
+            "evictionHard: {{nodefs.available: {threshold_mi}Mi, imagefs.available: 2%, memory.available: 100Mi}}\nevictionPressureTransitionPeriod: 30s"
+        ),
+        "evict-disk",
+    );
+    let _restore = Restore;
+    restart_kubelet(Some(&cfg));
+    ns.create(&steady(&ns)).await;
+    ns.wait_pod("steady", T, |p| phase(p) == "Running").await;
+    assert!(
+        images().contains(&victim),
+        "image GC ran before the pressure"
+    );
+
+    let mut writer = ns.pod(
+        "writer",
+        "Never",
+        json!([{"name": "fill", "image": "busybox", "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=2048; sync; sleep 3600"],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]),
+    );
+    writer.spec.as_mut().unwrap().volumes =
+        serde_json::from_value(json!([{"name": "data", "emptyDir": {}}])).unwrap();
+    ns.create(&writer).await;
+    assert_evicted(&ns, "writer", "ephemeral-storage").await;
+    // Node-level reclaim came first: the unused image is gone, the images in use are not.
+    let left = images();
+    assert!(!left.contains(&victim), "{victim} survived: {left:?}");
+    assert!(
+        left.iter()
+            .any(|i| i.starts_with("docker.io/library/busybox")),
+        "{left:?}"
+    );
+    node_event(
+        &ns,
+        "EvictionThresholdMet",
+        "Attempting to reclaim ephemeral-storage",
+        since,
+    )
+    .await;
+    eventually(T, "DiskPressure on the Node", || async {
+        (node_condition(&ns, "DiskPressure").await.as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    // Under disk pressure only critical pods are admitted.
+    let late = ns.pod(
+        "late",
+        "Never",
+        json!([{"name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["true"]}]),
+    );
+    ns.create(&late).await;
+    let p = ns.wait_pod("late", T, |p| phase(p) == "Failed").await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Pod The node had condition: [DiskPressure]. ")
+    );
+    let s = ns.pods().get("steady").await.unwrap();
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(container_status(&s, 0).restart_count, 0);
+    // The evicted pod's emptyDir goes with it, and the pressure clears.
+    eventually(T, "DiskPressure cleared", || async {
+        (node_condition(&ns, "DiskPressure").await.as_deref() == Some("False")).then_some(())
+    })
+    .await;
+    ns.cleanup().await;
+    let _ = std::fs::remove_file(&cfg);
+}

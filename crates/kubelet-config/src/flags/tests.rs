@@ -727,7 +727,15 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
         &["--volume-stats-agg-period=2m", "--logging-format=json"],
     )
     .unwrap();
-    assert_eq!(l.unsupported, ["logging", "volumeStatsAggPeriod"]);
+    assert_eq!(l.unsupported, ["volumeStatsAggPeriod"]);
+    assert_eq!(l.config.logging.format, "json");
+    assert!(
+        load(None, &["--logging-format=xml"])
+            .unwrap_err()
+            .to_string()
+            .contains("Unsupported log format")
+    );
+    assert!(load(None, &["--experimental-logging-sanitization"]).is_err());
     assert!(
         load(Some(FILE), &["--rotate-certificates"])
             .unwrap()
