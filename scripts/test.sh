@@ -87,4 +87,9 @@ fi
 # The side-by-side benchmark must not rot: a 1-pod smoke run of each kubelet (not timed here).
 log "benchmark smoke run"
 KRS_BENCH_IN_TEST=1 "$here/bench.sh" --smoke --no-plot --out "${TMPDIR:-/tmp}/kubelet-bench-smoke.json"
+# The Debian package builds and holds what it should (after the bench's release build).
+if [ "${KRS_PACKAGE:-1}" = 1 ]; then
+  log "Debian package (scripts/package.sh)"
+  "$here/package.sh" >/dev/null
+fi
 log "all tests passed"

@@ -423,6 +423,9 @@ pub fn rotating_client(
         .option_layer(retry)
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .layer(crate::rest_metrics::RestMetricsLayer::new(
+            &config.cluster_url,
+        ))
         .map_err(tower::BoxError::from)
         .service(http_client);
     Ok(kube::Client::new(service, config.default_namespace))

@@ -17,6 +17,7 @@ pub mod node_informer;
 pub mod nodelease;
 pub mod object_manager;
 pub mod pod_source;
+pub mod rest_metrics;
 pub mod status_manager;
 
 pub use api::{

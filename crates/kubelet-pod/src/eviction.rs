@@ -164,6 +164,7 @@ impl EvictionManager {
             info!(pod = ?p.metadata.name, %uid, %message, "eviction manager: evicting pod");
             self.workers
                 .fail(&uid, Failure::evicted_with_grace(message, grace));
+            count_eviction(&t.signal.to_string());
             return Some(uid);
         }
         info!("eviction manager: unable to evict any pods from the node");
@@ -260,6 +261,12 @@ pub async fn local_storage_evictions(
         let files = pod_files_bytes(&volumes.root_dir, &ps.pod_ref.uid);
         if let Some(message) = ephemeral_storage_over_limit(pod, ps, files) {
             info!(pod = ?pod.metadata.name, uid = %ps.pod_ref.uid, %message, "evicting pod");
+            // Upstream's pseudo-signals for limit evictions.
+            count_eviction(if message.starts_with("Pod ") {
+                "ephemeralpodfs.limit"
+            } else {
+                "ephemeralcontainerfs.limit"
+            });
             workers.evict(&ps.pod_ref.uid, message);
             evicted = evicted.or_else(|| Some(ps.pod_ref.uid.clone()));
         }
@@ -330,10 +337,19 @@ async fn empty_dir_evicted(workers: &PodWorkers, volumes: &VolumeManager, pod: &
     if let Some(message) = empty_dir_over_limit(pod, &|n| usage.get(n).copied()) {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         info!(pod = ?pod.metadata.name, %uid, %message, "evicting pod");
+        count_eviction("emptydirfs.limit");
         workers.evict(uid, message);
         return true;
     }
     false
+}
+
+/// `kubelet_evictions{eviction_signal}`.
+fn count_eviction(signal: &str) {
+    crate::metrics::METRICS
+        .evictions
+        .get_or_create(&vec![("eviction_signal".to_string(), signal.to_string())])
+        .inc();
 }
 
 #[cfg(test)]

@@ -45,9 +45,13 @@ pub struct Metrics {
     pub prober_probe: Family<Labels, Counter>,
     pub process_resident_memory: Gauge,
     pub process_virtual_memory: Gauge,
-    pub process_cpu_seconds: Gauge<f64, AtomicU64>,
+    pub process_cpu_seconds: Counter<f64, AtomicU64>,
     pub process_start_time: Gauge<f64, AtomicU64>,
     pub process_open_fds: Gauge,
+    pub process_max_fds: Gauge,
+    pub process_virtual_memory_max: Gauge<f64, AtomicU64>,
+    pub build_info: Family<Labels, Gauge>,
+    pub preemptions: Family<Labels, Counter>,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -71,10 +75,15 @@ impl Metrics {
             prober_probe: Family::default(),
             process_resident_memory: Gauge::default(),
             process_virtual_memory: Gauge::default(),
-            process_cpu_seconds: Gauge::default(),
+            process_cpu_seconds: Counter::default(),
             process_start_time: Gauge::default(),
             process_open_fds: Gauge::default(),
+            process_max_fds: Gauge::default(),
+            process_virtual_memory_max: Gauge::default(),
+            build_info: Family::default(),
+            preemptions: Family::default(),
         };
+        m.build_info.get_or_create(&build_info_labels()).set(1);
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
             r.register(
@@ -153,15 +162,52 @@ impl Metrics {
                 "Number of open file descriptors",
                 m.process_open_fds.clone(),
             );
+            r.register(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                m.process_max_fds.clone(),
+            );
+            r.register(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes",
+                m.process_virtual_memory_max.clone(),
+            );
+            r.register(
+                "kubernetes_build_info",
+                "[ALPHA] A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running",
+                m.build_info.clone(),
+            );
+            let rest = &*kubelet_api::rest_metrics::REST_CLIENT;
+            r.register(
+                "rest_client_requests",
+                "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host",
+                rest.requests.clone(),
+            );
+            r.register(
+                "rest_client_request_duration_seconds",
+                "[ALPHA] Request latency in seconds. Broken down by verb and URL",
+                rest.duration.clone(),
+            );
+            r.register(
+                "kubelet_preemptions",
+                "[ALPHA] Cumulative number of pod preemptions by preemption resource",
+                m.preemptions.clone(),
+            );
         }
-        m.probes_registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .register(
+        {
+            let mut r = m.probes_registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register(
                 "prober_probe",
                 "[ALPHA] Cumulative number of a liveness, readiness or startup probe for a container by result",
                 m.prober_probe.clone(),
             );
+            // As upstream's probe registry.
+            r.register(
+                "process_start_time_seconds",
+                "[ALPHA] Start time of the process since unix epoch in seconds",
+                m.process_start_time.clone(),
+            );
+        }
         m
     }
 
@@ -213,7 +259,7 @@ impl Metrics {
             .retain(|l| !gone.contains(l));
     }
 
-    /// `/metrics`, in the OpenMetrics text format.
+    /// `/metrics`, in the Prometheus text format 0.0.4, as upstream serves it.
     pub fn render(&self) -> String {
         refresh_process_metrics(self);
         let mut out = String::new();
@@ -221,11 +267,12 @@ impl Metrics {
         if encode(&mut out, &r).is_err() {
             out.clear();
         }
-        out
+        to_prometheus_text(&out)
     }
 
     /// `/metrics/probes`.
     pub fn render_probes(&self) -> String {
+        refresh_process_metrics(self);
         let mut out = String::new();
         let r = self
             .probes_registry
@@ -234,7 +281,7 @@ impl Metrics {
         if encode(&mut out, &r).is_err() {
             out.clear();
         }
-        out
+        to_prometheus_text(&out)
     }
 }
 
@@ -303,7 +350,11 @@ fn refresh_process_metrics(m: &Metrics) {
         .as_deref()
         .and_then(parse_self_stat)
     {
-        m.process_cpu_seconds.set((utime + stime) as f64 / TICKS);
+        // A counter only goes up: add what was spent since the last scrape.
+        let spent = (utime + stime) as f64 / TICKS - m.process_cpu_seconds.get();
+        if spent > 0.0 {
+            m.process_cpu_seconds.inc_by(spent);
+        }
         m.process_virtual_memory
             .set(i64::try_from(vsize).unwrap_or(i64::MAX));
         m.process_resident_memory.set(rss.saturating_mul(PAGE));
@@ -319,6 +370,106 @@ fn refresh_process_metrics(m: &Metrics) {
     if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
         m.process_open_fds.set(rd.count() as i64);
     }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        // The soft limit; "unlimited" is u64::MAX, as procfs reads it.
+        let soft = |name: &str, skip: usize| {
+            limits
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(skip))
+                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+        };
+        if let Some(n) = soft("Max open files", 3) {
+            m.process_max_fds.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = soft("Max address space", 3) {
+            m.process_virtual_memory_max.set(n as f64);
+        }
+    }
+}
+
+/// `kubernetes_build_info`'s labels, as `--version=raw` reports the build (sorted, as
+/// client_golang writes them).
+fn build_info_labels() -> Labels {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    [
+        ("build_date", ""),
+        ("compiler", "rustc"),
+        ("git_commit", ""),
+        ("git_tree_state", ""),
+        ("git_version", kubelet_core::nodestatus::KUBELET_VERSION),
+        ("go_version", ""),
+        ("major", "1"),
+        ("minor", "20"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([(
+        "platform".to_string(),
+        format!("{}/{arch}", std::env::consts::OS),
+    )])
+    .collect()
+}
+
+/// Counters whose upstream name has no `_total` (Prometheus text keeps the name as is).
+const NO_TOTAL: &[&str] = &[
+    "kubelet_evictions",
+    "kubelet_preemptions",
+    "kubelet_pleg_discard_events",
+];
+
+/// OpenMetrics text as the Prometheus text format 0.0.4 that upstream's kubelet serves, so the
+/// series keep upstream's exact names: a counter is named for its samples (`X_total`), except
+/// those upstream names without `_total`; no `_created` samples, `# UNIT` or `# EOF`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    let mut counter: Option<(String, bool)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            counter = (kind == "counter").then(|| (name.to_string(), NO_TOTAL.contains(&name)));
+            let shown = match &counter {
+                Some((n, false)) => format!("{n}_total"),
+                _ => name.to_string(),
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {shown} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {shown} {kind}\n"));
+            continue;
+        }
+        if line.starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let sample = line.split(['{', ' ']).next().unwrap_or("");
+        if sample.ends_with("_created") {
+            continue;
+        }
+        match &counter {
+            Some((n, true)) if sample == format!("{n}_total") => {
+                out.push_str(n);
+                out.push_str(&line[sample.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -330,6 +481,13 @@ mod tests {
         let s = "1234 (kube let) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 8 0 9000 123456 789 18446744073709551615";
         assert_eq!(parse_self_stat(s), Some((250, 50, 9000, 123456, 789)));
         assert_eq!(parse_self_stat("garbage"), None);
+    }
+
+    fn text_has(text: &str, want: &str) -> bool {
+        text.contains(want) || {
+            eprintln!("{text}");
+            false
+        }
     }
 
     #[test]
@@ -349,6 +507,37 @@ mod tests {
         );
         assert!(text.contains("kubelet_runtime_operations_duration_seconds_bucket{le=\"0.005\",operation_type=\"list_containers\"}") || text.contains("kubelet_runtime_operations_duration_seconds_bucket{operation_type=\"list_containers\",le=\"0.005\"}"), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        // Prometheus text 0.0.4, upstream's names: counters typed by their sample names, the
+        // few without `_total` kept so.
+        assert!(
+            text.contains("# TYPE kubelet_runtime_operations_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "),
+            "{text}"
+        );
+        assert!(text.contains("process_max_fds "), "{text}");
+        assert!(
+            text.contains("kubernetes_build_info{build_date=\"\",compiler=\"rustc\",git_commit=\"\",git_tree_state=\"\",git_version=\"v1.20.2-"),
+            "{text}"
+        );
+        METRICS
+            .evictions
+            .get_or_create(&vec![("eviction_signal".into(), "test.signal".into())])
+            .inc();
+        assert!(text_has(
+            &METRICS.render(),
+            "kubelet_evictions{eviction_signal=\"test.signal\"} 1"
+        ),);
+        assert!(text_has(
+            &METRICS.render(),
+            "# TYPE kubelet_evictions counter\n"
+        ));
+        assert!(
+            !text.contains("# EOF") && !text.contains("_created"),
+            "{text}"
+        );
         record_probe("Readiness", "successful", "c", "p", "ns", "uid-1");
         let probes = METRICS.render_probes();
         assert!(probes.contains("prober_probe_total{"), "{probes}");

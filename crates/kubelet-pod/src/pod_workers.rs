@@ -290,9 +290,13 @@ impl PodWorkers {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(uid.to_string(), r);
             }
-            Admission::Preempt(victims) => {
+            Admission::Preempt { victims, resource } => {
                 use kubelet_core::admission::preemption::{PREEMPTED_MESSAGE, PREEMPTING};
                 info!(?victims, "preempting pods to admit a critical pod");
+                crate::metrics::METRICS
+                    .preemptions
+                    .get_or_create(&vec![("preemption_signal".to_string(), resource)])
+                    .inc_by(victims.len() as u64);
                 self.preempting
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -74,7 +74,12 @@ async fn connect_api(
         Some(cert) => {
             kubelet_api::client::rotating_client(c, cert.clone()).map_err(|e| err(e.to_string()))
         }
-        None => kube::Client::try_from(c).map_err(|e| err(e.to_string())),
+        None => {
+            let layer = kubelet_api::rest_metrics::RestMetricsLayer::new(&c.cluster_url);
+            kube::client::ClientBuilder::try_from(c)
+                .map(|b| b.with_layer(&layer).build())
+                .map_err(|e| err(e.to_string()))
+        }
     };
     let mut beat = config.clone();
     // As upstream: a heartbeat request may take no longer than the status update period.

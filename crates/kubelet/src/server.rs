@@ -98,12 +98,11 @@ impl HostInterface for KubeletHost {
     }
 
     async fn metrics(&self, which: &str) -> Result<(String, &'static str), HostError> {
-        const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
         const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
         let m = &kubelet_pod::metrics::METRICS;
         Ok(match which {
-            "" => (m.render(), OPENMETRICS),
-            "probes" => (m.render_probes(), OPENMETRICS),
+            "" => (m.render(), TEXT),
+            "probes" => (m.render_probes(), TEXT),
             "resource" => {
                 let s = self.stats.summary(&self.workers.pods(), true).await;
                 if let Err(e) = &s {

@@ -344,6 +344,12 @@ async fn disk_pressure_takes_unused_images_first_then_evicts_the_writer() {
         serde_json::from_value(json!([{"name": "data", "emptyDir": {}}])).unwrap();
     ns.create(&writer).await;
     assert_evicted(&ns, "writer", "ephemeral-storage").await;
+    let (metrics, code) = kubelet_get("/metrics");
+    assert_eq!(code, "200");
+    assert!(
+        metrics.contains("kubelet_evictions{eviction_signal=\"nodefs.available\"} 1"),
+        "{metrics}"
+    );
     // Node-level reclaim came first: the unused image is gone, the images in use are not.
     let left = images();
     assert!(!left.contains(&victim), "{victim} survived: {left:?}");

@@ -271,9 +271,19 @@ async fn metrics_through_the_api_server() {
         "kubelet_pod_worker_duration_seconds_count{operation_type=\"create\"}".to_string(),
         "kubelet_running_containers{container_state=\"running\"}".to_string(),
         "process_resident_memory_bytes ".to_string(),
+        // Upstream's names in its text format (0.0.4), the client's and process's too.
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ".to_string(),
+        "kubernetes_build_info{build_date=\"\",compiler=\"rustc\",".to_string(),
+        "rest_client_requests_total{code=\"200\",host=\"127.0.0.1:6443\",method=\"GET\"}"
+            .to_string(),
+        "rest_client_request_duration_seconds_bucket{".to_string(),
     ] {
         assert!(m.contains(&want), "/metrics lacks {want}:\n{m}");
     }
+    assert!(
+        !m.contains("# EOF") && !m.contains("_created"),
+        "OpenMetrics leftovers:\n{m}"
+    );
     let running: i64 = m
         .lines()
         .find_map(|l| l.strip_prefix("kubelet_running_pods "))

@@ -36,8 +36,11 @@ impl Rejection {
 pub enum Admission {
     Admit,
     /// A critical pod, admitted once these pods (UIDs) are preempted
-    /// ([`preemption::PREEMPTING`]).
-    Preempt(Vec<String>),
+    /// ([`preemption::PREEMPTING`]); `resource` is the first one short (the metric's label).
+    Preempt {
+        victims: Vec<String>,
+        resource: String,
+    },
     Reject(Rejection),
 }
 
@@ -181,12 +184,16 @@ pub fn admit_predicates(pod: &Pod, others: &[&Pod], node: &Node) -> Admission {
             return Admission::Reject(first);
         }
         return match preemption::pods_to_preempt(pod, others, &insufficient) {
-            Ok(victims) => Admission::Preempt(
-                victims
+            Ok(victims) => Admission::Preempt {
+                victims: victims
                     .iter()
                     .filter_map(|p| p.metadata.uid.clone())
                     .collect(),
-            ),
+                resource: insufficient
+                    .first()
+                    .map(|r| r.resource.clone())
+                    .unwrap_or_default(),
+            },
             Err(e) => Admission::Reject(Rejection::new(
                 "UnexpectedAdmissionError",
                 format!(
@@ -497,7 +504,10 @@ mod tests {
         }
         assert_eq!(
             admit(&input(&crit, &[&hog], &n, &[])),
-            Admission::Preempt(vec!["u-hog".into()])
+            Admission::Preempt {
+                victims: vec!["u-hog".into()],
+                resource: "cpu".into()
+            }
         );
         let too_big = {
             let mut p = crit.clone();
