@@ -108,6 +108,9 @@ pub enum Field {
     ExitOnLockContention,
     Verbosity,
     Vmodule,
+    MaximumDeadContainers,
+    MaximumDeadContainersPerContainer,
+    MinimumContainerTtlDuration,
 }
 
 /// What a flag acts on.
@@ -194,6 +197,12 @@ pub struct KubeletFlags {
     pub verbosity: i32,
     /// klog's `--vmodule` (`pattern=N,...`): verbosity by source file.
     pub vmodule: String,
+    /// Container GC: dead containers kept in all (negative: no limit).
+    pub maximum_dead_containers: i32,
+    /// Container GC: dead containers kept per container of a pod (negative: no limit).
+    pub maximum_dead_containers_per_container: i32,
+    /// Container GC: a dead container younger than this is kept.
+    pub minimum_container_ttl_duration: std::time::Duration,
 }
 
 /// The default CRI endpoint: containerd's (upstream: dockershim's).
@@ -220,6 +229,9 @@ impl Default for KubeletFlags {
             exit_on_lock_contention: false,
             verbosity: 0,
             vmodule: String::new(),
+            maximum_dead_containers: -1,
+            maximum_dead_containers_per_container: 1,
+            minimum_container_ttl_duration: std::time::Duration::ZERO,
         }
     }
 }
@@ -876,6 +888,17 @@ fn set_field(f: &mut KubeletFlags, field: Field, raw: &str, v: &Value) {
             f.verbosity = v.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0)
         }
         Field::Vmodule => f.vmodule = raw.into(),
+        Field::MaximumDeadContainers => {
+            f.maximum_dead_containers = v.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(-1)
+        }
+        Field::MaximumDeadContainersPerContainer => {
+            f.maximum_dead_containers_per_container =
+                v.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(1)
+        }
+        Field::MinimumContainerTtlDuration => {
+            f.minimum_container_ttl_duration =
+                crate::parse_go_duration(raw).unwrap_or(std::time::Duration::ZERO)
+        }
     }
 }
 

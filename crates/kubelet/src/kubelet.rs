@@ -100,6 +100,15 @@ async fn connect_api(
     })
 }
 
+/// Container GC's limits, from upstream's (deprecated, still honoured) flags.
+fn gc_policy(f: &kubelet_config::flags::KubeletFlags) -> kubelet_core::gc::GcPolicy {
+    kubelet_core::gc::GcPolicy {
+        min_age: f.minimum_container_ttl_duration,
+        max_per_pod_container: f.maximum_dead_containers_per_container,
+        max_containers: f.maximum_dead_containers,
+    }
+}
+
 /// What start-up learned about the node, for the later steps.
 struct NodeSetup {
     cfg: KubeletConfiguration,
@@ -510,6 +519,7 @@ fn start_pod_pipeline(
             pod_pids_limit: cfg.pod_pids_limit,
             root_dir: root_dir.clone(),
             host_ip: node_ip.map(|i| i.to_string()),
+            gc_policy: gc_policy(&s.flags),
             allocatable,
             cgroup_driver: cfg.cgroup_driver,
             cgroup_layout: cfg.cgroup_layout(),
@@ -837,7 +847,7 @@ fn start_eviction_manager(
     let container_gc = kubelet_pod::container_gc::ContainerGc {
         runtime: pipeline.runtime.clone(),
         workers: pipeline.workers.clone(),
-        policy: Default::default(),
+        policy: gc_policy(&s.flags),
         sources_ready: pipeline.pods_synced.clone(),
         own_only: pipeline.standalone,
     };

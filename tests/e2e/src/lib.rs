@@ -69,6 +69,21 @@ pub async fn runtime_objects(uid: &str) -> (usize, usize) {
     (sb.len(), c.len())
 }
 
+/// The runtime's exited containers of the pod with this UID.
+pub async fn exited_containers(uid: &str) -> usize {
+    let rt = runtime();
+    let sel = HashMap::from([("io.kubernetes.pod.uid".to_string(), uid.to_string())]);
+    rt.list_containers(Some(kubelet_cri::api::ContainerFilter {
+        label_selector: sel,
+        ..Default::default()
+    }))
+    .await
+    .expect("list containers")
+    .iter()
+    .filter(|c| c.state == kubelet_cri::api::ContainerState::ContainerExited as i32)
+    .count()
+}
+
 /// A namespace of the test's own.
 #[derive(Clone)]
 pub struct TestNs {

@@ -1118,7 +1118,7 @@ pub(super) static TABLE: &[FlagSpec] = &[
         name: "maximum-dead-containers",
         short: None,
         kind: Kind::Int32,
-        target: Target::Ignored("container garbage collection keeps upstream's defaults"),
+        target: Target::Flag(Field::MaximumDeadContainers),
         default: "-1",
         deprecated: Some(
             "Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",
@@ -1129,7 +1129,7 @@ pub(super) static TABLE: &[FlagSpec] = &[
         name: "maximum-dead-containers-per-container",
         short: None,
         kind: Kind::Int32,
-        target: Target::Ignored("container garbage collection keeps upstream's defaults"),
+        target: Target::Flag(Field::MaximumDeadContainersPerContainer),
         default: "1",
         deprecated: Some(
             "Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",
@@ -1140,7 +1140,7 @@ pub(super) static TABLE: &[FlagSpec] = &[
         name: "minimum-container-ttl-duration",
         short: None,
         kind: Kind::Duration,
-        target: Target::Ignored("container garbage collection keeps upstream's defaults"),
+        target: Target::Flag(Field::MinimumContainerTtlDuration),
         default: "",
         deprecated: Some(
             "Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",

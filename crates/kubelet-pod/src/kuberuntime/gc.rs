@@ -4,17 +4,29 @@
 use super::*;
 
 impl RuntimeManager {
-    /// Removes exited containers beyond the newest one per name: that one gives `lastState`
-    /// and the termination message; older runs only cost disk (upstream's container GC keeps
-    /// one dead container per container, too). Restart counts live on the containers' labels.
+    /// Removes the exited containers container GC would: beyond the newest
+    /// `maxPerPodContainer` per name (the newest gives `lastState` and the termination
+    /// message) and older than `minAge`; older runs only cost disk. Restart counts live on
+    /// the containers' labels.
     pub(super) async fn prune_dead_containers(&self, r: &PodRef, status: &PodStatus) {
-        let mut kept = std::collections::HashSet::new();
+        let policy = self.cfg.gc_policy;
+        let Ok(keep) = usize::try_from(policy.max_per_pod_container) else {
+            return; // no limit
+        };
+        let now = self.clock.now_unix_ns();
+        let min_age = i64::try_from(policy.min_age.as_nanos()).unwrap_or(i64::MAX);
+        let mut kept: HashMap<&str, usize> = HashMap::new();
         for c in status
             .containers
             .iter()
             .filter(|c| c.state == ContainerState::Exited)
         {
-            if kept.insert(c.name.as_str()) {
+            let n = kept.entry(c.name.as_str()).or_default();
+            if *n < keep {
+                *n += 1;
+                continue;
+            }
+            if c.created_at > 0 && now.saturating_sub(c.created_at) < min_age {
                 continue;
             }
             match self.rt.remove_container(&c.id).await {

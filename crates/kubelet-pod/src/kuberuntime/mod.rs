@@ -129,6 +129,8 @@ pub struct RuntimeConfig {
     pub cgroup_layout: kubelet_core::cm::CgroupLayout,
     /// The machine's memory, for Burstable containers' OOM scores.
     pub memory_capacity: u64,
+    /// Container GC's limits, which a pod's own sync also keeps to.
+    pub gc_policy: kubelet_core::gc::GcPolicy,
 }
 
 #[derive(Debug)]

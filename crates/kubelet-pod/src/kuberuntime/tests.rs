@@ -18,6 +18,7 @@ pub(crate) fn manager(rt: Arc<FakeRuntime>, logs: &std::path::Path) -> RuntimeMa
             pod_pids_limit: -1,
             root_dir: logs.join("root"),
             host_ip: None,
+            gc_policy: Default::default(),
             allocatable: Default::default(),
             cgroup_driver: kubelet_core::cm::Driver::Cgroupfs,
             cgroup_layout: Default::default(),
