@@ -43,6 +43,7 @@ export KRS_KUBELET_CONFIG=$E2E_CONFIG
 KRS_PROFILE=debug KRS_KUBELET_LOG=$E2E_LOG "$here/kubelet.sh" start
 trap '"$here/kubelet.sh" stop' EXIT
 export KRS_KUBECONFIG=$KUBECONFIG KRS_NODE=$NODE_NAME KRS_CONTAINERD_SOCK=$CONTAINERD_SOCK KRS_CLUSTER_DIR=$CLUSTER_DIR
+export KRS_KUBELET_LOG_FILE=$E2E_LOG   # what the kubelet logs, for tests that look for a line
 # For the disk-pressure test: an unused image (runtime-up.sh) for image GC to take.
 export KRS_GC_VICTIM_TAR=$KRS_CACHE/images/gc-victim.tar KRS_GC_VICTIM=krs.local/e2e/gc-victim:1
 # For the restart test: where the kubelet's pid is, and how to start it again.

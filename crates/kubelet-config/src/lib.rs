@@ -337,6 +337,9 @@ pub struct KubeletConfiguration {
     /// The log format (`text`: klog's lines; `json`); `--logging-format` sets it.
     #[serde(default)]
     pub logging: LoggingConfiguration,
+    /// Memory thresholds also armed as kernel memcg notifications (cgroup v1).
+    #[serde(default)]
+    pub kernel_memcg_notification: bool,
 }
 
 /// `logging` (component-base's LoggingConfiguration, 1.20).
@@ -515,6 +518,7 @@ impl Default for KubeletConfiguration {
             rotate_certificates: false,
             server_tls_bootstrap: false,
             logging: LoggingConfiguration::default(),
+            kernel_memcg_notification: false,
         }
     }
 }

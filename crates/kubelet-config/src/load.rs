@@ -46,7 +46,6 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str)] = &[
     ("systemReservedCgroup", r#""""#),
     ("kubeReservedCgroup", r#""""#),
     ("enforceNodeAllocatable", r#"["pods"]"#),
-    ("kernelMemcgNotification", "false"),
 ];
 
 /// Whether `v` asks for the default `default` (JSON): the same value, the zero value that
@@ -83,6 +82,7 @@ pub(crate) fn asks_for_default(v: &serde_json::Value, default: &str) -> bool {
 }
 
 pub(crate) const SUPPORTED: &[&str] = &[
+    "kernelMemcgNotification",
     "logging",
     "authentication",
     "authorization",

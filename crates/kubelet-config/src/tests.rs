@@ -343,7 +343,7 @@ fn cgroup_root_is_honoured_under_cgroupfs() {
 #[test]
 fn unhonoured_settings_are_refused_unless_default() {
     for bad in [
-        "kernelMemcgNotification: true",
+        "registryPullQPS: 6",
         "featureGates: {RotateKubeletServerCertificate: true}",
         "kubeReserved: {pid: 100}",
         "cgroupsPerQOS: false",

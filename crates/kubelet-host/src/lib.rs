@@ -4,6 +4,7 @@ pub mod cgroups;
 pub mod fs;
 pub mod iptables;
 pub mod logind;
+pub mod memcg;
 pub mod mount;
 pub mod sd_notify;
 

@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kubelet_api::events::{Recorder, WARNING, node_ref};
 use kubelet_core::clock::SharedClock;
 use kubelet_core::eviction::rank::{eviction_message, rank};
-use kubelet_core::eviction::thresholds::{EvictionState, Threshold, observe, synchronize};
+use kubelet_core::eviction::thresholds::{
+    EvictionState, MemcgTarget, Threshold, memcg_thresholds, observe, synchronize,
+};
 use kubelet_core::eviction::{
     empty_dir_limits, empty_dir_over_limit, ephemeral_storage_over_limit, has_ephemeral_limits,
 };
@@ -66,6 +68,9 @@ pub struct EvictionManager {
     /// before any pod.
     pub container_gc: Option<crate::container_gc::ContainerGc>,
     pub image_gc: Option<Arc<crate::images::ImageGcManager>>,
+    /// `kernelMemcgNotification` on cgroup v1: the kernel says when a memory threshold is
+    /// crossed, and the manager looks at once.
+    pub memcg: Option<Arc<kubelet_host::memcg::MemcgNotifiers>>,
 }
 
 impl std::fmt::Debug for EvictionManager {
@@ -85,9 +90,16 @@ impl EvictionManager {
                 self.wait_for_cleanup(&uid, &cancel).await;
                 continue;
             }
+            let crossed = async {
+                match &self.memcg {
+                    Some(n) => n.crossed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(MONITORING_INTERVAL) => {}
+                _ = crossed => info!("eviction manager: memory threshold crossed (memcg notification)"),
             }
         }
     }
@@ -102,6 +114,13 @@ impl EvictionManager {
                 return None;
             }
         };
+        if let Some(n) = &self.memcg {
+            for (key, target, bytes) in memcg_thresholds(&self.thresholds, &summary) {
+                if let Err(e) = n.arm(key, target == MemcgTarget::Pods, bytes) {
+                    warn!(?target, error = %e, "eviction manager: arming the memory threshold notification failed");
+                }
+            }
+        }
         let pass = synchronize(
             st,
             &self.thresholds,
@@ -424,6 +443,7 @@ mod tests {
             pressure,
             container_gc: None,
             image_gc: None,
+            memcg: None,
         };
         let mut st = EvictionState::default();
         assert_eq!(m.synchronize(&mut st).await, None, "plenty of memory");

@@ -100,6 +100,25 @@ async fn connect_api(
     })
 }
 
+/// `kernelMemcgNotification`: the kernel's memory threshold notifications, on cgroup v1
+/// (on v2 the eviction manager polls, as upstream 1.20 does there).
+fn memcg_notifiers(cfg: &KubeletConfiguration) -> Option<Arc<kubelet_host::memcg::MemcgNotifiers>> {
+    if !cfg.kernel_memcg_notification {
+        return None;
+    }
+    let pods = cfg.cgroup_layout().kubepods().path(cfg.cgroup_driver);
+    let n = kubelet_host::memcg::MemcgNotifiers::new(
+        std::path::Path::new(kubelet_host::memcg::MEMCG_ROOT),
+        &pods,
+    );
+    if n.is_none() {
+        warn!(
+            "kernelMemcgNotification: no cgroup v1 memory controller; the eviction manager polls"
+        );
+    }
+    n.map(Arc::new)
+}
+
 /// Container GC's limits, from upstream's (deprecated, still honoured) flags.
 fn gc_policy(f: &kubelet_config::flags::KubeletFlags) -> kubelet_core::gc::GcPolicy {
     kubelet_core::gc::GcPolicy {
@@ -878,6 +897,7 @@ fn start_eviction_manager(
         pressure: pipeline.pressure.clone(),
         container_gc: Some(container_gc),
         image_gc: Some(image_gc),
+        memcg: memcg_notifiers(cfg),
     };
     tasks.spawn("eviction manager", manager.run(cancel.child_token()));
 }

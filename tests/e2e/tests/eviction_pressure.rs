@@ -122,7 +122,7 @@ async fn memory_pressure_evicts_the_best_effort_pod_and_spares_the_guaranteed_on
     );
     let cfg = config_with_eviction(
         &format!(
-            "evictionHard: {{memory.available: {threshold_mi}Mi, nodefs.available: 2%, imagefs.available: 2%}}\nevictionPressureTransitionPeriod: 30s"
+            "evictionHard: {{memory.available: {threshold_mi}Mi, nodefs.available: 2%, imagefs.available: 2%}}\nevictionPressureTransitionPeriod: 30s\nkernelMemcgNotification: true"
         ),
         "evict-mem",
     );
@@ -147,6 +147,12 @@ async fn memory_pressure_evicts_the_best_effort_pod_and_spares_the_guaranteed_on
             .unwrap();
     ns.create(&filler).await;
     assert_evicted(&ns, "filler", "memory").await;
+    // With kernelMemcgNotification the kernel woke the manager (cgroup v1, as this host).
+    let log = std::fs::read_to_string(env("KRS_KUBELET_LOG_FILE")).unwrap_or_default();
+    assert!(
+        log.contains("memory threshold crossed (memcg notification)"),
+        "the eviction manager was not woken by the kernel"
+    );
     let p = ns.pods().get("filler").await.unwrap();
     let msg = p.status.unwrap().message.unwrap();
     assert!(

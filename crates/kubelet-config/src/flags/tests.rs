@@ -749,12 +749,18 @@ fn a_config_flag_is_honoured_ignored_or_refused_as_its_field() {
             .image_gc_high_threshold_percent,
         90
     );
-    let e = load(Some(FILE), &["--kernel-memcg-notification"])
+    assert!(
+        load(Some(FILE), &["--kernel-memcg-notification"])
+            .unwrap()
+            .config
+            .kernel_memcg_notification
+    );
+    let e = load(Some(FILE), &["--registry-qps=6"])
         .unwrap_err()
         .to_string();
     assert_eq!(
         e,
-        "invalid flag --kernel-memcg-notification: kernelMemcgNotification: is not supported by kubelet-rs yet: only its default (false) is accepted, got true"
+        "invalid flag --registry-qps: registryPullQPS: is not supported by kubelet-rs yet: only its default (5) is accepted, got 6"
     );
     let e = load(Some(FILE), &["--healthz-port=70000"])
         .unwrap_err()

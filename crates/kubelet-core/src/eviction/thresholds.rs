@@ -247,6 +247,45 @@ pub fn parse_thresholds(
     Ok(out)
 }
 
+/// The memory cgroup a kernel threshold notification watches (upstream
+/// `memoryThresholdNotifier`): the node's root memcg for `memory.available`, the pods' cgroup
+/// for `allocatableMemory.available`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemcgTarget {
+    Node,
+    Pods,
+}
+
+/// For each memory threshold (by its index in `thresholds`), where and at what memcg usage
+/// the kernel should notify (upstream `UpdateThreshold`): capacity − threshold + inactive
+/// file, so that the notification comes when the working set reaches capacity − threshold.
+pub fn memcg_thresholds(thresholds: &[Threshold], s: &Summary) -> Vec<(usize, MemcgTarget, u64)> {
+    let pods = s
+        .node
+        .system_containers
+        .iter()
+        .find(|c| c.name == "pods")
+        .and_then(|c| c.memory.as_ref());
+    thresholds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let (target, m) = match t.signal {
+                Signal::MemoryAvailable => (MemcgTarget::Node, s.node.memory.as_ref()?),
+                Signal::AllocatableMemoryAvailable => (MemcgTarget::Pods, pods?),
+                _ => return None,
+            };
+            let (usage, ws, avail) = (m.usage_bytes?, m.working_set_bytes?, m.available_bytes?);
+            let capacity = self::i(avail.saturating_add(ws));
+            let inactive_file = self::i(usage.saturating_sub(ws));
+            let at = capacity
+                .saturating_sub(t.value.quantity(capacity))
+                .saturating_add(inactive_file);
+            u64::try_from(at).ok().map(|at| (i, target, at))
+        })
+        .collect()
+}
+
 /// A signal as observed: what is available of what capacity, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
@@ -456,6 +495,54 @@ pub fn synchronize(
     Pass {
         conditions,
         reclaim: fresh.first().copied(),
+    }
+}
+
+#[cfg(test)]
+mod memcg_tests {
+    use super::*;
+    use crate::stats::{ContainerStats, MemoryStats, NodeStats};
+
+    #[test]
+    fn memcg_thresholds_follow_upstreams_arithmetic() {
+        let mem = |usage, ws, avail| MemoryStats {
+            usage_bytes: Some(usage),
+            working_set_bytes: Some(ws),
+            available_bytes: Some(avail),
+            ..Default::default()
+        };
+        let summary = Summary {
+            node: NodeStats {
+                // capacity 1000, inactive file 100
+                memory: Some(mem(700, 600, 400)),
+                system_containers: vec![ContainerStats {
+                    name: "pods".into(),
+                    memory: Some(mem(300, 250, 550)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let t = |signal, value| Threshold {
+            signal,
+            value,
+            grace_period: Duration::ZERO,
+            min_reclaim: None,
+        };
+        let ts = [
+            t(Signal::MemoryAvailable, ThresholdValue::Quantity(100)),
+            t(Signal::NodeFsAvailable, ThresholdValue::Quantity(100)),
+            t(
+                Signal::AllocatableMemoryAvailable,
+                ThresholdValue::Percentage(0.1),
+            ),
+        ];
+        assert_eq!(
+            memcg_thresholds(&ts, &summary),
+            // node: 1000 - 100 + 100; pods: capacity 800, 800 - 80 + 50
+            vec![(0, MemcgTarget::Node, 1000), (2, MemcgTarget::Pods, 770)]
+        );
     }
 }
 
