@@ -8,7 +8,7 @@ use kubelet_cri::RuntimeService;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// How much of an HTTP hook's answer we read, at most.
@@ -38,6 +38,10 @@ pub enum HttpError {
     TlsConfig(rustls::Error),
     #[error("malformed HTTP response")]
     Malformed,
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("invalid request: {0}")]
+    Request(#[from] http::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -116,7 +120,8 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, PortError>
     }
 }
 
-/// A minimal HTTP/1.1 GET: any answer counts as success, as upstream's hook runner does.
+/// The hook's GET (upstream 1.20's `runHTTPHandler`, through a default Go client): any answer
+/// counts as success. The status line is returned.
 pub async fn http_get(
     host: &str,
     port: u16,
@@ -124,7 +129,190 @@ pub async fn http_get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<String, HttpError> {
-    http_get_scheme(false, host, port, path, headers, timeout).await
+    let defaults = [
+        ("User-Agent", "Go-http-client/1.1"),
+        ("Accept-Encoding", "gzip"),
+    ];
+    let r = get(false, host, port, path, headers, &defaults, timeout).await?;
+    Ok(format!("HTTP/1.1 {}", r.status))
+}
+
+/// What a GET answered: the status, a redirect's target, and the start of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+/// Go's `textproto.CanonicalMIMEHeaderKey`: `x-custom-header` is `X-Custom-Header`.
+fn canonical_header(name: &str) -> String {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return name.to_string();
+    }
+    let mut up = true;
+    name.chars()
+        .map(|c| {
+            let c = if up {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            up = c == '-';
+            c
+        })
+        .collect()
+}
+
+/// The request's header lines in the order Go's client writes them: Host (the user's Host
+/// header, else `host:port`, IPv6 bracketed), User-Agent (the user's first, else the
+/// default; an empty one is left out), the rest sorted by name (defaults for names the user
+/// did not give; a given empty `Accept` drops it, as upstream's prober), then
+/// `Connection: close`.
+pub fn request_headers(
+    host: &str,
+    port: u16,
+    user: &[(String, String)],
+    defaults: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (k, v) in user {
+        by.entry(canonical_header(k)).or_default().push(v.clone());
+    }
+    for (k, v) in defaults {
+        if !by.contains_key(*k) {
+            by.insert((*k).to_string(), vec![(*v).to_string()]);
+        } else if *k == "Accept"
+            && by
+                .get(*k)
+                .and_then(|v| v.first())
+                .is_some_and(String::is_empty)
+        {
+            by.remove(*k);
+        }
+    }
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let first = |k: &str, by: &mut std::collections::BTreeMap<String, Vec<String>>| {
+        by.remove(k).and_then(|v| v.into_iter().next())
+    };
+    let mut out = vec![(
+        "Host".to_string(),
+        first("Host", &mut by)
+            .filter(|h| !h.is_empty())
+            .unwrap_or(authority),
+    )];
+    if let Some(ua) = first("User-Agent", &mut by).filter(|u| !u.is_empty()) {
+        out.push(("User-Agent".into(), ua));
+    }
+    for k in [
+        "Content-Length",
+        "Transfer-Encoding",
+        "Trailer",
+        "Connection",
+    ] {
+        by.remove(k);
+    }
+    for (k, vs) in by {
+        out.extend(vs.into_iter().map(|v| (k.clone(), v)));
+    }
+    out.push(("Connection".into(), "close".into()));
+    out
+}
+
+/// One GET over TCP or, with `tls`, TLS, with hyper's HTTP/1.1 client: the headers as
+/// [`request_headers`] orders them, at most [`MAX_BODY`] of the body read, and the connection
+/// dropped then (a keep-alive server is not waited for).
+pub async fn get(
+    tls: bool,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    defaults: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let fut = async {
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        let mut req = http::Request::get(path);
+        for (k, v) in request_headers(host, port, headers, defaults) {
+            if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
+                return Err(HttpError::InvalidHeader(k));
+            }
+            req = req.header(k, v);
+        }
+        let req = req.body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+        let s = TcpStream::connect((host, port)).await?;
+        if !tls {
+            return exchange(s, req).await;
+        }
+        let name = ServerName::try_from(host.to_string())?;
+        let s = tls_connector()?
+            .connect(name, s)
+            .await
+            .map_err(HttpError::Tls)?;
+        exchange(s, req).await
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| HttpError::Timeout(timeout))?
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    s: S,
+    req: http::Request<http_body_util::Empty<hyper::body::Bytes>>,
+) -> Result<HttpResponse, HttpError> {
+    use http_body_util::BodyExt;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(hyper_util::rt::TokioIo::new(s))
+        .await?;
+    // The connection is driven beside the request and dropped with it.
+    let driver = tokio::spawn(conn);
+    let _stop = AbortOnDrop(driver.abort_handle());
+    let res = sender.send_request(req).await?;
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = res.into_body();
+    let mut buf = Vec::new();
+    while buf.len() < MAX_BODY {
+        match body.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            // A body cut short still leaves the answer.
+            Some(Err(_)) | None => break,
+        }
+    }
+    buf.truncate(MAX_BODY);
+    Ok(HttpResponse {
+        status,
+        location,
+        body: String::from_utf8_lossy(&buf).into_owned(),
+    })
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Upstream's probes skip certificate verification (InsecureSkipVerify): a probe checks
@@ -195,65 +383,6 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, HttpError> {
         .map_err(HttpError::TlsConfig)
 }
 
-/// One GET over plain TCP or, with `tls`, over TLS; the raw answer, read up to [`MAX_BODY`].
-pub async fn http_get_scheme(
-    tls: bool,
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<String, HttpError> {
-    let fut = async {
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
-        };
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.20\r\nConnection: close\r\n"
-        );
-        for (k, v) in headers {
-            if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
-                return Err(HttpError::InvalidHeader(k.clone()));
-            }
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let s = TcpStream::connect((host, port)).await?;
-        if !tls {
-            return exchange(s, &req).await;
-        }
-        let name = ServerName::try_from(host.to_string())?;
-        let s = tls_connector()?
-            .connect(name, s)
-            .await
-            .map_err(HttpError::Tls)?;
-        exchange(s, &req).await
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| HttpError::Timeout(timeout))?
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    req: &str,
-) -> Result<String, HttpError> {
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    // A TLS peer that closes without close_notify still gave us its answer.
-    if let Err(e) = (&mut s).take(MAX_BODY as u64).read_to_end(&mut buf).await
-        && (buf.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof)
-    {
-        return Err(e.into());
-    }
-    if !buf.starts_with(b"HTTP/") {
-        return Err(HttpError::Malformed);
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
 /// Runs a hook handler; the error is upstream's message.
 pub async fn run(
     rt: &dyn RuntimeService,
@@ -321,6 +450,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ContainerPort;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn ports_by_name_or_number() {

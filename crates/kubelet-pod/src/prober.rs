@@ -3,7 +3,7 @@
 //! workers and fresh results), with upstream's thresholds, initial delay and random start
 //! jitter. Result changes wake the pod's worker at once.
 
-use crate::lifecycle::{http_get_scheme, resolve_port};
+use crate::lifecycle::resolve_port;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use kubelet_api::events::{Recorder, WARNING, pod_ref};
 use kubelet_core::actions::{ProbeFailure, init_containers, is_sidecar};
@@ -517,20 +517,6 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
     }
 }
 
-/// Status code and headers of a raw HTTP response.
-fn parse_head(raw: &str) -> Option<(u16, Vec<(String, String)>)> {
-    let mut lines = raw.split("\r\n");
-    let code = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .collect();
-    Some((code, headers))
-}
-
 /// An HTTP probe: success on 200–399; redirects on the same host are followed (at most 10),
 /// a redirect elsewhere counts as success, as upstream. HTTPS does not verify the server's
 /// certificate, as upstream.
@@ -547,36 +533,31 @@ pub async fn http_probe(
     } else {
         format!("/{path}")
     };
-    let mut hdrs = headers.to_vec();
-    if !hdrs
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-    {
-        hdrs.push(("User-Agent".into(), "kube-probe/1.20".into()));
-    }
-    hdrs.push(("Accept".into(), "*/*".into()));
+    // Upstream's prober: its User-Agent and `Accept: */*` unless the probe sets them.
+    let defaults = [("User-Agent", "kube-probe/1.20"), ("Accept", "*/*")];
     let scheme = if https { "https" } else { "http" };
-    let origin = format!("{scheme}://{host}:{port}");
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let origin = format!("{scheme}://{authority}");
     for _ in 0..=10 {
         let url = format!("{origin}{path}");
-        let raw = match http_get_scheme(https, host, port, &path, &hdrs, timeout).await {
+        let r = match crate::lifecycle::get(https, host, port, &path, headers, &defaults, timeout)
+            .await
+        {
             Ok(r) => r,
             Err(e) => return (false, format!("Get {url:?}: {e}")),
         };
-        let Some((code, head)) = parse_head(&raw) else {
-            return (false, format!("Get {url:?}: malformed HTTP response"));
-        };
-        if (300..400).contains(&code)
-            && let Some(loc) = head
-                .iter()
-                .find(|(k, _)| k == "location")
-                .map(|(_, v)| v.clone())
+        if (300..400).contains(&r.status)
+            && let Some(loc) = r.location.clone()
         {
             let same_host = loc.starts_with('/') || loc.starts_with(&format!("{origin}/"));
             if !same_host {
                 return (
                     true,
-                    format!("Probe terminated redirects, Response body: {raw}"),
+                    format!("Probe terminated redirects, Response body: {}", r.body),
                 );
             }
             path = if loc.starts_with('/') {
@@ -586,10 +567,13 @@ pub async fn http_probe(
             };
             continue;
         }
-        return if (200..400).contains(&code) {
+        return if (200..400).contains(&r.status) {
             (true, String::new())
         } else {
-            (false, format!("HTTP probe failed with statuscode: {code}"))
+            (
+                false,
+                format!("HTTP probe failed with statuscode: {}", r.status),
+            )
         };
     }
     (false, "stopped after 10 redirects".into())
@@ -941,11 +925,73 @@ mod tests {
         h.mgr.shutdown().await;
     }
 
+    /// A server that answers once and keeps the connection open (keep-alive), handing back
+    /// the raw request it got.
+    async fn keep_alive_server(
+        answer: &'static str,
+    ) -> (u16, tokio::sync::oneshot::Receiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&req).into_owned());
+            let _ = s.write_all(answer.as_bytes()).await;
+            // Never closes: the client must not wait for it.
+            std::future::pending::<()>().await;
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn the_request_is_upstreams_and_keep_alive_is_not_waited_for() {
+        let (p, req) = keep_alive_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let (ok, _) = http_probe(
+            false,
+            "127.0.0.1",
+            p,
+            "/healthz",
+            &[],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(ok, "a keep-alive server's answer is taken at once");
+        assert_eq!(
+            req.await.unwrap(),
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nUser-Agent: kube-probe/1.20\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            )
+        );
+        // The user's Host and User-Agent replace the defaults (one of each); an empty Accept
+        // drops it; other names are written as Go canonicalizes them, sorted.
+        let (p, req) = keep_alive_server("HTTP/1.1 204 No Content\r\n\r\n").await;
+        let user = [
+            ("x-b".to_string(), "2".to_string()),
+            ("host".to_string(), "example.com".to_string()),
+            ("user-agent".to_string(), "mine".to_string()),
+            ("Accept".to_string(), String::new()),
+            ("X-A".to_string(), "1".to_string()),
+        ];
+        let (ok, _) = http_probe(false, "127.0.0.1", p, "/", &user, Duration::from_secs(5)).await;
+        assert!(ok);
+        assert_eq!(
+            req.await.unwrap(),
+            "GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: mine\r\nX-A: 1\r\nX-B: 2\r\nConnection: close\r\n\r\n"
+        );
+    }
+
     #[test]
-    fn heads() {
-        let (code, h) = parse_head("HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\nbody").unwrap();
-        assert_eq!(code, 302);
-        assert_eq!(h, vec![("location".to_string(), "/x".to_string())]);
-        assert!(parse_head("garbage").is_none());
+    fn ipv6_hosts_are_bracketed() {
+        let h = crate::lifecycle::request_headers("fd00::1", 8080, &[], &[]);
+        assert_eq!(h[0], ("Host".to_string(), "[fd00::1]:8080".to_string()));
     }
 }
