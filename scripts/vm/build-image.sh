@@ -101,6 +101,12 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing host packages: ${need[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
 fi
+# Installing bookworm's qemu-system-x86 removes a backported qemu-utils (qemu-block-extra
+# pins the version): then take bookworm's qemu-utils too.
+if ! command -v qemu-img >/dev/null; then
+  log "installing host packages: qemu-utils (again: qemu-system-x86's version)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-utils
+fi
 
 T_ALL=$(date +%s.%N)
 log "mirror: $MIRROR   cache: $KRS_VM_DIR"

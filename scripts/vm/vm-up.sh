@@ -35,6 +35,9 @@ if ss -ltnH "sport = :$KRS_VM_SSH_PORT" 2>/dev/null | grep -q .; then
   die "port 127.0.0.1:$KRS_VM_SSH_PORT is taken; set KRS_VM_SSH_PORT"
 fi
 
+for t in qemu-img qemu-system-x86_64; do
+  command -v "$t" >/dev/null || die "$t missing: run scripts/vm/build-image.sh (it installs qemu)"
+done
 mkdir -p "$RUN_DIR"
 rm -f "$PIDFILE" "$SERIAL_SOCK" "$QMP_SOCK"
 if [ "${KRS_VM_KEEP_DISK:-0}" != 1 ] || [ ! -f "$OVERLAY" ]; then
