@@ -325,7 +325,10 @@ if [ $plot = 1 ]; then
         for src in upstream ours floor; do
           f=$WORK/plot/$cfg-$n-$src.dat
           [ -s "$f" ] || continue
-          title=$src; [ $src = floor ] && title="runtime floor (CRI)"
+          case $src in
+            upstream) title="upstream kubelet 1.20.2" ;; ours) title="kubelet-rs" ;;
+            floor) title="runtime floor (the CRI calls alone)" ;;
+          esac
           p+="${p:+, }'$f' using 1:2 with steps lw 2 title '$title'"
         done
         [ -z "$p" ] || plots+=("set title '$cfg: startup of $n pods'; plot $p")
@@ -334,7 +337,7 @@ if [ $plot = 1 ]; then
     if [ ${#plots[@]} -gt 0 ]; then
       {
         rows=$(wc -w <<<"$CONFIGS"); [ $((${#plots[@]} % rows)) = 0 ] || rows=1
-        echo "set terminal pngcairo size $((640 * ${#plots[@]} / rows)),$((420 * rows)) font ',10'"
+        echo "set terminal pngcairo size $((700 * ${#plots[@]} / rows)),$((460 * rows)) font ',12'"
         echo "set output '$png'"
         rows=$(wc -w <<<"$CONFIGS"); [ $((${#plots[@]} % rows)) = 0 ] || rows=1
         echo "set multiplot layout $rows,$((${#plots[@]} / rows))"
@@ -345,6 +348,9 @@ if [ $plot = 1 ]; then
       } > "$WORK/plot.gp"
       gnuplot "$WORK/plot.gp" 2>"$WORK/plot.err" && log "plot: $png" || log "gnuplot failed: $(head -3 "$WORK/plot.err")"
     fi
+    # Startup, deletion, memory and CPU side by side, as bars.
+    "$top/bench/plot-bars.sh" "$out" "${out%.json}-bars.png" >/dev/null \
+      && log "plot: ${out%.json}-bars.png" || log "bar plot failed"
   fi
 fi
 log "done in $(((SECONDS - ${started_at:-$SECONDS}) / 60)) min; results $out; run directory $WORK"
