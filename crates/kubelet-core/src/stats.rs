@@ -413,6 +413,310 @@ pub fn resource_metrics(s: Option<&Summary>) -> String {
     out
 }
 
+type Push<'a> = dyn FnMut(&'static str, &str, f64, &Option<Time>) + 'a;
+
+/// `/metrics/cadvisor`'s families that Prometheus' kubelet scrape and `kubectl top`-style tools
+/// read (cAdvisor's names and labels: `container`, `id` (the cgroup), `image`, `name`,
+/// `namespace`, `pod`), from the summary: per container, per pod cgroup (empty `container`,
+/// `image`, `name`), and the node's root cgroup (`id="/"`). `pods` gives the cgroup ids and
+/// images (status), `layout` and `driver` the cgroup paths.
+pub fn cadvisor_metrics(
+    s: &Summary,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    layout: &crate::cm::CgroupLayout,
+    driver: crate::cm::Driver,
+) -> String {
+    use std::fmt::Write;
+    // cAdvisor's HELP texts.
+    let fams: [(&str, &str, &str); 13] = [
+        (
+            "container_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed in seconds.",
+        ),
+        (
+            "container_fs_usage_bytes",
+            "gauge",
+            "Number of bytes that are consumed by the container on this filesystem.",
+        ),
+        (
+            "container_last_seen",
+            "gauge",
+            "Last time a container was seen by the exporter",
+        ),
+        ("container_memory_rss", "gauge", "Size of RSS in bytes."),
+        (
+            "container_memory_usage_bytes",
+            "gauge",
+            "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        ),
+        (
+            "container_memory_working_set_bytes",
+            "gauge",
+            "Current working set in bytes.",
+        ),
+        (
+            "container_network_receive_bytes_total",
+            "counter",
+            "Cumulative count of bytes received",
+        ),
+        (
+            "container_network_receive_errors_total",
+            "counter",
+            "Cumulative count of errors encountered while receiving",
+        ),
+        (
+            "container_network_transmit_bytes_total",
+            "counter",
+            "Cumulative count of bytes transmitted",
+        ),
+        (
+            "container_network_transmit_errors_total",
+            "counter",
+            "Cumulative count of errors encountered while transmitting",
+        ),
+        (
+            "container_processes",
+            "gauge",
+            "Number of processes running inside the container.",
+        ),
+        (
+            "container_spec_memory_limit_bytes",
+            "gauge",
+            "Memory limit for the container.",
+        ),
+        (
+            "container_start_time_seconds",
+            "gauge",
+            "Start time of the container since unix epoch in seconds.",
+        ),
+    ];
+    let mut samples: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    let mut push = |name: &'static str, labels: &str, v: f64, t: &Option<Time>| {
+        samples
+            .entry(name)
+            .or_default()
+            .push(format!("{name}{{{labels}}} {v}{}", millis(t)));
+    };
+    let lbl = |container: &str, id: &str, image: &str, name: &str, ns: &str, pod: &str| {
+        format!(
+            "container=\"{}\",id=\"{}\",image=\"{}\",name=\"{}\",namespace=\"{}\",pod=\"{}\"",
+            label(container),
+            label(id),
+            label(image),
+            label(name),
+            label(ns),
+            label(pod)
+        )
+    };
+    let cpu_mem =
+        |push: &mut Push<'_>, l: &str, cpu: &Option<CpuStats>, mem: &Option<MemoryStats>| {
+            if let Some(c) = cpu
+                && let Some(n) = c.usage_core_nano_seconds
+            {
+                push(
+                    "container_cpu_usage_seconds_total",
+                    &format!("{l},cpu=\"total\""),
+                    n as f64 / 1e9,
+                    &c.time,
+                );
+            }
+            if let Some(m) = mem {
+                if let Some(v) = m.working_set_bytes {
+                    push("container_memory_working_set_bytes", l, v as f64, &m.time);
+                }
+                if let Some(v) = m.usage_bytes {
+                    push("container_memory_usage_bytes", l, v as f64, &m.time);
+                }
+                if let Some(v) = m.rss_bytes {
+                    push("container_memory_rss", l, v as f64, &m.time);
+                }
+            }
+        };
+    // The node's root cgroup.
+    cpu_mem(
+        &mut push,
+        &lbl("", "/", "", "", "", ""),
+        &s.node.cpu,
+        &s.node.memory,
+    );
+    for p in &s.pods {
+        let (pn, ns, uid) = (&p.pod_ref.name, &p.pod_ref.namespace, &p.pod_ref.uid);
+        let pod = pods
+            .iter()
+            .find(|x| x.metadata.uid.as_deref() == Some(uid.as_str()));
+        let qos = pod
+            .and_then(|x| x.spec.as_ref())
+            .map(crate::qos::pod_qos)
+            .unwrap_or(crate::qos::QosClass::BestEffort);
+        let pod_id = layout.pod(qos, uid).path(driver);
+        let l = lbl("", &pod_id, "", "", ns, pn);
+        cpu_mem(&mut push, &l, &p.cpu, &p.memory);
+        if let Some(n) = &p.network {
+            for i in std::iter::once(&n.default).chain(n.interfaces.iter()) {
+                if i.name.is_empty() {
+                    continue;
+                }
+                let li = format!("{l},interface=\"{}\"", label(&i.name));
+                for (fam, v) in [
+                    ("container_network_receive_bytes_total", i.rx_bytes),
+                    ("container_network_receive_errors_total", i.rx_errors),
+                    ("container_network_transmit_bytes_total", i.tx_bytes),
+                    ("container_network_transmit_errors_total", i.tx_errors),
+                ] {
+                    if let Some(v) = v {
+                        push(fam, &li, v as f64, &n.time);
+                    }
+                }
+                if n.interfaces.is_empty() {
+                    break;
+                }
+            }
+        }
+        if let Some(ps) = &p.process_stats
+            && let Some(v) = ps.process_count
+        {
+            push("container_processes", &l, v as f64, &None);
+        }
+        let statuses: Vec<&k8s_openapi::api::core::v1::ContainerStatus> = pod
+            .and_then(|x| x.status.as_ref())
+            .and_then(|st| st.container_statuses.as_ref())
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        for c in &p.containers {
+            let st = statuses.iter().find(|st| st.name == c.name);
+            let cid = st
+                .and_then(|st| st.container_id.as_deref())
+                .and_then(|id| id.rsplit("://").next())
+                .unwrap_or_default();
+            let image = st.map(|st| st.image.as_str()).unwrap_or_default();
+            let id = match driver {
+                crate::cm::Driver::Cgroupfs => format!("{pod_id}/{cid}"),
+                crate::cm::Driver::Systemd => format!("{pod_id}/cri-containerd-{cid}.scope"),
+            };
+            let l = lbl(&c.name, &id, image, cid, ns, pn);
+            cpu_mem(&mut push, &l, &c.cpu, &c.memory);
+            if let Some(fs) = &c.rootfs
+                && let Some(v) = fs.used_bytes
+            {
+                push(
+                    "container_fs_usage_bytes",
+                    &format!("{l},device=\"\""),
+                    v as f64,
+                    &fs.time,
+                );
+            }
+            if let Some(t) = &c.start_time {
+                push(
+                    "container_start_time_seconds",
+                    &l,
+                    t.0.as_second() as f64,
+                    &None,
+                );
+            }
+            let limit = pod
+                .and_then(|x| x.spec.as_ref())
+                .and_then(|sp| sp.containers.iter().find(|x| x.name == c.name))
+                .and_then(|x| x.resources.as_ref())
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.get("memory"))
+                .and_then(|q| crate::quantity::parse_milli(&q.0).ok())
+                .map_or(0, |m| m / 1000);
+            push("container_spec_memory_limit_bytes", &l, limit as f64, &None);
+            if let Some(m) = &c.memory
+                && let Some(t) = &m.time
+            {
+                push("container_last_seen", &l, t.0.as_second() as f64, &None);
+            }
+        }
+    }
+    let mut out = String::new();
+    for (name, kind, help) in fams {
+        let Some(mut v) = samples.remove(name) else {
+            continue;
+        };
+        v.sort();
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in v {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod cadvisor_tests {
+    use super::*;
+
+    #[test]
+    fn cadvisor_series_carry_cadvisors_labels() {
+        let t = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap_or_default(),
+        ));
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}]},
+            "status": {"containerStatuses": [{"name": "c", "image": "docker.io/library/busybox:latest",
+                "imageID": "", "ready": true, "restartCount": 0,
+                "containerID": "containerd://abc"}]}
+        }))
+        .unwrap_or_default();
+        let s = Summary {
+            node: NodeStats {
+                cpu: Some(CpuStats {
+                    time: t.clone(),
+                    usage_core_nano_seconds: Some(5_000_000_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            pods: vec![PodStats {
+                pod_ref: PodReference {
+                    name: "web".into(),
+                    namespace: "ns".into(),
+                    uid: "u1".into(),
+                },
+                containers: vec![ContainerStats {
+                    name: "c".into(),
+                    start_time: t.clone(),
+                    memory: Some(MemoryStats {
+                        time: t.clone(),
+                        working_set_bytes: Some(1000),
+                        rss_bytes: Some(800),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                network: Some(NetworkStats {
+                    time: t.clone(),
+                    default: InterfaceStats {
+                        name: "eth0".into(),
+                        rx_bytes: Some(42),
+                        ..Default::default()
+                    },
+                    interfaces: vec![],
+                }),
+                ..Default::default()
+            }],
+        };
+        let layout = crate::cm::CgroupLayout::new("/").unwrap_or_default();
+        let text = cadvisor_metrics(&s, &[pod], &layout, crate::cm::Driver::Cgroupfs);
+        for want in [
+            "container_cpu_usage_seconds_total{container=\"\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\",cpu=\"total\"} 5 1700000000000",
+            "container_memory_working_set_bytes{container=\"c\",id=\"/kubepods/podu1/abc\",image=\"docker.io/library/busybox:latest\",name=\"abc\",namespace=\"ns\",pod=\"web\"} 1000 1700000000000",
+            "container_memory_rss{container=\"c\",",
+            "container_network_receive_bytes_total{container=\"\",id=\"/kubepods/podu1\",image=\"\",name=\"\",namespace=\"ns\",pod=\"web\",interface=\"eth0\"} 42",
+            "container_spec_memory_limit_bytes{container=\"c\",id=\"/kubepods/podu1/abc\",image=\"docker.io/library/busybox:latest\",name=\"abc\",namespace=\"ns\",pod=\"web\"} 67108864",
+            "container_start_time_seconds{container=\"c\",",
+            "# TYPE container_cpu_usage_seconds_total counter",
+        ] {
+            assert!(text.contains(want), "no {want} in:\n{text}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,27 @@ impl HostInterface for KubeletHost {
                 }
                 (kubelet_core::stats::resource_metrics(s.as_ref().ok()), TEXT)
             }
+            "cadvisor" => {
+                let pods = self.workers.pods();
+                let s = self.stats.summary(&pods, false).await;
+                match s {
+                    Ok(s) => (
+                        kubelet_core::stats::cadvisor_metrics(
+                            &s,
+                            &pods,
+                            &self.runtime.cfg.cgroup_layout,
+                            self.runtime.cfg.cgroup_driver,
+                        ),
+                        TEXT,
+                    ),
+                    Err(e) => {
+                        return Err(HostError {
+                            status: kubelet_server::server::StatusCode::INTERNAL_SERVER_ERROR,
+                            message: format!("Internal Error: {e}"),
+                        });
+                    }
+                }
+            }
             _ => return Err(HostError::not_found("404 page not found\n")),
         })
     }

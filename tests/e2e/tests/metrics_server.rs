@@ -108,7 +108,10 @@ async fn metrics_servers_requests_match_the_cgroup_files() {
     // metrics-server 0.4 reads these (and only these) from the summary.
     let cpu = c["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap();
     let ws = c["memory"]["workingSetBytes"].as_u64().unwrap();
-    assert!(c["cpu"]["time"].is_string() && c["memory"]["time"].is_string(), "{c}");
+    assert!(
+        c["cpu"]["time"].is_string() && c["memory"]["time"].is_string(),
+        "{c}"
+    );
     // Stats may be a collection period old: at most 10 s of a 100m quota behind.
     assert!(
         cpu <= after && cpu + 1_500_000_000 >= before,
@@ -148,8 +151,48 @@ async fn metrics_servers_requests_match_the_cgroup_files() {
     );
     // The node's line, which `kubectl top node` shows.
     assert!(
-        text.lines().any(|l| l.starts_with("node_memory_working_set_bytes ")),
+        text.lines()
+            .any(|l| l.starts_with("node_memory_working_set_bytes ")),
         "{text}"
+    );
+
+    // Prometheus' cAdvisor scrape: cAdvisor's families and labels, the same figures.
+    let (text, code) = kubelet_get("/metrics/cadvisor");
+    assert_eq!(code, "200", "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{container=\"busy\","))
+                    && l.contains(&format!("namespace=\"{}\"", ns.name))
+            })
+            .unwrap_or_else(|| panic!("no {name} for the container in:\n{text}"))
+            .to_string()
+    };
+    let ws_line = line("container_memory_working_set_bytes");
+    assert!(
+        ws_line.contains(&format!("name=\"{cid}\"")) && ws_line.contains("image=\""),
+        "{ws_line}"
+    );
+    assert!(
+        ws_line.contains(&format!("pod{uid}/{cid}\"")),
+        "the id is the cgroup: {ws_line}"
+    );
+    let ws_c: f64 = ws_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ws_file = working_set(&mem_cg) as f64;
+    assert!(
+        (ws_c - ws_file).abs() <= ws_file / 10.0 + f64::from(2u32 << 20),
+        "cadvisor working set {ws_c} vs the cgroup's {ws_file}"
+    );
+    for fam in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_rss",
+        "container_start_time_seconds",
+    ] {
+        line(fam);
+    }
+    assert!(
+        text.contains("container_network_receive_bytes_total{container=\"\","),
+        "no pod network series in:\n{text}"
     );
     ns.cleanup().await;
 }
