@@ -78,6 +78,35 @@ async fn node_event(ns: &TestNs, reason: &str, message: &str, since: k8s_openapi
     .await;
 }
 
+/// The node reports `condition`; a new ordinary pod is refused with upstream's reason and
+/// message while the Guaranteed `steady` pod runs on; then the condition clears.
+async fn pressure_refuses_then_clears(ns: &TestNs, condition: &str) {
+    eventually(T, &format!("{condition} on the Node"), || async {
+        (node_condition(ns, condition).await.as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    let late = ns.pod(
+        "late",
+        "Never",
+        json!([{"name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["true"]}]),
+    );
+    ns.create(&late).await;
+    let p = ns.wait_pod("late", T, |p| phase(p) == "Failed").await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some(format!("Pod The node had condition: [{condition}]. ").as_str())
+    );
+    let s = ns.pods().get("steady").await.unwrap();
+    assert_eq!(phase(&s), "Running");
+    assert_eq!(container_status(&s, 0).restart_count, 0);
+    eventually(T, &format!("{condition} cleared"), || async {
+        (node_condition(ns, condition).await.as_deref() == Some("False")).then_some(())
+    })
+    .await;
+}
+
 /// A Guaranteed pod that sleeps.
 fn steady(ns: &TestNs) -> k8s_openapi::api::core::v1::Pod {
     ns.pod(
@@ -168,32 +197,8 @@ async fn memory_pressure_evicts_the_best_effort_pod_and_spares_the_guaranteed_on
     )
     .await;
     // The condition holds for the transition period; meanwhile BestEffort pods are refused
-    // and the Guaranteed pod runs on.
-    eventually(T, "MemoryPressure on the Node", || async {
-        (node_condition(&ns, "MemoryPressure").await.as_deref() == Some("True")).then_some(())
-    })
-    .await;
-    let late = ns.pod(
-        "late",
-        "Never",
-        json!([{"name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["true"]}]),
-    );
-    ns.create(&late).await;
-    let p = ns.wait_pod("late", T, |p| phase(p) == "Failed").await;
-    let st = p.status.unwrap();
-    assert_eq!(st.reason.as_deref(), Some("Evicted"));
-    assert_eq!(
-        st.message.as_deref(),
-        Some("Pod The node had condition: [MemoryPressure]. ")
-    );
-    let s = ns.pods().get("steady").await.unwrap();
-    assert_eq!(phase(&s), "Running");
-    assert_eq!(container_status(&s, 0).restart_count, 0);
-    // Then it clears.
-    eventually(T, "MemoryPressure cleared", || async {
-        (node_condition(&ns, "MemoryPressure").await.as_deref() == Some("False")).then_some(())
-    })
-    .await;
+    // and the Guaranteed pod runs on; then it clears.
+    pressure_refuses_then_clears(&ns, "MemoryPressure").await;
     // The container GC (every minute) takes an evicted pod's containers and sandbox; its
     // status stays as reported.
     let uid = ns.pods().get("filler").await.unwrap().metadata.uid.unwrap();
@@ -371,32 +376,9 @@ async fn disk_pressure_takes_unused_images_first_then_evicts_the_writer() {
         since,
     )
     .await;
-    eventually(T, "DiskPressure on the Node", || async {
-        (node_condition(&ns, "DiskPressure").await.as_deref() == Some("True")).then_some(())
-    })
-    .await;
-    // Under disk pressure only critical pods are admitted.
-    let late = ns.pod(
-        "late",
-        "Never",
-        json!([{"name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["true"]}]),
-    );
-    ns.create(&late).await;
-    let p = ns.wait_pod("late", T, |p| phase(p) == "Failed").await;
-    let st = p.status.unwrap();
-    assert_eq!(st.reason.as_deref(), Some("Evicted"));
-    assert_eq!(
-        st.message.as_deref(),
-        Some("Pod The node had condition: [DiskPressure]. ")
-    );
-    let s = ns.pods().get("steady").await.unwrap();
-    assert_eq!(phase(&s), "Running");
-    assert_eq!(container_status(&s, 0).restart_count, 0);
-    // The evicted pod's emptyDir goes with it, and the pressure clears.
-    eventually(T, "DiskPressure cleared", || async {
-        (node_condition(&ns, "DiskPressure").await.as_deref() == Some("False")).then_some(())
-    })
-    .await;
+    // Under disk pressure only critical pods are admitted; the evicted pod's emptyDir goes
+    // with it, and the pressure clears.
+    pressure_refuses_then_clears(&ns, "DiskPressure").await;
     ns.cleanup().await;
     let _ = std::fs::remove_file(&cfg);
 }
