@@ -52,6 +52,10 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     fn read_to_string(&self, path: &Path) -> Result<String>;
     /// Writes a small file in place (a sysctl under /proc/sys).
     fn write_string(&self, path: &Path, contents: &str) -> Result<()>;
+    /// The device `path` is on (`st_dev`), to tell whether two paths share a filesystem.
+    fn device_of(&self, _path: &Path) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +137,10 @@ pub fn default_gateway(route: &str) -> Option<Ipv4Addr> {
 }
 
 impl Host for RealHost {
+    fn device_of(&self, path: &Path) -> Option<u64> {
+        rustix::fs::stat(path).ok().map(|s| s.st_dev)
+    }
+
     fn machine_info(&self) -> Result<MachineInfo> {
         let uname = rustix::system::uname();
         let cpus = std::thread::available_parallelism()

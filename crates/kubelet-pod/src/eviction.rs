@@ -39,12 +39,19 @@ pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 #[async_trait]
 pub trait SummarySource: Send + Sync {
     async fn summary(&self, pods: &[Pod]) -> Result<Summary, crate::stats::StatsError>;
+    /// Whether the runtime's images are on a filesystem of their own (not the kubelet's).
+    async fn dedicated_image_fs(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
 impl SummarySource for StatsProvider {
     async fn summary(&self, pods: &[Pod]) -> Result<Summary, crate::stats::StatsError> {
         self.eviction_summary(pods).await
+    }
+    async fn dedicated_image_fs(&self) -> bool {
+        self.dedicated_image_fs().await
     }
 }
 
@@ -193,27 +200,22 @@ impl EvictionManager {
     /// Upstream `reclaimNodeLevelResources`: for a disk signal, unused images are removed;
     /// whether that ended every threshold (observed afresh, grace periods aside).
     async fn reclaim_node_level(&self, t: Threshold) -> bool {
-        use kubelet_core::eviction::thresholds::{Signal, thresholds_met};
-        let disk = matches!(
-            t.signal,
-            Signal::NodeFsAvailable
-                | Signal::NodeFsInodesFree
-                | Signal::ImageFsAvailable
-                | Signal::ImageFsInodesFree
-        );
-        if !disk || (self.image_gc.is_none() && self.container_gc.is_none()) {
+        use kubelet_core::eviction::thresholds::thresholds_met;
+        let dedicated = self.summary.dedicated_image_fs().await;
+        let (containers, images) =
+            kubelet_core::eviction::thresholds::node_reclaim(t.signal, dedicated);
+        if !containers && !images {
             return false;
         }
-        if let Some(gc) = &self.container_gc {
+        if containers && let Some(gc) = &self.container_gc {
             let n = gc.delete_all_unused().await;
             info!(removed = n, "eviction manager: dead containers removed");
         }
-        let Some(gc) = &self.image_gc else {
-            return false;
-        };
-        match gc.delete_unused_images().await {
-            Ok(freed) => info!(freed, "eviction manager: unused images removed"),
-            Err(e) => warn!(error = %e, "eviction manager: removing unused images failed"),
+        if images && let Some(gc) = &self.image_gc {
+            match gc.delete_unused_images().await {
+                Ok(freed) => info!(freed, "eviction manager: unused images removed"),
+                Err(e) => warn!(error = %e, "eviction manager: removing unused images failed"),
+            }
         }
         let pods = self.workers.active_pods();
         match self.summary.summary(&pods).await {

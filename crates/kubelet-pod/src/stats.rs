@@ -220,6 +220,28 @@ fn live_containers(all: Vec<api::Container>) -> HashMap<String, api::Container> 
 }
 
 impl StatsProvider {
+    /// Whether the runtime's image filesystem (CRI `ImageFsInfo`) is another device than the
+    /// kubelet's root dir (upstream `HasDedicatedImageFs`); false when either is unknown.
+    pub async fn dedicated_image_fs(&self) -> bool {
+        let Ok(fs) = self.rt.image_fs_info().await else {
+            return false;
+        };
+        let Some(mount) = fs
+            .first()
+            .and_then(|u| u.fs_id.as_ref())
+            .map(|id| PathBuf::from(&id.mountpoint))
+        else {
+            return false;
+        };
+        match (
+            self.host.device_of(&self.root_dir),
+            self.host.device_of(&mount),
+        ) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         node_name: String,

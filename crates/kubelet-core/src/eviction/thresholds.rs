@@ -247,6 +247,21 @@ pub fn parse_thresholds(
     Ok(out)
 }
 
+/// What node-level reclaim a disk signal gets before any pod is evicted (upstream
+/// `buildSignalToNodeReclaimFuncs`): (dead containers, unused images). With a dedicated
+/// imagefs, nodefs pressure reclaims nothing of the kind (images are elsewhere) and imagefs
+/// pressure both; on a shared filesystem either signal reclaims both.
+pub fn node_reclaim(signal: Signal, dedicated_imagefs: bool) -> (bool, bool) {
+    match signal {
+        Signal::NodeFsAvailable | Signal::NodeFsInodesFree if dedicated_imagefs => (false, false),
+        Signal::NodeFsAvailable
+        | Signal::NodeFsInodesFree
+        | Signal::ImageFsAvailable
+        | Signal::ImageFsInodesFree => (true, true),
+        _ => (false, false),
+    }
+}
+
 /// The memory cgroup a kernel threshold notification watches (upstream
 /// `memoryThresholdNotifier`): the node's root memcg for `memory.available`, the pods' cgroup
 /// for `allocatableMemory.available`.
@@ -501,6 +516,14 @@ pub fn synchronize(
 #[cfg(test)]
 mod memcg_tests {
     use super::*;
+
+    #[test]
+    fn node_reclaim_depends_on_a_dedicated_imagefs() {
+        assert_eq!(node_reclaim(Signal::NodeFsAvailable, false), (true, true));
+        assert_eq!(node_reclaim(Signal::NodeFsAvailable, true), (false, false));
+        assert_eq!(node_reclaim(Signal::ImageFsInodesFree, true), (true, true));
+        assert_eq!(node_reclaim(Signal::MemoryAvailable, false), (false, false));
+    }
     use crate::stats::{ContainerStats, MemoryStats, NodeStats};
 
     #[test]
