@@ -415,6 +415,25 @@ pub fn resource_metrics(s: Option<&Summary>) -> String {
 
 type Push<'a> = dyn FnMut(&'static str, &str, f64, &Option<Time>) + 'a;
 
+/// cAdvisor's labels of one series; an extra one (`cpu`, `device`, `interface`) goes where
+/// client_golang's sorting puts it.
+struct Lbl<'a>([&'a str; 6]);
+
+impl Lbl<'_> {
+    const KEYS: [&'static str; 6] = ["container", "id", "image", "name", "namespace", "pod"];
+
+    fn with(&self, extra: Option<(&str, &str)>) -> String {
+        let mut pairs: Vec<(&str, &str)> = Self::KEYS.iter().copied().zip(self.0).collect();
+        pairs.extend(extra);
+        pairs.sort_by_key(|(k, _)| *k);
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// `/metrics/cadvisor`'s families that Prometheus' kubelet scrape and `kubectl top`-style tools
 /// read (cAdvisor's names and labels: `container`, `id` (the cgroup), `image`, `name`,
 /// `namespace`, `pod`), from the summary: per container, per pod cgroup (empty `container`,
@@ -498,25 +517,15 @@ pub fn cadvisor_metrics(
             .or_default()
             .push(format!("{name}{{{labels}}} {v}{}", millis(t)));
     };
-    let lbl = |container: &str, id: &str, image: &str, name: &str, ns: &str, pod: &str| {
-        format!(
-            "container=\"{}\",id=\"{}\",image=\"{}\",name=\"{}\",namespace=\"{}\",pod=\"{}\"",
-            label(container),
-            label(id),
-            label(image),
-            label(name),
-            label(ns),
-            label(pod)
-        )
-    };
     let cpu_mem =
-        |push: &mut Push<'_>, l: &str, cpu: &Option<CpuStats>, mem: &Option<MemoryStats>| {
+        |push: &mut Push<'_>, lb: &Lbl<'_>, cpu: &Option<CpuStats>, mem: &Option<MemoryStats>| {
+            let l = &lb.with(None);
             if let Some(c) = cpu
                 && let Some(n) = c.usage_core_nano_seconds
             {
                 push(
                     "container_cpu_usage_seconds_total",
-                    &format!("{l},cpu=\"total\""),
+                    &lb.with(Some(("cpu", "total"))),
                     n as f64 / 1e9,
                     &c.time,
                 );
@@ -536,7 +545,7 @@ pub fn cadvisor_metrics(
     // The node's root cgroup.
     cpu_mem(
         &mut push,
-        &lbl("", "/", "", "", "", ""),
+        &Lbl(["", "/", "", "", "", ""]),
         &s.node.cpu,
         &s.node.memory,
     );
@@ -550,14 +559,21 @@ pub fn cadvisor_metrics(
             .map(crate::qos::pod_qos)
             .unwrap_or(crate::qos::QosClass::BestEffort);
         let pod_id = layout.pod(qos, uid).path(driver);
-        let l = lbl("", &pod_id, "", "", ns, pn);
-        cpu_mem(&mut push, &l, &p.cpu, &p.memory);
+        let lb = Lbl(["", &pod_id, "", "", ns, pn]);
+        let l = lb.with(None);
+        cpu_mem(&mut push, &lb, &p.cpu, &p.memory);
         if let Some(n) = &p.network {
-            for i in std::iter::once(&n.default).chain(n.interfaces.iter()) {
+            // `interfaces` lists them all (the default among them); older summaries only it.
+            let all: Vec<&InterfaceStats> = if n.interfaces.is_empty() {
+                vec![&n.default]
+            } else {
+                n.interfaces.iter().collect()
+            };
+            for i in all {
                 if i.name.is_empty() {
                     continue;
                 }
-                let li = format!("{l},interface=\"{}\"", label(&i.name));
+                let li = lb.with(Some(("interface", &i.name)));
                 for (fam, v) in [
                     ("container_network_receive_bytes_total", i.rx_bytes),
                     ("container_network_receive_errors_total", i.rx_errors),
@@ -567,9 +583,6 @@ pub fn cadvisor_metrics(
                     if let Some(v) = v {
                         push(fam, &li, v as f64, &n.time);
                     }
-                }
-                if n.interfaces.is_empty() {
-                    break;
                 }
             }
         }
@@ -594,14 +607,15 @@ pub fn cadvisor_metrics(
                 crate::cm::Driver::Cgroupfs => format!("{pod_id}/{cid}"),
                 crate::cm::Driver::Systemd => format!("{pod_id}/cri-containerd-{cid}.scope"),
             };
-            let l = lbl(&c.name, &id, image, cid, ns, pn);
-            cpu_mem(&mut push, &l, &c.cpu, &c.memory);
+            let lb = Lbl([&c.name, &id, image, cid, ns, pn]);
+            let l = lb.with(None);
+            cpu_mem(&mut push, &lb, &c.cpu, &c.memory);
             if let Some(fs) = &c.rootfs
                 && let Some(v) = fs.used_bytes
             {
                 push(
                     "container_fs_usage_bytes",
-                    &format!("{l},device=\"\""),
+                    &lb.with(Some(("device", ""))),
                     v as f64,
                     &fs.time,
                 );
@@ -696,7 +710,11 @@ mod cadvisor_tests {
                         rx_bytes: Some(42),
                         ..Default::default()
                     },
-                    interfaces: vec![],
+                    interfaces: vec![InterfaceStats {
+                        name: "eth0".into(),
+                        rx_bytes: Some(42),
+                        ..Default::default()
+                    }],
                 }),
                 ..Default::default()
             }],
@@ -704,16 +722,22 @@ mod cadvisor_tests {
         let layout = crate::cm::CgroupLayout::new("/").unwrap_or_default();
         let text = cadvisor_metrics(&s, &[pod], &layout, crate::cm::Driver::Cgroupfs);
         for want in [
-            "container_cpu_usage_seconds_total{container=\"\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\",cpu=\"total\"} 5 1700000000000",
+            "container_cpu_usage_seconds_total{container=\"\",cpu=\"total\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\"} 5 1700000000000",
             "container_memory_working_set_bytes{container=\"c\",id=\"/kubepods/podu1/abc\",image=\"docker.io/library/busybox:latest\",name=\"abc\",namespace=\"ns\",pod=\"web\"} 1000 1700000000000",
             "container_memory_rss{container=\"c\",",
-            "container_network_receive_bytes_total{container=\"\",id=\"/kubepods/podu1\",image=\"\",name=\"\",namespace=\"ns\",pod=\"web\",interface=\"eth0\"} 42",
+            "container_network_receive_bytes_total{container=\"\",id=\"/kubepods/podu1\",image=\"\",interface=\"eth0\",name=\"\",namespace=\"ns\",pod=\"web\"} 42",
             "container_spec_memory_limit_bytes{container=\"c\",id=\"/kubepods/podu1/abc\",image=\"docker.io/library/busybox:latest\",name=\"abc\",namespace=\"ns\",pod=\"web\"} 67108864",
             "container_start_time_seconds{container=\"c\",",
             "# TYPE container_cpu_usage_seconds_total counter",
         ] {
             assert!(text.contains(want), "no {want} in:\n{text}");
         }
+        assert_eq!(
+            text.matches("container_network_receive_bytes_total{")
+                .count(),
+            1,
+            "one series per interface:\n{text}"
+        );
     }
 }
 

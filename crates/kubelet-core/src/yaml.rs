@@ -22,12 +22,25 @@ pub enum YamlError {
     Json(String),
 }
 
-/// The first document of `text` as JSON, as upstream's `yaml.YAMLToJSON`.
+/// Nesting beyond this is refused: the values are dropped and deserialized recursively.
+pub const MAX_DEPTH: usize = 1000;
+
+/// The first document of `text` as JSON, as upstream's `yaml.YAMLToJSON`. The events are
+/// read in a loop (the parser's own `load` recurses per nesting level), nesting is bounded
+/// by [`MAX_DEPTH`], and alias expansion by go-yaml's ratio ("excessive aliasing").
 pub fn to_json(text: &str) -> Result<Value, YamlError> {
     let mut b = Builder::default();
-    Parser::new_from_str(text)
-        .load(&mut b, false)
-        .map_err(|e| YamlError::Syntax(e.to_string()))?;
+    let mut parser = Parser::new_from_str(text);
+    while !b.done && b.error.is_none() {
+        let (ev, mark) = parser
+            .next_token()
+            .map_err(|e| YamlError::Syntax(e.to_string()))?;
+        let end = ev == Event::StreamEnd;
+        b.on_event(ev, mark);
+        if end {
+            break;
+        }
+    }
     if let Some(e) = b.error {
         return Err(e);
     }
@@ -78,9 +91,10 @@ fn to_yaml(v: &Value) -> yaml_rust2::Yaml {
 }
 
 enum Frame {
-    Seq(Vec<Value>, usize),
-    /// The mapping, its anchor, and the key waiting for its value.
-    Map(Map<String, Value>, usize, Option<Key>),
+    /// The items, the anchor, and the node count when it started (for the anchor's size).
+    Seq(Vec<Value>, usize, u64),
+    /// The mapping, its anchor, the key waiting for its value, and the node count.
+    Map(Map<String, Value>, usize, Option<Key>, u64),
 }
 
 enum Key {
@@ -91,10 +105,28 @@ enum Key {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    /// Each anchor's value and its size in nodes.
+    anchors: HashMap<usize, (Value, u64)>,
     root: Option<Value>,
     done: bool,
     error: Option<YamlError>,
+    /// go-yaml's counters: nodes decoded, and those that came from aliases.
+    decoded: u64,
+    aliased: u64,
+}
+
+/// go-yaml v2's `allowedAliasRatio`.
+fn allowed_alias_ratio(decoded: u64) -> f64 {
+    const LOW: f64 = 400_000.0;
+    const HIGH: f64 = 4_000_000.0;
+    let d = decoded as f64;
+    if d <= LOW {
+        0.99
+    } else if d >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * ((d - LOW) / (HIGH - LOW))
+    }
 }
 
 impl Builder {
@@ -102,6 +134,33 @@ impl Builder {
         if self.error.is_none() {
             self.error = Some(e);
         }
+    }
+
+    /// Counts `n` decoded nodes (`aliased` of them from an alias), as go-yaml's `unmarshal`.
+    fn count(&mut self, n: u64, aliased: bool) {
+        self.decoded = self.decoded.saturating_add(n);
+        if aliased {
+            self.aliased = self.aliased.saturating_add(n);
+        }
+        if self.aliased > 100
+            && self.decoded > 1000
+            && self.aliased as f64 / self.decoded as f64 > allowed_alias_ratio(self.decoded)
+        {
+            self.fail(YamlError::Value(
+                "document contains excessive aliasing".into(),
+            ));
+        }
+    }
+
+    fn open(&mut self, frame: Frame) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(YamlError::Value(format!(
+                "exceeded max depth of {MAX_DEPTH}"
+            )));
+            return;
+        }
+        self.count(1, false);
+        self.stack.push(frame);
     }
 
     /// A finished node: into its parent, or the document.
@@ -113,10 +172,9 @@ impl Builder {
                 }
                 self.done = true;
             }
-            Some(Frame::Seq(items, _)) => items.push(v),
-            Some(Frame::Map(m, _, key)) => match key.take() {
+            Some(Frame::Seq(items, _, _)) => items.push(v),
+            Some(Frame::Map(m, _, key, _)) => match key.take() {
                 None => match key_string(&v) {
-                    Ok(k) if k == "<<" => *key = Some(Key::Merge),
                     Ok(k) => *key = Some(Key::Str(k)),
                     Err(e) => self.fail(e),
                 },
@@ -124,21 +182,29 @@ impl Builder {
                     m.insert(k, v);
                 }
                 Some(Key::Merge) => {
-                    let sources = match v {
+                    let wrong = || {
+                        YamlError::Value(
+                            "map merge requires map or sequence of maps as the value".into(),
+                        )
+                    };
+                    let sources: Vec<Map<String, Value>> = match v {
                         Value::Object(o) => vec![o],
-                        Value::Array(a) => a
-                            .into_iter()
-                            .filter_map(|x| match x {
-                                Value::Object(o) => Some(o),
-                                _ => None,
-                            })
-                            .collect(),
-                        _ => {
-                            self.fail(YamlError::Value(
-                                "map merge requires map or sequence of maps as the value".into(),
-                            ));
-                            return;
+                        Value::Array(a) => {
+                            let n = a.len();
+                            let maps: Vec<_> = a
+                                .into_iter()
+                                .filter_map(|x| match x {
+                                    Value::Object(o) => Some(o),
+                                    _ => None,
+                                })
+                                .collect();
+                            if maps.len() != n {
+                                return self.fail(wrong());
+                            }
+                            // go-yaml merges the list backwards: earlier maps win.
+                            maps.into_iter().rev().collect()
                         }
+                        _ => return self.fail(wrong()),
                     };
                     for o in sources {
                         m.extend(o);
@@ -156,37 +222,56 @@ impl MarkedEventReceiver for Builder {
         }
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, false);
+                // Only a plain `<<` in key position merges (go-yaml's `isMerge`).
+                if style == TScalarStyle::Plain
+                    && tag.is_none()
+                    && text == "<<"
+                    && let Some(Frame::Map(_, _, key @ None, _)) = self.stack.last_mut()
+                {
+                    *key = Some(Key::Merge);
+                    return;
+                }
                 let v = match scalar(&text, style, tag.as_ref()) {
                     Ok(v) => v,
                     Err(e) => return self.fail(e),
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
+                    self.anchors.insert(anchor, (v.clone(), 1));
                 }
                 self.push(v);
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(v) => self.push(v),
+                Some((v, size)) => {
+                    self.count(size, true);
+                    if self.error.is_none() {
+                        self.push(v);
+                    }
+                }
                 None => self.fail(YamlError::Value(format!("unknown anchor {id}"))),
             },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), anchor)),
+            Event::SequenceStart(anchor, _) => {
+                let at = self.decoded;
+                self.open(Frame::Seq(Vec::new(), anchor, at));
+            }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Map::new(), anchor, None));
+                let at = self.decoded;
+                self.open(Frame::Map(Map::new(), anchor, None, at));
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, anchor)) = self.stack.pop() {
+                if let Some(Frame::Seq(items, anchor, at)) = self.stack.pop() {
                     let v = Value::Array(items);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), self.decoded - at));
                     }
                     self.push(v);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(m, anchor, _)) = self.stack.pop() {
+                if let Some(Frame::Map(m, anchor, _, at)) = self.stack.pop() {
                     let v = Value::Object(m);
                     if anchor > 0 {
-                        self.anchors.insert(anchor, v.clone());
+                        self.anchors.insert(anchor, (v.clone(), self.decoded - at));
                     }
                     self.push(v);
                 }
@@ -259,12 +344,11 @@ fn scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, Y
     let resolved = resolve_plain(text)?;
     match (suffix, &resolved) {
         (None, _) => Ok(resolved),
-        (Some("int"), Value::Number(n)) if !n.is_f64() => Ok(resolved),
-        (Some("float"), Value::Number(n)) => Ok(n
-            .as_f64()
-            .and_then(Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(resolved)),
+        // A float written as one (`1.0`) is no !!int, even where it prints as an integer.
+        (Some("int"), Value::Number(n)) if !n.is_f64() && !text.contains(['.', 'e', 'E']) => {
+            Ok(resolved)
+        }
+        (Some("float"), Value::Number(n)) => Ok(n.as_f64().map(float_value).unwrap_or(resolved)),
         (Some("bool"), Value::Bool(_)) | (Some("null"), Value::Null) => Ok(resolved),
         (Some("timestamp"), Value::String(_)) => Ok(resolved),
         (Some(t), _) => Err(YamlError::Value(format!(
@@ -453,6 +537,37 @@ mod tests {
         assert_eq!(v["true"], true);
         assert_eq!(v["1"], "one");
         assert_eq!(v["list"], json!([{"x": 1, "z": 2}]));
+    }
+
+    #[test]
+    fn hostile_documents_are_refused_not_crashed_on() {
+        let deep = "- ".repeat(MAX_DEPTH + 10) + "x\n";
+        assert!(to_json(&deep).is_err());
+        // A billion laughs: every level doubles the nodes.
+        let mut laughs = String::from("a: &a [x, x]\n");
+        for i in 0..30 {
+            laughs.push_str(&format!(
+                "b{i}: &b{i} [*{prev}, *{prev}]\n",
+                prev = if i == 0 {
+                    "a".to_string()
+                } else {
+                    format!("b{}", i - 1)
+                }
+            ));
+        }
+        assert_eq!(
+            to_json(&laughs),
+            Err(YamlError::Value(
+                "document contains excessive aliasing".into()
+            ))
+        );
+        // Merges: earlier maps win, a quoted << is a key, a merge of a scalar is an error.
+        let v = j("a: &a {k: 1}\nb: &b {k: 2}\nm:\n  <<: [*a, *b]\nq: {'<<': 3}\n");
+        assert_eq!(v["m"]["k"], 1);
+        assert_eq!(v["q"]["<<"], 3);
+        assert!(to_json("m:\n  <<: [1]\n").is_err());
+        assert_eq!(j("a: !!float 1\n")["a"], 1);
+        assert!(to_json("a: !!int 1.0\n").is_err());
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub enum HttpError {
     Http(#[from] hyper::Error),
     #[error("invalid request: {0}")]
     Request(#[from] http::Error),
-    #[error("timed out after {0:?}")]
+    /// A hook without a host and a pod without an IP (upstream's words, without its dump of
+    /// the pod status).
+    #[error("failed to find networking container")]
+    NoNetwork,
+    /// Go's client timeout, in its words.
+    #[error("context deadline exceeded (Client.Timeout exceeded while awaiting headers)")]
     Timeout(Duration),
 }
 
@@ -120,20 +125,18 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, PortError>
     }
 }
 
-/// The hook's GET (upstream 1.20's `runHTTPHandler`, through a default Go client): any answer
-/// counts as success. The status line is returned.
+/// The hook's GET (upstream 1.20's `runHTTPHandler`, through Go's default client): no
+/// headers of the hook's own (1.20 ignores `httpHeaders`), Go's `User-Agent` and
+/// `Accept-Encoding: gzip`; any answer counts as success. The status line is returned.
 pub async fn http_get(
     host: &str,
     port: u16,
     path: &str,
-    headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<String, HttpError> {
-    let defaults = [
-        ("User-Agent", "Go-http-client/1.1"),
-        ("Accept-Encoding", "gzip"),
-    ];
-    let r = get(false, host, port, path, headers, &defaults, timeout).await?;
+    let defaults = [("User-Agent", "Go-http-client/1.1")];
+    let tail = [("Accept-Encoding", "gzip")];
+    let r = get(false, host, port, path, &[], &defaults, &tail, timeout).await?;
     Ok(format!("HTTP/1.1 {}", r.status))
 }
 
@@ -170,13 +173,14 @@ fn canonical_header(name: &str) -> String {
 /// The request's header lines in the order Go's client writes them: Host (the user's Host
 /// header, else `host:port`, IPv6 bracketed), User-Agent (the user's first, else the
 /// default; an empty one is left out), the rest sorted by name (defaults for names the user
-/// did not give; a given empty `Accept` drops it, as upstream's prober), then
-/// `Connection: close`.
+/// did not give; a given empty `Accept` drops it, as upstream's prober), then what Go's
+/// transport adds (`tail`: `Connection: close`, `Accept-Encoding: gzip`).
 pub fn request_headers(
     host: &str,
     port: u16,
     user: &[(String, String)],
     defaults: &[(&str, &str)],
+    tail: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (k, v) in user {
@@ -222,13 +226,17 @@ pub fn request_headers(
     for (k, vs) in by {
         out.extend(vs.into_iter().map(|v| (k.clone(), v)));
     }
-    out.push(("Connection".into(), "close".into()));
+    out.extend(
+        tail.iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+    );
     out
 }
 
 /// One GET over TCP or, with `tls`, TLS, with hyper's HTTP/1.1 client: the headers as
 /// [`request_headers`] orders them, at most [`MAX_BODY`] of the body read, and the connection
 /// dropped then (a keep-alive server is not waited for).
+#[allow(clippy::too_many_arguments)]
 pub async fn get(
     tls: bool,
     host: &str,
@@ -236,6 +244,7 @@ pub async fn get(
     path: &str,
     headers: &[(String, String)],
     defaults: &[(&str, &str)],
+    tail: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
     let fut = async {
@@ -245,7 +254,7 @@ pub async fn get(
             format!("/{path}")
         };
         let mut req = http::Request::get(path);
-        for (k, v) in request_headers(host, port, headers, defaults) {
+        for (k, v) in request_headers(host, port, headers, defaults, tail) {
             if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
                 return Err(HttpError::InvalidHeader(k));
             }
@@ -420,23 +429,25 @@ pub async fn run(
         return Ok(());
     }
     if let Some(g) = &h.http_get {
-        let host = g
-            .host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .or(pod_ip.map(str::to_string))
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let port = resolve_port(&g.port, c)?;
-        let headers = header_pairs(g);
         let path = g.path.clone().unwrap_or_default();
-        return match http_get(&host, port, &path, &headers, timeout).await {
+        let fail = |error| HookError::Http {
+            path: path.clone(),
+            container: c.name.clone(),
+            pod: pod_desc(pod),
+            error,
+        };
+        let host = match g.host.as_deref().filter(|h| !h.is_empty()).or(pod_ip) {
+            Some(h) => h.to_string(),
+            None => return Err(fail(HttpError::NoNetwork)),
+        };
+        // An empty named port is port 80 (upstream's runHTTPHandler).
+        let port = match &g.port {
+            IntOrString::String(s) if s.is_empty() => 80,
+            p => resolve_port(p, c)?,
+        };
+        return match http_get(&host, port, &path, timeout).await {
             Ok(_) => Ok(()),
-            Err(error) => Err(HookError::Http {
-                path,
-                container: c.name.clone(),
-                pod: pod_desc(pod),
-                error,
-            }),
+            Err(error) => Err(fail(error)),
         };
     }
     if let Some(sl) = &h.sleep {
@@ -486,42 +497,41 @@ mod tests {
                 .unwrap();
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
-        let r = http_get(
-            "127.0.0.1",
-            port,
-            "hook",
-            &[("X-A".into(), "b".into())],
-            Duration::from_secs(5),
-        )
-        .await;
+        let r = http_get("127.0.0.1", port, "hook", Duration::from_secs(5)).await;
         assert!(
             r.unwrap().starts_with("HTTP/1.1 500"),
             "any answer is success for hooks"
         );
-        let req = server.await.unwrap();
-        assert!(
-            req.starts_with("GET /hook HTTP/1.1\r\n") && req.contains("X-A: b\r\n"),
-            "{req}"
+        // Go's default client, as upstream 1.20's hook runner uses it.
+        assert_eq!(
+            server.await.unwrap(),
+            format!(
+                "GET /hook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n"
+            )
         );
         // nothing listening: an error, not a hang
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed = l.local_addr().unwrap().port();
         drop(l);
         assert!(
-            http_get("127.0.0.1", closed, "/", &[], Duration::from_secs(5))
+            http_get("127.0.0.1", closed, "/", Duration::from_secs(5))
                 .await
                 .is_err()
         );
-        assert!(
-            http_get(
+        // A probe's header with a line break is refused, not sent.
+        assert!(matches!(
+            get(
+                false,
                 "127.0.0.1",
-                port,
+                closed,
                 "/",
                 &[("a\r\nb".into(), "x".into())],
+                &[],
+                &[],
                 Duration::from_millis(100)
             )
-            .await
-            .is_err()
-        );
+            .await,
+            Err(HttpError::InvalidHeader(_))
+        ));
     }
 }

@@ -517,9 +517,11 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
     }
 }
 
-/// An HTTP probe: success on 200–399; redirects on the same host are followed (at most 10),
-/// a redirect elsewhere counts as success, as upstream. HTTPS does not verify the server's
-/// certificate, as upstream.
+/// An HTTP probe as upstream's (`pkg/probe/http`): success on 200–399. Redirects
+/// (301/302/303/307/308) are followed to the same host name, resolved against the current
+/// URL (another scheme or port included), at most 10; one to another host ends the chain as a
+/// success with a warning ("Probe terminated redirects"), as does a 3xx that is not followed.
+/// The timeout covers the whole chain. HTTPS does not verify the server's certificate.
 pub async fn http_probe(
     https: bool,
     host: &str,
@@ -528,55 +530,182 @@ pub async fn http_probe(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> (bool, String) {
-    let mut path = if path.starts_with('/') {
+    let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
+    let first = Target {
+        https,
+        host: host.to_string(),
+        port,
+        path,
+    };
+    let url = first.url();
+    match tokio::time::timeout(timeout, probe_chain(first, headers, timeout)).await {
+        Ok(r) => r,
+        Err(_) => (
+            false,
+            format!(
+                "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            ),
+        ),
+    }
+}
+
+/// Where one request of a probe goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{host}:{}{}", self.port, self.path)
+    }
+
+    /// `Location` resolved against this URL (RFC 3986, enough for redirects): absolute,
+    /// scheme-relative, absolute-path or relative-path.
+    fn resolve(&self, loc: &str) -> Option<Target> {
+        let authority = |https: bool, rest: &str| -> Option<Target> {
+            let (auth, path) = match rest.find(['/', '?']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let default = if https { 443 } else { 80 };
+            let (h, p) = if let Some(r) = auth.strip_prefix('[') {
+                let (h, tail) = r.split_once(']')?;
+                (
+                    h.to_string(),
+                    tail.strip_prefix(':').map(str::parse).transpose().ok()?,
+                )
+            } else {
+                match auth.rsplit_once(':') {
+                    Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+                    None => (auth.to_string(), None),
+                }
+            };
+            let path = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            };
+            Some(Target {
+                https,
+                host: h,
+                port: p.unwrap_or(default),
+                path,
+            })
+        };
+        if let Some(rest) = loc.strip_prefix("http://") {
+            return authority(false, rest);
+        }
+        if let Some(rest) = loc.strip_prefix("https://") {
+            return authority(true, rest);
+        }
+        if let Some(rest) = loc.strip_prefix("//") {
+            return authority(self.https, rest);
+        }
+        let path = if loc.starts_with('/') {
+            loc.to_string()
+        } else {
+            // Relative to the current path's directory, dot segments removed.
+            let base = self.path.split('?').next().unwrap_or("/");
+            let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+            format!("{dir}{loc}")
+        };
+        let (p, q) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path, None),
+        };
+        let mut out: Vec<&str> = vec![];
+        for seg in p.split('/').skip(1) {
+            match seg {
+                "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        let mut path = format!("/{}", out.join("/"));
+        if p.ends_with("/.") || p.ends_with("/..") {
+            path.push('/');
+        }
+        if let Some(q) = q {
+            path = format!("{path}?{q}");
+        }
+        Some(Target {
+            path,
+            ..self.clone()
+        })
+    }
+}
+
+async fn probe_chain(
+    first: Target,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> (bool, String) {
     // Upstream's prober: its User-Agent and `Accept: */*` unless the probe sets them.
     let defaults = [("User-Agent", "kube-probe/1.20"), ("Accept", "*/*")];
-    let scheme = if https { "https" } else { "http" };
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let origin = format!("{scheme}://{authority}");
-    for _ in 0..=10 {
-        let url = format!("{origin}{path}");
-        let r = match crate::lifecycle::get(https, host, port, &path, headers, &defaults, timeout)
-            .await
+    let mut t = first.clone();
+    let mut hops = 0;
+    loop {
+        let url = t.url();
+        let r = match crate::lifecycle::get(
+            t.https,
+            &t.host,
+            t.port,
+            &t.path,
+            headers,
+            &defaults,
+            &[("Connection", "close")],
+            timeout,
+        )
+        .await
         {
             Ok(r) => r,
             Err(e) => return (false, format!("Get {url:?}: {e}")),
         };
-        if (300..400).contains(&r.status)
-            && let Some(loc) = r.location.clone()
-        {
-            let same_host = loc.starts_with('/') || loc.starts_with(&format!("{origin}/"));
-            if !same_host {
+        let follow = matches!(r.status, 301 | 302 | 303 | 307 | 308);
+        if follow && let Some(loc) = r.location.as_deref() {
+            let Some(next) = t.resolve(loc) else {
                 return (
-                    true,
-                    format!("Probe terminated redirects, Response body: {}", r.body),
+                    false,
+                    format!("Get {url:?}: failed to parse Location header {loc:?}"),
+                );
+            };
+            if hops >= 9 {
+                return (
+                    false,
+                    format!("Get {:?}: stopped after 10 redirects", next.url()),
                 );
             }
-            path = if loc.starts_with('/') {
-                loc
-            } else {
-                loc[origin.len()..].to_string()
-            };
-            continue;
+            if next.host == first.host {
+                t = next;
+                hops += 1;
+                continue;
+            }
         }
-        return if (200..400).contains(&r.status) {
-            (true, String::new())
-        } else {
-            (
-                false,
-                format!("HTTP probe failed with statuscode: {}", r.status),
-            )
+        return match r.status {
+            200..=299 => (true, String::new()),
+            300..=399 => (
+                true,
+                format!("Probe terminated redirects, Response body: {}", r.body),
+            ),
+            code => (false, format!("HTTP probe failed with statuscode: {code}")),
         };
     }
-    (false, "stopped after 10 redirects".into())
 }
 
 #[cfg(test)]
@@ -650,9 +779,49 @@ mod tests {
             Duration::from_millis(300),
         )
         .await;
-        assert!(!ok && out.contains("timed out"), "{out}");
+        assert_eq!(
+            out,
+            format!(
+                "Get \"http://127.0.0.1:{port}/\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            )
+        );
+        assert!(!ok);
         assert!(t0.elapsed() < Duration::from_secs(2));
         drop(l);
+        // A relative Location is resolved against the current path; a 300 is not followed.
+        let p = serve(vec![
+            "HTTP/1.1 307 Temp\r\nLocation: ../up?x=1\r\n\r\n",
+            "HTTP/1.1 300 Choices\r\nLocation: /never\r\nContent-Length: 4\r\n\r\nbody",
+        ])
+        .await;
+        let (ok, out) =
+            http_probe(false, "127.0.0.1", p, "/a/b/c", &[], Duration::from_secs(2)).await;
+        assert!(ok);
+        assert_eq!(out, "Probe terminated redirects, Response body: body");
+    }
+
+    #[test]
+    fn locations_resolve_as_rfc_3986() {
+        let t = Target {
+            https: false,
+            host: "10.0.0.1".into(),
+            port: 8080,
+            path: "/a/b/c?q".into(),
+        };
+        let r = |l: &str| t.resolve(l).map(|x| x.url());
+        assert_eq!(r("d").as_deref(), Some("http://10.0.0.1:8080/a/b/d"));
+        assert_eq!(r("../d?x").as_deref(), Some("http://10.0.0.1:8080/a/d?x"));
+        assert_eq!(r("/z").as_deref(), Some("http://10.0.0.1:8080/z"));
+        assert_eq!(
+            r("https://10.0.0.1:8443/s").as_deref(),
+            Some("https://10.0.0.1:8443/s")
+        );
+        assert_eq!(r("//other/x").map(|u| u.contains("other")), Some(true));
+        assert_eq!(
+            r("http://[fd00::1]/").as_deref(),
+            Some("http://[fd00::1]:80/")
+        );
+        assert_eq!(r("http://h:notaport/"), None);
     }
 
     /// A TLS server with a self-signed certificate, answering each connection in turn.
@@ -991,7 +1160,7 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
-        let h = crate::lifecycle::request_headers("fd00::1", 8080, &[], &[]);
+        let h = crate::lifecycle::request_headers("fd00::1", 8080, &[], &[], &[]);
         assert_eq!(h[0], ("Host".to_string(), "[fd00::1]:8080".to_string()));
     }
 }

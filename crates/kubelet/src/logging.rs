@@ -90,11 +90,15 @@ pub fn enabled(opts: &Options, meta: &Metadata<'_>) -> bool {
         Level::WARN
     };
     if !opts.vmodule.is_empty() {
+        // klog: the first pattern that matches the file's name (without its extension) sets
+        // the level, higher or lower than -v.
         let stem = file_stem(meta);
-        for (pat, v) in &opts.vmodule {
-            if glob(pat.as_bytes(), stem.as_bytes()) && level_for(*v) > max {
-                max = level_for(*v);
-            }
+        if let Some((_, v)) = opts
+            .vmodule
+            .iter()
+            .find(|(pat, _)| glob(pat.as_bytes(), stem.as_bytes()))
+        {
+            max = level_for(*v);
         }
     }
     *meta.level() <= max
@@ -105,8 +109,18 @@ pub fn init(opts: Options) {
     use tracing_subscriber::prelude::*;
     let pid = std::process::id();
     let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+    // Upstream's JSON logger writes to stdout, klog to stderr.
+    let json = opts.format == Format::Json;
+    let writer =
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+            if json {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        });
     let fmt_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .fmt_fields(KlogFields {
             json: opts.format == Format::Json,
         })
@@ -146,6 +160,14 @@ struct Fields {
 enum Value {
     Str(String),
     Raw(String),
+}
+
+impl Value {
+    fn text(&self) -> &str {
+        match self {
+            Value::Str(s) | Value::Raw(s) => s,
+        }
+    }
 }
 
 impl Visit for Fields {
@@ -311,20 +333,39 @@ where
                 }
             }
             Format::Json => {
-                let ts = now.as_microsecond() as f64 / 1e6;
-                out.push_str(&format!("{{\"ts\":{ts:.6}"));
-                if *meta.level() != Level::ERROR {
-                    let v = match *meta.level() {
-                        Level::DEBUG => 4,
-                        Level::TRACE => 5,
-                        _ => 0,
-                    };
-                    out.push_str(&format!(",\"v\":{v}"));
-                }
+                // component-base's zap encoder: ts (epoch milliseconds), msg, then the fields:
+                // v first (also for errors), the rest, err last.
+                let ts = now.as_nanosecond() as f64 / 1e6;
+                out.push_str(&format!("{{\"ts\":{ts}"));
                 out.push_str(",\"msg\":");
                 out.push_str(&serde_json::Value::String(f.message.clone()).to_string());
-                f.write_json(&mut out);
-                out.push_str(&spans);
+                let v = match *meta.level() {
+                    Level::DEBUG => 4,
+                    Level::TRACE => 5,
+                    _ => 0,
+                };
+                let err = f
+                    .pairs
+                    .iter()
+                    .position(|(k, _)| k == "err")
+                    .map(|i| f.pairs.remove(i));
+                let no_fields = f.pairs.is_empty() && spans.is_empty();
+                if no_fields && let Some(e) = &err {
+                    let mut only = Fields::default();
+                    only.pairs
+                        .push((e.0.clone(), Value::Str(e.1.text().to_string())));
+                    only.write_json(&mut out);
+                    out.push_str(&format!(",\"v\":{v}"));
+                } else {
+                    out.push_str(&format!(",\"v\":{v}"));
+                    f.write_json(&mut out);
+                    out.push_str(&spans);
+                    if let Some(e) = err {
+                        let mut only = Fields::default();
+                        only.pairs.push(e);
+                        only.write_json(&mut out);
+                    }
+                }
                 out.push('}');
             }
         }
@@ -447,11 +488,21 @@ mod tests {
         assert_eq!(a["v"], 0);
         assert_eq!(a["count"], 3);
         assert_eq!(a["pod"], "ns/web");
-        assert!(a["ts"].as_f64().is_some_and(|t| t > 1.6e9));
+        assert!(
+            a["ts"].as_f64().is_some_and(|t| t > 1.6e12),
+            "milliseconds: {}",
+            a["ts"]
+        );
+        assert!(
+            l[0].starts_with("{\"ts\":") && l[0].contains(",\"msg\":\"Pods synced\",\"v\":0,"),
+            "{}",
+            l[0]
+        );
         let b: serde_json::Value =
             serde_json::from_str(&l[1]).unwrap_or_else(|e| panic!("{e}: {}", l[1]));
         assert_eq!(b["err"], "boom");
-        assert!(b.get("v").is_none(), "errors carry no verbosity");
+        assert_eq!(b["v"], 0, "errors carry v too");
+        assert!(l[1].ends_with(",\"err\":\"boom\"}"), "err last: {}", l[1]);
     }
 
     #[test]
