@@ -159,6 +159,10 @@ where
             .authority()
             .map_or_else(|| "none".to_string(), |a| a.as_str().to_string());
         let url = url_template(&full);
+        // client-go observes no latency for watches (they last as long as they last).
+        let watch = full
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
         let start = tokio::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -175,9 +179,11 @@ where
                     ("method".to_string(), verb.clone()),
                 ])
                 .inc();
-            m.duration
-                .get_or_create(&vec![("url".to_string(), url), ("verb".to_string(), verb)])
-                .observe(start.elapsed().as_secs_f64());
+            if !watch {
+                m.duration
+                    .get_or_create(&vec![("url".to_string(), url), ("verb".to_string(), verb)])
+                    .observe(start.elapsed().as_secs_f64());
+            }
             res
         })
     }

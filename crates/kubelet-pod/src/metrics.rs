@@ -174,18 +174,18 @@ impl Metrics {
             );
             r.register(
                 "kubernetes_build_info",
-                "[ALPHA] A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running",
+                "[ALPHA] A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running.",
                 m.build_info.clone(),
             );
             let rest = &*kubelet_api::rest_metrics::REST_CLIENT;
             r.register(
                 "rest_client_requests",
-                "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host",
+                "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host.",
                 rest.requests.clone(),
             );
             r.register(
                 "rest_client_request_duration_seconds",
-                "[ALPHA] Request latency in seconds. Broken down by verb and URL",
+                "[ALPHA] Request latency in seconds. Broken down by verb and URL.",
                 rest.duration.clone(),
             );
             r.register(
@@ -445,7 +445,9 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
                 _ => name.to_string(),
             };
             if let Some(h) = help.take() {
+                // prometheus-client ends every help text with a period of its own.
                 let text = h.split_once(' ').map_or("", |(_, t)| t);
+                let text = text.strip_suffix('.').unwrap_or(text);
                 out.push_str(&format!("# HELP {shown} {text}\n"));
             }
             out.push_str(&format!("# TYPE {shown} {kind}\n"));

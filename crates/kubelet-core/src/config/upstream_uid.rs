@@ -248,7 +248,9 @@ impl Quantity {
             }
         }
         if precision >= 0 {
-            scale -= denom.len() as i32;
+            scale = scale
+                .checked_sub(i32::try_from(denom.len()).map_err(|_| bad())?)
+                .ok_or_else(bad)?;
             if scale >= -9 {
                 let shifted = format!("{num}{denom}");
                 let value: i64 = shifted.parse().map_err(|_| bad())?;
@@ -279,9 +281,9 @@ impl Quantity {
         // The inf.Dec slow path, in i128 (past that: unsupported).
         let digits = format!("{num}{denom}");
         let mut unscaled: i128 = digits.parse().map_err(|_| bad())?;
-        let mut dscale = denom.len() as i32;
+        let mut dscale = i32::try_from(denom.len()).map_err(|_| bad())?;
         if base == 10 {
-            dscale -= exponent;
+            dscale = dscale.checked_sub(exponent).ok_or_else(bad)?;
         } else {
             let factor = 1i128.checked_shl(exponent as u32).ok_or_else(bad)?;
             unscaled = unscaled.checked_mul(factor).ok_or_else(bad)?;
@@ -687,6 +689,10 @@ mod tests {
         assert_eq!(q("1e3"), Ok((1, 3, "1e3".into(), "DecimalExponent")));
         assert_eq!(q("1.5Ki"), Ok((0, 0, String::new(), "BinarySI")));
         assert!(q("x").is_err());
+        assert!(
+            q("1.5e-2147483648").is_err(),
+            "no overflow on extreme exponents"
+        );
         let mut n = Quantity::parse("1n").unwrap_or_else(|e| panic!("{e:?}"));
         n.round_up(-3);
         assert_eq!((n.value, n.scale, n.s.as_str()), (1, -3, ""));
