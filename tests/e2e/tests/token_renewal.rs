@@ -25,8 +25,11 @@ async fn projected_token_is_renewed_at_80_percent() {
     let mut p = ns.pod(
         "p",
         "Always",
+        // Guaranteed: it runs beside the eviction tests, whose node-pressure evictions take
+        // the pods over their requests first (a BestEffort pod here was evicted once).
         json!([{"name": "main", "image": "docker.io/library/busybox:latest", "imagePullPolicy": "Never",
-            "command": ["sleep", "3600"], "volumeMounts": [{"name": "tok", "mountPath": "/var/run/tok"}]}]),
+            "command": ["sleep", "3600"], "volumeMounts": [{"name": "tok", "mountPath": "/var/run/tok"}],
+            "resources": {"limits": {"cpu": "10m", "memory": "16Mi"}}}]),
     );
     p.spec.as_mut().unwrap().volumes = Some(
         serde_json::from_value(json!([{"name": "tok", "projected": {"sources": [

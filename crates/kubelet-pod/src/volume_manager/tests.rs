@@ -241,3 +241,37 @@ fn token_read_back_from_disk() {
     assert!(token_on_disk(&dir.join("link")).is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_restart_renews_a_stored_token_past_80_percent() {
+    let root = tmp("token-restart-old");
+    let issuer = Arc::new(TokenIssuer::default());
+    let clock = kubelet_core::clock::FakeClock::new();
+    #[allow(clippy::disallowed_methods)] // the issuer stamps tokens with the wall clock
+    clock.set(k8s_openapi::jiff::Timestamp::now());
+    let new_manager = |c: kubelet_core::clock::SharedClock| {
+        VolumeManager::new(
+            root.clone(),
+            Arc::new(FakeMounter::default()),
+            Some(issuer.clone()),
+            Recorder::disabled(),
+            c,
+        )
+    };
+    let p = pod(
+        serde_json::json!([{"name": "tok", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]}}]),
+        serde_json::json!([{"name": "tok", "mountPath": "/t"}]),
+    );
+    let file = volume_dir(&root, "u1", PROJECTED, "tok").join("token");
+    let vm = new_manager(clock.clone());
+    assert_eq!(vm.mount_pod(&p).await.map_err(|e| e.to_string()), Ok(()));
+    let first = std::fs::read_to_string(&file).unwrap_or_default();
+    // The kubelet restarts 500 s later (past 80 % of 600 s): the stored token is renewed.
+    clock.advance(std::time::Duration::from_secs(500));
+    let vm = new_manager(clock.clone());
+    assert_eq!(vm.mount_pod(&p).await.map_err(|e| e.to_string()), Ok(()));
+    assert_eq!(issuer.issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_ne!(std::fs::read_to_string(&file).unwrap_or_default(), first);
+    let _ = std::fs::remove_dir_all(&root);
+}
