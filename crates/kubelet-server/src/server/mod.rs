@@ -607,7 +607,7 @@ async fn metrics_sub(
     State(st): State<AppState>,
     Path(which): Path<String>,
 ) -> Result<Response, HostError> {
-    if !matches!(which.as_str(), "resource" | "probes") {
+    if !matches!(which.as_str(), "resource" | "probes" | "cadvisor") {
         return Err(HostError::not_found("404 page not found\n"));
     }
     metrics_page(&st, &which).await
