@@ -38,7 +38,9 @@ dpkg-deb -x "$deb" "$x"
 # shellcheck disable=SC1091
 bash -c ". '$x/usr/share/bash-completion/completions/kubelet' && complete -p kubelet" >/dev/null \
   || { log "bash completion does not load"; exit 1; }
-zcat "$x/usr/share/man/man1/kubelet.1.gz" | grep -q -- 'bootstrap\\-kubeconfig' \
+# (Whole, then grep: with pipefail, an early grep -q exit would fail zcat with SIGPIPE.)
+zcat "$x/usr/share/man/man1/kubelet.1.gz" > "$x/kubelet.1"
+grep -q -- 'bootstrap\\-kubeconfig' "$x/kubelet.1" \
   || { log "man page lacks --bootstrap-kubeconfig"; exit 1; }
 cmp -s "$x/lib/systemd/system/kubelet.service" deploy/systemd/kubelet.service \
   || { log "unit differs from deploy/systemd/kubelet.service"; exit 1; }
