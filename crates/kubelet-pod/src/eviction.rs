@@ -227,13 +227,19 @@ impl EvictionManager {
         }
     }
 
-    /// Waits until the evicted pod is reported Failed (its containers killed), at most
+    /// Waits until the evicted pod's resources are reclaimed (upstream
+    /// `podResourcesAreReclaimed`): reported Failed, its containers killed, and its volumes
+    /// torn down (a memory-backed emptyDir frees its memory only then); at most
     /// [`CLEANUP_TIMEOUT`].
     async fn wait_for_cleanup(&self, uid: &str, cancel: &CancellationToken) {
         let done = async {
             loop {
                 let phase = self.workers.cached_status(uid).and_then(|s| s.phase);
-                if phase.as_deref() == Some("Failed")
+                let volumes_gone = self
+                    .local_storage
+                    .as_ref()
+                    .is_none_or(|v| v.volumes_reclaimed(uid));
+                if (phase.as_deref() == Some("Failed") && volumes_gone)
                     || !self.workers.known().iter().any(|u| u == uid)
                 {
                     return;

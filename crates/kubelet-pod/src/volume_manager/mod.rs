@@ -734,6 +734,14 @@ impl VolumeManager {
         Ok(())
     }
 
+    /// Whether the pod's volumes are gone (nothing mounted, no volume directory): upstream's
+    /// `podVolumesExist` negated, part of `podResourcesAreReclaimed`.
+    pub fn volumes_reclaimed(&self, uid: &str) -> bool {
+        let dir = self.pod_dir(uid);
+        mount_points_under(self.mounter.as_ref(), &dir).is_ok_and(|m| m.is_empty())
+            && !dir.join("volumes").exists()
+    }
+
     /// Tears down pod directories of pods not in `active` (deleted while the kubelet was
     /// down, or whose clean-up failed earlier).
     pub fn cleanup_orphans(&self, active: &HashSet<String>) {
