@@ -183,6 +183,29 @@ async fn memory_pressure_evicts_the_best_effort_pod_and_spares_the_guaranteed_on
         log.contains("memory threshold crossed (memcg notification)"),
         "the eviction manager was not woken by the kernel"
     );
+    // klog's text lines: `I1201 15:04:05.000000    1234 file.rs:42] ...`.
+    let klog = |l: &str| {
+        let b = l.as_bytes();
+        b.len() > 30
+            && matches!(b[0], b'I' | b'W' | b'E')
+            && b[1..5].iter().all(u8::is_ascii_digit)
+            && l[21..]
+                .trim_start()
+                .split_once(' ')
+                .is_some_and(|(pid, rest)| {
+                    pid.bytes().all(|c| c.is_ascii_digit())
+                        && rest.contains(".rs:")
+                        && rest.contains("] ")
+                })
+    };
+    assert!(
+        log.lines()
+            .filter(|l| !l.starts_with('['))
+            .take(50)
+            .all(klog),
+        "not klog's format: {}",
+        log.lines().next().unwrap_or_default()
+    );
     let p = ns.pods().get("filler").await.unwrap();
     let msg = p.status.unwrap().message.unwrap();
     assert!(
